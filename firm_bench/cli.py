@@ -1,0 +1,202 @@
+"""The ``firm-bench`` command line.
+
+Subcommands parse their arguments and call one library function each, so
+Snakemake rules, tests and users reach the same code::
+
+    firm-bench run      [--preset P] [--config F] [--set k=v ...] [--run-dir D]
+    firm-bench train    [--preset P] [--config F] [--set k=v ...] [--run-dir D]
+    firm-bench features RUN_DIR
+    firm-bench score    RUN_DIR [--scores cos kde ...] [--k 1 5]
+    firm-bench data check NAME [--root DIR] [--download]
+    firm-bench list     {datasets,losses,scores,outliers,encoders,schedules,presets}
+    firm-bench config   [--preset P] [--config F] [--set k=v ...]
+
+``run`` is train + features + score. A run directory holds its resolved
+config, so ``features`` and ``score`` need only the directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from firm_bench import config as config_mod
+from firm_bench import runs
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None, help=f"bundled preset ({', '.join(config_mod.list_presets())})")
+    p.add_argument("--config", default=None, help="YAML file of overrides (applied after the preset)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one key, e.g. --set optim.epochs=50 --set loss.name=ntxent (repeatable)",
+    )
+    p.add_argument("--run-dir", default=None, help="run directory (default: results/runs/<dataset>/<cls>/...)")
+    p.add_argument("--runs-root", default="results/runs", help="root of the default run directories")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _resolve(args: argparse.Namespace) -> tuple[dict, Path]:
+    cfg = config_mod.resolve(args.preset, args.config, args.overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else runs.run_dir_for(cfg, args.runs_root)
+    return cfg, run_dir
+
+
+def _run_config(run_dir: Path) -> dict:
+    path = run_dir / runs.CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run directory? (run `firm-bench train` first)")
+    return config_mod.validate(config_mod.load_yaml(path))
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "no_progress", False)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from firm_bench.train import train
+
+    cfg, run_dir = _resolve(args)
+    result = train(cfg, run_dir, progress=_progress(args))
+    print(json.dumps({"run_dir": str(run_dir), "final_auroc": result.final_auroc, "epochs": result.epochs}))
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from firm_bench.features import extract_run_features
+
+    run_dir = Path(args.run_dir)
+    path = extract_run_features(_run_config(run_dir), run_dir, progress=_progress(args))
+    print(path)
+    return 0
+
+
+def _print_scores(metrics: dict) -> None:
+    from tabulate import tabulate
+
+    rows = [
+        [name, rec["status"], f"{rec['auroc']:.4f}" if rec["auroc"] is not None else rec.get("reason", "")]
+        for name, rec in metrics["scores"].items()
+    ]
+    print(tabulate(rows, headers=["score", "status", "AUROC"], tablefmt="github"))
+    if metrics.get("aulc") is not None:
+        print(f"AULC (learning curve, {metrics['curve_points']} points): {metrics['aulc']:.4f}")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from firm_bench.evaluate import score_run
+
+    run_dir = Path(args.run_dir)
+    metrics = score_run(_run_config(run_dir), run_dir, args.scores, args.k)
+    _print_scores(metrics)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from firm_bench.evaluate import score_run
+    from firm_bench.features import extract_run_features
+    from firm_bench.train import train
+
+    cfg, run_dir = _resolve(args)
+    train(cfg, run_dir, progress=_progress(args))
+    extract_run_features(cfg, run_dir, progress=_progress(args))
+    metrics = score_run(cfg, run_dir)
+    print(f"run directory: {run_dir}")
+    _print_scores(metrics)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg, run_dir = _resolve(args)
+    print(f"# run directory: {run_dir}")
+    print(config_mod.dump(cfg), end="")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from firm_bench.datasets import check_dataset
+
+    print(check_dataset(args.name, root=args.root, download=args.download))
+    return 0
+
+
+def _listing() -> dict[str, list[str]]:
+    names = config_mod.registered_names()
+    return {
+        "datasets": names["dataset.name"],
+        "losses": names["loss.name"],
+        "scores": names["scores.names"],
+        "outliers": names["outliers.name"],
+        "encoders": names["model.encoder"],
+        "schedules": names["optim.schedule"],
+        "presets": config_mod.list_presets(),
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name in _listing()[args.what]:
+        print(name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="firm-bench", description="FIRM anomaly-detection benchmark and paper-replication harness"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, func, text in [
+        ("run", cmd_run, "train, extract features and score one run"),
+        ("train", cmd_train, "train one run (resumes from its last checkpoint)"),
+        ("config", cmd_config, "print the resolved config and run directory"),
+    ]:
+        p = sub.add_parser(name, help=text, description=text)
+        _add_config_args(p)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("features", help="extract and cache a trained run's features")
+    p.add_argument("run_dir")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("score", help="compute scores from a run's feature cache")
+    p.add_argument("run_dir")
+    p.add_argument("--scores", nargs="+", default=None, help="score names (default: the config's scores.names)")
+    p.add_argument("--k", nargs="+", type=int, default=None, help="k of the k-NN scores (default: scores.k)")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("data", help="dataset utilities")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    c = data_sub.add_parser("check", help="verify a dataset on disk: per-class counts and image shape")
+    c.add_argument("name")
+    c.add_argument("--root", default=None, help="dataset root (default: $FIRM_BENCH_DATA, then ./data)")
+    c.add_argument("--download", action="store_true", help="download if missing (needs network)")
+    c.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser("list", help="list registered names")
+    p.add_argument("what", choices=["datasets", "losses", "scores", "outliers", "encoders", "schedules", "presets"])
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from firm_bench.datasets import DatasetError
+    from firm_bench.registry import UnknownNameError
+    from firm_bench.train import TrainingFailed
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (config_mod.ConfigError, DatasetError, UnknownNameError, FileNotFoundError) as exc:
+        print(f"firm-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingFailed as exc:
+        print(f"firm-bench: training failed: {exc} (recorded in status.json)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

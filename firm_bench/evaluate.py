@@ -1,0 +1,110 @@
+"""Score a run from its feature cache and write its metrics.
+
+``score_run`` computes each requested score (``firm-bench list scores``) from
+``features/features.pt``, writes one ``scores/<score>[_k<k>].json`` per score
+and k (with AUROC, the checkpoint choice and its epoch), and then
+``metrics.json``: every score's AUROC, the learning curve's AULC, the final
+and best-on-test AUROC, and the recipe labels (schedule, checkpoint choice,
+BatchNorm momentum) so that no number travels without saying how it was made.
+
+A score that cannot be computed (NaN features, a collapsed representation,
+a missing crop cache) is recorded with ``"status": "failed"`` and its reason,
+never as a number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from firm_bench import runs
+from firm_bench.features import FEATURES_FILE
+from firm_bench.metrics import aulc, auroc
+from firm_bench.scores import FeatureCache, compute_score, score_family
+from firm_bench.train import read_curve
+
+
+def score_file_name(name: str, k: int | None) -> str:
+    """``cos_k5.json`` for a k-NN score, ``center.json`` otherwise."""
+    return f"{name}_k{k}.json" if k is not None else f"{name}.json"
+
+
+def recipe_labels(cfg: dict) -> dict:
+    """The recipe options every output is labelled with."""
+    return {
+        "preset": cfg["preset"],
+        "schedule": cfg["optim"]["schedule"],
+        "checkpoint": cfg["checkpoint"]["select"],
+        "bn_momentum": cfg["model"]["bn_momentum"],
+        "loss_form": cfg["loss"]["form"],
+        "tau": cfg["loss"]["tau"],
+        "epochs": cfg["optim"]["epochs"],
+        "batch_size": cfg["optim"]["batch_size"],
+    }
+
+
+def score_run(
+    cfg: dict,
+    run_dir: str | Path,
+    names: Sequence[str] | None = None,
+    ks: Iterable[int] | None = None,
+) -> dict:
+    """Compute scores from the run's feature cache; write per-score JSON and metrics.json."""
+    run_dir = Path(run_dir)
+    cache_path = run_dir / FEATURES_FILE
+    if not cache_path.exists():
+        raise FileNotFoundError(f"{cache_path} does not exist: run `firm-bench features {run_dir}` first")
+    cache = FeatureCache.load(cache_path)
+    meta = runs.read_json(cache_path.with_suffix(".json")) if cache_path.with_suffix(".json").exists() else {}
+    names = list(names or cfg["scores"]["names"])
+    ks = sorted(set(ks or cfg["scores"]["k"]))
+    targets = cache.targets.numpy()
+    results = {}
+    for name in names:
+        for k in ks if score_family(name) == "knn" else [None]:
+            record = {"score": name, "k": k, "checkpoint": meta.get("checkpoint"), "epoch": meta.get("epoch"),
+                      "n_test": int(len(targets)), "n_normal": int(targets.sum())}
+            try:
+                values = compute_score(name, cache, k=k or 1)
+                bad = int((~np.isfinite(values)).sum())
+                if bad:
+                    raise FloatingPointError(f"{bad} non-finite score values (collapsed or NaN features)")
+                record.update(status="ok", auroc=auroc(values, targets))
+            except (ValueError, FloatingPointError, RuntimeError) as exc:
+                record.update(status="failed", reason=str(exc), auroc=None)
+            runs.atomic_write_json(run_dir / "scores" / score_file_name(name, k), record)
+            results[score_file_name(name, k)[: -len(".json")]] = record
+    return write_metrics(cfg, run_dir)
+
+
+def write_metrics(cfg: dict, run_dir: str | Path) -> dict:
+    """Gather every score JSON of the run and its learning curve into metrics.json."""
+    run_dir = Path(run_dir)
+    scores = {}
+    for path in sorted((run_dir / "scores").glob("*.json")):
+        rec = runs.read_json(path)
+        scores[path.stem] = {k: rec.get(k) for k in ("score", "k", "status", "auroc", "reason")}
+    curve = read_curve(run_dir)
+    aurocs = [row["auroc"] for row in curve if row["epoch"] > 0]
+    status = runs.read_status(run_dir) or {}
+    metrics = {
+        "run": {
+            "dataset": cfg["dataset"]["name"],
+            "cls": cfg["dataset"]["cls"],
+            "loss": cfg["loss"]["name"],
+            "outliers": cfg["outliers"]["name"],
+            "seed": cfg["seed"],
+        },
+        "recipe": recipe_labels(cfg),
+        "train_status": status.get("state"),
+        "train_seconds": status.get("train_seconds"),
+        "curve_points": len(aurocs),
+        "final_auroc": aurocs[-1] if aurocs else None,
+        "best_test_auroc": max(aurocs) if aurocs else None,
+        "aulc": aulc(aurocs) if len(aurocs) >= 2 else None,
+        "scores": scores,
+    }
+    runs.atomic_write_json(run_dir / "metrics.json", metrics)
+    return metrics

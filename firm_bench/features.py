@@ -1,0 +1,165 @@
+"""Feature extraction for every view a score needs, cached once per run.
+
+From a trained run (``checkpoints/last.pt``, or ``best_test.pt`` when
+``checkpoint.select: best_test``), encoder features (512-d at width 1) are
+extracted for:
+
+- the bank: the normal class's training images at each angle of
+  ``features.angles`` (test transform: Resize(1.125 * size) -> CenterCrop);
+- the test set at each angle (same transform);
+- ``features.crops`` random resized crops (scale ``features.crop_scale``,
+  ratio 1) of each test image at each angle (METHOD.md "Scores", ``ens``).
+
+The result is a :class:`firm_bench.scores.FeatureCache` in
+``features/features.pt``; every score is computed from it, so adding a score
+needs no retraining and no new forward pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from firm_bench import runs
+from firm_bench.augment import ensemble_crops, test_transform
+from firm_bench.models import FirmModel, create_model
+from firm_bench.scores import FeatureCache
+
+FEATURES_FILE = Path("features") / "features.pt"
+
+
+def rotate(images: Tensor, angle: int) -> Tensor:
+    """Rotate (N, C, H, W) images counter-clockwise by ``angle`` in {0, 90, 180, 270}."""
+    if angle % 90:
+        raise ValueError(f"angle must be a multiple of 90, got {angle}")
+    return torch.rot90(images, k=(angle // 90) % 4, dims=(2, 3))
+
+
+@torch.no_grad()
+def encode_views(model: FirmModel, views: Tensor, batch_size: int, device: torch.device) -> Tensor:
+    """Encoder features (N, D) of already-normalised float views, in eval mode, on CPU."""
+    was_training = model.training
+    model.eval()
+    out = [model.features(views[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(views), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, model.feature_dim)
+
+
+@torch.no_grad()
+def encode(
+    model: FirmModel,
+    images: Tensor,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int,
+    device: torch.device,
+) -> Tensor:
+    """Encoder features (N, D) of uint8 images under the test transform, batch by batch."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = test_transform(images[i : i + batch_size].to(device), size, mean, std)
+        out.append(model.features(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, model.feature_dim)
+
+
+def load_trained_model(run_dir: str | Path, cfg: dict, device: torch.device) -> tuple[FirmModel, int]:
+    """The run's model at the checkpoint ``checkpoint.select`` names, and its epoch."""
+    name = {"last": "last.pt", "best_test": "best_test.pt"}[cfg["checkpoint"]["select"]]
+    path = Path(run_dir) / "checkpoints" / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: train the run first (firm-bench train)")
+    state = torch.load(path, map_location=device, weights_only=False)
+    model = create_model(cfg["model"]).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, int(state["epoch"])
+
+
+@torch.no_grad()
+def extract_features(
+    model: FirmModel,
+    bank_images: Tensor,
+    test_images: Tensor,
+    targets: Tensor,
+    *,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    angles: Sequence[int],
+    crops: int,
+    crop_scale: Sequence[float],
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    progress: bool = False,
+) -> FeatureCache:
+    """Every view's features: bank and test per angle, ``crops`` test crops per angle."""
+    from tqdm.auto import tqdm
+
+    gen = torch.Generator().manual_seed(seed + 7919)
+    bank, test, test_crops = [], [], []
+    for angle in tqdm(angles, desc="features", unit="angle", disable=not progress):
+        bank.append(encode(model, rotate(bank_images, angle), size, mean, std, batch_size, device))
+        rotated = rotate(test_images, angle)
+        test.append(encode(model, rotated, size, mean, std, batch_size, device))
+        if crops:
+            per_crop = [[] for _ in range(crops)]
+            for i in range(0, len(rotated), batch_size):
+                views = ensemble_crops(
+                    rotated[i : i + batch_size].to(device), size, crops, tuple(crop_scale), gen, mean, std
+                )
+                for c in range(crops):
+                    per_crop[c].append(encode_views(model, views[c], batch_size, device))
+            test_crops.append(torch.stack([torch.cat(chunks) for chunks in per_crop]))
+    cache = FeatureCache(
+        angles=tuple(int(a) for a in angles),
+        bank=torch.stack(bank),
+        test=torch.stack(test),
+        test_crops=torch.stack(test_crops) if crops else None,
+        targets=targets.to(torch.int64).cpu(),
+    )
+    cache.validate()
+    return cache
+
+
+def extract_run_features(cfg: dict, run_dir: str | Path, progress: bool = False) -> Path:
+    """Extract and cache a trained run's features; returns the cache path."""
+    from firm_bench.train import load_run_data
+
+    run_dir = Path(run_dir)
+    device = runs.pick_device(cfg["device"])
+    model, epoch = load_trained_model(run_dir, cfg, device)
+    data = load_run_data(cfg)
+    f = cfg["features"]
+    cache = extract_features(
+        model,
+        data.train_ids,
+        data.test_images,
+        data.test_targets,
+        size=data.image_size,
+        mean=data.mean,
+        std=data.std,
+        angles=f["angles"],
+        crops=f["crops"],
+        crop_scale=f["crop_scale"],
+        batch_size=f["batch_size"],
+        device=device,
+        seed=int(cfg["seed"]),
+        progress=progress,
+    )
+    path = run_dir / FEATURES_FILE
+    cache.save(path)
+    runs.atomic_write_json(
+        path.with_suffix(".json"),
+        {"checkpoint": cfg["checkpoint"]["select"], "epoch": epoch, "angles": list(cache.angles),
+         "crops": f["crops"], "n_bank": int(cache.bank.shape[1]), "n_test": int(cache.test.shape[1]),
+         "dim": int(cache.bank.shape[2])},
+    )
+    return path

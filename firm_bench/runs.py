@@ -1,0 +1,171 @@
+"""Run directories, atomic writes, provenance.
+
+One directory per run, named by content (never by timestamp)::
+
+    results/runs/{dataset}/{cls}/{loss}/{outliers}/{recipe}/seed{seed}/
+        config.yaml  versions.json  status.json
+        curve.csv                      # epoch, auroc (learning curve)
+        checkpoints/last.pt  checkpoints/best_test.pt
+        features/features.pt           # FeatureCache of every view
+        scores/{score}[_k{k}].json     # one file per score
+        metrics.json                   # every score's AUROC + the AULC
+
+Every file is written to a temporary name in the same directory and then
+renamed, so a killed process never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+STATUS_FILE = "status.json"
+CONFIG_FILE = "config.yaml"
+
+
+def _atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return _atomic(Path(path), lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> Path:
+    return _atomic(Path(path), lambda fh: torch.save(obj, fh))
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def run_dir_for(cfg: Mapping, root: str | Path = "results/runs") -> Path:
+    """The content-addressed run directory of a resolved config."""
+    recipe = cfg.get("preset", "none")
+    return (
+        Path(root)
+        / cfg["dataset"]["name"]
+        / str(cfg["dataset"]["cls"])
+        / cfg["loss"]["name"]
+        / cfg["outliers"]["name"]
+        / recipe
+        / f"seed{cfg['seed']}"
+    )
+
+
+def git_commit() -> str | None:
+    """The firm-bench source tree's git commit (with ``-dirty``), if it is a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions(device: torch.device | None = None) -> dict:
+    """Library versions, hardware and source commit, recorded with every run."""
+    import numpy
+    import sklearn
+    import torchvision
+
+    import firm_bench
+
+    info: dict[str, Any] = {
+        "firm_bench": firm_bench.__version__,
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "scikit_learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if device is not None:
+        info["device"] = str(device)
+        if device.type == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(device)
+            info["cuda"] = torch.version.cuda
+    return info
+
+
+def write_status(run_dir: str | Path, state: str, **fields: Any) -> Path:
+    """status.json: ``state`` is running | ok | failed; failures carry a ``reason``."""
+    if state not in {"running", "ok", "failed"}:
+        raise ValueError(f"status state must be running, ok or failed, got {state!r}")
+    payload = {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields}
+    return atomic_write_json(Path(run_dir) / STATUS_FILE, payload)
+
+
+def read_status(run_dir: str | Path) -> dict | None:
+    path = Path(run_dir) / STATUS_FILE
+    return read_json(path) if path.exists() else None
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda, then mps, then cpu; otherwise the named device (checked)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device: auto or cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device {name!r} requested but MPS is not available; use device: auto or cpu")
+    return dev

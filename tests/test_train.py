@@ -1,0 +1,126 @@
+"""Training end to end on the embedded data: train -> features -> scores, resume, failure."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from firm_bench import config, runs
+from firm_bench.evaluate import score_run
+from firm_bench.features import FEATURES_FILE, extract_run_features
+from firm_bench.scores import FeatureCache
+from firm_bench.train import SCHEDULES, TrainingFailed, read_curve, train
+
+
+def smoke(**overrides):
+    pairs = [f"{k}={v}" for k, v in overrides.items()]
+    return config.resolve("smoke", overrides=["device=cpu", "threads=2", *pairs])
+
+
+@pytest.mark.slow
+def test_train_features_scores_end_to_end(tmp_path):
+    cfg = smoke(**{"optim.epochs": 2})
+    run = tmp_path / "run"
+    result = train(cfg, run, progress=False)
+    assert result.epochs == 2 and 0.0 <= result.final_auroc <= 1.0
+    assert (run / "checkpoints" / "last.pt").exists() and (run / "checkpoints" / "best_test.pt").exists()
+    assert runs.read_status(run)["state"] == "ok"
+    assert [row["epoch"] for row in read_curve(run)] == [1, 2]
+    assert config.load_yaml(run / "config.yaml") == cfg
+    assert runs.read_json(run / "versions.json")["torch"] == torch.__version__
+
+    extract_run_features(cfg, run)
+    cache = FeatureCache.load(run / FEATURES_FILE)
+    n_test = 1000  # fmnist_mini: 100 test images per class
+    assert cache.test.shape[:2] == (4, n_test) and cache.bank.shape[:2] == (4, 200)
+    assert cache.test_crops.shape[:3] == (4, 2, n_test)
+    assert int(cache.targets.sum()) == 100
+
+    metrics = score_run(cfg, run)
+    assert set(metrics["scores"]) == {"cos_k1", "cos_k5", "cos_norm_k1", "cos_norm_k5", "rot_k1", "rot_k5",
+                                      "ens_k1", "ens_k5", "center", "kde"}
+    assert all(rec["status"] == "ok" and 0 <= rec["auroc"] <= 1 for rec in metrics["scores"].values())
+    # the learning curve's last point is the cos score of the last checkpoint
+    assert metrics["scores"]["cos_k5"]["auroc"] == pytest.approx(metrics["final_auroc"], abs=1e-6)
+    assert metrics["recipe"]["checkpoint"] == "last" and metrics["recipe"]["schedule"] == "onecycle"
+    assert not list(run.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_the_same_numbers(tmp_path):
+    """A run SIGKILLed mid-way and restarted ends with the uninterrupted run's numbers."""
+    sets = ["--set", "optim.epochs=4", "--set", "device=cpu", "--set", "threads=1", "--no-progress"]
+    base = [sys.executable, "-m", "firm_bench.cli", "train", "--preset", "smoke", *sets]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run([*base, "--run-dir", str(straight)], check=True, env=env, capture_output=True)
+
+    proc = subprocess.Popen([*base, "--run-dir", str(killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = killed / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if ckpt.exists() and torch.load(ckpt, weights_only=False)["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted_at = torch.load(ckpt, weights_only=False)["epoch"]
+    assert 1 <= interrupted_at < 4 or runs.read_status(killed)["state"] == "ok"
+    subprocess.run([*base, "--run-dir", str(killed)], check=True, env=env, capture_output=True)
+
+    a, b = read_curve(straight), read_curve(killed)
+    assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == [1, 2, 3, 4]
+    for ra, rb in zip(a, b):
+        assert ra["auroc"] == pytest.approx(rb["auroc"], abs=1e-6)
+        assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-5)
+    wa = torch.load(straight / "checkpoints" / "last.pt", weights_only=False)["model"]
+    wb = torch.load(killed / "checkpoints" / "last.pt", weights_only=False)["model"]
+    for key in wa:
+        assert torch.allclose(wa[key].float(), wb[key].float(), atol=1e-5), key
+
+
+def test_nan_loss_is_recorded_as_failure(tmp_path):
+    cfg = smoke(**{"optim.lr": 1e30, "optim.epochs": 2, "model.bn_momentum": 1.0})
+    with pytest.raises(TrainingFailed, match="non-finite loss"):
+        train(cfg, tmp_path / "run", progress=False)
+    status = runs.read_status(tmp_path / "run")
+    assert status["state"] == "failed" and "non-finite loss" in status["reason"]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    cfg = smoke(**{"optim.epochs": 1})
+    train(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(config.ConfigError, match="different config"):
+        train(smoke(**{"optim.epochs": 1, "loss.name": "ntxent"}), tmp_path / "run", progress=False)
+
+
+def test_batch_larger_than_training_set_is_a_clear_error(tmp_path):
+    with pytest.raises(config.ConfigError, match="optim.batch_size"):
+        train(smoke(**{"optim.batch_size": 100000}), tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("name", SCHEDULES.names())
+def test_schedules_warm_up_then_decay(name):
+    optim = config.schema_defaults()["optim"]
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=optim["lr"], momentum=0.9)
+    total, per_epoch = 2000 * 10, 10
+    sched = SCHEDULES.get(name)(opt, total, per_epoch, optim)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = max(range(total), key=lambda i: lrs[i])
+    assert 150 <= peak <= 250  # 1% (onecycle) or 20 epochs (warmup_cosine) of 2000 epochs
+    assert max(lrs) == pytest.approx(optim["lr"], rel=1e-3)
+    assert lrs[-1] < 1e-5 and lrs[0] < 0.05 * optim["lr"]
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+    assert not any(math.isnan(x) for x in lrs)
