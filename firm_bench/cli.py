@@ -34,13 +34,33 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one key, e.g. --set optim.epochs=50 --set loss.name=ntxent (repeatable)",
     )
+    p.add_argument("--recipe", default=None, help="recipe name recorded in the config and run directory (default: the preset)")
     p.add_argument("--run-dir", default=None, help="run directory (default: results/runs/<dataset>/<cls>/...)")
     p.add_argument("--runs-root", default="results/runs", help="root of the default run directories")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_gpu_arg(p)
+
+
+def _add_gpu_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--gpu-slots", type=int, default=0, metavar="N",
+        help="pin this job to one of N local GPUs through lock-file slots (0: off; ignored under SLURM)",
+    )
+
+
+def _take_gpu_slot(args: argparse.Namespace) -> None:
+    from firm_bench.gpu_slots import acquire_gpu_slot
+
+    slot = acquire_gpu_slot(getattr(args, "gpu_slots", 0))
+    if slot is not None:
+        print(f"firm-bench: GPU slot {slot} (CUDA_VISIBLE_DEVICES={__import__('os').environ['CUDA_VISIBLE_DEVICES']})",
+              file=sys.stderr)
 
 
 def _resolve(args: argparse.Namespace) -> tuple[dict, Path]:
     cfg = config_mod.resolve(args.preset, args.config, args.overrides)
+    if args.recipe:
+        cfg["preset"] = args.recipe
     run_dir = Path(args.run_dir) if args.run_dir else runs.run_dir_for(cfg, args.runs_root)
     return cfg, run_dir
 
@@ -57,10 +77,17 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from firm_bench.train import train
+    from firm_bench.train import TrainingFailed, train
 
     cfg, run_dir = _resolve(args)
-    result = train(cfg, run_dir, progress=_progress(args))
+    _take_gpu_slot(args)
+    try:
+        result = train(cfg, run_dir, progress=_progress(args))
+    except TrainingFailed as exc:
+        if not args.record_failure:
+            raise
+        print(f"firm-bench: training failed: {exc} (recorded in {run_dir}/status.json)", file=sys.stderr)
+        return 0
     print(json.dumps({"run_dir": str(run_dir), "final_auroc": result.final_auroc, "epochs": result.epochs}))
     return 0
 
@@ -69,6 +96,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     from firm_bench.features import extract_run_features
 
     run_dir = Path(args.run_dir)
+    _take_gpu_slot(args)
     path = extract_run_features(_run_config(run_dir), run_dir, progress=_progress(args))
     print(path)
     return 0
@@ -90,8 +118,48 @@ def cmd_score(args: argparse.Namespace) -> int:
     from firm_bench.evaluate import score_run
 
     run_dir = Path(args.run_dir)
-    metrics = score_run(_run_config(run_dir), run_dir, args.scores, args.k)
+    records = score_run(_run_config(run_dir), run_dir, args.scores, args.k)
+    if args.out:
+        runs.atomic_write_json(args.out, records)
+    _print_scores(runs.read_json(run_dir / "metrics.json"))
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from firm_bench.evaluate import write_metrics
+
+    run_dir = Path(args.run_dir)
+    metrics = write_metrics(_run_config(run_dir), run_dir)
     _print_scores(metrics)
+    return 0
+
+
+def cmd_summarize(args: argparse.Namespace) -> int:
+    from firm_bench import summary
+
+    df = summary.experiment_rows(args.experiment, args.run_dirs, args.scores, args.k)
+    summary.write_csv(df, args.out)
+    print(f"{args.out}: {len(df)} rows, {int((df['status'] != 'ok').sum())} failed or missing")
+    return 0
+
+
+def cmd_combine(args: argparse.Namespace) -> int:
+    from firm_bench import summary
+
+    df = summary.combine(args.inputs)
+    summary.write_csv(df, args.out)
+    print(f"{args.out}: {len(df)} rows from {len(args.inputs)} experiments")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from firm_bench import summary
+
+    df = pd.read_csv(args.summary, dtype={"cls": str})
+    runs.atomic_write_text(args.out, summary.mean_std_table(df, args.title or args.summary))
+    print(args.out)
     return 0
 
 
@@ -101,11 +169,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from firm_bench.train import train
 
     cfg, run_dir = _resolve(args)
+    _take_gpu_slot(args)
     train(cfg, run_dir, progress=_progress(args))
     extract_run_features(cfg, run_dir, progress=_progress(args))
-    metrics = score_run(cfg, run_dir)
+    score_run(cfg, run_dir)
     print(f"run directory: {run_dir}")
-    _print_scores(metrics)
+    _print_scores(runs.read_json(run_dir / "metrics.json"))
     return 0
 
 
@@ -156,17 +225,45 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         _add_config_args(p)
         p.set_defaults(func=func)
+        if name == "train":
+            p.add_argument("--record-failure", action="store_true",
+                           help="exit 0 when training fails (NaN loss): the failure is recorded as a result (workflow)")
 
     p = sub.add_parser("features", help="extract and cache a trained run's features")
     p.add_argument("run_dir")
     p.add_argument("--no-progress", action="store_true")
+    _add_gpu_arg(p)
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("score", help="compute scores from a run's feature cache")
     p.add_argument("run_dir")
     p.add_argument("--scores", nargs="+", default=None, help="score names (default: the config's scores.names)")
     p.add_argument("--k", nargs="+", type=int, default=None, help="k of the k-NN scores (default: scores.k)")
+    p.add_argument("--out", default=None, help="also write these scores' records to this JSON file (workflow)")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("metrics", help="gather a run's score files and learning curve into metrics.json")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("summarize", help="one CSV row per run x score of an experiment")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--scores", nargs="+", required=True)
+    p.add_argument("--k", nargs="+", type=int, default=[5])
+    p.add_argument("--out", required=True)
+    p.add_argument("run_dirs", nargs="*")
+    p.set_defaults(func=cmd_summarize)
+
+    p = sub.add_parser("combine", help="concatenate experiment summaries into one CSV")
+    p.add_argument("--out", required=True)
+    p.add_argument("inputs", nargs="*")
+    p.set_defaults(func=cmd_combine)
+
+    p = sub.add_parser("table", help="mean ± std table (Markdown) of an experiment summary")
+    p.add_argument("summary")
+    p.add_argument("--out", required=True)
+    p.add_argument("--title", default="")
+    p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("data", help="dataset utilities")
     data_sub = p.add_subparsers(dest="data_command", required=True)

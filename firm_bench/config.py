@@ -174,6 +174,13 @@ def _check_names(cfg: dict) -> None:
         for v in value if isinstance(value, list) else [value]:
             if v not in valid:
                 problems.append(f"{dotted}: unknown value {v!r}; valid: {', '.join(valid)}")
+    ds = cfg["dataset"]
+    if ds["ood"] is not None and ds["cls"] != "all":
+        problems.append(f"dataset.ood={ds['ood']!r} needs dataset.cls: all (the whole training set is in-distribution)")
+    if ds["ood"] is None and ds["cls"] == "all":
+        problems.append("dataset.cls: all needs dataset.ood (the OOD test set); or give one class")
+    if ds["ood"] is not None and ds["ood"] not in registered_names()["dataset.name"]:
+        problems.append(f"dataset.ood: unknown value {ds['ood']!r}; valid: {', '.join(registered_names()['dataset.name'])}")
     angles = cfg["features"]["angles"]
     if angles[0] != 0:
         problems.append(f"features.angles: must start with 0 (the unrotated view), got {angles}")

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from firm_bench import runs
-from firm_bench.features import FEATURES_FILE
+from firm_bench.features import FEATURES_FILE, FEATURES_META
 from firm_bench.metrics import aulc, auroc
 from firm_bench.scores import FeatureCache, compute_score, score_family
 from firm_bench.train import read_curve
@@ -51,22 +51,27 @@ def score_run(
     names: Sequence[str] | None = None,
     ks: Iterable[int] | None = None,
 ) -> dict:
-    """Compute scores from the run's feature cache; write per-score JSON and metrics.json."""
+    """Compute scores from the run's feature cache; write per-score JSON and metrics.json.
+
+    Returns the records computed by this call, keyed ``<score>[_k<k>]``.
+    """
     run_dir = Path(run_dir)
-    cache_path = run_dir / FEATURES_FILE
-    if not cache_path.exists():
-        raise FileNotFoundError(f"{cache_path} does not exist: run `firm-bench features {run_dir}` first")
-    cache = FeatureCache.load(cache_path)
-    meta = runs.read_json(cache_path.with_suffix(".json")) if cache_path.with_suffix(".json").exists() else {}
+    meta_path = run_dir / FEATURES_META
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} does not exist: run `firm-bench features {run_dir}` first")
+    meta = runs.read_json(meta_path)
+    cache = FeatureCache.load(run_dir / FEATURES_FILE) if meta.get("state") == "ok" else None
     names = list(names or cfg["scores"]["names"])
     ks = sorted(set(ks or cfg["scores"]["k"]))
-    targets = cache.targets.numpy()
     results = {}
     for name in names:
         for k in ks if score_family(name) == "knn" else [None]:
-            record = {"score": name, "k": k, "checkpoint": meta.get("checkpoint"), "epoch": meta.get("epoch"),
-                      "n_test": int(len(targets)), "n_normal": int(targets.sum())}
+            record = {"score": name, "k": k, "checkpoint": meta.get("checkpoint"), "epoch": meta.get("epoch")}
             try:
+                if cache is None:
+                    raise RuntimeError(meta.get("reason", "no features"))
+                targets = cache.targets.numpy()
+                record.update(n_test=int(len(targets)), n_normal=int(targets.sum()))
                 values = compute_score(name, cache, k=k or 1)
                 bad = int((~np.isfinite(values)).sum())
                 if bad:
@@ -76,7 +81,8 @@ def score_run(
                 record.update(status="failed", reason=str(exc), auroc=None)
             runs.atomic_write_json(run_dir / "scores" / score_file_name(name, k), record)
             results[score_file_name(name, k)[: -len(".json")]] = record
-    return write_metrics(cfg, run_dir)
+    write_metrics(cfg, run_dir)
+    return results
 
 
 def write_metrics(cfg: dict, run_dir: str | Path) -> dict:

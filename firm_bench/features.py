@@ -29,6 +29,7 @@ from firm_bench.models import FirmModel, create_model
 from firm_bench.scores import FeatureCache
 
 FEATURES_FILE = Path("features") / "features.pt"
+FEATURES_META = Path("features") / "features.json"  # written last; says ok or failed (with reason)
 
 
 def rotate(images: Tensor, angle: int) -> Tensor:
@@ -130,10 +131,21 @@ def extract_features(
 
 
 def extract_run_features(cfg: dict, run_dir: str | Path, progress: bool = False) -> Path:
-    """Extract and cache a trained run's features; returns the cache path."""
+    """Extract and cache a trained run's features; returns the metadata path.
+
+    A run whose training failed gets a ``features.json`` that says so (and no
+    cache), so that its scores are recorded as failed rather than missing.
+    """
     from firm_bench.train import load_run_data
 
+    from firm_bench.train import TRAINED_FILE
+
     run_dir = Path(run_dir)
+    trained = run_dir / TRAINED_FILE
+    if trained.exists() and runs.read_json(trained).get("state") == "failed":
+        reason = runs.read_json(trained).get("reason")
+        runs.atomic_write_json(run_dir / FEATURES_META, {"state": "failed", "reason": f"training failed: {reason}"})
+        return run_dir / FEATURES_META
     device = runs.pick_device(cfg["device"])
     model, epoch = load_trained_model(run_dir, cfg, device)
     data = load_run_data(cfg)
@@ -157,9 +169,9 @@ def extract_run_features(cfg: dict, run_dir: str | Path, progress: bool = False)
     path = run_dir / FEATURES_FILE
     cache.save(path)
     runs.atomic_write_json(
-        path.with_suffix(".json"),
-        {"checkpoint": cfg["checkpoint"]["select"], "epoch": epoch, "angles": list(cache.angles),
+        run_dir / FEATURES_META,
+        {"state": "ok", "checkpoint": cfg["checkpoint"]["select"], "epoch": epoch, "angles": list(cache.angles),
          "crops": f["crops"], "n_bank": int(cache.bank.shape[1]), "n_test": int(cache.test.shape[1]),
          "dim": int(cache.bank.shape[2])},
     )
-    return path
+    return run_dir / FEATURES_META

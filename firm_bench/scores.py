@@ -317,7 +317,8 @@ def _base_kde(bank: Tensor, queries: Tensor, k: int, chunk_size: int = 1024) -> 
     out = torch.empty(q.shape[0], dtype=torch.float64, device=q.device)
     for start in range(0, q.shape[0], chunk_size):
         sim = q[start : start + chunk_size] @ bank_n.t()  # float32 matmul
-        out[start : start + chunk_size] = torch.logsumexp(gamma * sim.double(), dim=1) / gamma
+        # logsumexp subtracts the row max, so float32 is accurate here (and ~4x faster than float64)
+        out[start : start + chunk_size] = (torch.logsumexp(gamma * sim, dim=1) / gamma).double()
     return _to_numpy(out)
 
 

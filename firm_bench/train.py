@@ -35,7 +35,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 from firm_bench import config as config_mod
 from firm_bench import runs
 from firm_bench.augment import AugmentConfig, TwoViewAugment
-from firm_bench.datasets import get_dataset, one_class_split
+from firm_bench.datasets import get_dataset, one_class_split, ood_split
 from firm_bench.features import encode
 from firm_bench.losses import get_loss
 from firm_bench.metrics import auroc
@@ -46,6 +46,7 @@ from firm_bench.scores import knn_mean_similarity
 
 SCHEDULES: Registry[Callable[..., LRScheduler]] = Registry("schedule")
 
+TRAINED_FILE = "trained.json"  # written last: the workflow's "training finished" marker
 CURVE_FIELDS = ("epoch", "auroc", "loss", "lr", "elapsed_s")
 DEFAULT_IMAGE_SIZE = 32
 
@@ -105,13 +106,21 @@ def image_size_of(cfg: dict) -> int:
 
 
 def load_run_data(cfg: dict) -> RunData:
-    """The one-class split of the configured dataset and class, resized to the run's size."""
+    """The configured split, resized to the run's size.
+
+    One-class protocol: the normal class's training images; the whole test set, normal = 1.
+    OOD protocol (``dataset.ood``): every training image; this dataset's test set (normal = 1)
+    plus the OOD set's test images (0).
+    """
     ds = cfg["dataset"]
     size = image_size_of(cfg)
     info = get_dataset(ds["name"])
-    train, test, targets = one_class_split(
-        ds["name"], ds["cls"], root=ds["root"], image_size=size, download=ds["download"]
-    )
+    if ds["ood"] is not None:
+        train, test, targets = ood_split(ds["name"], ds["ood"], root=ds["root"], image_size=size, download=ds["download"])
+    else:
+        train, test, targets = one_class_split(
+            ds["name"], ds["cls"], root=ds["root"], image_size=size, download=ds["download"]
+        )
     return RunData(train.images, test.images, targets, size, tuple(info.mean), tuple(info.std))
 
 
@@ -267,6 +276,7 @@ def train(
             if not torch.isfinite(loss):
                 reason = f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step + 1}"
                 runs.write_status(run_dir, "failed", reason=reason, epoch=epoch)
+                runs.atomic_write_json(run_dir / TRAINED_FILE, {"state": "failed", "reason": reason, "epoch": epoch})
                 raise TrainingFailed(reason)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -294,6 +304,11 @@ def train(
         best_test_auroc=best["auroc"],
         best_test_epoch=best["epoch"],
         train_seconds=round(elapsed, 3),
+    )
+    runs.atomic_write_json(
+        run_dir / TRAINED_FILE,
+        {"state": "ok", "epochs": epochs, "final_auroc": final, "best_test_auroc": best["auroc"], "best_test_epoch": best["epoch"],
+         "train_seconds": round(elapsed, 3)},
     )
     return TrainResult(run_dir, epochs, final, best["auroc"], best["epoch"], elapsed)
 

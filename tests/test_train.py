@@ -42,7 +42,9 @@ def test_train_features_scores_end_to_end(tmp_path):
     assert cache.test_crops.shape[:3] == (4, 2, n_test)
     assert int(cache.targets.sum()) == 100
 
-    metrics = score_run(cfg, run)
+    records = score_run(cfg, run)
+    metrics = runs.read_json(run / "metrics.json")
+    assert set(records) == set(metrics["scores"])
     assert set(metrics["scores"]) == {"cos_k1", "cos_k5", "cos_norm_k1", "cos_norm_k5", "rot_k1", "rot_k5",
                                       "ens_k1", "ens_k5", "center", "kde"}
     assert all(rec["status"] == "ok" and 0 <= rec["auroc"] <= 1 for rec in metrics["scores"].values())
@@ -124,3 +126,16 @@ def test_schedules_warm_up_then_decay(name):
     assert lrs[-1] < 1e-5 and lrs[0] < 0.05 * optim["lr"]
     assert all(b <= a + 1e-12 for a, b in zip(lrs[peak:], lrs[peak + 1:]))
     assert not any(math.isnan(x) for x in lrs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (runs on a GPU machine)")
+def test_train_features_scores_on_cuda(tmp_path):
+    """The GPU path: training, in-process evaluation and features on cuda give a scored run."""
+    cfg = config.resolve("smoke", overrides=["device=cuda", "optim.epochs=2"])
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert 0.0 <= result.final_auroc <= 1.0
+    assert runs.read_json(tmp_path / "run" / "versions.json")["gpu"]
+    extract_run_features(cfg, tmp_path / "run")
+    score_run(cfg, tmp_path / "run")
+    metrics = runs.read_json(tmp_path / "run" / "metrics.json")
+    assert metrics["scores"]["cos_k5"]["auroc"] == pytest.approx(metrics["final_auroc"], abs=1e-4)

@@ -134,16 +134,35 @@ if ! pid_alive "$CTLD_PID" slurmctld; then
     log "starting slurmctld"
     /usr/sbin/slurmctld || die "slurmctld failed to start"
 fi
+slurmd_t0=0
 if ! pid_alive "$SLURMD_PID" slurmd; then
     log "starting slurmd"
+    slurmd_t0=$(date +%s)
     /usr/sbin/slurmd || die "slurmd failed to start"
 fi
 
+# Epoch at which the running slurmd registered with slurmctld (0 if unknown).
+# Needed because a restarted slurmctld restores the old node state: sinfo may
+# say "idle" before the new slurmd has registered (or even if it died).
+registered_at() {
+    local t
+    t=$(scontrol show node "$HOST" 2>/dev/null | sed -n 's/.*SlurmdStartTime=\([^ ]*\).*/\1/p')
+    date -d "$t" +%s 2>/dev/null || echo 0
+}
+
+t_start=$SECONDS
 deadline=$((SECONDS + WAIT_S))
 resumed=0
 state=
 while ((SECONDS < deadline)); do
+    if ((SECONDS > t_start + 5)); then  # daemons write their PID file late
+        pid_alive "$CTLD_PID" slurmctld || die "slurmctld exited"
+        pid_alive "$SLURMD_PID" slurmd || die "slurmd exited"
+    fi
     state=$(sinfo -h -o %t 2>/dev/null | head -n1 || true)
+    if ((slurmd_t0)) && (($(registered_at) < slurmd_t0 - 1)); then
+        state="unregistered:$state"
+    fi
     case $state in
         idle | mix | alloc) break ;;  # up (mix/alloc: jobs already running)
         *drain* | down | inval)

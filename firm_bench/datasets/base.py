@@ -1,26 +1,36 @@
-"""Shared machinery of the dataset loaders: the types, the registry, errors, IDX, resize.
+"""Shared machinery of the dataset loaders: types, registry, errors, IDX, image files, resize.
 
-Every loader module (``cifar.py``, ``fashion_mnist.py``, ``svhn.py``, ``mini.py``)
-only knows its on-disk format. It registers itself with :func:`register`, giving
-a ``read(root, split, download) -> ImageSet`` function that raises
+Every loader module (``cifar.py``, ``fashion_mnist.py``, ``svhn.py``, ``mini.py``,
+``mvtec.py``, ``cats_vs_dogs.py``, ``ood_folders.py``) only knows its on-disk
+format. It registers itself with :func:`register`, giving a
+``read(root, split, download[, image_size]) -> ImageSet`` function that raises
 :class:`DataProblem` ("file X is truncated") when something is wrong. The
 registered ``DatasetInfo.load`` wraps ``read`` and turns each ``DataProblem``
 into a :class:`DatasetError` whose message names the root, the expected
 layout under it and how to get the data, so every loader reports errors the
+same way. The optional hooks (``one_class``: a per-dataset one-class
+protocol; ``check``: a per-dataset ``data check`` report) are wrapped the
 same way.
 
 Images travel as uint8 tensors (N, 3, S, S), RGB, channels first
 (docs/DESIGN.md "Conventions"); grayscale is replicated to 3 channels.
+Image files (PNG / JPEG folders) are decoded with PIL (:func:`read_image`),
+checked for truncation (:func:`probe_image` reads only the header and the
+file's end) and resized with area averaging (:func:`fit_square`).
 """
 
 from __future__ import annotations
 
 import gzip
+import operator
 import os
+import re
+import tempfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -38,11 +48,21 @@ ROOT_PRECEDENCE = (
 )
 
 
-def default_root(root: str | os.PathLike | None) -> str:
-    """The data root: ``root`` if given, else $FIRM_BENCH_DATA, else ./data (absolute)."""
+def default_root(root: str | os.PathLike | None, env: str | None = None) -> str:
+    """The data root: ``root`` if given, else ``$env`` (a dataset's own variable, e.g.
+    $FIRM_BENCH_OE_PATH) if given and set, else $FIRM_BENCH_DATA, else ./data (absolute)."""
     if root is None or str(root) == "":
-        root = os.environ.get(DATA_ENV) or DEFAULT_ROOT
+        root = (os.environ.get(env) if env else None) or os.environ.get(DATA_ENV) or DEFAULT_ROOT
     return os.path.abspath(os.path.expanduser(str(root)))
+
+
+def check_image_size(image_size: int | None) -> int | None:
+    """``image_size`` as an int, or None; anything but a positive int raises ValueError."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, bool) or operator.index(image_size) <= 0:
+        raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
+    return operator.index(image_size)
 
 
 @dataclass(frozen=True)
@@ -52,19 +72,29 @@ class ImageSet:
     images: uint8 (N, 3, S, S), RGB, channels first (grayscale replicated).
     labels: int64 (N,), class index into ``classes``.
     classes: class names in index order.
+    groups: optional int64 (N,), a finer label indexing ``group_names``; MVTec AD
+        sets it to the image's folder: group 0 = "good", then the defect types
+        (kept for the t-SNE figures). None where a dataset has no such label.
+    group_names: names of the groups in index order (empty without groups).
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: tuple[str, ...]
+    groups: torch.Tensor | None = None
+    group_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        im, lb = self.images, self.labels
+        im, lb, gr = self.images, self.labels, self.groups
         if im.dtype != torch.uint8 or im.ndim != 4 or im.shape[1] != 3:
             raise ValueError(f"images must be uint8 (N, 3, S, S); got {im.dtype} {tuple(im.shape)}")
         if lb.dtype != torch.int64 or lb.shape != (im.shape[0],):
             raise ValueError(
                 f"labels must be int64 ({im.shape[0]},); got {lb.dtype} {tuple(lb.shape)}"
+            )
+        if gr is not None and (gr.dtype != torch.int64 or gr.shape != (im.shape[0],)):
+            raise ValueError(
+                f"groups must be int64 ({im.shape[0]},) or None; got {gr.dtype} {tuple(gr.shape)}"
             )
 
     def __len__(self) -> int:
@@ -92,15 +122,31 @@ class DataProblem(Exception):
         self.hint = hint
 
 
+Role = Literal["one_class", "ood", "oe"]
+OneClass = Callable[[str, int, bool, "int | None"], "tuple[ImageSet, ImageSet, torch.Tensor]"]
+Check = Callable[[str, bool], "list[str]"]
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """What a registered dataset provides.
 
-    ``load(root, split, download)`` returns the split at ``native_size``;
+    ``load(root, split, download=False, image_size=None)`` returns the split at
+    ``native_size`` (``image_size`` None) or resized to ``image_size``;
     ``mean`` / ``std`` are the per-channel normalisation constants of the
     training set in [0, 1] units (METHOD.md "Augmentations": per-dataset
-    normalisation). ``role`` is "one_class" (a one-class AD benchmark) or
-    "ood" (only used as an out-of-distribution test set).
+    normalisation). ``role``: "one_class" (a one-class AD benchmark; its test
+    split can also serve as an OOD set), "ood" (only an out-of-distribution
+    test set) or "oe" (outlier-exposure data, checked but never a benchmark).
+    ``splits``: the splits it has (OOD folder sets: test only; OE: train only).
+    ``default_image_size``: the paper's training size for it (METHOD.md "Image
+    sizes"; the run's ``dataset.image_size: null``).
+    ``one_class(root, cls, download, image_size) -> (train, test, targets)``:
+    the dataset's own one-class protocol where it differs from the default
+    (MVTec AD: the class's own test folder); None = the default protocol.
+    ``check(root, download) -> report lines``: the dataset's own ``data check``
+    body (MVTec: headers only, without decoding GBs); None = load every split.
+    ``root_env``: an environment variable consulted before $FIRM_BENCH_DATA.
     """
 
     name: str
@@ -110,13 +156,18 @@ class DatasetInfo:
     std: tuple[float, float, float]
     layout: str
     how_to_get: str
-    load: Callable[[str | None, str, bool], ImageSet]
-    role: str = "one_class"
+    load: Callable[..., ImageSet]
+    role: Role = "one_class"
+    splits: tuple[str, ...] = SPLITS
+    default_image_size: int = 32
+    one_class: OneClass | None = None
+    check: Check | None = None
+    root_env: str | None = None
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
 
-Reader = Callable[[str, str, bool], ImageSet]  # (resolved root, split, download)
+Reader = Callable[..., ImageSet]  # (resolved root, split, download[, image_size])
 
 
 def register(
@@ -129,39 +180,108 @@ def register(
     layout: str,
     how_to_get: str,
     read: Reader,
-    role: str = "one_class",
+    role: Role = "one_class",
+    splits: Sequence[str] = SPLITS,
+    default_image_size: int = 32,
+    sized: bool = False,
+    one_class: OneClass | None = None,
+    check: Check | None = None,
+    root_env: str | None = None,
 ) -> DatasetInfo:
-    """Register a dataset whose ``read`` raises :class:`DataProblem` on bad data."""
-    classes = tuple(classes)
+    """Register a dataset whose ``read`` (and hooks) raise :class:`DataProblem` on bad data.
 
-    def load(root: str | None, split: str, download: bool = False) -> ImageSet:
-        """Read ``split`` at native size; ``root=None`` resolves as :func:`default_root`."""
-        if split not in SPLITS:
-            raise ValueError(f"{name}: unknown split {split!r}; valid: {', '.join(SPLITS)}")
-        root = default_root(root)
+    ``sized=True``: ``read(root, split, download, image_size)`` resizes while
+    decoding (large image files: never held at full size); otherwise ``read``
+    returns the native size and ``load`` resizes with :func:`resize_images`.
+    """
+    classes, splits = tuple(classes), tuple(splits)
+
+    def fail(root: str, e: DataProblem) -> DatasetError:
+        return DatasetError(_message(name, root, layout, how_to_get, e, root_env))
+
+    def load(root: str | None, split: str, download: bool = False,
+             image_size: int | None = None) -> ImageSet:
+        """Read ``split`` at ``image_size`` (None = native); ``root=None`` as :func:`default_root`."""
+        if split not in splits:
+            what = "unknown split" if split not in SPLITS else f"{name} has no {split} split:"
+            raise ValueError(f"{name}: {what} {split!r}; valid: {', '.join(splits)}")
+        size = check_image_size(image_size)
+        root = default_root(root, root_env)
         try:
-            data = read(root, split, download)
+            data = read(root, split, download, size) if sized else read(root, split, download)
         except DataProblem as e:
-            raise DatasetError(_message(name, root, layout, how_to_get, e)) from e
+            raise fail(root, e) from e
         if data.classes != classes:
-            raise DatasetError(
-                _message(name, root, layout, how_to_get,
-                         DataProblem(f"the files name the classes {data.classes}, "
-                                     f"expected {classes}: is this the right dataset?")))
+            raise fail(root, DataProblem(f"the files name the classes {data.classes}, "
+                                         f"expected {classes}: is this the right dataset?"))
+        if size is not None and data.images.shape[-2:] != (size, size):
+            data = ImageSet(resize_images(data.images, size), data.labels, data.classes,
+                            data.groups, data.group_names)
         return data
 
-    info = DatasetInfo(name, classes, native_size, mean, std, layout, how_to_get, load, role)
+    def protocol(root: str | None, cls: int, download: bool = False,
+                 image_size: int | None = None) -> tuple[ImageSet, ImageSet, torch.Tensor]:
+        root = default_root(root, root_env)
+        try:
+            return one_class(root, cls, download, check_image_size(image_size))  # type: ignore[misc]
+        except DataProblem as e:
+            raise fail(root, e) from e
+
+    def report(root: str | None, download: bool = False) -> list[str]:
+        root = default_root(root, root_env)
+        try:
+            return check(root, download)  # type: ignore[misc]
+        except DataProblem as e:
+            raise fail(root, e) from e
+
+    info = DatasetInfo(name, classes, native_size, mean, std, layout, how_to_get, load, role,
+                       splits, default_image_size, protocol if one_class else None,
+                       report if check else None, root_env)
     return DATASETS.add(name, info)
 
 
-def _message(name: str, root: str | None, layout: str, how_to_get: str, e: DataProblem) -> str:
+def split_report(info: DatasetInfo, root: str, download: bool = False) -> list[str]:
+    """The default ``data check`` body: load every split at native size and count.
+
+    Per split: total, image shape and dtype, then one line per class
+    (index, name, count); last line the total over splits. Raises
+    DatasetError when a split is empty or (one-class datasets) a class has
+    no training image.
+    """
+    lines, total = [], 0
+    for split in info.splits:
+        data = info.load(root, split, download)
+        counts = torch.bincount(data.labels, minlength=len(info.classes)).tolist()
+        empty = [c for c, n in zip(info.classes, counts) if n == 0]
+        if len(data) == 0 or (split == "train" and info.role == "one_class" and empty):
+            raise DatasetError(f"dataset {info.name!r} under {root}: the {split} split has "
+                               f"{len(data)} images; classes without images: {empty}")
+        lines.append(f"{split}: {len(data)} images, shape {tuple(data.images.shape[1:])}, "
+                     f"dtype {data.images.dtype}")
+        lines += class_lines(info.classes, counts)
+        total += len(data)
+    lines.append(f"total: {total} images")
+    return lines
+
+
+def class_lines(classes: Sequence[str], counts: Sequence[int | str]) -> list[str]:
+    """The per-class rows of a report: index, name, count."""
+    width = max(len(c) for c in classes)
+    return [f"  {i:>3} {c:<{width}} {n:>6}" for i, (c, n) in enumerate(zip(classes, counts))]
+
+
+def _message(name: str, root: str | None, layout: str, how_to_get: str, e: DataProblem,
+             root_env: str | None = None) -> str:
     lines = [f"dataset {name!r}: {e.problem}", f"  root: {root}"]
     if e.hint:
         lines.append(f"  hint: {e.hint}")
     lines.append("  expected layout under the root:")
     lines += [f"    {line}" for line in layout.splitlines()]
     lines.append(f"  how to get it: {how_to_get}")
-    lines.append(f"  ({ROOT_PRECEDENCE})")
+    precedence = ROOT_PRECEDENCE
+    if root_env:
+        precedence = precedence.replace(f"else ${DATA_ENV}", f"else ${root_env}, else ${DATA_ENV}")
+    lines.append(f"  ({precedence})")
     return "\n".join(lines)
 
 
@@ -302,3 +422,144 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.T
                           antialias=True)
         out[i : i + chunk] = y.round_().clamp_(0, 255).to(torch.uint8)
     return out
+
+
+# ---------------------------------------------------------------- image files
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+_TAIL = 4096  # bytes read from a file's end to find its end marker
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders embedded numbers numerically: img_2 < img_10."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (by extension), in natural order.
+
+    Hidden files are skipped, notably macOS ``._name.png`` resource forks that
+    tar archives made on a Mac carry next to every image.
+    """
+    return sorted((p for p in folder.iterdir()
+                   if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")
+                   and p.is_file()), key=lambda p: natural_key(p.name))
+
+
+def _check_end(path: Path) -> None:
+    """Raise DataProblem when a PNG / JPEG file lacks its end marker (truncated).
+
+    Reads the first 8 and the last 4 KiB bytes only. PNG must end with the
+    IEND chunk, JPEG with the EOI marker FF D9 (tolerating a little trailing
+    padding); other formats are not checked here.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - _TAIL))
+            tail = f.read()
+    except OSError as e:
+        raise DataProblem(f"cannot read image {path}: {e}") from e
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" not in tail:
+        raise DataProblem(f"image {path} is truncated: no PNG end chunk (IEND) in its "
+                          f"{size} bytes (re-extract or re-download it)")
+    if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
+        raise DataProblem(f"image {path} is truncated: no JPEG end marker (FF D9) in its "
+                          f"{size} bytes (re-extract or re-download it)")
+
+
+def probe_image(path: Path) -> tuple[int, int, str]:
+    """(width, height, PIL mode) from the header, plus the end-marker check; no decoding."""
+    from PIL import Image
+
+    _check_end(path)
+    try:
+        with Image.open(path) as im:
+            return im.size[0], im.size[1], im.mode
+    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
+        raise DataProblem(f"cannot read image {path}: {type(e).__name__}: {e} "
+                          "(not an image, or corrupted: replace it)") from e
+
+
+def read_image(path: Path) -> "Image.Image":  # noqa: F821 (PIL imported lazily)
+    """Decode ``path`` fully as an RGB PIL image (grayscale replicated).
+
+    Truncated or unreadable files raise :class:`DataProblem` naming the file,
+    also when PIL's global ``ImageFile.LOAD_TRUNCATED_IMAGES`` was switched on
+    by another library (the end-marker check does not depend on it).
+    """
+    from PIL import Image
+
+    _check_end(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except Exception as e:  # PIL raises OSError ("image file is truncated"), ValueError, ...
+        raise DataProblem(f"cannot read image {path}: {type(e).__name__}: {e} "
+                          "(truncated or corrupted? replace it)") from e
+
+
+def fit_square(img: "Image.Image", size: int, crop: bool = False) -> np.ndarray:  # noqa: F821
+    """Resize a PIL image to uint8 (3, size, size), area interpolation when shrinking.
+
+    ``crop=False``: the whole image is resized to size x size (MVTec AD's
+    images are square). ``crop=True``: the shorter side is resized to
+    ``size`` (aspect kept, longer side rounded) and the centre size x size
+    cropped (left/top offset = floor of half the excess). Shrinking uses
+    PIL's BOX filter, i.e. exact area averaging (OpenCV's INTER_AREA
+    semantics); enlarging (rare: a side below ``size``) uses BILINEAR.
+    """
+    from PIL import Image
+
+    w, h = img.size
+    if crop:
+        scale = size / min(w, h)
+        new = (max(size, round(w * scale)), max(size, round(h * scale)))
+    else:
+        new = (size, size)
+    if new != (w, h):
+        shrink = new[0] <= w and new[1] <= h
+        img = img.resize(new, Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
+    if crop:
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def parallel_map(fn: Callable[[_T], _R], items: Iterable[_T], workers: int | None = None) -> list[_R]:
+    """``[fn(x) for x in items]`` on a thread pool (PIL decodes without the GIL), in order.
+
+    The first exception in item order propagates (so a bad file is named
+    deterministically).
+    """
+    items = list(items)
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers <= 1 or len(items) < 64:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write an uncompressed .npz to ``path`` atomically (temporary file + rename).
+
+    A failure (disk full, interrupt) leaves any previous ``path`` untouched
+    and removes the temporary file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; the cache may serve other users of the root
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,251 @@
+"""The paper's experiment grid as data: what the Snakemake workflow builds.
+
+The workflow config (``workflow/config/*.yaml``, validated against
+``workflow/schemas/config.schema.yaml``) declares experiments, one per paper
+table or figure. Each experiment is a small grid::
+
+    table13:
+      title: "Table 13: per-class AUROC on CIFAR-10"
+      datasets: [cifar10]
+      classes: all            # or a list of indices / names
+      losses: [ntxent, supcon, supcon_star, firm]
+      outliers: [rot]
+      scores: [cos, rot, ens]
+      variants: {}            # name -> {dotted.key: value}: recipe variants (sweeps)
+
+``plan(config)`` expands every experiment into runs. A run is identified by
+``(dataset, cls, loss, outliers, recipe, seed)`` and lives in one directory
+(``firm_bench.runs``); it is trained once however many experiments use it
+(Table 1a and Table 13 share runs). Every name is checked against the
+registries here, so a typo fails while the DAG is built, before any job
+starts. The Snakefile only turns the plan into rules.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jsonschema
+import yaml
+
+from firm_bench import config as config_mod
+from firm_bench.config import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+#: wildcard patterns shared by the Snakefile's ``wildcard_constraints``
+RECIPE_PATTERN = r"[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)?"
+CLS_PATTERN = r"[A-Za-z0-9_]+"
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One training run: the unit that is trained once and scored many ways."""
+
+    dataset: str
+    cls: str
+    loss: str
+    outliers: str
+    recipe: str
+    seed: int
+
+    def path(self, root: str | Path) -> str:
+        return f"{root}/{self.dataset}/{self.cls}/{self.loss}/{self.outliers}/{self.recipe}/seed{self.seed}"
+
+
+@dataclass
+class RunNeeds:
+    """What the experiments need from one run: scores (by family) and k values."""
+
+    scores: set[str] = field(default_factory=set)
+    ks: set[int] = field(default_factory=set)
+    experiments: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Plan:
+    config: dict
+    runs: dict[Run, RunNeeds]
+    experiments: dict[str, list[Run]]
+    variants: dict[str, dict]  # recipe name -> overrides
+    args_cache: dict[Run, str] = field(default_factory=dict)
+    families_cache: dict[Run, list[str]] = field(default_factory=dict)
+
+    def run_dirs(self, experiment: str) -> list[str]:
+        return [r.path(self.config["runs_root"]) for r in self.experiments[experiment]]
+
+    def families(self, run: Run) -> list[str]:
+        from firm_bench.scores import score_family
+
+        if run not in self.families_cache:
+            self.families_cache[run] = sorted({score_family(s) for s in self.runs[run].scores})
+        return self.families_cache[run]
+
+    def scores_of_family(self, run: Run, family: str) -> list[str]:
+        from firm_bench.scores import score_family
+
+        return sorted(s for s in self.runs[run].scores if score_family(s) == family)
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def validate_config(cfg: Mapping) -> dict:
+    """Validate a workflow config against its schema (defaults filled), like snakemake.utils.validate."""
+    schema = load_schema()
+    cfg = copy.deepcopy(dict(cfg))
+    config_mod._fill_defaults(schema, cfg)
+    exp_schema = schema["definitions"]["experiment"]
+    for exp in cfg.get("experiments", {}).values():
+        if isinstance(exp, dict):
+            config_mod._fill_defaults(exp_schema, exp)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}" for e in errors]
+        raise ConfigError("invalid workflow config:\n  " + "\n  ".join(lines))
+    return cfg
+
+
+def recipe_name(preset: str, variant: str) -> str:
+    return preset if variant in ("", "base") else f"{preset}-{variant}"
+
+
+def _classes(dataset: str, classes: Any) -> list[str]:
+    from firm_bench.datasets import get_dataset
+
+    names = list(get_dataset(dataset).classes)
+    if classes == "all":
+        return [str(i) for i in range(len(names))]
+    out = []
+    for c in classes:
+        if isinstance(c, int) and 0 <= c < len(names):
+            out.append(str(c))
+        elif isinstance(c, str) and c in names:
+            out.append(str(names.index(c)))
+        else:
+            raise ConfigError(
+                f"experiments: class {c!r} of dataset {dataset!r} is unknown; valid: 0..{len(names) - 1} or "
+                f"{', '.join(names)}"
+            )
+    return out
+
+
+def _check(kind: str, values: Iterable[str], valid: list[str], where: str) -> None:
+    for v in values:
+        if v not in valid:
+            raise ConfigError(f"{where}: unknown {kind} {v!r}; valid: {', '.join(valid)}")
+
+
+def plan(cfg: Mapping, only: Iterable[str] | None = None) -> Plan:
+    """Expand the (validated) workflow config into runs; fail early on any unknown name."""
+    cfg = validate_config(cfg)
+    names = config_mod.registered_names()
+    preset = cfg["preset"]
+    config_mod.load_preset(preset)  # unknown preset fails here
+    runs: dict[Run, RunNeeds] = {}
+    experiments: dict[str, list[Run]] = {}
+    variants: dict[str, dict] = {preset: {}}
+    selected = set(only) if only is not None else None
+    for exp_name, exp in cfg["experiments"].items():
+        if selected is not None and exp_name not in selected:
+            continue
+        where = f"experiments.{exp_name}"
+        _check("dataset", exp["datasets"], names["dataset.name"], where + ".datasets")
+        _check("loss", exp["losses"], names["loss.name"], where + ".losses")
+        _check("outlier source", exp["outliers"], names["outliers.name"], where + ".outliers")
+        _check("score", exp["scores"], names["scores.names"], where + ".scores")
+        exp_variants = exp["variants"] or {"": {}}
+        for vname, overrides in exp_variants.items():
+            recipe = recipe_name(preset, vname)
+            if recipe in variants and variants[recipe] != overrides:
+                raise ConfigError(f"{where}.variants.{vname}: recipe {recipe!r} is defined twice with different overrides")
+            variants[recipe] = dict(overrides)
+        seeds = exp["seeds"] if exp["seeds"] is not None else cfg["seeds"]
+        members: list[Run] = []
+        for dataset in exp["datasets"]:
+            for cls in _classes(dataset, exp["classes"]):
+                for loss in exp["losses"]:
+                    for outliers in exp["outliers"]:
+                        for vname in exp_variants:
+                            for seed in seeds:
+                                run = Run(dataset, cls, loss, outliers, recipe_name(preset, vname), int(seed))
+                                needs = runs.setdefault(run, RunNeeds())
+                                needs.scores.update(exp["scores"])
+                                needs.ks.update(exp["k"])
+                                needs.experiments.add(exp_name)
+                                members.append(run)
+        experiments[exp_name] = members
+    result = Plan(cfg, runs, experiments, variants)
+    for recipe in {r.recipe for r in runs}:  # every variant's overrides resolve to a valid run config
+        example = next(r for r in runs if r.recipe == recipe)
+        run_config(result, example)
+    return result
+
+
+def run_overrides(p: Plan, run: Run) -> list[str]:
+    """``section.key=value`` overrides that turn the preset into this run's config.
+
+    Scores are not part of it: they are chosen by the score jobs, so adding a
+    score to an experiment never retrains a run.
+    """
+    cfg = p.config
+    pairs: dict[str, Any] = {
+        "dataset.name": run.dataset,
+        "dataset.cls": int(run.cls) if run.cls.isdigit() else run.cls,
+        "loss.name": run.loss,
+        "outliers.name": run.outliers,
+        "seed": run.seed,
+    }
+    if cfg["data_root"] is not None:
+        pairs["dataset.root"] = cfg["data_root"]
+    if cfg["oe_path"] is not None:
+        pairs["outliers.oe_path"] = cfg["oe_path"]
+    pairs.update(cfg["run_overrides"])
+    pairs.update(p.variants[run.recipe])
+    return [f"{k}={_yaml_value(v)}" for k, v in pairs.items()]
+
+
+def _yaml_value(v: Any) -> str:
+    """A value as ``--set`` parses it back (JSON is YAML's flow syntax; plain words stay bare)."""
+    if isinstance(v, str) and v and yaml.safe_load(v) == v and "," not in v:
+        return v
+    return json.dumps(v)
+
+
+def run_config(p: Plan, run: Run) -> dict:
+    """The resolved, validated run config of ``run`` (what ``firm-bench train`` will use)."""
+    cfg = config_mod.resolve(p.config["preset"], overrides=run_overrides(p, run))
+    cfg["preset"] = run.recipe
+    return cfg
+
+
+def cli_args(p: Plan, run: Run) -> str:
+    """Shell-quoted ``--preset ... --set ...`` arguments of ``firm-bench train`` for ``run``."""
+    cached = p.args_cache.get(run)
+    if cached is not None:
+        return cached
+    args = ["--preset", p.config["preset"], "--recipe", run.recipe]
+    for pair in run_overrides(p, run):
+        args += ["--set", pair]
+    p.args_cache[run] = " ".join(shlex.quote(a) for a in args)
+    return p.args_cache[run]
+
+
+def job_counts(p: Plan, experiments: Iterable[str] | None = None) -> dict[str, int]:
+    """Jobs per rule needed to build ``experiments`` from nothing (for the dry-run benchmark/tests)."""
+    exps = list(experiments) if experiments is not None else list(p.experiments)
+    runs = {r for e in exps for r in p.experiments[e]}
+    return {
+        "train": len(runs),
+        "features": len(runs),
+        "score": sum(len(p.families(r)) for r in runs),
+        "summarize_experiment": len(exps),
+        "table": len(exps),
+    }

@@ -1,0 +1,32 @@
+# Aggregation in stages: per experiment, then global (no job with thousands of inputs).
+localrules:
+    summarize_experiment,
+    summary,
+
+
+# Reads every run's score files (and rewrites its metrics.json from them).
+rule summarize_experiment:
+    input:
+        experiment_scores_files,
+    output:
+        "results/summary/{experiment}.csv",
+    log:
+        "results/logs/summarize_{experiment}.log",
+    params:
+        runs=experiment_run_dirs,
+        scores=experiment_scores,
+        k=experiment_ks,
+    shell:
+        "firm-bench summarize --experiment {wildcards.experiment} --scores {params.scores} --k {params.k}"
+        " --out {output} {params.runs} > {log} 2>&1"
+
+
+rule summary:
+    input:
+        expand("results/summary/{experiment}.csv", experiment=PLAN.experiments),
+    output:
+        "results/summary.csv",
+    log:
+        "results/logs/summary.log",
+    shell:
+        "firm-bench combine --out {output} {input} > {log} 2>&1"

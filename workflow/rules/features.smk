@@ -1,0 +1,18 @@
+# Feature extraction (GPU): every view any score needs, cached per run.
+rule features:
+    input:
+        run_file("trained.json"),
+    output:
+        run_file("features/features.json"),
+    log:
+        run_file("logs/features.log"),
+    params:
+        run=run_dir,
+        slots=GPU_SLOTS,
+    threads: config["threads"]["features"]
+    resources:
+        gpu=config["gpu_per_job"],
+        mem_mb=config["resources"]["features_mem_mb"],
+        runtime=config["resources"]["features_runtime"],
+    shell:
+        "firm-bench features {params.run} --gpu-slots {params.slots} --no-progress > {log} 2>&1"

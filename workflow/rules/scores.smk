@@ -1,0 +1,19 @@
+# Scoring (CPU), one job per score family of a run, from the feature cache.
+rule score:
+    input:
+        run_file("features/features.json"),
+    output:
+        run_file("scores/by_family/{family}.json"),
+    log:
+        run_file("logs/score_{family}.log"),
+    params:
+        run=run_dir,
+        scores=family_scores,
+        k=run_ks,
+    threads: config["threads"]["score"]
+    resources:
+        mem_mb=config["resources"]["score_mem_mb"],
+        runtime=config["resources"]["score_runtime"],
+    shell:
+        "OMP_NUM_THREADS={threads} firm-bench score {params.run} --scores {params.scores} --k {params.k}"
+        " --out {output} > {log} 2>&1"
