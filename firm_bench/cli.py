@@ -97,7 +97,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     _take_gpu_slot(args)
-    path = extract_run_features(_run_config(run_dir), run_dir, progress=_progress(args))
+    path = extract_run_features(_run_config(run_dir), run_dir, progress=_progress(args), evalset=args.evalset)
     print(path)
     return 0
 
@@ -118,7 +118,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from firm_bench.evaluate import score_run
 
     run_dir = Path(args.run_dir)
-    records = score_run(_run_config(run_dir), run_dir, args.scores, args.k)
+    records = score_run(_run_config(run_dir), run_dir, args.scores, args.k, evalset=args.evalset)
     if args.out:
         runs.atomic_write_json(args.out, records)
     _print_scores(runs.read_json(run_dir / "metrics.json"))
@@ -137,8 +137,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_summarize(args: argparse.Namespace) -> int:
     from firm_bench import summary
 
-    df = summary.experiment_rows(args.experiment, args.run_dirs, args.scores, args.k)
+    df = summary.experiment_rows(args.experiment, args.run_dirs, args.scores, args.k, args.evalsets)
     summary.write_csv(df, args.out)
+    if args.curves_out:
+        summary.write_csv(summary.experiment_curves(args.experiment, args.run_dirs), args.curves_out)
     print(f"{args.out}: {len(df)} rows, {int((df['status'] != 'ok').sum())} failed or missing")
     return 0
 
@@ -229,14 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--record-failure", action="store_true",
                            help="exit 0 when training fails (NaN loss): the failure is recorded as a result (workflow)")
 
+    evalset_help = "evaluation set: test (the run's own protocol) or ood-<dataset> (Table 4's OOD sets)"
     p = sub.add_parser("features", help="extract and cache a trained run's features")
     p.add_argument("run_dir")
+    p.add_argument("--evalset", default="test", help=evalset_help)
     p.add_argument("--no-progress", action="store_true")
     _add_gpu_arg(p)
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("score", help="compute scores from a run's feature cache")
     p.add_argument("run_dir")
+    p.add_argument("--evalset", default="test", help=evalset_help)
     p.add_argument("--scores", nargs="+", default=None, help="score names (default: the config's scores.names)")
     p.add_argument("--k", nargs="+", type=int, default=None, help="k of the k-NN scores (default: scores.k)")
     p.add_argument("--out", default=None, help="also write these scores' records to this JSON file (workflow)")
@@ -250,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True)
     p.add_argument("--scores", nargs="+", required=True)
     p.add_argument("--k", nargs="+", type=int, default=[5])
+    p.add_argument("--evalsets", nargs="+", default=["test"], help="test and/or ood-<dataset>")
     p.add_argument("--out", required=True)
+    p.add_argument("--curves-out", default=None, help="also write the runs' learning curves to this CSV")
     p.add_argument("run_dirs", nargs="*")
     p.set_defaults(func=cmd_summarize)
 

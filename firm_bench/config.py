@@ -15,6 +15,7 @@ before any work with ``loss.name: unknown loss 'frim'; valid: ...``.
 from __future__ import annotations
 
 import copy
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -30,7 +31,12 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict:
-    """The run-config JSON schema (draft 7) as a dict."""
+    """The run-config JSON schema (draft 7) as a dict (a fresh copy; parsed once)."""
+    return copy.deepcopy(_schema())
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
     text = resources.files("firm_bench.schema").joinpath("run.schema.yaml").read_text()
     return yaml.safe_load(text)
 
@@ -175,10 +181,13 @@ def _check_names(cfg: dict) -> None:
             if v not in valid:
                 problems.append(f"{dotted}: unknown value {v!r}; valid: {', '.join(valid)}")
     ds = cfg["dataset"]
+    from firm_bench.datasets import get_dataset
+
+    if ds["name"] in registered_names()["dataset.name"] and get_dataset(ds["name"]).role != "one_class":
+        problems.append(f"dataset.name: {ds['name']!r} is a test-only set (role {get_dataset(ds['name']).role!r}), not a training set; "
+                        "use it as dataset.ood (OOD test sets) or outliers.oe_path (outlier exposure)")
     if ds["ood"] is not None and ds["cls"] != "all":
         problems.append(f"dataset.ood={ds['ood']!r} needs dataset.cls: all (the whole training set is in-distribution)")
-    if ds["ood"] is None and ds["cls"] == "all":
-        problems.append("dataset.cls: all needs dataset.ood (the OOD test set); or give one class")
     if ds["ood"] is not None and ds["ood"] not in registered_names()["dataset.name"]:
         problems.append(f"dataset.ood: unknown value {ds['ood']!r}; valid: {', '.join(registered_names()['dataset.name'])}")
     angles = cfg["features"]["angles"]

@@ -1,8 +1,8 @@
 """Score a run from its feature cache and write its metrics.
 
 ``score_run`` computes each requested score (``firm-bench list scores``) from
-``features/features.pt``, writes one ``scores/<score>[_k<k>].json`` per score
-and k (with AUROC, the checkpoint choice and its epoch), and then
+``features/<evalset>/cache.pt``, writes one ``scores/<evalset>/<score>[_k<k>].json``
+per score and k (with AUROC, the checkpoint choice and its epoch), and then
 ``metrics.json``: every score's AUROC, the learning curve's AULC, the final
 and best-on-test AUROC, and the recipe labels (schedule, checkpoint choice,
 BatchNorm momentum) so that no number travels without saying how it was made.
@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from firm_bench import runs
-from firm_bench.features import FEATURES_FILE, FEATURES_META
+from firm_bench.features import TEST_EVALSET, cache_path, meta_path
 from firm_bench.metrics import aulc, auroc
 from firm_bench.scores import FeatureCache, compute_score, score_family
 from firm_bench.train import read_curve
@@ -50,23 +50,26 @@ def score_run(
     run_dir: str | Path,
     names: Sequence[str] | None = None,
     ks: Iterable[int] | None = None,
+    evalset: str = TEST_EVALSET,
 ) -> dict:
     """Compute scores from the run's feature cache; write per-score JSON and metrics.json.
 
     Returns the records computed by this call, keyed ``<score>[_k<k>]``.
     """
     run_dir = Path(run_dir)
-    meta_path = run_dir / FEATURES_META
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path} does not exist: run `firm-bench features {run_dir}` first")
-    meta = runs.read_json(meta_path)
-    cache = FeatureCache.load(run_dir / FEATURES_FILE) if meta.get("state") == "ok" else None
+    meta_file = meta_path(run_dir, evalset)
+    if not meta_file.exists():
+        raise FileNotFoundError(
+            f"{meta_file} does not exist: run `firm-bench features {run_dir} --evalset {evalset}` first"
+        )
+    meta = runs.read_json(meta_file)
+    cache = FeatureCache.load(cache_path(run_dir, evalset)) if meta.get("state") == "ok" else None
     names = list(names or cfg["scores"]["names"])
     ks = sorted(set(ks or cfg["scores"]["k"]))
     results = {}
     for name in names:
         for k in ks if score_family(name) == "knn" else [None]:
-            record = {"score": name, "k": k, "checkpoint": meta.get("checkpoint"), "epoch": meta.get("epoch")}
+            record = {"score": name, "k": k, "evalset": evalset, "checkpoint": meta.get("checkpoint"), "epoch": meta.get("epoch")}
             try:
                 if cache is None:
                     raise RuntimeError(meta.get("reason", "no features"))
@@ -79,19 +82,25 @@ def score_run(
                 record.update(status="ok", auroc=auroc(values, targets))
             except (ValueError, FloatingPointError, RuntimeError) as exc:
                 record.update(status="failed", reason=str(exc), auroc=None)
-            runs.atomic_write_json(run_dir / "scores" / score_file_name(name, k), record)
+            runs.atomic_write_json(run_dir / "scores" / evalset / score_file_name(name, k), record)
             results[score_file_name(name, k)[: -len(".json")]] = record
     write_metrics(cfg, run_dir)
     return results
 
 
 def write_metrics(cfg: dict, run_dir: str | Path) -> dict:
-    """Gather every score JSON of the run and its learning curve into metrics.json."""
+    """Gather every score JSON of the run and its learning curve into metrics.json.
+
+    ``scores`` holds the run's own test protocol (evalset ``test``); ``evalsets``
+    every evaluation set, e.g. ``ood-svhn`` for Table 4.
+    """
     run_dir = Path(run_dir)
-    scores = {}
-    for path in sorted((run_dir / "scores").glob("*.json")):
+    evalsets: dict[str, dict] = {}
+    for path in sorted((run_dir / "scores").glob("*/*.json")):
         rec = runs.read_json(path)
-        scores[path.stem] = {k: rec.get(k) for k in ("score", "k", "status", "auroc", "reason")}
+        evalsets.setdefault(path.parent.name, {})[path.stem] = {
+            k: rec.get(k) for k in ("score", "k", "status", "auroc", "reason")
+        }
     curve = read_curve(run_dir)
     aurocs = [row["auroc"] for row in curve if row["epoch"] > 0]
     status = runs.read_status(run_dir) or {}
@@ -110,7 +119,8 @@ def write_metrics(cfg: dict, run_dir: str | Path) -> dict:
         "final_auroc": aurocs[-1] if aurocs else None,
         "best_test_auroc": max(aurocs) if aurocs else None,
         "aulc": aulc(aurocs) if len(aurocs) >= 2 else None,
-        "scores": scores,
+        "scores": evalsets.get(TEST_EVALSET, {}),
+        "evalsets": evalsets,
     }
     runs.atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -11,7 +11,9 @@ extracted for:
   ratio 1) of each test image at each angle (METHOD.md "Scores", ``ens``).
 
 The result is a :class:`firm_bench.scores.FeatureCache` in
-``features/features.pt``; every score is computed from it, so adding a score
+``features/<evalset>/cache.pt`` (``test``: the run's own test protocol;
+``ood-<name>``: the unlabeled multiclass protocol against OOD set <name>,
+Table 4, so one trained model serves every OOD set); every score is computed from it, so adding a score
 needs no retraining and no new forward pass.
 """
 
@@ -28,8 +30,30 @@ from firm_bench.augment import ensemble_crops, test_transform
 from firm_bench.models import FirmModel, create_model
 from firm_bench.scores import FeatureCache
 
-FEATURES_FILE = Path("features") / "features.pt"
-FEATURES_META = Path("features") / "features.json"  # written last; says ok or failed (with reason)
+TEST_EVALSET = "test"  # the run's own test protocol (one-class: the whole test set)
+OOD_PREFIX = "ood-"    # ood-<name>: this dataset's test set vs OOD set <name> (Table 4)
+
+
+def cache_path(run_dir: str | Path, evalset: str = TEST_EVALSET) -> Path:
+    """``features/<evalset>/cache.pt``: the FeatureCache of one evaluation set."""
+    return Path(run_dir) / "features" / evalset / "cache.pt"
+
+
+def meta_path(run_dir: str | Path, evalset: str = TEST_EVALSET) -> Path:
+    """``features/<evalset>/meta.json``: written last; says ok or failed (with the reason)."""
+    return Path(run_dir) / "features" / evalset / "meta.json"
+
+
+def evalset_data(cfg: dict, evalset: str):
+    """The RunData (bank = training images, test images + targets) of an evaluation set."""
+    from firm_bench.train import load_run_data
+
+    if evalset == TEST_EVALSET:
+        return load_run_data(cfg)
+    if evalset.startswith(OOD_PREFIX):
+        ood = evalset[len(OOD_PREFIX):]
+        return load_run_data({**cfg, "dataset": {**cfg["dataset"], "ood": ood, "cls": "all"}})
+    raise ValueError(f"unknown evaluation set {evalset!r}; valid: {TEST_EVALSET}, {OOD_PREFIX}<dataset>")
 
 
 def rotate(images: Tensor, angle: int) -> Tensor:
@@ -130,7 +154,9 @@ def extract_features(
     return cache
 
 
-def extract_run_features(cfg: dict, run_dir: str | Path, progress: bool = False) -> Path:
+def extract_run_features(
+    cfg: dict, run_dir: str | Path, progress: bool = False, evalset: str = TEST_EVALSET
+) -> Path:
     """Extract and cache a trained run's features; returns the metadata path.
 
     A run whose training failed gets a ``features.json`` that says so (and no
@@ -144,11 +170,11 @@ def extract_run_features(cfg: dict, run_dir: str | Path, progress: bool = False)
     trained = run_dir / TRAINED_FILE
     if trained.exists() and runs.read_json(trained).get("state") == "failed":
         reason = runs.read_json(trained).get("reason")
-        runs.atomic_write_json(run_dir / FEATURES_META, {"state": "failed", "reason": f"training failed: {reason}"})
-        return run_dir / FEATURES_META
+        runs.atomic_write_json(meta_path(run_dir, evalset), {"state": "failed", "reason": f"training failed: {reason}"})
+        return meta_path(run_dir, evalset)
     device = runs.pick_device(cfg["device"])
     model, epoch = load_trained_model(run_dir, cfg, device)
-    data = load_run_data(cfg)
+    data = evalset_data(cfg, evalset)
     f = cfg["features"]
     cache = extract_features(
         model,
@@ -166,12 +192,11 @@ def extract_run_features(cfg: dict, run_dir: str | Path, progress: bool = False)
         seed=int(cfg["seed"]),
         progress=progress,
     )
-    path = run_dir / FEATURES_FILE
-    cache.save(path)
+    cache.save(cache_path(run_dir, evalset))
     runs.atomic_write_json(
-        run_dir / FEATURES_META,
-        {"state": "ok", "checkpoint": cfg["checkpoint"]["select"], "epoch": epoch, "angles": list(cache.angles),
+        meta_path(run_dir, evalset),
+        {"state": "ok", "evalset": evalset, "checkpoint": cfg["checkpoint"]["select"], "epoch": epoch, "angles": list(cache.angles),
          "crops": f["crops"], "n_bank": int(cache.bank.shape[1]), "n_test": int(cache.test.shape[1]),
          "dim": int(cache.bank.shape[2])},
     )
-    return run_dir / FEATURES_META
+    return meta_path(run_dir, evalset)

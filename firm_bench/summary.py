@@ -24,7 +24,7 @@ import pandas as pd
 from firm_bench import runs
 from firm_bench.scores import score_family
 
-ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "seed", "score", "k"]
+ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "seed", "evalset", "score", "k"]
 VALUE_COLUMNS = ["auroc", "aulc", "status", "reason"]
 LABEL_COLUMNS = ["schedule", "checkpoint", "bn_momentum", "tau", "batch_size", "epochs", "train_seconds", "run_dir"]
 COLUMNS = ID_COLUMNS + VALUE_COLUMNS + LABEL_COLUMNS
@@ -48,8 +48,17 @@ def _fresh_metrics(run_dir: str | Path) -> dict | None:
     return write_metrics(config_mod.validate(config_mod.load_yaml(cfg_path)), run_dir)
 
 
-def experiment_rows(experiment: str, run_dirs: Iterable[str], scores: Sequence[str], ks: Sequence[int]) -> pd.DataFrame:
-    """Rows of one experiment: every (run, score, k) it reports."""
+def experiment_rows(
+    experiment: str,
+    run_dirs: Iterable[str],
+    scores: Sequence[str],
+    ks: Sequence[int],
+    evalsets: Sequence[str] = ("test",),
+) -> pd.DataFrame:
+    """Rows of one experiment: every (run, evaluation set, score, k) it reports.
+
+    ``evalset`` is ``test`` (the run's own protocol) or the OOD set's name (Table 4).
+    """
     rows = []
     for run_dir in run_dirs:
         ident = _parse_run_dir(run_dir)
@@ -64,19 +73,38 @@ def experiment_rows(experiment: str, run_dirs: Iterable[str], scores: Sequence[s
             "train_seconds": metrics.get("train_seconds") if metrics else status.get("train_seconds"),
             "run_dir": str(run_dir),
         }
-        for score in scores:
+        for evalset, score in ((e, s) for e in evalsets for s in scores):
             for k in ks if score_family(score) == "knn" else [None]:
                 key = f"{score}_k{k}" if k is not None else score
-                row = {**base, "score": score, "k": k}
-                rec = (metrics or {}).get("scores", {}).get(key)
+                row = {**base, "evalset": evalset.removeprefix("ood-"), "score": score, "k": k}
+                rec = (metrics or {}).get("evalsets", {}).get(evalset, {}).get(key)
                 if status.get("state") == "failed":
                     row.update(status="failed", reason=status.get("reason"), auroc=None, aulc=None)
                 elif rec is None:
-                    row.update(status="missing", reason=f"no {key} score in {metrics_path}", auroc=None)
+                    row.update(status="missing", reason=f"no {evalset}/{key} score in {metrics_path}", auroc=None)
                 else:
                     row.update(status=rec["status"], reason=rec.get("reason"), auroc=rec.get("auroc"))
                 rows.append(row)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["k"] = df["k"].astype("Int64")
+    return df
+
+
+CURVE_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "seed", "epoch", "auroc", "loss_value",
+                 "elapsed_s", "run_dir"]
+
+
+def experiment_curves(experiment: str, run_dirs: Iterable[str]) -> pd.DataFrame:
+    """Learning curves of one experiment's runs: one row per run x evaluated epoch."""
+    from firm_bench.train import read_curve
+
+    rows = []
+    for run_dir in dict.fromkeys(run_dirs):
+        ident = _parse_run_dir(run_dir)
+        for point in read_curve(run_dir):
+            rows.append({"experiment": experiment, **ident, "epoch": point["epoch"], "auroc": point["auroc"],
+                         "loss_value": point["loss"], "elapsed_s": point["elapsed_s"], "run_dir": str(run_dir)})
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
@@ -108,7 +136,9 @@ def mean_std_table(df: pd.DataFrame, title: str = "") -> str:
         return f"# {title}\n\nno runs\n"
     df = df.copy()
     df["k"] = df["k"].map(lambda v: "" if pd.isna(v) else f"k={int(v)}")
-    df["configuration"] = df[["dataset", "loss", "outliers", "recipe", "score", "k"]].astype(str).agg(" ".join, axis=1).str.strip()
+    ev = df["evalset"].fillna("test").astype(str)
+    df["configuration"] = (df[["dataset", "loss", "outliers", "recipe", "score", "k"]].astype(str).agg(" ".join, axis=1)
+                           + ev.map(lambda e: "" if e == "test" else f" vs {e}")).str.strip()
     classes = sorted(df["cls"].astype(str).unique(), key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else c))
     out_rows = []
     for conf, group in df.groupby("configuration", sort=False):

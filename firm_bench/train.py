@@ -35,7 +35,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 from firm_bench import config as config_mod
 from firm_bench import runs
 from firm_bench.augment import AugmentConfig, TwoViewAugment
-from firm_bench.datasets import get_dataset, one_class_split, ood_split
+from firm_bench.datasets import ImageSet, get_dataset, load_split, one_class_split, ood_split
 from firm_bench.features import encode
 from firm_bench.losses import get_loss
 from firm_bench.metrics import auroc
@@ -102,7 +102,9 @@ class RunData:
 
 
 def image_size_of(cfg: dict) -> int:
-    return int(cfg["dataset"]["image_size"] or DEFAULT_IMAGE_SIZE)
+    """``dataset.image_size``, else the dataset's paper size (32; Cats-vs-Dogs 64; MVTec 256)."""
+    size = cfg["dataset"]["image_size"] or getattr(get_dataset(cfg["dataset"]["name"]), "default_image_size", None)
+    return int(size or DEFAULT_IMAGE_SIZE)
 
 
 def load_run_data(cfg: dict) -> RunData:
@@ -110,13 +112,18 @@ def load_run_data(cfg: dict) -> RunData:
 
     One-class protocol: the normal class's training images; the whole test set, normal = 1.
     OOD protocol (``dataset.ood``): every training image; this dataset's test set (normal = 1)
-    plus the OOD set's test images (0).
+    plus the OOD set's test images (0). ``cls: all`` without ``dataset.ood``: every training
+    image and no test set (no learning curve; evaluate with ``firm-bench features --evalset ood-<name>``).
     """
     ds = cfg["dataset"]
     size = image_size_of(cfg)
     info = get_dataset(ds["name"])
     if ds["ood"] is not None:
         train, test, targets = ood_split(ds["name"], ds["ood"], root=ds["root"], image_size=size, download=ds["download"])
+    elif ds["cls"] == "all":  # unlabeled multiclass training, no test set: no learning curve
+        train = load_split(ds["name"], "train", ds["root"], size, ds["download"])
+        test = ImageSet(train.images[:0], train.labels[:0], train.classes)
+        targets = torch.zeros(0, dtype=torch.int64)
     else:
         train, test, targets = one_class_split(
             ds["name"], ds["cls"], root=ds["root"], image_size=size, download=ds["download"]
@@ -224,6 +231,7 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, curve, best = state["epoch"], state["curve"], state["best"]
         elapsed_before = state.get("elapsed_s", 0.0)
+        print(f"firm-bench: resuming {run_dir} from its checkpoint at epoch {start_epoch}/{epochs}", file=sys.stderr)
     runs.write_status(run_dir, "running", epoch=start_epoch, epochs=epochs)
 
     def save_checkpoint(epoch: int, elapsed: float) -> None:
@@ -245,6 +253,8 @@ def train(
     feat_batch = int(cfg["features"]["batch_size"])
 
     def record_eval(epoch: int, loss_value: float, elapsed: float) -> None:
+        if len(data.test_targets) == 0:  # cls: all without dataset.ood: nothing to evaluate on
+            return
         value = evaluate_knn(model, data, eval_cfg["k"], feat_batch, device)
         model.train()
         curve.append(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from importlib import resources
@@ -66,6 +67,7 @@ class RunNeeds:
     scores: set[str] = field(default_factory=set)
     ks: set[int] = field(default_factory=set)
     experiments: set[str] = field(default_factory=set)
+    evalsets: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -86,6 +88,16 @@ class Plan:
         if run not in self.families_cache:
             self.families_cache[run] = sorted({score_family(s) for s in self.runs[run].scores})
         return self.families_cache[run]
+
+    def experiment_evalsets(self, experiment: str) -> list[str]:
+        """``test``, or ``ood-<name>`` for each OOD set of an unlabeled multiclass experiment (Table 4)."""
+        ood = self.config["experiments"][experiment]["ood"]
+        return [f"ood-{name}" for name in ood] if ood else ["test"]
+
+    def experiment_families(self, experiment: str) -> list[str]:
+        from firm_bench.scores import score_family
+
+        return sorted({score_family(s) for s in self.config["experiments"][experiment]["scores"]})
 
     def scores_of_family(self, run: Run, family: str) -> list[str]:
         from firm_bench.scores import score_family
@@ -161,6 +173,8 @@ def plan(cfg: Mapping, only: Iterable[str] | None = None) -> Plan:
         _check("loss", exp["losses"], names["loss.name"], where + ".losses")
         _check("outlier source", exp["outliers"], names["outliers.name"], where + ".outliers")
         _check("score", exp["scores"], names["scores.names"], where + ".scores")
+        if exp["ood"]:
+            _check("dataset", exp["ood"], names["dataset.name"], where + ".ood")
         exp_variants = exp["variants"] or {"": {}}
         for vname, overrides in exp_variants.items():
             recipe = recipe_name(preset, vname)
@@ -169,8 +183,9 @@ def plan(cfg: Mapping, only: Iterable[str] | None = None) -> Plan:
             variants[recipe] = dict(overrides)
         seeds = exp["seeds"] if exp["seeds"] is not None else cfg["seeds"]
         members: list[Run] = []
+        evalsets = [f"ood-{name}" for name in exp["ood"]] if exp["ood"] else ["test"]
         for dataset in exp["datasets"]:
-            for cls in _classes(dataset, exp["classes"]):
+            for cls in ["all"] if exp["ood"] else _classes(dataset, exp["classes"]):
                 for loss in exp["losses"]:
                     for outliers in exp["outliers"]:
                         for vname in exp_variants:
@@ -180,6 +195,7 @@ def plan(cfg: Mapping, only: Iterable[str] | None = None) -> Plan:
                                 needs.scores.update(exp["scores"])
                                 needs.ks.update(exp["k"])
                                 needs.experiments.add(exp_name)
+                                needs.evalsets.update(evalsets)
                                 members.append(run)
         experiments[exp_name] = members
     result = Plan(cfg, runs, experiments, variants)
@@ -198,7 +214,7 @@ def run_overrides(p: Plan, run: Run) -> list[str]:
     cfg = p.config
     pairs: dict[str, Any] = {
         "dataset.name": run.dataset,
-        "dataset.cls": int(run.cls) if run.cls.isdigit() else run.cls,
+        "dataset.cls": int(run.cls) if run.cls.isdigit() else run.cls,  # "all": unlabeled multiclass
         "loss.name": run.loss,
         "outliers.name": run.outliers,
         "seed": run.seed,
@@ -212,9 +228,13 @@ def run_overrides(p: Plan, run: Run) -> list[str]:
     return [f"{k}={_yaml_value(v)}" for k, v in pairs.items()]
 
 
+_BARE = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null"}
+
+
 def _yaml_value(v: Any) -> str:
     """A value as ``--set`` parses it back (JSON is YAML's flow syntax; plain words stay bare)."""
-    if isinstance(v, str) and v and yaml.safe_load(v) == v and "," not in v:
+    if isinstance(v, str) and _BARE.fullmatch(v) and v.lower() not in _YAML_WORDS:
         return v
     return json.dumps(v)
 
@@ -242,10 +262,18 @@ def job_counts(p: Plan, experiments: Iterable[str] | None = None) -> dict[str, i
     """Jobs per rule needed to build ``experiments`` from nothing (for the dry-run benchmark/tests)."""
     exps = list(experiments) if experiments is not None else list(p.experiments)
     runs = {r for e in exps for r in p.experiments[e]}
+    score_jobs = {
+        (r, ev, f)
+        for e in exps
+        for r in p.experiments[e]
+        for ev in p.experiment_evalsets(e)
+        for f in p.experiment_families(e)
+    }
+    feature_jobs = {(r, ev) for e in exps for r in p.experiments[e] for ev in p.experiment_evalsets(e)}
     return {
         "train": len(runs),
-        "features": len(runs),
-        "score": sum(len(p.families(r)) for r in runs),
+        "features": len(feature_jobs),
+        "score": len(score_jobs),
         "summarize_experiment": len(exps),
         "table": len(exps),
     }

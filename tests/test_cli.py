@@ -46,4 +46,4 @@ def test_console_script_runs_the_whole_pipeline(tmp_path):
     assert "| cos_k5" in out and (run / "metrics.json").exists()
     rc = subprocess.run([sys.executable, "-m", "firm_bench.cli", "score", str(run), "--scores", "locsvm", "--k", "1"],
                         capture_output=True, text=True)
-    assert rc.returncode == 0 and (run / "scores" / "locsvm.json").exists()
+    assert rc.returncode == 0 and (run / "scores" / "test" / "locsvm.json").exists()

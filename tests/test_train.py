@@ -13,7 +13,7 @@ import torch
 
 from firm_bench import config, runs
 from firm_bench.evaluate import score_run
-from firm_bench.features import FEATURES_FILE, extract_run_features
+from firm_bench.features import cache_path, extract_run_features
 from firm_bench.scores import FeatureCache
 from firm_bench.train import SCHEDULES, TrainingFailed, read_curve, train
 
@@ -36,7 +36,7 @@ def test_train_features_scores_end_to_end(tmp_path):
     assert runs.read_json(run / "versions.json")["torch"] == torch.__version__
 
     extract_run_features(cfg, run)
-    cache = FeatureCache.load(run / FEATURES_FILE)
+    cache = FeatureCache.load(cache_path(run))
     n_test = 1000  # fmnist_mini: 100 test images per class
     assert cache.test.shape[:2] == (4, n_test) and cache.bank.shape[:2] == (4, 200)
     assert cache.test_crops.shape[:3] == (4, 2, n_test)

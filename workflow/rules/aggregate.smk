@@ -9,16 +9,19 @@ rule summarize_experiment:
     input:
         experiment_scores_files,
     output:
-        "results/summary/{experiment}.csv",
+        summary="results/summary/{experiment}.csv",
+        curves="results/summary/{experiment}_curves.csv",
     log:
         "results/logs/summarize_{experiment}.log",
     params:
         runs=experiment_run_dirs,
         scores=experiment_scores,
         k=experiment_ks,
+        evalsets=experiment_evalsets,
     shell:
         "firm-bench summarize --experiment {wildcards.experiment} --scores {params.scores} --k {params.k}"
-        " --out {output} {params.runs} > {log} 2>&1"
+        " --evalsets {params.evalsets}"
+        " --out {output.summary} --curves-out {output.curves} {params.runs} > {log} 2>&1"
 
 
 rule summary:

@@ -23,6 +23,7 @@ wildcard_constraints:
     cls=fw.CLS_PATTERN,
     recipe=fw.RECIPE_PATTERN,
     seed=r"\d+",
+    evalset=r"test|ood-[a-z0-9_]+",
     family="|".join(sorted(set(SCORE_FAMILIES.values()))),
     experiment="|".join(PLAN.experiments) or "none",
 
@@ -55,10 +56,13 @@ def run_ks(wildcards):
 
 
 def experiment_scores_files(wildcards):
+    """The score files an experiment reports (only its own score families)."""
+    exp = wildcards.experiment
     return [
-        f"{run.path(RUNS)}/scores/by_family/{family}.json"
-        for run in dict.fromkeys(PLAN.experiments[wildcards.experiment])
-        for family in PLAN.families(run)
+        f"{run.path(RUNS)}/scores/{evalset}/by_family/{family}.json"
+        for run in dict.fromkeys(PLAN.experiments[exp])
+        for evalset in PLAN.experiment_evalsets(exp)
+        for family in PLAN.experiment_families(exp)
     ]
 
 
@@ -74,9 +78,13 @@ def experiment_ks(wildcards):
     return " ".join(str(k) for k in PLAN.config["experiments"][wildcards.experiment]["k"])
 
 
+def experiment_evalsets(wildcards):
+    return " ".join(PLAN.experiment_evalsets(wildcards.experiment))
+
+
 def experiment_title(wildcards):
     return PLAN.config["experiments"][wildcards.experiment]["title"] or wildcards.experiment
 
 
 def all_targets():
-    return ["results/summary.csv"] + [f"results/tables/{e}.md" for e in PLAN.experiments]
+    return ["results/summary.csv"] + [f"results/summary/{e}.md" for e in PLAN.experiments]

@@ -1,11 +1,12 @@
-# Feature extraction (GPU): every view any score needs, cached per run.
+# Feature extraction (GPU): every view any score needs, cached per run and
+# evaluation set ("test", or "ood-<name>" for Table 4's OOD sets).
 rule features:
     input:
         run_file("trained.json"),
     output:
-        run_file("features/features.json"),
+        run_file("features/{evalset}/meta.json"),
     log:
-        run_file("logs/features.log"),
+        run_file("logs/features_{evalset}.log"),
     params:
         run=run_dir,
         slots=GPU_SLOTS,
@@ -15,4 +16,4 @@ rule features:
         mem_mb=config["resources"]["features_mem_mb"],
         runtime=config["resources"]["features_runtime"],
     shell:
-        "firm-bench features {params.run} --gpu-slots {params.slots} --no-progress > {log} 2>&1"
+        "firm-bench features {params.run} --evalset {wildcards.evalset} --gpu-slots {params.slots} --no-progress > {log} 2>&1"

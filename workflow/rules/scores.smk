@@ -1,11 +1,11 @@
 # Scoring (CPU), one job per score family of a run, from the feature cache.
 rule score:
     input:
-        run_file("features/features.json"),
+        run_file("features/{evalset}/meta.json"),
     output:
-        run_file("scores/by_family/{family}.json"),
+        run_file("scores/{evalset}/by_family/{family}.json"),
     log:
-        run_file("logs/score_{family}.log"),
+        run_file("logs/score_{evalset}_{family}.log"),
     params:
         run=run_dir,
         scores=family_scores,
@@ -15,5 +15,5 @@ rule score:
         mem_mb=config["resources"]["score_mem_mb"],
         runtime=config["resources"]["score_runtime"],
     shell:
-        "OMP_NUM_THREADS={threads} firm-bench score {params.run} --scores {params.scores} --k {params.k}"
+        "OMP_NUM_THREADS={threads} firm-bench score {params.run} --evalset {wildcards.evalset} --scores {params.scores} --k {params.k}"
         " --out {output} > {log} 2>&1"

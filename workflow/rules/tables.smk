@@ -1,4 +1,5 @@
-# One plain mean ± std table per experiment (results/tables/<experiment>.md).
+# One plain mean ± std table per experiment (results/summary/<experiment>.md);
+# the paper-shaped tables (results/tables/) are rendered from the same summaries.
 localrules:
     table,
 
@@ -7,7 +8,7 @@ rule table:
     input:
         "results/summary/{experiment}.csv",
     output:
-        "results/tables/{experiment}.md",
+        "results/summary/{experiment}.md",
     log:
         "results/logs/table_{experiment}.log",
     params:

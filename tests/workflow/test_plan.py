@@ -1,0 +1,134 @@
+"""The paper grid: dry-run job counts per rule and per target, computed independently from the config."""
+
+import pytest
+import yaml
+
+from firm_bench import workflow as fw
+from firm_bench.config import ConfigError
+
+from .conftest import CONFIGS, job_stats, snakemake
+
+# Written out here on purpose (not taken from the package): classes per dataset
+# and the family of each score, as METHOD.md defines them.
+N_CLASSES = {"cifar10": 10, "cifar100": 20, "fashion_mnist": 10, "fmnist_mini": 10,
+             "cats_vs_dogs": 2, "mvtec": 15}
+FAMILY = {
+    **{s: "knn" for s in ["cos", "cos_norm", "rot", "rot_norm", "ens", "ens_norm"]},
+    "center": "center", **{s: "kde" for s in ["kde", "kde_rot", "kde_ens"]},
+    **{s: "ocsvm" for s in ["ocsvm", "ocsvm_rot", "ocsvm_ens"]},
+    **{s: "locsvm" for s in ["locsvm", "locsvm_rot", "locsvm_ens"]},
+}
+
+
+def expected_jobs(cfg: dict, experiments: list[str]) -> dict[str, int]:
+    runs, feature_jobs, score_jobs = set(), set(), set()
+    for name in experiments:
+        exp = cfg["experiments"][name]
+        variants = exp.get("variants") or {"base": {}}
+        # Table 4 (unlabeled multiclass): one run on the whole training set, scored per OOD set
+        evalsets = [f"ood-{o}" for o in exp["ood"]] if exp.get("ood") else ["test"]
+        for dataset in exp["datasets"]:
+            if exp.get("ood"):
+                cls_list = ["all"]
+            elif exp.get("classes", "all") == "all":
+                cls_list = range(N_CLASSES[dataset])
+            else:
+                cls_list = exp["classes"]
+            for cls in cls_list:
+                for loss in exp.get("losses", ["firm"]):
+                    for outliers in exp.get("outliers", ["rot"]):
+                        for variant in variants:
+                            recipe = variant if variant == "base" else f"v-{variant}"
+                            for seed in exp.get("seeds") or cfg.get("seeds", [0, 1, 2, 3, 4]):
+                                run = (dataset, str(cls), loss, outliers, recipe, seed)
+                                runs.add(run)
+                                for evalset in evalsets:
+                                    feature_jobs.add((run, evalset))
+                                    for score in exp.get("scores", ["cos"]):
+                                        score_jobs.add((run, evalset, FAMILY[score]))
+    return {"train": len(runs), "features": len(feature_jobs), "score": len(score_jobs),
+            "summarize_experiment": len(experiments), "table": len(experiments)}
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return yaml.safe_load((CONFIGS / "paper.yaml").read_text())
+
+
+def test_plan_job_counts_match_an_independent_count(paper):
+    plan = fw.plan(paper)
+    assert fw.job_counts(plan) == expected_jobs(paper, list(paper["experiments"]))
+
+
+@pytest.mark.slow
+def test_dry_run_of_the_whole_paper_grid(paper, tmp_path):
+    out = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", CONFIGS / "paper.yaml").stdout
+    stats = job_stats(out)
+    expected = expected_jobs(paper, list(paper["experiments"]))
+    assert {k: stats[k] for k in expected} == expected
+    assert stats["summary"] == 1 and stats["all"] == 1
+    # Table 1a and Table 13 share runs: the grid trains each run once
+    assert stats["train"] < sum(expected_jobs(paper, [e])["train"] for e in paper["experiments"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["table1a", "table4", "fig5"])
+def test_one_table_target_plans_only_its_own_jobs(paper, tmp_path, target):
+    out = snakemake(tmp_path, f"results/summary/{target}.md", "-n", "--quiet", "rules",
+                    "--configfile", CONFIGS / "paper.yaml").stdout
+    stats = job_stats(out)
+    expected = expected_jobs(paper, [target])
+    assert {k: stats.get(k, 0) for k in expected} == expected
+    assert "summary" not in stats and "all" not in stats
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"losses": ["frim"]}, "unknown loss 'frim'; valid: ntxent, supcon, supcon_star, firm"),
+        ({"datasets": ["imagenet21k"]}, "unknown dataset 'imagenet21k'"),
+        ({"scores": ["cos", "mahalanobis"]}, "unknown score 'mahalanobis'"),
+        ({"outliers": ["mixup"]}, "unknown outlier source 'mixup'"),
+        ({"classes": [42]}, "class 42 of dataset 'cifar10' is unknown"),
+        ({"variants": {"bad": {"optim.lrr": 1}}}, "allowed keys"),
+    ],
+)
+def test_bad_experiments_fail_while_planning(paper, patch, message):
+    cfg = {**paper, "experiments": {"table1a": {**paper["experiments"]["table1a"], **patch}}}
+    with pytest.raises(ConfigError) as err:
+        fw.plan(cfg)
+    assert message in str(err.value)
+
+
+@pytest.mark.slow
+def test_bad_config_fails_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    cfg = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
+    cfg["experiments"]["smoke"]["losses"] = ["frim"]
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "-n", "--configfile", bad, check=False)
+    assert proc.returncode != 0
+    assert "unknown loss 'frim'; valid: ntxent, supcon, supcon_star, firm" in proc.stdout + proc.stderr
+    cfg = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
+    cfg["gpu_per_job"] = "two"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "-n", "--configfile", bad, check=False)
+    assert proc.returncode != 0 and "gpu_per_job" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_every_shipped_config_plans():
+    for path in CONFIGS.glob("*.yaml"):
+        plan = fw.plan(yaml.safe_load(path.read_text()))
+        assert plan.runs, path
+
+
+def test_run_config_round_trip(paper):
+    """The CLI arguments a train job gets resolve to the plan's run config."""
+    plan = fw.plan(paper)
+    run = next(r for r in plan.runs if r.recipe == "paper-tau0.5" and r.cls != "all")
+    cfg = fw.run_config(plan, run)
+    assert cfg["loss"]["tau"] == 0.5 and cfg["dataset"]["cls"] == int(run.cls) and cfg["seed"] == run.seed
+    assert cfg["model"]["bn_momentum"] == 0.9 and cfg["preset"] == "paper-tau0.5"
+    args = fw.cli_args(plan, run)
+    assert "--recipe paper-tau0.5" in args and "loss.tau=0.5" in args

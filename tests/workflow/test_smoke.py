@@ -1,0 +1,74 @@
+"""The smoke preset end to end through Snakemake's CLI on the CPU: run, no-op rerun, kill and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from .conftest import CONFIGS, SNAKEFILE, snakemake
+
+
+@pytest.mark.slow
+def test_smoke_workflow_end_to_end(workdir):
+    snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml")
+    summary = pd.read_csv(workdir / "results" / "summary.csv", dtype={"cls": str})
+    assert len(summary) == 4  # 2 runs (firm, ntxent) x (cos k=5, kde)
+    assert set(summary["status"]) == {"ok"} and summary["auroc"].between(0, 1).all()
+    assert set(summary["loss"]) == {"firm", "ntxent"} and set(summary["score"]) == {"cos", "kde"}
+    assert (summary["schedule"] == "onecycle").all() and (summary["checkpoint"] == "last").all()
+    table = (workdir / "results" / "summary" / "smoke.md").read_text()
+    assert "fmnist_mini firm rot smoke cos k=5" in table and "checkpoint: last" in table
+    curves = pd.read_csv(workdir / "results" / "summary" / "smoke_curves.csv")
+    assert len(curves) == 2 and set(curves["epoch"]) == {1}
+    run = workdir / "results/runs/fmnist_mini/0/firm/rot/smoke/seed0"
+    for name in ["config.yaml", "versions.json", "status.json", "curve.csv", "trained.json", "metrics.json",
+                 "checkpoints/last.pt", "features/test/cache.pt", "scores/test/cos_k5.json", "logs/train.log"]:
+        assert (run / name).exists(), name
+    # nothing left to do on a rerun
+    out = snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml", "-n").stdout
+    assert "Nothing to be done" in out
+
+
+@pytest.mark.slow
+def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
+    cfg = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
+    cfg["run_overrides"]["optim.epochs"] = 6
+    cfg["run_overrides"]["checkpoint.every"] = 1
+    cfg["experiments"]["smoke"]["losses"] = ["firm"]
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), "--cores", "1",
+           "--configfile", str(path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt = workdir / "results/runs/fmnist_mini/0/firm/rot/smoke/seed0/checkpoints/last.pt"
+    deadline = time.time() + 240
+    epoch = 0
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists():
+            try:
+                epoch = torch.load(ckpt, weights_only=False)["epoch"]
+            except Exception:  # being replaced right now
+                epoch = 0
+            if epoch >= 2:
+                break
+        time.sleep(0.1)
+    assert proc.poll() is None, "the workflow finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and its training job, at once
+    proc.wait()
+    assert 2 <= epoch < 6
+
+    # a SIGKILLed Snakemake leaves its directory lock behind: --unlock, then rerun
+    snakemake(workdir, "--unlock", "--configfile", path)
+    snakemake(workdir, "--cores", "1", "--configfile", path, "--rerun-incomplete")
+    log = (ckpt.parent.parent / "logs" / "train.log").read_text()
+    assert "resuming" in log and "from its checkpoint at epoch" in log
+    curve = pd.read_csv(ckpt.parent.parent / "curve.csv")
+    assert list(curve["epoch"]) == [1, 2, 3, 4, 5, 6]
+    summary = pd.read_csv(workdir / "results" / "summary.csv")
+    assert set(summary["status"]) == {"ok"}

@@ -1,0 +1,29 @@
+# Paper figures: figures/<fig>.{png,pdf} (firm_bench.figures), from the
+# summaries and learning curves of the experiments feeding each figure
+# (helpers in paper_tables.smk). t-SNE runs with the rule's threads.
+from firm_bench.figures import FIGURES
+
+FIGURES_DIR = "figures"
+
+
+localrules:
+    paper_figure,
+
+
+rule paper_figure:
+    input:
+        summaries=paper_item_summaries,
+        curves=paper_item_curves,
+    output:
+        png=FIGURES_DIR + "/{item}.png",
+        pdf=FIGURES_DIR + "/{item}.pdf",
+    log:
+        "results/logs/paper_figure_{item}.log",
+    params:
+        out_dir=FIGURES_DIR,
+    threads: config["threads"]["score"]
+    wildcard_constraints:
+        item="|".join(FIGURES.names()),
+    shell:
+        "firm-bench figure {wildcards.item} --summaries {input.summaries} --curves {input.curves}"
+        " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"

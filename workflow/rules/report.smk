@@ -1,0 +1,32 @@
+# The replication report: results/report/index.html (firm_bench.report), one
+# offline page with every paper table and figure, agreement with the paper and
+# provenance. `firm-bench report --partial` gives the same page while runs are
+# still going (no Snakemake needed).
+REPORT = "results/report/index.html"
+
+
+def report_config_file(wildcards):
+    """The workflow config file in effect (--configfile, else the Snakefile's configfile)."""
+    return workflow.configfiles[-1]
+
+
+localrules:
+    report,
+
+
+rule report:
+    input:
+        tables=expand(TABLES_DIR + "/{item}.csv", item=TABLES.names()),
+        figures=expand(FIGURES_DIR + "/{item}.png", item=FIGURES.names()),
+        summaries=expand("results/summary/{experiment}.csv", experiment=PLAN.experiments),
+    output:
+        REPORT,
+    log:
+        "results/logs/report.log",
+    params:
+        config=report_config_file,
+        tables_dir=TABLES_DIR,
+        figures_dir=FIGURES_DIR,
+    shell:
+        "firm-bench report --config {params.config} --out {output} --tables-dir {params.tables_dir}"
+        " --figures-dir {params.figures_dir} > {log} 2>&1"
