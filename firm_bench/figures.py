@@ -331,8 +331,10 @@ def tsne_embedding(features: np.ndarray, *, seed: int = 0, threads: int = 1, max
     features: (N, D). A seeded, stratified subsample of at most ``max_points``
     (by ``targets``) keeps large test sets fast. Returns (embedding (n, 2),
     indices (n,) of the points used). Perplexity min(30, (n - 1) / 3).
+    ``threads`` bounds scikit-learn's n_jobs and the native thread pools.
     """
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     x = np.asarray(features, dtype=np.float64)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -345,7 +347,9 @@ def tsne_embedding(features: np.ndarray, *, seed: int = 0, threads: int = 1, max
     if len(idx) < 4:
         raise ValueError(f"t-SNE needs at least 4 points, got {len(idx)}")
     perplexity = min(30.0, (len(idx) - 1) / 3)
-    emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, n_jobs=threads).fit_transform(x[idx])
+    with threadpool_limits(threads):  # BLAS / OpenMP pools too, not only n_jobs: no oversubscription
+        emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                   n_jobs=threads).fit_transform(x[idx])
     return emb, idx
 
 

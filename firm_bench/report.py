@@ -94,15 +94,13 @@ def provenance(summary: pd.DataFrame) -> dict:
     device, gpu, git_commit), "commits", "versions", "hardware", "recipes"}.
     """
     runs = summary.drop_duplicates("run_dir") if not summary.empty else summary
+    status = summary.groupby("run_dir")["status"].agg(lambda s: tabs.combined_status(list(s))) if len(runs) else {}
     records = []
     for row in runs.to_dict("records"):
         path = Path(row["run_dir"]) / "versions.json"
         info = json.loads(path.read_text()) if path.is_file() else {}
-        status = summary.loc[summary["run_dir"] == row["run_dir"], "status"]
-        records.append({
-            "run_dir": row["run_dir"], "recipe": row["recipe"], "status": tabs._status(status) if len(status) else "missing",
-            "train_seconds": row.get("train_seconds"), "epochs": row.get("epochs"), **info,
-        })
+        records.append({"run_dir": row["run_dir"], "recipe": row["recipe"], "status": status[row["run_dir"]],
+                        "train_seconds": row.get("train_seconds"), "epochs": row.get("epochs"), **info})
     table = pd.DataFrame(records).sort_values("run_dir") if records else pd.DataFrame(columns=["run_dir", "status"])
     col = lambda c: list(table[c]) if c in table else []  # noqa: E731
     return {

@@ -33,11 +33,19 @@ STATUS_FILE = "status.json"
 CONFIG_FILE = "config.yaml"
 
 
-def _atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], Any]) -> Path:
+    """Call ``write(fh)`` on a temporary file beside ``path``, fsync, then rename it to ``path``.
+
+    The one place every firm-bench file is written: a failure (disk full,
+    interrupt, kill) leaves any previous ``path`` untouched and no half-written
+    file; the temporary file is removed. Files are created 0644 (mkstemp's
+    0600 would hide results and caches from other users of a shared root).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -51,7 +59,7 @@ def _atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    return _atomic(Path(path), lambda fh: fh.write(data))
+    return atomic_write(Path(path), lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -63,7 +71,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
-    return _atomic(Path(path), lambda fh: torch.save(obj, fh))
+    return atomic_write(Path(path), lambda fh: torch.save(obj, fh))
 
 
 def _json_default(obj: Any) -> Any:

@@ -37,7 +37,6 @@ Families (one workflow job each): ``knn`` (cos*, rot*, ens*), ``center``,
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Sequence
@@ -202,19 +201,9 @@ class FeatureCache:
             "test_crops": None if self.test_crops is None else self.test_crops.detach().cpu().contiguous(),
             "targets": self.targets.detach().cpu().contiguous(),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        from firm_bench.runs import atomic_write
+
+        atomic_write(path, lambda f: torch.save(payload, f))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FeatureCache:

@@ -58,6 +58,7 @@ __all__ = [
     "TableSpec",
     "agreement",
     "caption",
+    "combined_status",
     "compare",
     "default_k",
     "read_cells",
@@ -330,7 +331,7 @@ def _paper_cells(spec: TableSpec, reported: pd.DataFrame) -> pd.DataFrame:
 _STATUS_PRIORITY = ("failed", "pending", "missing")
 
 
-def _status(statuses: Sequence[str]) -> str:
+def combined_status(statuses: Sequence[str]) -> str:
     """``ok`` when every status is ok, else the worst present: failed, then pending, then missing."""
     if statuses and all(s == "ok" for s in statuses):
         return "ok"
@@ -343,7 +344,7 @@ def _seed_cell(values: Sequence[float], statuses: Sequence[str], reasons: Sequen
 
     ok = [v for v, s in zip(values, statuses) if s == "ok" and v is not None and not math.isnan(v)]
     cell = {"n_ok": len(ok), "n_runs": len(statuses), "ours_mean": math.nan, "ours_std": math.nan,
-            "ours_status": "ok" if ok else _status([s for s in statuses if s != "ok"]),
+            "ours_status": "ok" if ok else combined_status([s for s in statuses if s != "ok"]),
             "ours_reason": next((r for r, s in zip(reasons, statuses) if s != "ok" and r), None)}
     if ok:
         cell["ours_mean"], cell["ours_std"] = mean_std(ok)
@@ -417,7 +418,7 @@ def _our_cells(spec: TableSpec, long: pd.DataFrame, n_ood: int) -> pd.DataFrame:
                                                                   [r["reason"] for r in g])})
         means, statuses = [], []
         for g in by_seed.values():
-            status = _status([r["status"] for r in g])
+            status = combined_status([r["status"] for r in g])
             complete = len({r[item_of] for r in g}) == len(by_item) and status == "ok"
             means.append(sum(r["value"] for r in g) / len(g) if complete else math.nan)
             statuses.append("ok" if complete else (status if status != "ok" else "missing"))

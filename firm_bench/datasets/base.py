@@ -25,7 +25,6 @@ import gzip
 import operator
 import os
 import re
-import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -550,16 +549,6 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     A failure (disk full, interrupt) leaves any previous ``path`` untouched
     and removes the temporary file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600; the cache may serve other users of the root
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from firm_bench.runs import atomic_write
+
+    atomic_write(path, lambda f: np.savez(f, **arrays))

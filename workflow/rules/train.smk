@@ -10,6 +10,7 @@ rule train:
         args=train_args,
         run=run_dir,
         slots=GPU_SLOTS,
+        per_gpu=config["runs_per_gpu"],
     threads: config["threads"]["train"]
     resources:
         gpu=config["gpu_per_job"],
@@ -17,4 +18,4 @@ rule train:
         runtime=config["resources"]["train_runtime"],
     shell:
         "firm-bench train {params.args} --set threads={threads} --run-dir {params.run}"
-        " --gpu-slots {params.slots} --no-progress --record-failure > {log} 2>&1"
+        " --gpu-slots {params.slots} --runs-per-gpu {params.per_gpu} --no-progress --record-failure > {log} 2>&1"
