@@ -1,7 +1,8 @@
 # firm-bench: the FIRM paper's experiments as one DAG.
 #
 #   snakemake --cores all --resources gpu=4                 # everything in the config
-#   snakemake --cores all results/tables/table1a.md         # one table
+#   snakemake --cores all results/tables/table1a.md         # one paper table
+#   snakemake --cores all results/report/index.html         # the replication report
 #   snakemake --cores all --configfile workflow/config/mini.yaml   # CPU miniature
 #   snakemake --profile workflow/profiles/slurm             # a SLURM cluster
 #
@@ -12,7 +13,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "workflow/config/paper.yaml"
+# The paper config unless one is given: `--configfile X` replaces it (a merge
+# would add the paper's experiments to X's).
+if "experiments" not in config:
+
+    configfile: "workflow/config/paper.yaml"
+
 
 
 include: "workflow/rules/common.smk"
@@ -21,6 +27,9 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/scores.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/paper_tables.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -283,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--download", action="store_true", help="download if missing (needs network)")
     c.set_defaults(func=cmd_data_check)
 
+    from firm_bench import figures, report, tables
+
+    for module in (tables, figures, report):  # paper-table, figure, report
+        module.register_cli(sub)
+
     p = sub.add_parser("list", help="list registered names")
     p.add_argument("what", choices=["datasets", "losses", "scores", "outliers", "encoders", "schedules", "presets"])
     p.set_defaults(func=cmd_list)
@@ -297,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (config_mod.ConfigError, DatasetError, UnknownNameError, FileNotFoundError) as exc:
+    except (config_mod.ConfigError, DatasetError, UnknownNameError, FileNotFoundError, ValueError) as exc:
         print(f"firm-bench: error: {exc}", file=sys.stderr)
         return 2
     except TrainingFailed as exc:

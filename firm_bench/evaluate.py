@@ -89,7 +89,22 @@ def score_run(
 
 
 def write_metrics(cfg: dict, run_dir: str | Path) -> dict:
-    """Gather every score JSON of the run and its learning curve into metrics.json.
+    """:func:`collect_metrics` written to the run's metrics.json; returns it.
+
+    Score jobs of one run (one per family) may finish at the same time: the
+    collect-and-write happens under a lock, so the last writer sees every score.
+    """
+    import fcntl
+
+    with open(Path(run_dir) / ".metrics.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        metrics = collect_metrics(cfg, run_dir)
+        runs.atomic_write_json(Path(run_dir) / "metrics.json", metrics)
+    return metrics
+
+
+def collect_metrics(cfg: dict, run_dir: str | Path) -> dict:
+    """Every score JSON of the run and its learning curve, as the metrics.json dict (reads only).
 
     ``scores`` holds the run's own test protocol (evalset ``test``); ``evalsets``
     every evaluation set, e.g. ``ood-svhn`` for Table 4.
@@ -122,5 +137,4 @@ def write_metrics(cfg: dict, run_dir: str | Path) -> dict:
         "scores": evalsets.get(TEST_EVALSET, {}),
         "evalsets": evalsets,
     }
-    runs.atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -131,26 +131,27 @@ def _empty_panel(ax, text: str) -> None:
 
 
 def _footer(fig, rows: pd.DataFrame, extra: str = "") -> None:
-    """The recipe line every figure carries (tables.recipe_label, compact)."""
-    from firm_bench.tables import CHECKPOINT_LABELS
+    """The recipe line every figure carries (``tables.recipe_label``, compact)."""
+    from firm_bench.tables import recipe_label
 
-    if rows.empty or "recipe" not in rows:
-        text = "no runs yet"
-    else:
-        def values(col: str) -> str:
-            return "/".join(sorted({str(v) for v in rows[col].dropna()})) if col in rows else "?"
-
-        ckpt = "/".join(CHECKPOINT_LABELS.get(c, c).split(" (")[0] for c in values("checkpoint").split("/"))
-        text = (f"recipe {values('recipe')}; schedule {values('schedule')}; checkpoint {ckpt}; "
-                f"BN momentum {values('bn_momentum')}")
-    _note(fig, text + (f"; {extra}" if extra else ""))
+    _note(fig, recipe_label(rows, compact=True) + (f"; {extra}" if extra else ""))
 
 
 def _note(fig, text: str) -> None:
     """A small wrapped line under the panels (constrained layout keeps it clear of the axes labels)."""
     import textwrap
 
-    fig.supxlabel("\n".join(textwrap.wrap(text, 190)), fontsize=5, color="0.35", x=0.0, ha="left")
+    chars = int(fig.get_figwidth() * 27)  # characters of 5 pt text per line at the figure's width
+    fig.supxlabel("\n".join(textwrap.wrap(text, chars)), fontsize=5, color="0.35", x=0.0, ha="left")
+
+
+def _move_legend(fig, ax, title: str | None = None) -> None:
+    """One legend for the whole figure, right of the panels (from ``ax``), instead of one per panel."""
+    handles, labels = ax.get_legend_handles_labels()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    if handles and not fig.legends:
+        fig.legend(handles, labels, title=title, loc="outside right upper", frameon=False)
 
 
 def _loss_label(loss: str) -> str:
@@ -207,7 +208,7 @@ def _draw_curves(spec: FigureSpec, data: FigureData):
         ax.set_title(_dataset_title(dataset))
         ax.set_xlabel("epoch")
         ax.set_ylabel("AUROC (%)")
-        ax.legend(title=None, frameon=False)
+        _move_legend(fig, ax)
     runs = data.summary[data.summary["run_dir"].isin(set(curves["run_dir"]))] if not data.summary.empty else curves
     _footer(fig, runs if not runs.empty else curves, "mean over classes per seed; line = mean, band = ±1 std over seeds")
     return fig
@@ -359,14 +360,15 @@ def _tsne_runs(spec: FigureSpec, summary: pd.DataFrame) -> tuple[list[str], list
     if "evalset" in rows:
         rows = rows[rows["evalset"].fillna("test") == "test"]
     rows = rows[rows["recipe"] == _base_recipe(rows)] if not rows.empty else rows
-    wanted = [c for c in spec.params["classes"] if c in set(rows["cls"])]
-    classes = wanted or list(dict.fromkeys(sorted(rows["cls"].unique(), key=lambda c: (not c.isdigit(), c.zfill(8)))))
-    classes = classes[: spec.params["max_classes"]]
-    losses = [x for x in spec.params["losses"] if x in set(rows["loss"])] or list(spec.params["losses"])
+    if rows.empty or spec.params["dataset"] in set(rows["dataset"]):
+        classes = list(spec.params["classes"])  # the paper's panels; those without a run say so
+    else:  # in miniature: the classes the config ran on its stand-in dataset
+        classes = sorted(rows["cls"].unique(), key=lambda c: (not c.isdigit(), c.zfill(8)))[:len(spec.params["classes"])]
+    losses = list(spec.params["losses"])
     runs = {}
     for (cls, loss), g in rows.groupby(["cls", "loss"]):
         runs[(cls, loss)] = g.sort_values("seed").iloc[0]
-    return classes or ["(no runs)"], losses, runs, rows
+    return classes, losses, runs, rows
 
 
 def _draw_tsne(spec: FigureSpec, data: FigureData):
@@ -395,8 +397,7 @@ def _draw_tsne(spec: FigureSpec, data: FigureData):
         ax.set_title(title + f" (seed {int(run['seed'])})")
         ax.set_xticks([])
         ax.set_yticks([])
-        if n == 0:
-            ax.legend(frameon=False, markerscale=3, loc="best")
+        _move_legend(fig, ax)
     datasets = sorted(rows["dataset"].dropna().unique()) if not rows.empty else []
     _footer(fig, rows, f"t-SNE of encoder features, unrotated test images; dataset {', '.join(map(_dataset_title, datasets)) or '-'}")
     return fig
@@ -404,20 +405,20 @@ def _draw_tsne(spec: FigureSpec, data: FigureData):
 
 _OBJECTS = ("bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw", "toothbrush", "transistor", "zipper")
 _TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
-_TSNE = {"losses": ("ntxent", "supcon", "firm"), "max_points": 1000}
+_TSNE = {"losses": ("ntxent", "supcon", "firm"), "dataset": "mvtec", "max_points": 1000}
 
 
-@_figure("fig3", "tsne", _draw_tsne, classes=("metal_nut", "screw"), max_classes=2, **_TSNE)
+@_figure("fig3", "tsne", _draw_tsne, classes=("metal_nut", "screw"), **_TSNE)
 def _fig3() -> None:
     """Figure 3: t-SNE of MVTec test embeddings (metal nut, screw) for NT-Xent, SupCon and FIRM."""
 
 
-@_figure("fig6", "tsne", _draw_tsne, classes=_OBJECTS, max_classes=len(_OBJECTS), **_TSNE)
+@_figure("fig6", "tsne", _draw_tsne, classes=_OBJECTS, **_TSNE)
 def _fig6() -> None:
     """Figure 6: t-SNE of MVTec test embeddings, object classes, for NT-Xent, SupCon and FIRM (Appendix E)."""
 
 
-@_figure("fig7", "tsne", _draw_tsne, classes=_TEXTURES, max_classes=len(_TEXTURES), **_TSNE)
+@_figure("fig7", "tsne", _draw_tsne, classes=_TEXTURES, **_TSNE)
 def _fig7() -> None:
     """Figure 7: t-SNE of MVTec test embeddings, texture classes, for NT-Xent, SupCon and FIRM (Appendix E)."""
 
@@ -472,10 +473,7 @@ def _draw_sweep(spec: FigureSpec, data: FigureData):
         ax.minorticks_off()
         ax.set_xlabel(xlabel)
         ax.set_ylabel("AUROC (%)")
-        if n == 0:
-            ax.legend(title="class", frameon=False, ncols=2)
-        else:
-            ax.get_legend().remove()
+        _move_legend(fig, ax, title="class")
     _footer(fig, data.summary, f"{note}; k = {k}; line = mean over seeds, band = ±1 std")
     return fig
 
@@ -493,17 +491,22 @@ def _fig5() -> None:
 # --------------------------------------------------------------------------- #
 # files and CLI
 # --------------------------------------------------------------------------- #
-def read_curves(paths: Iterable[str | Path]) -> pd.DataFrame:
+def read_curves(paths: Iterable[str | Path] | pd.DataFrame) -> pd.DataFrame:
     """Learning curves (``results/summary/<experiment>_curves.csv``) as one frame, each run's curve once."""
     from firm_bench.summary import CURVE_COLUMNS
 
-    frames = []
-    for p in map(Path, paths):
-        if not p.is_file():
-            raise FileNotFoundError(f"learning curves {p} do not exist; build them with `snakemake {p}`")
-        frames.append(pd.read_csv(p, dtype={"cls": str}))
+    if isinstance(paths, pd.DataFrame):
+        frames = [paths]
+    else:
+        frames = []
+        for p in map(Path, paths):
+            if not p.is_file():
+                raise FileNotFoundError(f"learning curves {p} do not exist; build them with `snakemake {p}`")
+            frames.append(pd.read_csv(p, dtype={"cls": str}))
     frames = [f for f in frames if not f.empty]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
+    df = df.reindex(columns=list(dict.fromkeys([*CURVE_COLUMNS, *df.columns])))
+    df["cls"] = df["cls"].astype(str)
     return df.drop_duplicates(["run_dir", "epoch"]).reset_index(drop=True)
 
 
@@ -535,7 +538,7 @@ def write_figure(
     from firm_bench.tables import read_summaries
 
     summary = read_summaries(summaries)
-    curve_rows = curves.copy() if isinstance(curves, pd.DataFrame) else read_curves(curves)
+    curve_rows = read_curves(curves)
     fig = draw(name, FigureData(summary, curve_rows, partial=partial, threads=threads, k=k))
     out_dir = Path(out_dir)
     paths = []

@@ -210,7 +210,7 @@ def list_losses() -> list[str]:
 # the one loss
 # --------------------------------------------------------------------------- #
 def masked_multi_positive_loss(
-    logits: Tensor, pos_mask: Tensor, valid: Tensor | None = None
+    logits: Tensor, pos_mask: Tensor, valid: Tensor | None = None, check_values: bool = True
 ) -> Tensor:
     """Mean over anchors of the multi-positive contrastive loss.
 
@@ -228,7 +228,11 @@ def masked_multi_positive_loss(
     Returns a scalar tensor.
 
     Raises ValueError on mismatched shapes, a non-binary mask, a positive on
-    an invalid key, or an anchor with no positive.
+    an invalid key, or an anchor with no positive. The last three read the
+    masks' values (a host-device synchronisation per call on a GPU);
+    ``check_values=False`` skips them, for masks that satisfy them by
+    construction (every registered mask does: see ``ContrastiveLoss``). The
+    shape checks always run; the result is the same either way.
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must be 2-D (anchors, keys), got shape {tuple(logits.shape)}")
@@ -238,19 +242,17 @@ def masked_multi_positive_loss(
             f"got {tuple(pos_mask.shape)}"
         )
     if pos_mask.dtype != torch.bool:
-        if bool(((pos_mask != 0) & (pos_mask != 1)).any()):
+        if check_values and bool(((pos_mask != 0) & (pos_mask != 1)).any()):
             raise ValueError("pos_mask must be bool or contain only 0 and 1")
         pos_mask = pos_mask != 0
-    if valid is None:
-        valid = torch.ones_like(pos_mask)
-    elif valid.shape != logits.shape:
+    if valid is not None and valid.shape != logits.shape:
         raise ValueError(
             f"valid must have the logits' shape {tuple(logits.shape)}, "
             f"got {tuple(valid.shape)}"
         )
-    else:
+    if valid is not None:
         valid = valid.to(torch.bool)
-    if bool((pos_mask & ~valid).any()):
+    if check_values and valid is not None and bool((pos_mask & ~valid).any()):
         raise ValueError("pos_mask marks a positive on a key that valid excludes")
 
     n_pos = pos_mask.sum(dim=1)
@@ -259,11 +261,12 @@ def masked_multi_positive_loss(
     # view), so this only catches a hand-made mask. Tiny example: a SupCon* mask
     # over ONE view with self excluded and labels [0, 1]; each sample is alone in
     # its class, P = {}, and -(1/0) * 0 = NaN would poison the batch mean.
-    if bool((n_pos == 0).any()):
+    if check_values and bool((n_pos == 0).any()):
         rows = torch.nonzero(n_pos == 0).flatten().tolist()
         raise ValueError(f"anchors {rows} have no positive; every row of pos_mask needs one")
 
-    masked = logits.masked_fill(~valid, float("-inf"))
+    # valid None = every key valid: masked_fill with an all-False mask would be a copy
+    masked = logits if valid is None else logits.masked_fill(~valid, float("-inf"))
     row_max = masked.amax(dim=1, keepdim=True).detach()
     shifted = masked - row_max  # valid entries <= 0, invalid ones -inf
     log_prob = shifted - torch.logsumexp(shifted, dim=1, keepdim=True)
@@ -284,9 +287,16 @@ class ContrastiveLoss(nn.Module):
       concat:   masked_multi_positive_loss(Z @ Z.T / tau, M (2N, 2N),
                 valid = not self), Z = [z1; z2].
     The mask is built on z1.device. Raises ValueError on bad inputs.
+
+    check_values: also check the values of the labels (>= 0) and of the mask
+    each call. These reads synchronise host and device every step on a GPU;
+    the registered masks cannot fail them (pairwise keeps the diagonal, concat
+    the other view; both exclude no positive), so the training loop's fast path
+    (``speed.fast_loss``) turns them off and checks its labels once per epoch.
+    The loss value is the same either way.
     """
 
-    def __init__(self, name: str, tau: float, form: Form = "pairwise") -> None:
+    def __init__(self, name: str, tau: float, form: Form = "pairwise", check_values: bool = True) -> None:
         super().__init__()
         self.mask_fn = LOSSES.get(name)  # UnknownNameError lists valid names
         _check_form(form)
@@ -297,6 +307,7 @@ class ContrastiveLoss(nn.Module):
         self.name = name
         self.tau = float(tau)
         self.form = form
+        self.check_values = bool(check_values)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, tau={self.tau}, form={self.form!r}"
@@ -314,22 +325,24 @@ class ContrastiveLoss(nn.Module):
                 f"labels are on device {labels.device} but z1 is on device {z1.device}; "
                 f"move labels to z1.device"
             )
-        _check_label_values(labels)
+        if self.check_values:
+            _check_label_values(labels)
 
         pos_mask = self.mask_fn(labels, self.form)
         if self.form == "pairwise":
-            return masked_multi_positive_loss(z1 @ z2.T / self.tau, pos_mask)
+            return masked_multi_positive_loss(z1 @ z2.T / self.tau, pos_mask, check_values=self.check_values)
         z = torch.cat([z1, z2], dim=0)
         not_self = ~torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
-        return masked_multi_positive_loss(z @ z.T / self.tau, pos_mask, not_self)
+        return masked_multi_positive_loss(z @ z.T / self.tau, pos_mask, not_self, check_values=self.check_values)
 
 
-def get_loss(name: str, tau: float = 0.2, form: Form = "pairwise") -> ContrastiveLoss:
+def get_loss(name: str, tau: float = 0.2, form: Form = "pairwise", check_values: bool = True) -> ContrastiveLoss:
     """The loss ``name`` (one of ``list_losses()``) at temperature ``tau``.
 
     tau = 0.2 is the paper's anomaly-detection value (METHOD.md) and must equal
     the schema default (a test checks it). form: "pairwise" (as the paper ran
     it) or "concat". Raises UnknownNameError for an unknown name (listing the
-    valid ones) and ValueError for a bad form or tau.
+    valid ones) and ValueError for a bad form or tau. ``check_values=False``:
+    see ``ContrastiveLoss`` (same value, no per-call reads of device values).
     """
-    return ContrastiveLoss(name, tau=tau, form=form)
+    return ContrastiveLoss(name, tau=tau, form=form, check_values=check_values)

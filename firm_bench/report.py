@@ -127,6 +127,12 @@ class _Item:
     agreement: tabs.Agreement | None = None
     state: str = "rendered"  # rendered | not rendered
 
+    def not_rendered(self, target: Path) -> _Item:
+        """Mark the item as not rendered yet, with the command that builds it."""
+        self.state = "not rendered"
+        self.html = f"<p class='missing'>not rendered yet: <code>snakemake {html.escape(str(target))}</code></p>"
+        return self
+
 
 def _summaries_fresh(config: Mapping, experiments: Sequence[str]) -> tuple[dict, dict]:
     """Experiment summaries and curves read afresh from the run directories (partial view)."""
@@ -168,9 +174,7 @@ def _rel(path: Path, start: Path) -> str:
 def _table_item(item: _Item, cells_path: Path, page_dir: Path, tolerance: float) -> _Item:
     spec = tabs.TABLES.get(item.name)
     if not cells_path.is_file():
-        item.state = "not rendered"
-        item.html = f"<p class='missing'>not rendered yet: <code>snakemake {html.escape(str(cells_path.with_suffix('.md')))}</code></p>"
-        return item
+        return item.not_rendered(cells_path.with_suffix(".md"))
     cells = tabs.read_cells(cells_path)
     item.agreement = tabs.agreement(cells, tolerance)
     item.html = tabs.render(spec, cells, "html", tolerance)
@@ -180,9 +184,7 @@ def _table_item(item: _Item, cells_path: Path, page_dir: Path, tolerance: float)
 
 def _figure_item(item: _Item, png: Path, page_dir: Path) -> _Item:
     if not png.is_file():
-        item.state = "not rendered"
-        item.html = f"<p class='missing'>not rendered yet: <code>snakemake {html.escape(str(png))}</code></p>"
-        return item
+        return item.not_rendered(png)
     src = _rel(png, page_dir)
     item.html = f'<img src="{html.escape(src)}" alt="{html.escape(item.title)}">'
     item.links = (("png", src), ("pdf", _rel(png.with_suffix(".pdf"), page_dir)))

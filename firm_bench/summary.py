@@ -38,14 +38,17 @@ def _parse_run_dir(run_dir: str) -> dict:
 
 
 def _fresh_metrics(run_dir: str | Path) -> dict | None:
-    """The run's metrics, rebuilt from its score files (score jobs of one run may finish in any order)."""
+    """The run's metrics, rebuilt from its score files (score jobs of one run may finish in any order).
+
+    Reads only: a summary (or a partial report) never writes into run directories.
+    """
     from firm_bench import config as config_mod
-    from firm_bench.evaluate import write_metrics
+    from firm_bench.evaluate import collect_metrics
 
     cfg_path = Path(run_dir) / runs.CONFIG_FILE
     if not cfg_path.exists():
         return None
-    return write_metrics(config_mod.validate(config_mod.load_yaml(cfg_path)), run_dir)
+    return collect_metrics(config_mod.validate(config_mod.load_yaml(cfg_path)), run_dir)
 
 
 def experiment_rows(

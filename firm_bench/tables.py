@@ -27,7 +27,9 @@ Datasets the paper does not report (the ``mini`` preset's ``fmnist_mini``) are
 compared with the dataset they stand in for (``reported.paper_dataset``);
 such cells are marked and never counted as agreement. A class mean
 (``mean``) is the mean over classes per seed, then mean +/- std over seeds; it
-is only compared when it covers every class of the dataset.
+is only counted when it covers every class of the dataset. Relative-improvement
+rows (Tables 5, 10a, 10b: ours = ratio of our means - 1) are shown beside the
+printed ones but not counted either.
 
 k-NN scores are shown at one k (default ``eval.k`` of the run schema, 5:
 the learning-curve k and the reference code's choice; the paper's k was lost).
@@ -80,7 +82,6 @@ CHECKPOINT_LABELS = {
 
 Axis = Literal["cls", "dataset", "score", "ood"]
 Format = Literal["md", "tex", "html"]
-FORMATS: tuple[Format, ...] = ("md", "tex", "csv")  # files written per table
 
 CELL_COLUMNS = [
     "table", "row", "column", "row_order", "column_order", "kind", "method", "loss", "outliers", "score",
@@ -460,6 +461,7 @@ def _match_paper(spec: TableSpec, ours: pd.DataFrame, paper: pd.DataFrame) -> pd
     """Each of our cells with the paper cell it is compared with (stated labels preferred over unstated ones)."""
     exact = ["kind", "loss", "paper_dataset", "ood", "cls", "metric"]
     left = ours.assign(_i=np.arange(len(ours)))
+
     def no_nan_ood(df: pd.DataFrame) -> pd.DataFrame:  # NaN never equals NaN in a merge key
         return df.assign(ood=df["ood"].astype(object).where(df["ood"].notna(), ""))
 
@@ -522,6 +524,7 @@ def _assemble(spec: TableSpec, ours: pd.DataFrame, paper: pd.DataFrame) -> pd.Da
     paper_row_fields = [f for f in ["kind", "method", "loss", "outliers", "score", "dataset"] if f != axis]
     paper = paper.assign(_prow=paper.groupby(paper_row_fields, dropna=False, sort=False).ngroup())
     row_fields = [f for f in _ROW_FIELDS if f != axis]
+
     def column_key(df: pd.DataFrame) -> pd.Series:
         return df["paper_dataset" if axis == "dataset" else axis].astype(str) + "|" + df["metric"].astype(str)
 
@@ -606,6 +609,10 @@ def _label(spec: TableSpec, cells: pd.DataFrame) -> pd.DataFrame:
                        for v, m in zip(axis_vals, cells["metric"])]
     cells["column_order"] = [col_pos[v] * len(spec.metrics) + spec.metrics.index(m)
                              for v, m in zip(axis_vals, cells["metric"])]
+    clash = cells[cells.duplicated(["row", "column"], keep=False)]
+    if not clash.empty:
+        raise ValueError(f"{spec.name}: several cells share row {clash['row'].iloc[0]!r} and column "
+                         f"{clash['column'].iloc[0]!r}; give the table's experiments distinct labels")
     names = registered_names()
     rank = {f: {n: i for i, n in enumerate(names[key])}
             for f, key in (("loss", "loss.name"), ("outliers", "outliers.name"), ("score", "scores.names"))}
@@ -679,11 +686,12 @@ _STYLES: dict[str, _Style] = {
                   "bold: more than {tol:.1f} point(s) from the paper", "latex_raw"),
     "html": _Style(html.escape, {"agree": '<span class="agree">{t}</span>', "disagree": '<span class="disagree">{t}</span>',
                                  "stand_in": '<span class="stand_in">{t} †</span>'},
-                   "green: within {tol:.1f} point(s) of the paper, red: outside", "unsafe_html"),
+                   "green: within {tol:.1f} point(s) of the paper, red: outside", "unsafehtml"),
 }
 
 
 def _num(value: float, signed: bool = False) -> str:
+    value = round(float(value), 1) + 0.0  # no "-0.0"
     return (f"{value:+.1f}" if signed else f"{value:.1f}").replace("-", "−")
 
 
@@ -743,15 +751,28 @@ def _grid(spec: TableSpec, cells: pd.DataFrame, style: _Style, tolerance: float)
     return [style.escape(corner), "", *(style.escape(c) for _, c in cols)], lines
 
 
-def recipe_label(rows: pd.DataFrame) -> str:
-    """The recipe options of some summary (or cell) rows, as every table and figure states them."""
-    parts = []
-    for recipe, g in rows.dropna(subset=["recipe"]).groupby("recipe", sort=True) if "recipe" in rows else []:
-        rec = _recipe_of(g)
-        ckpt = "; ".join(CHECKPOINT_LABELS.get(c, c) for c in (rec["checkpoint"] or "unknown").split("/"))
-        parts.append(f"{recipe}: schedule {rec['schedule']}, checkpoint {ckpt}, BN momentum {rec['bn_momentum']}, "
-                     f"tau {rec['tau']}, batch size {rec['batch_size']}, {rec['epochs']} epochs")
-    return " | ".join(parts) if parts else "no runs yet"
+def recipe_label(rows: pd.DataFrame, compact: bool = False) -> str:
+    """The recipe options of some summary (or cell) rows, as every table and figure states them.
+
+    Per recipe: schedule, checkpoint choice (with how it differs from the
+    paper's), BN momentum, tau, batch size, epochs. ``compact``: one line over
+    all rows (the recipes, schedule, checkpoint, BN momentum), for figures.
+    """
+    rows = rows.dropna(subset=["recipe"]) if "recipe" in rows else rows.iloc[0:0]
+    if rows.empty:
+        return "no runs yet"
+
+    def checkpoint(values: str | None) -> str:
+        return "; ".join(CHECKPOINT_LABELS.get(c, c) for c in (values or "unknown").split("/"))
+
+    if compact:
+        rec = _recipe_of(rows)
+        return (f"recipe {'/'.join(sorted(rows['recipe'].unique()))}; schedule {rec['schedule']}; "
+                f"checkpoint {checkpoint(rec['checkpoint'])}; BN momentum {rec['bn_momentum']}")
+    return " | ".join(
+        f"{recipe}: schedule {rec['schedule']}, checkpoint {checkpoint(rec['checkpoint'])}, BN momentum "
+        f"{rec['bn_momentum']}, tau {rec['tau']}, batch size {rec['batch_size']}, {rec['epochs']} epochs"
+        for recipe, rec in ((r, _recipe_of(g)) for r, g in rows.groupby("recipe", sort=True)))
 
 
 def caption(spec: TableSpec, cells: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE, fmt: Format = "md") -> str:

@@ -16,6 +16,13 @@ to non-deterministic kernels).
 
 A non-finite loss stops the run; ``status.json`` records it as failed with
 the reason.
+
+The steps themselves run in ``firm_bench.speed.TrainEngine``: the config's
+``speed`` section picks the fast-path options (data resident on the device,
+predrawn augmentation parameters, no per-step host reads, bf16,
+channels_last, CUDA graph, torch.compile); ``status.json`` and
+``trained.json`` record the options the run resolved. While the device
+trains an epoch, the host prepares the next one (outliers, shuffle, draws).
 """
 
 from __future__ import annotations
@@ -43,6 +50,17 @@ from firm_bench.models import FirmModel, create_model
 from firm_bench.outliers import OUTLIERS
 from firm_bench.registry import Registry
 from firm_bench.scores import knn_mean_similarity
+from firm_bench.speed import (
+    EpochData,
+    NonFiniteLoss,
+    SpeedOptions,
+    TrainEngine,
+    _to_device,
+    draw_epoch,
+    evaluate_knn_on_device,
+    first_non_finite,
+    resolve_speed,
+)
 
 SCHEDULES: Registry[Callable[..., LRScheduler]] = Registry("schedule")
 
@@ -172,6 +190,123 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="epoch", dynamic_ncols=True)
 
 
+@dataclass
+class Training:
+    """One run's model, optimiser, schedule and data on its device (built by :func:`build_training`).
+
+    ``prepare(epoch)`` makes an epoch's training set, shuffle and draws (host
+    work, done while the device trains the previous epoch); ``engine.run_epoch``
+    trains it; ``evaluate()`` is the learning-curve AUROC.
+    """
+
+    cfg: dict
+    data: RunData
+    device: torch.device
+    opts: SpeedOptions
+    model: FirmModel
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler
+    engine: TrainEngine
+    outliers: object
+    fixed_set: tuple[torch.Tensor, torch.Tensor] | None
+    steps_per_epoch: int
+    batch: int
+    seed: int
+    bank_images: torch.Tensor
+    test_images: torch.Tensor
+
+    def prepare(self, epoch: int) -> EpochData:
+        """The training set, shuffle and (``speed.predraw``) draws of ``epoch``, on the device.
+
+        All randomness comes from ``epoch_generator(seed, epoch)`` in the same
+        order as the per-step loop draws it, so resuming stays exact.
+        """
+        gen = epoch_generator(self.seed, epoch)
+        fast = self.opts.resident_data and self.device.type == "cuda"
+        if self.fixed_set is not None:
+            images, labels = self.fixed_set
+        else:
+            images, labels = self.outliers.epoch(self.data.train_ids, gen)
+            if self.opts.fast_loss:
+                _check_labels(labels)
+        images, labels = _to_device(images, self.device, fast), _to_device(labels, self.device, fast)
+        order = torch.randperm(images.shape[0], generator=gen)[: self.steps_per_epoch * self.batch]
+        draws = None
+        if self.opts.predraw:
+            size = self.data.image_size
+            draws = draw_epoch(gen, self.steps_per_epoch, self.batch, self.engine.augment.cfg, size, size)
+            draws = draws.to(self.device, non_blocking=fast)
+        return EpochData(images, labels, _to_device(order, self.device, fast), draws, gen)
+
+    def evaluate(self, data: RunData | None = None) -> float:
+        """Learning-curve AUROC of the current model (k-NN cosine, ``eval.k``).
+
+        ``data``: evaluate on another bank and test set (benchmarks: CIFAR-sized
+        sets) instead of the run's own.
+        """
+        k, batch = self.cfg["eval"]["k"], int(self.cfg["features"]["batch_size"])
+        d = data or self.data
+        if not self.opts.fast_eval:
+            return evaluate_knn(self.model, d, k, batch, self.device)
+        bank, test = (self.bank_images, self.test_images) if data is None else (d.train_ids, d.test_images)
+        return evaluate_knn_on_device(
+            self.model, bank, test, d.test_targets, d.image_size, d.mean, d.std, k, batch,
+            self.device, channels_last=self.opts.channels_last, bf16=self.opts.eval_bf16,
+        )
+
+    def speed_record(self) -> dict:
+        """The resolved ``speed`` options and what became of the graph and compile attempts."""
+        return {**self.opts.record(), "status": dict(self.engine.status)}
+
+
+def _check_labels(labels: torch.Tensor) -> None:
+    """Once per training set: the loss's label check, which ``speed.fast_loss`` skips per step."""
+    if labels.numel() and bool((labels < 0).any()):
+        raise ValueError("training labels must be >= 0 (0 = ID, k >= 1 = outlier kind k)")
+
+
+def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOptions | None = None) -> Training:
+    """Model, optimiser, schedule, loss, augmentation and engine of a validated run config."""
+    opts = opts if opts is not None else resolve_speed(cfg["speed"], device)
+    if opts.cudnn_benchmark and device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # process-wide; fixed shapes: tune once
+    seed = int(cfg["seed"])
+    torch.manual_seed(seed)
+    model = create_model(cfg["model"]).to(device)
+    if opts.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optim_cfg = cfg["optim"]
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=optim_cfg["lr"], momentum=optim_cfg["momentum"], weight_decay=optim_cfg["weight_decay"]
+    )
+    outliers = OUTLIERS.get(cfg["outliers"]["name"])(cfg["outliers"], data.image_size)
+    gen0 = epoch_generator(seed, 0)
+    fixed_set = None
+    if outliers.deterministic:
+        ids = data.train_ids.to(device) if opts.resident_data else data.train_ids
+        fixed_set = outliers.epoch(ids, gen0)  # rotations made once, on the device when resident
+        if opts.fast_loss:
+            _check_labels(fixed_set[1])
+    n_train = (fixed_set[0] if fixed_set else outliers.epoch(data.train_ids, gen0)[0]).shape[0]
+    batch = int(optim_cfg["batch_size"])
+    steps_per_epoch = n_train // batch
+    if steps_per_epoch == 0:
+        raise config_mod.ConfigError(
+            f"optim.batch_size={batch} is larger than the training set ({n_train} images with outliers); "
+            "lower optim.batch_size"
+        )
+    epochs = int(optim_cfg["epochs"])
+    scheduler = SCHEDULES.get(optim_cfg["schedule"])(optimizer, epochs * steps_per_epoch, steps_per_epoch, optim_cfg)
+    loss_fn = get_loss(cfg["loss"]["name"], tau=cfg["loss"]["tau"], form=cfg["loss"]["form"], check_values=not opts.fast_loss)
+    augment = TwoViewAugment(AugmentConfig.from_dict(cfg["augment"]), data.image_size, data.mean, data.std)
+    engine = TrainEngine(model, optimizer, scheduler, loss_fn, augment, opts, device, batch, steps_per_epoch)
+    resident = opts.resident_data or opts.fast_eval
+    bank = data.train_ids.to(device) if resident else data.train_ids
+    test = data.test_images.to(device) if resident else data.test_images
+    return Training(cfg, data, device, opts, model, optimizer, scheduler, engine, outliers, fixed_set,
+                    steps_per_epoch, batch, seed, bank, test)
+
+
 def train(
     cfg: dict,
     run_dir: str | Path,
@@ -196,31 +331,17 @@ def train(
                 f"{run_dir} holds a checkpoint of a different config; "
                 "use another run directory or delete it to start over"
             )
+    try:
+        opts = resolve_speed(cfg["speed"], device)
+    except ValueError as exc:
+        raise config_mod.ConfigError(str(exc)) from None
     runs.atomic_write_text(previous, config_mod.dump(cfg))
     runs.atomic_write_json(run_dir / "versions.json", runs.versions(device))
 
     data = data or load_run_data(cfg)
-    seed = int(cfg["seed"])
-    torch.manual_seed(seed)
-    model = create_model(cfg["model"]).to(device)
-    optim_cfg = cfg["optim"]
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=optim_cfg["lr"], momentum=optim_cfg["momentum"], weight_decay=optim_cfg["weight_decay"]
-    )
-    outliers = OUTLIERS.get(cfg["outliers"]["name"])(cfg["outliers"], data.image_size)
-    fixed_set = outliers.epoch(data.train_ids, epoch_generator(seed, 0)) if outliers.deterministic else None
-    n_train = (fixed_set[0] if fixed_set else outliers.epoch(data.train_ids, epoch_generator(seed, 0))[0]).shape[0]
-    batch = int(optim_cfg["batch_size"])
-    steps_per_epoch = n_train // batch
-    if steps_per_epoch == 0:
-        raise config_mod.ConfigError(
-            f"optim.batch_size={batch} is larger than the training set ({n_train} images with outliers); "
-            "lower optim.batch_size"
-        )
-    epochs = int(optim_cfg["epochs"])
-    scheduler = SCHEDULES.get(optim_cfg["schedule"])(optimizer, epochs * steps_per_epoch, steps_per_epoch, optim_cfg)
-    loss_fn = get_loss(cfg["loss"]["name"], tau=cfg["loss"]["tau"], form=cfg["loss"]["form"])
-    augment = TwoViewAugment(AugmentConfig.from_dict(cfg["augment"]), data.image_size, data.mean, data.std)
+    t = build_training(cfg, data, device, opts)
+    model, optimizer, scheduler = t.model, t.optimizer, t.scheduler
+    epochs = int(cfg["optim"]["epochs"])
 
     start_epoch, curve, best = 0, [], {"auroc": None, "epoch": None}
     elapsed_before = 0.0
@@ -232,7 +353,7 @@ def train(
         start_epoch, curve, best = state["epoch"], state["curve"], state["best"]
         elapsed_before = state.get("elapsed_s", 0.0)
         print(f"firm-bench: resuming {run_dir} from its checkpoint at epoch {start_epoch}/{epochs}", file=sys.stderr)
-    runs.write_status(run_dir, "running", epoch=start_epoch, epochs=epochs)
+    runs.write_status(run_dir, "running", epoch=start_epoch, epochs=epochs, speed=t.speed_record())
 
     def save_checkpoint(epoch: int, elapsed: float) -> None:
         runs.atomic_torch_save(
@@ -249,13 +370,10 @@ def train(
             },
         )
 
-    eval_cfg = cfg["eval"]
-    feat_batch = int(cfg["features"]["batch_size"])
-
     def record_eval(epoch: int, loss_value: float, elapsed: float) -> None:
         if len(data.test_targets) == 0:  # cls: all without dataset.ood: nothing to evaluate on
             return
-        value = evaluate_knn(model, data, eval_cfg["k"], feat_batch, device)
+        value = t.evaluate()
         model.train()
         curve.append(
             {"epoch": epoch, "auroc": value, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"], "elapsed_s": elapsed}
@@ -265,6 +383,12 @@ def train(
             best.update(auroc=value, epoch=epoch)
             runs.atomic_torch_save(ckpt_dir / "best_test.pt", {"model": model.state_dict(), "epoch": epoch})
 
+    def fail(reason: str, epoch: int) -> TrainingFailed:
+        runs.write_status(run_dir, "failed", reason=reason, epoch=epoch, speed=t.speed_record())
+        runs.atomic_write_json(run_dir / TRAINED_FILE, {"state": "failed", "reason": reason, "epoch": epoch})
+        return TrainingFailed(reason)
+
+    eval_cfg = cfg["eval"]
     t0 = time.perf_counter() - elapsed_before
     if start_epoch == 0 and eval_cfg["at_start"] and not curve:
         model.eval()
@@ -272,28 +396,18 @@ def train(
     model.train()
     bar = _progress(epochs, start_epoch, progress, f"train {cfg['loss']['name']}")
     epoch_loss = float("nan")
+    upcoming = t.prepare(start_epoch + 1) if start_epoch < epochs else None
     for epoch in range(start_epoch + 1, epochs + 1):
-        gen = epoch_generator(seed, epoch)
-        images, labels = fixed_set if fixed_set else outliers.epoch(data.train_ids, gen)
-        images, labels = images.to(device), labels.to(device)
-        order = torch.randperm(images.shape[0], generator=gen)[: steps_per_epoch * batch].to(device)
-        total = torch.zeros((), device=device)
-        for step in range(steps_per_epoch):
-            idx = order[step * batch : (step + 1) * batch]
-            v1, v2 = augment(images[idx], gen)
-            out1, out2 = model(torch.cat([v1, v2])).z.chunk(2)
-            loss = loss_fn(out1, out2, labels[idx])
-            if not torch.isfinite(loss):
-                reason = f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step + 1}"
-                runs.write_status(run_dir, "failed", reason=reason, epoch=epoch)
-                runs.atomic_write_json(run_dir / TRAINED_FILE, {"state": "failed", "reason": reason, "epoch": epoch})
-                raise TrainingFailed(reason)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.detach()
-        epoch_loss = (total / steps_per_epoch).item()
+        try:
+            losses = t.engine.run_epoch(upcoming)
+        except NonFiniteLoss as exc:
+            raise fail(f"non-finite loss ({exc.value}) at epoch {epoch}, step {exc.step}", epoch) from None
+        upcoming = t.prepare(epoch + 1) if epoch < epochs else None  # host work while the device trains
+        values = losses.cpu()  # the epoch's one host read of the losses
+        bad = first_non_finite(values)
+        if bad is not None:
+            raise fail(f"non-finite loss ({bad[1]}) at epoch {epoch}, step {bad[0] + 1}", epoch)
+        epoch_loss = float(values.double().mean())
         elapsed = time.perf_counter() - t0
         if epoch % eval_cfg["every"] == 0 or epoch == epochs:
             model.eval()
@@ -314,15 +428,16 @@ def train(
         best_test_auroc=best["auroc"],
         best_test_epoch=best["epoch"],
         train_seconds=round(elapsed, 3),
+        speed=t.speed_record(),
     )
     runs.atomic_write_json(
         run_dir / TRAINED_FILE,
         {"state": "ok", "epochs": epochs, "final_auroc": final, "best_test_auroc": best["auroc"], "best_test_epoch": best["epoch"],
-         "train_seconds": round(elapsed, 3)},
+         "train_seconds": round(elapsed, 3), "speed": t.speed_record()},
     )
     return TrainResult(run_dir, epochs, final, best["auroc"], best["epoch"], elapsed)
 
 
 def _recipe_view(cfg: dict) -> dict:
     """The part of a config that must match to resume (everything but run-local knobs)."""
-    return {k: v for k, v in cfg.items() if k not in {"device", "threads", "scores", "features"}}
+    return {k: v for k, v in cfg.items() if k not in {"device", "threads", "scores", "features", "speed"}}

@@ -166,3 +166,15 @@ def test_report_opens_in_a_headless_browser_with_no_missing_image(complete, tmp_
     broken.write_text(page.read_text().replace("../../figures/fig5.png", "../figures/absent.png")
                       .replace("../../figures/", "../figures/"))
     assert 'data-broken-images="1"' in chromium_dom(broken)
+
+
+@pytest.mark.slow
+def test_the_mini_workflow_plans_every_table_figure_and_the_report(tmp_path):
+    from .workflow.conftest import CONFIGS, SNAKEFILE, job_stats, snakemake
+
+    if "report.smk" not in SNAKEFILE.read_text():
+        pytest.skip("the Snakefile does not include workflow/rules/report.smk yet")
+    out = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", CONFIGS / "mini.yaml", "--",
+                    "results/report/index.html").stdout
+    stats = job_stats(out)
+    assert (stats["paper_table"], stats["paper_figure"], stats["report"]) == (len(tabs.TABLES), len(figs.FIGURES), 1)

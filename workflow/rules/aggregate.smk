@@ -4,7 +4,7 @@ localrules:
     summary,
 
 
-# Reads every run's score files (and rewrites its metrics.json from them).
+# Reads every run's score files (read-only; each run's metrics.json is written by its score jobs).
 rule summarize_experiment:
     input:
         experiment_scores_files,

@@ -87,4 +87,7 @@ def experiment_title(wildcards):
 
 
 def all_targets():
-    return ["results/summary.csv"] + [f"results/summary/{e}.md" for e in PLAN.experiments]
+    return (
+        ["results/summary.csv", "results/report/index.html"]
+        + [f"results/summary/{e}.md" for e in PLAN.experiments]
+    )

@@ -15,12 +15,12 @@ rule paper_figure:
         summaries=paper_item_summaries,
         curves=paper_item_curves,
     output:
-        png=FIGURES_DIR + "/{item}.png",
-        pdf=FIGURES_DIR + "/{item}.pdf",
+        png=os.path.join(FIGURES_DIR, "{item}.png"),
+        pdf=os.path.join(FIGURES_DIR, "{item}.pdf"),
     log:
         "results/logs/paper_figure_{item}.log",
     params:
-        out_dir=FIGURES_DIR,
+        out_dir=subpath(output[0], parent=True),
     threads: config["threads"]["score"]
     wildcard_constraints:
         item="|".join(FIGURES.names()),

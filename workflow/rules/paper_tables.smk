@@ -4,6 +4,8 @@
 # `snakemake results/tables/table5.md` rebuilds that table alone from
 # existing runs. Include this file before figures.smk and report.smk: it
 # defines the helpers they use.
+import os
+
 from firm_bench.report import paper_item_feeders
 from firm_bench.tables import TABLES
 
@@ -29,13 +31,13 @@ rule paper_table:
     input:
         paper_item_summaries,
     output:
-        md=TABLES_DIR + "/{item}.md",
-        tex=TABLES_DIR + "/{item}.tex",
-        csv=TABLES_DIR + "/{item}.csv",
+        md=os.path.join(TABLES_DIR, "{item}.md"),
+        tex=os.path.join(TABLES_DIR, "{item}.tex"),
+        csv=os.path.join(TABLES_DIR, "{item}.csv"),
     log:
         "results/logs/paper_table_{item}.log",
     params:
-        out_dir=TABLES_DIR,
+        out_dir=subpath(output[0], parent=True),
     wildcard_constraints:
         item="|".join(TABLES.names()),
     shell:

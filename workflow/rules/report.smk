@@ -6,8 +6,8 @@ REPORT = "results/report/index.html"
 
 
 def report_config_file(wildcards):
-    """The workflow config file in effect (--configfile, else the Snakefile's configfile)."""
-    return workflow.configfiles[-1]
+    """The workflow config file in effect: the first --configfile, else the Snakefile's configfile."""
+    return workflow.configfiles[0]
 
 
 localrules:
@@ -16,8 +16,8 @@ localrules:
 
 rule report:
     input:
-        tables=expand(TABLES_DIR + "/{item}.csv", item=TABLES.names()),
-        figures=expand(FIGURES_DIR + "/{item}.png", item=FIGURES.names()),
+        tables=expand(os.path.join(TABLES_DIR, "{item}.csv"), item=TABLES.names()),
+        figures=expand(os.path.join(FIGURES_DIR, "{item}.png"), item=FIGURES.names()),
         summaries=expand("results/summary/{experiment}.csv", experiment=PLAN.experiments),
     output:
         REPORT,

@@ -1,0 +1,580 @@
+"""Naive reference-style training loop vs firm-bench's fast path, side by side (issue 6).
+
+One invocation measures, on the same device and with the same recipe
+(a preset's model, batch size and augmentation; the embedded fmnist_mini
+class 0 at 32 px stands in for a CIFAR-10 class):
+
+- ``naive``: what a reference implementation does: per-image PIL
+  augmentations (torchvision.transforms.v2 RandomResizedCrop, ColorJitter,
+  GaussianBlur) in DataLoader workers, float32, ``loss.item()`` every step,
+  and each evaluation saving a checkpoint file, reloading it into a fresh
+  model and extracting features through a DataLoader, k-NN on the CPU;
+- ``off``: firm-bench's loop with every ``speed`` option off (the loop before
+  the fast path: batched augmentation, but per-step host-device syncs);
+- ``fast-eager``: the fast path without the CUDA graph (CUDA only);
+- ``fast``: the fast path with the run config's defaults (``speed: auto``:
+  on a GPU bf16, channels_last, cuDNN autotuning and the CUDA graph);
+- ``fast-bf16`` / ``fast-compile``: the fast path plus bf16 (worth it on CPUs
+  with AVX512-BF16) or torch.compile (on request only);
+- ``packR``: R processes of ``fast`` on the same device at once (the
+  workflow's ``runs_per_gpu``), reported as their summed views/s.
+
+Each variant runs in its own process (clean peak memory, its own cuDNN
+state). After a warm-up epoch, it trains whole epochs until ``--steps`` (or
+``--epochs``) and ``--min-seconds`` are reached, then times one learning-curve
+evaluation on a bank and test set of ``--eval-bank`` / ``--eval-test``
+images (default: a CIFAR-10 class's 5000 / 10000 for ``--preset paper``,
+the stand-in's own 200 / 1000 otherwise). Reported per variant: steps/s,
+training views/s (two views per sample), seconds per epoch of a CIFAR-10
+class (``--samples-per-epoch`` 20000 = 5000 images x 4 rotations, plus one
+evaluation of 15000 images every ``eval.every`` epochs, scaled per image),
+the projected 2000-epoch run and Table 1a's FIRM column (10 classes x 5
+seeds) in GPU-hours, peak memory, host syncs per epoch (CUDA), and every
+ratio to ``naive``. Output: a table on stderr, JSON on stdout and in
+``--out``. Exit status 1 when a requested variant failed (its error is in
+the JSON).
+
+    python benchmarks/bench_fast.py --preset mini --epochs 2             # CPU, ~1-2 min
+    python benchmarks/bench_fast.py --device cuda --preset paper --out bench_fast.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+CIFAR_BANK, CIFAR_TEST = 5000, 10000  # one CIFAR-10 class: its training images; the whole test set
+TABLE1A_FIRM_RUNS = 50  # Table 1a's FIRM column: 10 classes x 5 seeds
+
+SPEED_OFF = [
+    "speed.resident_data=false", "speed.predraw=false", "speed.fast_loss=false", "speed.check_loss_every=1",
+    "speed.fast_eval=false", "speed.bf16=false", "speed.channels_last=false", "speed.cudnn_benchmark=false",
+    "speed.cuda_graph=false", "speed.compile=false",
+]
+FAST_VARIANTS: dict[str, list[str]] = {
+    "off": SPEED_OFF,
+    "fast": [],
+    "fast-eager": ["speed.cuda_graph=false"],
+    "fast-bf16": ["speed.bf16=true"],
+    "fast-compile": ["speed.compile=true", "speed.cuda_graph=false"],
+}
+
+
+class BenchError(RuntimeError):
+    """A variant could not be measured; the message says why."""
+
+
+# ---------------------------------------------------------------- shared set-up
+
+
+def resolve_config(args: argparse.Namespace, extra: Sequence[str] = ()) -> dict:
+    from firm_bench import config
+
+    return config.resolve(
+        args.preset,
+        # optim.epochs: a long schedule, so that no measurement runs past its end (speed does not depend on it)
+        overrides=["dataset.name=fmnist_mini", "dataset.cls=0", "dataset.image_size=32", f"device={args.device}",
+                   "optim.epochs=100000", *args.overrides, *extra],
+    )
+
+
+def eval_set(data: Any, n_bank: int, n_test: int) -> Any:
+    """The run's data with bank and test tiled (or cut) to n_bank / n_test images."""
+
+    def tile(x: torch.Tensor, n: int) -> torch.Tensor:
+        reps = -(-n // x.shape[0])
+        return x.repeat(reps, *([1] * (x.ndim - 1)))[:n].contiguous()
+
+    return replace(data, train_ids=tile(data.train_ids, n_bank), test_images=tile(data.test_images, n_test),
+                   test_targets=tile(data.test_targets, n_test))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory(device: torch.device) -> dict:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out = {"peak_rss_mb": round(own, 1), "peak_rss_workers_mb": round(children, 1)}
+    if device.type == "cuda":
+        out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        out["peak_gpu_reserved_mb"] = round(torch.cuda.max_memory_reserved(device) / 2**20, 1)
+    return out
+
+
+def wait_barrier(barrier: str | None, rank: int, count: int) -> None:
+    """Processes of a pack start measuring together (files in a shared directory)."""
+    if not barrier:
+        return
+    Path(barrier, f"ready{rank}").touch()
+    deadline = time.time() + 600
+    while len(list(Path(barrier).glob("ready*"))) < count:
+        if time.time() > deadline:
+            raise BenchError("pack barrier: the other processes never got ready")
+        time.sleep(0.01)
+
+
+def measure_epochs(args: argparse.Namespace, steps_per_epoch: int) -> int:
+    if args.steps:
+        return max(1, -(-args.steps // steps_per_epoch))
+    return args.epochs
+
+
+# ---------------------------------------------------------------- the fast path (and "off")
+
+
+def run_fast(args: argparse.Namespace, variant: str) -> dict:
+    """Time firm-bench's own loop (``train.build_training`` + the engine) as ``train()`` runs it."""
+    from firm_bench import runs
+    from firm_bench.train import build_training, load_run_data
+
+    overrides = FAST_VARIANTS["fast" if variant.startswith("pack") else variant]
+    cfg = resolve_config(args, overrides)
+    device = runs.pick_device(cfg["device"])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_run_data(cfg)
+    t = build_training(cfg, data, device)
+    epochs_needed = measure_epochs(args, t.steps_per_epoch)
+    t0 = time.perf_counter()
+    epoch = 0
+    for _ in range(args.warmup_epochs):  # capture, autotuning, compile, allocator warm-up
+        epoch += 1
+        t.engine.run_epoch(t.prepare(epoch)).cpu()
+    sync(device)
+    warmup_s = time.perf_counter() - t0
+    wait_barrier(args.barrier, args.rank, args.pack_size)
+    steps, start_wall = 0, time.time()
+    t0 = time.perf_counter()
+    upcoming = t.prepare(epoch + 1)
+    while True:  # as train(): prepare the next epoch while the device trains this one
+        epoch += 1
+        losses = t.engine.run_epoch(upcoming)
+        upcoming = t.prepare(epoch + 1)
+        values = losses.cpu()
+        steps += t.steps_per_epoch
+        done = epoch - args.warmup_epochs >= epochs_needed
+        if done and time.perf_counter() - t0 >= args.min_seconds:
+            break
+    sync(device)
+    train_s = time.perf_counter() - t0
+    end_wall = time.time()
+    if not torch.isfinite(values).all():
+        raise BenchError(f"{variant}: non-finite training loss")
+    syncs = count_syncs(t, epoch + 1) if device.type == "cuda" else None
+    ev = eval_set(data, *eval_sizes(args, data))
+    sync(device)
+    t0 = time.perf_counter()
+    value = t.evaluate(ev)
+    sync(device)
+    eval_s = time.perf_counter() - t0
+    return {
+        "variant": variant, "steps": steps, "train_s": train_s, "warmup_s": round(warmup_s, 2),
+        "eval_s": eval_s, "eval_images": len(ev.train_ids) + len(ev.test_images), "eval_auroc": value,
+        "batch_size": t.batch, "start_wall": start_wall, "end_wall": end_wall,
+        "host_syncs_per_epoch": syncs, "speed": t.speed_record(), "eval_every": int(cfg["eval"]["every"]),
+        **peak_memory(device),
+    }
+
+
+def count_syncs(t: Any, epoch: int) -> int:
+    """Host-device synchronisations while preparing and training one epoch (CUDA's sync debug mode)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            losses = t.engine.run_epoch(t.prepare(epoch))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    losses.cpu()
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+# ---------------------------------------------------------------- the naive loop
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Two PIL-augmented views per image, one image at a time (the reference code's way)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Any) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        from torchvision.transforms.v2.functional import to_pil_image
+
+        img = to_pil_image(self.images[i])
+        return self.transform(img), self.transform(img), int(self.labels[i])
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    def __init__(self, images: torch.Tensor, transform: Any) -> None:
+        self.images, self.transform = images, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from torchvision.transforms.v2.functional import to_pil_image
+
+        return self.transform(to_pil_image(self.images[i]))
+
+
+def naive_transforms(cfg: dict, size: int, mean: Sequence[float], std: Sequence[float]) -> tuple[Any, Any]:
+    """The training and test transforms of a reference implementation, on PIL images."""
+    from torchvision.transforms import v2
+
+    a = cfg["augment"]
+    tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    train = v2.Compose([
+        v2.RandomResizedCrop(size, scale=tuple(a["crop_scale"]), ratio=tuple(a["crop_ratio"])),
+        v2.RandomApply([v2.ColorJitter(*a["jitter"])], p=a["jitter_p"]),
+        v2.RandomApply([v2.GaussianBlur(a["blur_kernel"], tuple(a["blur_sigma"]))], p=a["blur_p"]),
+        *tail,
+    ])
+    test = v2.Compose([v2.Resize(int(1.125 * size)), v2.CenterCrop(size), *tail])
+    return train, test
+
+
+def run_naive(args: argparse.Namespace) -> dict:
+    """A reference-style loop: DataLoader workers with PIL augmentation, fp32, checkpoint-reload evaluation."""
+    from firm_bench import runs
+    from firm_bench.losses import get_loss
+    from firm_bench.metrics import auroc
+    from firm_bench.models import create_model
+    from firm_bench.outliers import OUTLIERS
+    from firm_bench.scores import knn_mean_similarity
+    from firm_bench.train import SCHEDULES, load_run_data
+
+    cfg = resolve_config(args, SPEED_OFF)
+    device = runs.pick_device(cfg["device"])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_run_data(cfg)
+    torch.manual_seed(int(cfg["seed"]))
+    images, labels = OUTLIERS.get(cfg["outliers"]["name"])(cfg["outliers"], data.image_size).epoch(
+        data.train_ids, torch.Generator().manual_seed(0))
+    train_tf, test_tf = naive_transforms(cfg, data.image_size, data.mean, data.std)
+    batch = int(cfg["optim"]["batch_size"])
+    cuda = device.type == "cuda"
+    loader = torch.utils.data.DataLoader(
+        PairDataset(images, labels, train_tf), batch_size=batch, shuffle=True, drop_last=True,
+        num_workers=args.workers, pin_memory=cuda, persistent_workers=args.workers > 0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    model = create_model(cfg["model"]).to(device)
+    o = cfg["optim"]
+    optimizer = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
+    steps_per_epoch = len(loader)
+    scheduler = SCHEDULES.get(o["schedule"])(optimizer, o["epochs"] * steps_per_epoch, steps_per_epoch, o)
+    loss_fn = get_loss(cfg["loss"]["name"], tau=cfg["loss"]["tau"], form=cfg["loss"]["form"])
+    logged: list[float] = []
+
+    def one_epoch() -> int:
+        n = 0
+        for v1, v2, y in loader:
+            v1, v2, y = v1.to(device), v2.to(device), y.to(device)
+            out1, out2 = model(torch.cat([v1, v2])).z.chunk(2)
+            loss = loss_fn(out1, out2, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            logged.append(loss.item())  # the usual per-step logging
+            n += 1
+        return n
+
+    model.train()
+    t0 = time.perf_counter()
+    for _ in range(args.warmup_epochs):
+        one_epoch()
+    sync(device)
+    warmup_s = time.perf_counter() - t0
+    epochs_needed = measure_epochs(args, steps_per_epoch)
+    steps, done_epochs = 0, 0
+    t0 = time.perf_counter()
+    while done_epochs < epochs_needed or time.perf_counter() - t0 < args.min_seconds:
+        steps += one_epoch()
+        done_epochs += 1
+    sync(device)
+    train_s = time.perf_counter() - t0
+
+    ev = eval_set(data, *eval_sizes(args, data))
+    feat_batch = int(cfg["features"]["batch_size"])
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:  # the reference evaluated a saved checkpoint
+        path = Path(tmp) / "checkpoint.pt"
+        torch.save({"model": model.state_dict()}, path)
+        fresh = create_model(cfg["model"]).to(device)
+        fresh.load_state_dict(torch.load(path, map_location=device)["model"])
+        fresh.eval()
+        feats = []
+        with torch.no_grad():
+            for part in (ev.train_ids, ev.test_images):
+                dl = torch.utils.data.DataLoader(ImageDataset(part, test_tf), batch_size=feat_batch,
+                                                 num_workers=args.workers, pin_memory=cuda)
+                feats.append(torch.cat([fresh.features(x.to(device)).cpu() for x in dl]))
+    bank, test = (torch.nn.functional.normalize(f.float(), dim=1) for f in feats)
+    value = auroc(knn_mean_similarity(test, bank, k=cfg["eval"]["k"]).numpy(), ev.test_targets.numpy())
+    eval_s = time.perf_counter() - t0
+    if not all(map(lambda v: v == v and abs(v) != float("inf"), logged[-steps:])):
+        raise BenchError("naive: non-finite training loss")
+    return {
+        "variant": "naive", "steps": steps, "train_s": train_s, "warmup_s": round(warmup_s, 2), "eval_s": eval_s,
+        "eval_images": len(ev.train_ids) + len(ev.test_images), "eval_auroc": value, "batch_size": batch,
+        "workers": args.workers, "host_syncs_per_epoch": None, "eval_every": int(cfg["eval"]["every"]),
+        **peak_memory(device),
+    }
+
+
+def eval_sizes(args: argparse.Namespace, data: Any) -> tuple[int, int]:
+    paper = args.preset == "paper"
+    bank = args.eval_bank or (CIFAR_BANK if paper else len(data.train_ids))
+    test = args.eval_test or (CIFAR_TEST if paper else len(data.test_images))
+    return bank, test
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def summarize(r: dict, args: argparse.Namespace, pack: int = 1) -> dict:
+    """Derived figures of one variant (a pack: summed over its processes)."""
+    views_per_s = 2 * r["batch_size"] * r["steps"] / r["train_s"]
+    s_per_sample = 1.0 / (views_per_s / 2)
+    per_image_eval = r["eval_s"] / r["eval_images"]
+    eval_every = args.eval_every or r["eval_every"]
+    s_epoch = args.samples_per_epoch * s_per_sample + per_image_eval * (CIFAR_BANK + CIFAR_TEST) / eval_every
+    run_h = s_epoch * args.run_epochs / 3600
+    out = {
+        "steps_per_s": round(r["steps"] / r["train_s"], 2),
+        "views_per_s": round(views_per_s, 1),
+        "eval_s": round(r["eval_s"], 3),
+        "eval_s_per_image": per_image_eval,
+        "s_per_epoch_cifar10_class": round(s_epoch, 3),
+        "run_hours": round(run_h, 3),
+        "gpu_hours_per_run": round(run_h / pack, 3),
+        "table1a_firm_gpu_hours": round(TABLE1A_FIRM_RUNS * run_h / pack, 2),
+    }
+    return out
+
+
+def run_pack(args: argparse.Namespace, size: int) -> dict:
+    """``size`` processes of ``fast`` at once on the device; views/s summed over a common window."""
+    with tempfile.TemporaryDirectory() as barrier:
+        procs, files = [], []
+        for rank in range(size):
+            f = Path(barrier) / f"result{rank}.json"
+            cmd = [*worker_command(args, "fast", f), "--barrier", barrier, "--rank", str(rank), "--pack-size", str(size)]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+            files.append(f)
+        errors = []
+        for p in procs:
+            try:
+                _, err = p.communicate(timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                _, err = p.communicate()
+                errors.append(f"timed out after {args.timeout} s")
+                continue
+            if p.returncode != 0:
+                errors.append(err.strip().splitlines()[-1] if err.strip() else f"exit {p.returncode}")
+        if errors:
+            raise BenchError(f"pack{size}: " + "; ".join(errors))
+        parts = [json.loads(f.read_text()) for f in files]
+    window = max(p["end_wall"] for p in parts) - min(p["start_wall"] for p in parts)
+    total = {
+        "variant": f"pack{size}", "processes": size, "steps": sum(p["steps"] for p in parts), "train_s": window,
+        "eval_s": max(p["eval_s"] for p in parts), "eval_images": parts[0]["eval_images"],
+        "batch_size": parts[0]["batch_size"], "eval_every": parts[0]["eval_every"], "warmup_s": max(p["warmup_s"] for p in parts),
+        "speed": parts[0]["speed"], "per_process_views_per_s": [round(2 * p["batch_size"] * p["steps"] / (p["end_wall"] - p["start_wall"]), 1) for p in parts],
+        "peak_gpu_mem_mb": parts[0].get("peak_gpu_mem_mb"), "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+        "host_syncs_per_epoch": parts[0].get("host_syncs_per_epoch"),
+    }
+    return total
+
+
+def worker_command(args: argparse.Namespace, variant: str, result: Path) -> list[str]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", variant, "--result", str(result),
+           "--device", args.device, "--preset", args.preset, "--epochs", str(args.epochs),
+           "--warmup-epochs", str(args.warmup_epochs), "--min-seconds", str(args.min_seconds),
+           "--workers", str(args.workers)]
+    for flag, value in (("--steps", args.steps), ("--eval-bank", args.eval_bank), ("--eval-test", args.eval_test),
+                        ("--threads", args.threads)):
+        if value:
+            cmd += [flag, str(value)]
+    for pair in args.overrides:
+        cmd += ["--set", pair]
+    return cmd
+
+
+def run_variant(args: argparse.Namespace, variant: str) -> dict:
+    if variant.startswith("pack"):
+        size = int(variant[4:])
+        r = run_pack(args, size)
+        return {**r, **summarize(r, args, pack=size)}
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        try:
+            proc = subprocess.run(worker_command(args, variant, result), capture_output=True, text=True,
+                                  timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"{variant}: timed out after {args.timeout} s") from None
+        if proc.returncode != 0 or not result.exists():
+            tail = proc.stderr.strip().splitlines()[-3:] if proc.stderr.strip() else [f"exit status {proc.returncode}"]
+            raise BenchError(f"{variant}: " + " | ".join(tail))
+        r = json.loads(result.read_text())
+    return {**r, **summarize(r, args)}
+
+
+def default_variants(device: str) -> list[str]:
+    if device == "cuda":
+        return ["naive", "off", "fast-eager", "fast", "pack2", "pack4"]
+    return ["naive", "off", "fast"]
+
+
+def environment(device: torch.device) -> dict:
+    import firm_bench
+
+    env = {"firm_bench": firm_bench.__version__, "torch": torch.__version__, "python": platform.python_version(),
+           "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "device": str(device)}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def table(results: dict[str, dict]) -> str:
+    cols = [("variant", 12), ("steps/s", 9), ("views/s", 10), ("x naive", 8), ("s/epoch*", 9), ("x naive", 8),
+            ("run h", 7), ("GPU-h 1a", 9), ("peak MB", 9), ("syncs/ep", 9)]
+    lines = [" ".join(f"{c:>{w}}" for c, w in cols)]
+    for name, r in results.items():
+        if "error" in r:
+            lines.append(f"{name:>12} failed: {r['error']}")
+            continue
+        peak = r.get("peak_gpu_mem_mb") or r.get("peak_rss_mb")
+        cells = [name, r["steps_per_s"], r["views_per_s"], r.get("views_per_s_vs_naive", "-"),
+                 r["s_per_epoch_cifar10_class"], r.get("epoch_speedup_vs_naive", "-"), r["run_hours"],
+                 r["table1a_firm_gpu_hours"], peak, r.get("host_syncs_per_epoch")]
+        lines.append(" ".join(f"{str(c if c is not None else '-'):>{w}}" for c, (_, w) in zip(cells, cols)))
+    lines.append("* seconds per epoch of a CIFAR-10 class (20000 samples) incl. one 15000-image evaluation every "
+                 "eval.every epochs; run h: a 2000-epoch run; GPU-h 1a: Table 1a's FIRM column (50 runs), packs shared")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    ap.add_argument("--preset", default="mini", help="run preset whose model and recipe are timed (paper, mini, smoke)")
+    ap.add_argument("--epochs", type=int, default=2, help="measured epochs of the stand-in data after the warm-up")
+    ap.add_argument("--steps", type=int, default=0, help="measured steps instead (rounded up to whole epochs)")
+    ap.add_argument("--warmup-epochs", type=int, default=1, help="untimed epochs first (capture, autotuning, workers)")
+    ap.add_argument("--min-seconds", type=float, default=0.0, help="keep training whole epochs until this long")
+    ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="naive DataLoader workers")
+    ap.add_argument("--variants", default=None,
+                    help="comma-separated: naive, off, fast, fast-eager, fast-bf16, fast-compile, packR "
+                         "(default: naive,off,fast on CPU; naive,off,fast-eager,fast,pack2,pack4 on CUDA)")
+    ap.add_argument("--fast-only", action="store_true", help="only the fast path")
+    ap.add_argument("--naive-only", action="store_true", help="only the naive loop")
+    ap.add_argument("--eval-bank", type=int, default=0, help="bank images of the timed evaluation")
+    ap.add_argument("--eval-test", type=int, default=0, help="test images of the timed evaluation")
+    ap.add_argument("--eval-every", type=int, default=0, help="epochs between evaluations (default: the preset's eval.every)")
+    ap.add_argument("--samples-per-epoch", type=int, default=20000, help="for the per-epoch figures (CIFAR-10 class: 20000)")
+    ap.add_argument("--run-epochs", type=int, default=2000, help="epochs of the projected full run (2000)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per variant before it counts as failed")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra run-config override for every variant")
+    ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--result", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--barrier", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--pack-size", type=int, default=1, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.fast_only and args.naive_only:
+        ap.error("--fast-only and --naive-only exclude each other")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:  # one variant, in this process
+        result = run_naive(args) if args.worker == "naive" else run_fast(args, args.worker)
+        Path(args.result).write_text(json.dumps(result))
+        return 0
+    from firm_bench import runs
+
+    try:
+        device = runs.pick_device(args.device)
+    except RuntimeError as exc:
+        print(f"bench_fast: {exc}", file=sys.stderr)
+        return 2
+    args.device = str(device)
+    variants = args.variants.split(",") if args.variants else default_variants(device.type)
+    if args.fast_only:
+        variants = [v for v in variants if v != "naive"] or ["fast"]
+    if args.naive_only:
+        variants = ["naive"]
+    unknown = [v for v in variants if v not in FAST_VARIANTS and v != "naive" and not (v.startswith("pack") and v[4:].isdigit())]
+    if unknown:
+        print(f"bench_fast: unknown variant(s) {', '.join(unknown)}; valid: naive, {', '.join(FAST_VARIANTS)}, packR",
+              file=sys.stderr)
+        return 2
+    results: dict[str, dict] = {}
+    for v in variants:
+        print(f"bench_fast: {v} ...", file=sys.stderr, flush=True)
+        try:
+            results[v] = run_variant(args, v)
+        except BenchError as exc:
+            results[v] = {"variant": v, "error": str(exc)}
+    base = results.get("naive")
+    if base and "error" not in base:
+        for r in results.values():
+            if "error" not in r:
+                r["views_per_s_vs_naive"] = round(r["views_per_s"] / base["views_per_s"], 2)
+                r["epoch_speedup_vs_naive"] = round(base["s_per_epoch_cifar10_class"] / r["s_per_epoch_cifar10_class"], 2)
+                if "peak_gpu_mem_mb" in r and base.get("peak_gpu_mem_mb"):
+                    r["peak_gpu_mem_vs_naive"] = round(r["peak_gpu_mem_mb"] / base["peak_gpu_mem_mb"], 2)
+    report = {
+        "benchmark": "bench_fast", "preset": args.preset, "stand_in": "fmnist_mini class 0, 32 px",
+        "samples_per_epoch": args.samples_per_epoch, "run_epochs": args.run_epochs,
+        "environment": environment(device), "command": " ".join(sys.argv), "results": results,
+    }
+    ok = [r for r in results.values() if "error" not in r]
+    if ok:
+        best = max(ok, key=lambda r: r["views_per_s"])
+        report["best"] = {"variant": best["variant"], "views_per_s_per_gpu": best["views_per_s"],
+                          "gpu_hours_per_run": best["gpu_hours_per_run"],
+                          "eval_s_per_image": best["eval_s_per_image"]}
+    print(table(results), file=sys.stderr)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    failed = [v for v, r in results.items() if "error" in r]
+    if failed:
+        print(f"bench_fast: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
