@@ -17,7 +17,10 @@ class 0 at 32 px stands in for a CIFAR-10 class):
 - ``fast-bf16`` / ``fast-compile``: the fast path plus bf16 (worth it on CPUs
   with AVX512-BF16) or torch.compile (on request only);
 - ``packR``: R processes of ``fast`` on the same device at once (the
-  workflow's ``runs_per_gpu``), reported as their summed views/s.
+  workflow's ``runs_per_gpu``), reported as their summed views/s;
+- ``streamsR``: R runs (seeds) in one process, stepped together, each run's
+  CUDA graph replayed on its own stream (``speed.run_packed_epoch``): the
+  small kernels of different runs overlap, where processes only take turns.
 
 Each variant runs in its own process (clean peak memory, its own cuDNN
 state). After a warm-up epoch, it trains whole epochs until ``--steps`` (or
@@ -28,8 +31,8 @@ the stand-in's own 200 / 1000 otherwise). Reported per variant: steps/s,
 training views/s (two views per sample), seconds per epoch of a CIFAR-10
 class (``--samples-per-epoch`` 20000 = 5000 images x 4 rotations, plus one
 evaluation of 15000 images every ``eval.every`` epochs, scaled per image),
-the projected 2000-epoch run and Table 1a's FIRM column (10 classes x 5
-seeds) in GPU-hours, peak memory, host syncs per epoch (CUDA), and every
+the projected GPU-hours of a 2000-epoch run and of Table 1a's FIRM column
+(10 classes x 5 seeds), peak memory, host syncs per epoch (CUDA), and every
 ratio to ``naive``. Output: a table on stderr, JSON on stdout and in
 ``--out``. Exit status 1 when a requested variant failed (its error is in
 the JSON).
@@ -54,7 +57,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
+
+REPO = Path(__file__).resolve().parent.parent
+if (REPO / "firm_bench" / "__init__.py").exists() and str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # benchmark this tree's firm_bench, installed or not
 
 CIFAR_BANK, CIFAR_TEST = 5000, 10000  # one CIFAR-10 class: its training images; the whole test set
 TABLE1A_FIRM_RUNS = 50  # Table 1a's FIRM column: 10 classes x 5 seeds
@@ -192,6 +200,60 @@ def run_fast(args: argparse.Namespace, variant: str) -> dict:
     }
 
 
+def run_streams(args: argparse.Namespace, size: int) -> dict:
+    """``size`` runs (seeds) in one process, stepped together, each run's graph on its own CUDA stream."""
+    from firm_bench import runs
+    from firm_bench.speed import run_packed_epoch
+    from firm_bench.train import build_training, load_run_data
+
+    cfgs = [resolve_config(args, [f"seed={seed}"]) for seed in range(size)]
+    device = runs.pick_device(cfgs[0]["device"])
+    if device.type != "cuda":
+        raise BenchError(f"streams{size}: needs a CUDA device")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_run_data(cfgs[0])
+    ts = [build_training(cfg, data, device) for cfg in cfgs]
+    streams = [torch.cuda.Stream(device) for _ in ts]
+    engines = [t.engine for t in ts]
+    steps_per_epoch = ts[0].steps_per_epoch
+    epochs_needed = measure_epochs(args, steps_per_epoch)
+    t0 = time.perf_counter()
+    epoch = 0
+    for _ in range(args.warmup_epochs):
+        epoch += 1
+        for losses in run_packed_epoch(engines, [t.prepare(epoch) for t in ts], streams):
+            losses.cpu()
+    sync(device)
+    warmup_s = time.perf_counter() - t0
+    steps, start_wall = 0, time.time()
+    t0 = time.perf_counter()
+    upcoming = [t.prepare(epoch + 1) for t in ts]
+    while True:
+        epoch += 1
+        out = run_packed_epoch(engines, upcoming, streams)
+        upcoming = [t.prepare(epoch + 1) for t in ts]
+        values = [losses.cpu() for losses in out]
+        steps += size * steps_per_epoch
+        if epoch - args.warmup_epochs >= epochs_needed and time.perf_counter() - t0 >= args.min_seconds:
+            break
+    sync(device)
+    train_s = time.perf_counter() - t0
+    if not all(torch.isfinite(v).all() for v in values):
+        raise BenchError(f"streams{size}: non-finite training loss")
+    ev = eval_set(data, *eval_sizes(args, data))
+    t0 = time.perf_counter()
+    value = ts[0].evaluate(ev)
+    sync(device)
+    return {
+        "variant": f"streams{size}", "runs": size, "steps": steps, "train_s": train_s, "warmup_s": round(warmup_s, 2),
+        "eval_s": time.perf_counter() - t0, "eval_images": len(ev.train_ids) + len(ev.test_images), "eval_auroc": value,
+        "batch_size": ts[0].batch, "host_syncs_per_epoch": None, "speed": ts[0].speed_record(),
+        "graphs": [t.engine.status["cuda_graph"] for t in ts], "eval_every": int(cfgs[0]["eval"]["every"]),
+        "start_wall": start_wall, "end_wall": time.time(), **peak_memory(device),
+    }
+
+
 def count_syncs(t: Any, epoch: int) -> int:
     """Host-device synchronisations while preparing and training one epoch (CUDA's sync debug mode)."""
     with warnings.catch_warnings(record=True) as caught:
@@ -253,95 +315,137 @@ def naive_transforms(cfg: dict, size: int, mean: Sequence[float], std: Sequence[
     return train, test
 
 
-def run_naive(args: argparse.Namespace) -> dict:
-    """A reference-style loop: DataLoader workers with PIL augmentation, fp32, checkpoint-reload evaluation."""
-    from firm_bench import runs
-    from firm_bench.losses import get_loss
-    from firm_bench.metrics import auroc
-    from firm_bench.models import create_model
-    from firm_bench.outliers import OUTLIERS
-    from firm_bench.scores import knn_mean_similarity
-    from firm_bench.train import SCHEDULES, load_run_data
+class NaiveLoop:
+    """A reference-style run: DataLoader workers with PIL augmentation, fp32, checkpoint-reload evaluation."""
 
-    cfg = resolve_config(args, SPEED_OFF)
-    device = runs.pick_device(cfg["device"])
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    data = load_run_data(cfg)
-    torch.manual_seed(int(cfg["seed"]))
-    images, labels = OUTLIERS.get(cfg["outliers"]["name"])(cfg["outliers"], data.image_size).epoch(
-        data.train_ids, torch.Generator().manual_seed(0))
-    train_tf, test_tf = naive_transforms(cfg, data.image_size, data.mean, data.std)
-    batch = int(cfg["optim"]["batch_size"])
-    cuda = device.type == "cuda"
-    loader = torch.utils.data.DataLoader(
-        PairDataset(images, labels, train_tf), batch_size=batch, shuffle=True, drop_last=True,
-        num_workers=args.workers, pin_memory=cuda, persistent_workers=args.workers > 0,
-        generator=torch.Generator().manual_seed(0),
-    )
-    model = create_model(cfg["model"]).to(device)
-    o = cfg["optim"]
-    optimizer = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
-    steps_per_epoch = len(loader)
-    scheduler = SCHEDULES.get(o["schedule"])(optimizer, o["epochs"] * steps_per_epoch, steps_per_epoch, o)
-    loss_fn = get_loss(cfg["loss"]["name"], tau=cfg["loss"]["tau"], form=cfg["loss"]["form"])
-    logged: list[float] = []
+    def __init__(self, cfg: dict, workers: int) -> None:
+        from firm_bench import runs
+        from firm_bench.losses import get_loss
+        from firm_bench.models import create_model
+        from firm_bench.outliers import OUTLIERS
+        from firm_bench.train import SCHEDULES, load_run_data
 
-    def one_epoch() -> int:
+        self.cfg, self.workers = cfg, workers
+        self.device = runs.pick_device(cfg["device"])
+        self.data = data = load_run_data(cfg)
+        seed = int(cfg["seed"])
+        torch.manual_seed(seed)
+        images, labels = OUTLIERS.get(cfg["outliers"]["name"])(cfg["outliers"], data.image_size).epoch(
+            data.train_ids, torch.Generator().manual_seed(seed))
+        train_tf, self.test_tf = naive_transforms(cfg, data.image_size, data.mean, data.std)
+        self.batch = int(cfg["optim"]["batch_size"])
+        self.cuda = self.device.type == "cuda"
+        self.loader = torch.utils.data.DataLoader(
+            PairDataset(images, labels, train_tf), batch_size=self.batch, shuffle=True, drop_last=True,
+            num_workers=workers, pin_memory=self.cuda, persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        self.model = create_model(cfg["model"]).to(self.device)
+        o = cfg["optim"]
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o["lr"], momentum=o["momentum"],
+                                         weight_decay=o["weight_decay"])
+        self.steps_per_epoch = len(self.loader)
+        self.scheduler = SCHEDULES.get(o["schedule"])(self.optimizer, o["epochs"] * self.steps_per_epoch,
+                                                      self.steps_per_epoch, o)
+        self.loss_fn = get_loss(cfg["loss"]["name"], tau=cfg["loss"]["tau"], form=cfg["loss"]["form"])
+        self.logged: list[float] = []
+
+    def one_epoch(self) -> int:
+        self.model.train()
         n = 0
-        for v1, v2, y in loader:
-            v1, v2, y = v1.to(device), v2.to(device), y.to(device)
-            out1, out2 = model(torch.cat([v1, v2])).z.chunk(2)
-            loss = loss_fn(out1, out2, y)
-            optimizer.zero_grad()
+        for v1, v2, y in self.loader:
+            v1, v2, y = v1.to(self.device), v2.to(self.device), y.to(self.device)
+            out1, out2 = self.model(torch.cat([v1, v2])).z.chunk(2)
+            loss = self.loss_fn(out1, out2, y)
+            self.optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
-            scheduler.step()
-            logged.append(loss.item())  # the usual per-step logging
+            self.optimizer.step()
+            self.scheduler.step()
+            self.logged.append(loss.item())  # the usual per-step logging
             n += 1
         return n
 
-    model.train()
+    def evaluate(self, ev: Any) -> float:
+        """Save a checkpoint, reload it into a fresh model, features through a DataLoader, k-NN on the CPU."""
+        from firm_bench.metrics import auroc
+        from firm_bench.models import create_model
+        from firm_bench.scores import knn_mean_similarity
+
+        feat_batch = int(self.cfg["features"]["batch_size"])
+        with tempfile.TemporaryDirectory() as tmp:  # the reference evaluated a saved checkpoint
+            path = Path(tmp) / "checkpoint.pt"
+            torch.save({"model": self.model.state_dict()}, path)
+            fresh = create_model(self.cfg["model"]).to(self.device)
+            fresh.load_state_dict(torch.load(path, map_location=self.device)["model"])
+            fresh.eval()
+            feats = []
+            with torch.no_grad():
+                for part in (ev.train_ids, ev.test_images):
+                    dl = torch.utils.data.DataLoader(ImageDataset(part, self.test_tf), batch_size=feat_batch,
+                                                     num_workers=self.workers, pin_memory=self.cuda)
+                    feats.append(torch.cat([fresh.features(x.to(self.device)).cpu() for x in dl]))
+        bank, test = (torch.nn.functional.normalize(f.float(), dim=1) for f in feats)
+        return auroc(knn_mean_similarity(test, bank, k=self.cfg["eval"]["k"]).numpy(), ev.test_targets.numpy())
+
+
+def run_naive(args: argparse.Namespace) -> dict:
+    """Time the reference-style loop (``NaiveLoop``)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loop = NaiveLoop(resolve_config(args, SPEED_OFF), args.workers)
+    device = loop.device
     t0 = time.perf_counter()
     for _ in range(args.warmup_epochs):
-        one_epoch()
+        loop.one_epoch()
     sync(device)
     warmup_s = time.perf_counter() - t0
-    epochs_needed = measure_epochs(args, steps_per_epoch)
+    epochs_needed = measure_epochs(args, loop.steps_per_epoch)
     steps, done_epochs = 0, 0
     t0 = time.perf_counter()
     while done_epochs < epochs_needed or time.perf_counter() - t0 < args.min_seconds:
-        steps += one_epoch()
+        steps += loop.one_epoch()
         done_epochs += 1
     sync(device)
     train_s = time.perf_counter() - t0
-
-    ev = eval_set(data, *eval_sizes(args, data))
-    feat_batch = int(cfg["features"]["batch_size"])
+    ev = eval_set(loop.data, *eval_sizes(args, loop.data))
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:  # the reference evaluated a saved checkpoint
-        path = Path(tmp) / "checkpoint.pt"
-        torch.save({"model": model.state_dict()}, path)
-        fresh = create_model(cfg["model"]).to(device)
-        fresh.load_state_dict(torch.load(path, map_location=device)["model"])
-        fresh.eval()
-        feats = []
-        with torch.no_grad():
-            for part in (ev.train_ids, ev.test_images):
-                dl = torch.utils.data.DataLoader(ImageDataset(part, test_tf), batch_size=feat_batch,
-                                                 num_workers=args.workers, pin_memory=cuda)
-                feats.append(torch.cat([fresh.features(x.to(device)).cpu() for x in dl]))
-    bank, test = (torch.nn.functional.normalize(f.float(), dim=1) for f in feats)
-    value = auroc(knn_mean_similarity(test, bank, k=cfg["eval"]["k"]).numpy(), ev.test_targets.numpy())
+    value = loop.evaluate(ev)
     eval_s = time.perf_counter() - t0
-    if not all(map(lambda v: v == v and abs(v) != float("inf"), logged[-steps:])):
+    if not all(v == v and abs(v) != float("inf") for v in loop.logged[-steps:]):
         raise BenchError("naive: non-finite training loss")
     return {
         "variant": "naive", "steps": steps, "train_s": train_s, "warmup_s": round(warmup_s, 2), "eval_s": eval_s,
-        "eval_images": len(ev.train_ids) + len(ev.test_images), "eval_auroc": value, "batch_size": batch,
-        "workers": args.workers, "host_syncs_per_epoch": None, "eval_every": int(cfg["eval"]["every"]),
+        "eval_images": len(ev.train_ids) + len(ev.test_images), "eval_auroc": value, "batch_size": loop.batch,
+        "workers": args.workers, "host_syncs_per_epoch": None, "eval_every": int(loop.cfg["eval"]["every"]),
         **peak_memory(device),
     }
+
+
+def auroc_comparison(args: argparse.Namespace, seeds: Sequence[int]) -> dict:
+    """Final learning-curve AUROC of full runs of the preset (its own data and epochs), naive vs fast, per seed.
+
+    The statistics check of the fast path: both train the same recipe; their
+    AUROCs should agree within the spread over seeds.
+    """
+    from firm_bench import config
+    from firm_bench.train import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out: dict[str, list[float]] = {"naive": [], "fast": []}
+    for seed in seeds:
+        base = [f"device={args.device}", f"seed={seed}", *args.overrides]
+        loop = NaiveLoop(config.resolve(args.preset, overrides=[*base, *SPEED_OFF]), args.workers)
+        for _ in range(int(loop.cfg["optim"]["epochs"])):
+            loop.one_epoch()
+        out["naive"].append(loop.evaluate(loop.data))
+        with tempfile.TemporaryDirectory() as tmp:
+            result = train(config.resolve(args.preset, overrides=base), tmp, progress=False)
+        out["fast"].append(result.final_auroc)
+        print(f"bench_fast: seed {seed}: naive {out['naive'][-1]:.4f}, fast {out['fast'][-1]:.4f}", file=sys.stderr)
+    summary = {k: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else None} for k, v in out.items()}
+    return {"preset": args.preset, "seeds": list(seeds), "final_auroc": out, "summary": summary,
+            "difference_of_means": summary["fast"]["mean"] - summary["naive"]["mean"]}
 
 
 def eval_sizes(args: argparse.Namespace, data: Any) -> tuple[int, int]:
@@ -355,24 +459,27 @@ def eval_sizes(args: argparse.Namespace, data: Any) -> tuple[int, int]:
 
 
 def summarize(r: dict, args: argparse.Namespace, pack: int = 1) -> dict:
-    """Derived figures of one variant (a pack: summed over its processes)."""
+    """Derived figures of one variant; a pack's (``pack`` runs sharing the device) views/s is their sum.
+
+    views/s is the device's training throughput, so the seconds per epoch and
+    the GPU-hours are device time per run; a run of a pack takes ``pack``
+    times as long on the wall clock.
+    """
     views_per_s = 2 * r["batch_size"] * r["steps"] / r["train_s"]
-    s_per_sample = 1.0 / (views_per_s / 2)
     per_image_eval = r["eval_s"] / r["eval_images"]
     eval_every = args.eval_every or r["eval_every"]
-    s_epoch = args.samples_per_epoch * s_per_sample + per_image_eval * (CIFAR_BANK + CIFAR_TEST) / eval_every
-    run_h = s_epoch * args.run_epochs / 3600
-    out = {
+    s_epoch = 2 * args.samples_per_epoch / views_per_s + per_image_eval * (CIFAR_BANK + CIFAR_TEST) / eval_every
+    gpu_h = s_epoch * args.run_epochs / 3600
+    return {
         "steps_per_s": round(r["steps"] / r["train_s"], 2),
         "views_per_s": round(views_per_s, 1),
         "eval_s": round(r["eval_s"], 3),
         "eval_s_per_image": per_image_eval,
         "s_per_epoch_cifar10_class": round(s_epoch, 3),
-        "run_hours": round(run_h, 3),
-        "gpu_hours_per_run": round(run_h / pack, 3),
-        "table1a_firm_gpu_hours": round(TABLE1A_FIRM_RUNS * run_h / pack, 2),
+        "gpu_hours_per_run": round(gpu_h, 3),
+        "run_wall_hours": round(gpu_h * pack, 3),
+        "table1a_firm_gpu_hours": round(TABLE1A_FIRM_RUNS * gpu_h, 2),
     }
-    return out
 
 
 def run_pack(args: argparse.Namespace, size: int) -> dict:
@@ -429,6 +536,7 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict:
         size = int(variant[4:])
         r = run_pack(args, size)
         return {**r, **summarize(r, args, pack=size)}
+    packed = int(variant[len("streams"):]) if variant.startswith("streams") else 1
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
         try:
@@ -440,12 +548,12 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict:
             tail = proc.stderr.strip().splitlines()[-3:] if proc.stderr.strip() else [f"exit status {proc.returncode}"]
             raise BenchError(f"{variant}: " + " | ".join(tail))
         r = json.loads(result.read_text())
-    return {**r, **summarize(r, args)}
+    return {**r, **summarize(r, args, pack=packed)}
 
 
 def default_variants(device: str) -> list[str]:
     if device == "cuda":
-        return ["naive", "off", "fast-eager", "fast", "pack2", "pack4"]
+        return ["naive", "off", "fast-eager", "fast", "pack4", "streams4"]
     return ["naive", "off", "fast"]
 
 
@@ -462,7 +570,7 @@ def environment(device: torch.device) -> dict:
 
 def table(results: dict[str, dict]) -> str:
     cols = [("variant", 12), ("steps/s", 9), ("views/s", 10), ("x naive", 8), ("s/epoch*", 9), ("x naive", 8),
-            ("run h", 7), ("GPU-h 1a", 9), ("peak MB", 9), ("syncs/ep", 9)]
+            ("GPU-h/run", 10), ("GPU-h 1a", 9), ("peak MB", 9), ("syncs/ep", 9)]
     lines = [" ".join(f"{c:>{w}}" for c, w in cols)]
     for name, r in results.items():
         if "error" in r:
@@ -470,11 +578,12 @@ def table(results: dict[str, dict]) -> str:
             continue
         peak = r.get("peak_gpu_mem_mb") or r.get("peak_rss_mb")
         cells = [name, r["steps_per_s"], r["views_per_s"], r.get("views_per_s_vs_naive", "-"),
-                 r["s_per_epoch_cifar10_class"], r.get("epoch_speedup_vs_naive", "-"), r["run_hours"],
+                 r["s_per_epoch_cifar10_class"], r.get("epoch_speedup_vs_naive", "-"), r["gpu_hours_per_run"],
                  r["table1a_firm_gpu_hours"], peak, r.get("host_syncs_per_epoch")]
         lines.append(" ".join(f"{str(c if c is not None else '-'):>{w}}" for c, (_, w) in zip(cells, cols)))
-    lines.append("* seconds per epoch of a CIFAR-10 class (20000 samples) incl. one 15000-image evaluation every "
-                 "eval.every epochs; run h: a 2000-epoch run; GPU-h 1a: Table 1a's FIRM column (50 runs), packs shared")
+    lines.append("* device seconds per epoch of a CIFAR-10 class (20000 samples) incl. one 15000-image evaluation every "
+                 "eval.every epochs; GPU-h/run: a 2000-epoch run; GPU-h 1a: Table 1a's FIRM column (50 runs); "
+                 "packs/streams: the device's summed throughput, so device time per run")
     return "\n".join(lines)
 
 
@@ -488,8 +597,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--min-seconds", type=float, default=0.0, help="keep training whole epochs until this long")
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="naive DataLoader workers")
     ap.add_argument("--variants", default=None,
-                    help="comma-separated: naive, off, fast, fast-eager, fast-bf16, fast-compile, packR "
-                         "(default: naive,off,fast on CPU; naive,off,fast-eager,fast,pack2,pack4 on CUDA)")
+                    help="comma-separated: naive, off, fast, fast-eager, fast-bf16, fast-compile, packR, streamsR "
+                         "(default: naive,off,fast on CPU; naive,off,fast-eager,fast,pack4,streams4 on CUDA)")
     ap.add_argument("--fast-only", action="store_true", help="only the fast path")
     ap.add_argument("--naive-only", action="store_true", help="only the naive loop")
     ap.add_argument("--eval-bank", type=int, default=0, help="bank images of the timed evaluation")
@@ -501,6 +610,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=int, default=600, help="seconds per variant before it counts as failed")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="extra run-config override for every variant")
+    ap.add_argument("--auroc-seeds", default=None, metavar="0,1,2",
+                    help="instead of timing: train full runs of the preset per seed, naive and fast, and compare "
+                         "their final AUROC (the fast path must not change the statistics)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--result", default=None, help=argparse.SUPPRESS)
@@ -516,7 +628,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:  # one variant, in this process
-        result = run_naive(args) if args.worker == "naive" else run_fast(args, args.worker)
+        if args.worker == "naive":
+            result = run_naive(args)
+        elif args.worker.startswith("streams"):
+            result = run_streams(args, int(args.worker[len("streams"):]))
+        else:
+            result = run_fast(args, args.worker)
         Path(args.result).write_text(json.dumps(result))
         return 0
     from firm_bench import runs
@@ -527,15 +644,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench_fast: {exc}", file=sys.stderr)
         return 2
     args.device = str(device)
+    if args.auroc_seeds:
+        report = {"benchmark": "bench_fast --auroc-seeds", "environment": environment(device),
+                  "command": " ".join(sys.argv),
+                  "auroc": auroc_comparison(args, [int(x) for x in args.auroc_seeds.split(",")])}
+        text = json.dumps(report, indent=2)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        return 0
     variants = args.variants.split(",") if args.variants else default_variants(device.type)
     if args.fast_only:
         variants = [v for v in variants if v != "naive"] or ["fast"]
     if args.naive_only:
         variants = ["naive"]
-    unknown = [v for v in variants if v not in FAST_VARIANTS and v != "naive" and not (v.startswith("pack") and v[4:].isdigit())]
+    def known(v: str) -> bool:
+        return v in FAST_VARIANTS or v == "naive" or any(
+            v.startswith(p) and v[len(p):].isdigit() and int(v[len(p):]) > 0 for p in ("pack", "streams"))
+
+    unknown = [v for v in variants if not known(v)]
     if unknown:
-        print(f"bench_fast: unknown variant(s) {', '.join(unknown)}; valid: naive, {', '.join(FAST_VARIANTS)}, packR",
-              file=sys.stderr)
+        print(f"bench_fast: unknown variant(s) {', '.join(unknown)}; valid: naive, {', '.join(FAST_VARIANTS)}, packR, "
+              "streamsR", file=sys.stderr)
         return 2
     results: dict[str, dict] = {}
     for v in variants:

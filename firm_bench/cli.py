@@ -283,9 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--download", action="store_true", help="download if missing (needs network)")
     c.set_defaults(func=cmd_data_check)
 
-    from firm_bench import figures, report, tables
+    from firm_bench import figures, plan_cost, report, tables
 
-    for module in (tables, figures, report):  # paper-table, figure, report
+    for module in (tables, figures, report, plan_cost):  # paper-table, figure, report, plan
         module.register_cli(sub)
 
     p = sub.add_parser("list", help="list registered names")

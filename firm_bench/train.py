@@ -55,11 +55,11 @@ from firm_bench.speed import (
     NonFiniteLoss,
     SpeedOptions,
     TrainEngine,
-    _to_device,
     draw_epoch,
     evaluate_knn_on_device,
     first_non_finite,
     resolve_speed,
+    to_device,
 )
 
 SCHEDULES: Registry[Callable[..., LRScheduler]] = Registry("schedule")
@@ -229,14 +229,14 @@ class Training:
             images, labels = self.outliers.epoch(self.data.train_ids, gen)
             if self.opts.fast_loss:
                 _check_labels(labels)
-        images, labels = _to_device(images, self.device, fast), _to_device(labels, self.device, fast)
+        images, labels = to_device(images, self.device, fast), to_device(labels, self.device, fast)
         order = torch.randperm(images.shape[0], generator=gen)[: self.steps_per_epoch * self.batch]
         draws = None
         if self.opts.predraw:
             size = self.data.image_size
             draws = draw_epoch(gen, self.steps_per_epoch, self.batch, self.engine.augment.cfg, size, size)
             draws = draws.to(self.device, non_blocking=fast)
-        return EpochData(images, labels, _to_device(order, self.device, fast), draws, gen)
+        return EpochData(images, labels, to_device(order, self.device, fast), draws, gen)
 
     def evaluate(self, data: RunData | None = None) -> float:
         """Learning-curve AUROC of the current model (k-NN cosine, ``eval.k``).
@@ -251,7 +251,7 @@ class Training:
         bank, test = (self.bank_images, self.test_images) if data is None else (d.train_ids, d.test_images)
         return evaluate_knn_on_device(
             self.model, bank, test, d.test_targets, d.image_size, d.mean, d.std, k, batch,
-            self.device, channels_last=self.opts.channels_last, bf16=self.opts.eval_bf16,
+            self.device, bf16=self.opts.eval_bf16,
         )
 
     def speed_record(self) -> dict:
@@ -268,8 +268,6 @@ def _check_labels(labels: torch.Tensor) -> None:
 def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOptions | None = None) -> Training:
     """Model, optimiser, schedule, loss, augmentation and engine of a validated run config."""
     opts = opts if opts is not None else resolve_speed(cfg["speed"], device)
-    if opts.cudnn_benchmark and device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # process-wide; fixed shapes: tune once
     seed = int(cfg["seed"])
     torch.manual_seed(seed)
     model = create_model(cfg["model"]).to(device)

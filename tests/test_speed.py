@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from torchvision.transforms import v2
 from firm_bench import augment as A
 from firm_bench import config, runs
 from firm_bench import speed as S
+from firm_bench.speed.draws import _crop_boxes, _hsv_to_rgb
 from firm_bench.train import build_training, load_run_data, read_curve, train
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
@@ -34,6 +36,13 @@ def smoke(*overrides: str) -> dict:
 @pytest.fixture(scope="module")
 def smoke_data():
     return load_run_data(smoke())
+
+
+@pytest.fixture(scope="module")
+def small_data(smoke_data):
+    """64 training images (4 steps of 64 with rotations) and every 5th test image: quick whole runs."""
+    d = smoke_data
+    return dataclasses.replace(d, train_ids=d.train_ids[:64], test_images=d.test_images[::5], test_targets=d.test_targets[::5])
 
 
 # ---------------------------------------------------------------- options
@@ -64,7 +73,7 @@ def test_crop_boxes_equal_sample_crop_params():
         for i in range(4):
             u[i].uniform_(generator=g2)
             loc[i].uniform_(generator=g2)
-        got = S._crop_boxes(u, loc, size, size, scale, ratio)
+        got = _crop_boxes(u, loc, size, size, scale, ratio)
         assert torch.equal(got, torch.stack([torch.stack(tuple(p)) for p in ref]))
 
 
@@ -94,7 +103,7 @@ def test_device_augment_equals_two_view_augment_bit_for_bit(name, hue_on_subset)
 def test_hsv_to_rgb_equals_augment():
     hsv = torch.rand(4, 3, 16, 16, generator=gen(2))
     hsv[0, 0, 0, :4] = torch.tensor([0.0, 1.0, 5 / 6, 1 / 6])  # sextant edges, h = 1 wraps
-    assert torch.equal(S._hsv_to_rgb(*hsv.unbind(1)), A._hsv_to_rgb(hsv))
+    assert torch.equal(_hsv_to_rgb(*hsv.unbind(1)), A._hsv_to_rgb(hsv))
 
 
 # ---------------------------------------------------------------- parameter distributions vs torchvision
@@ -243,6 +252,29 @@ def test_graph_body_equals_eager_steps(smoke_data):
     assert eager.scheduler.state_dict() == body.scheduler.state_dict()
 
 
+def test_packed_runs_stay_independent(small_data):
+    """Runs stepped in lockstep (one process, several runs) end their epochs exactly as they would alone."""
+    cfg = [smoke(f"seed={seed}") for seed in (0, 1)]
+
+    def body_training(c):
+        t, _ = _engine(c, small_data)
+        t.engine = S.TrainEngine(t.model, t.optimizer, t.scheduler, t.engine.loss_fn, t.engine.augment, t.opts, CPU,
+                                 t.batch, t.steps_per_epoch, graph_mode="body")
+        return t
+
+    packed, alone = [body_training(c) for c in cfg], [body_training(c) for c in cfg]
+    for epoch in (1, 2):
+        together = S.run_packed_epoch([t.engine for t in packed], [t.prepare(epoch) for t in packed])
+        for t, got in zip(alone, together):
+            assert torch.equal(t.engine.run_epoch(t.prepare(epoch)), got)
+    for a, b in zip(alone, packed):
+        assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert not torch.equal(together[0], together[1])  # two seeds, two runs
+    with pytest.raises(ValueError, match="equal steps per epoch"):
+        packed[1].engine.steps += 1
+        S.run_packed_epoch([t.engine for t in packed], [t.prepare(3) for t in packed])
+
+
 # ---------------------------------------------------------------- no host reads inside the step
 
 
@@ -300,12 +332,13 @@ def test_graph_body_reads_nothing_from_the_host(smoke_data):
 # ---------------------------------------------------------------- the loop
 
 
-def test_exact_options_change_no_number(tmp_path, smoke_data):
+def test_exact_options_change_no_number(tmp_path, small_data):
     """A run with the exact fast-path options on equals, bit for bit, the run with them off."""
+    assert 0 < int(small_data.test_targets.sum()) < len(small_data.test_targets)
     curves, weights = [], []
     for name, extra in (("off", OFF), ("on", [])):
-        cfg = smoke("optim.epochs=2", "checkpoint.every=2", "eval.every=2", *extra)
-        train(cfg, tmp_path / name, progress=False, data=smoke_data)
+        cfg = smoke("optim.epochs=3", "checkpoint.every=3", "eval.every=2", *extra)
+        train(cfg, tmp_path / name, progress=False, data=small_data)
         curves.append(read_curve(tmp_path / name))
         weights.append(torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=False)["model"])
         trained = runs.read_json(tmp_path / name / "trained.json")
@@ -356,3 +389,36 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (runs on a GPU machine)")
+def test_cuda_graph_captures_matches_eager_and_never_syncs(smoke_data):
+    """On a GPU: speed auto captures the step; it starts like the eager fast path and reads nothing back."""
+    import warnings
+    from dataclasses import replace
+
+    cuda = torch.device("cuda")
+    cfg = config.resolve("smoke", overrides=["device=cuda", "optim.epochs=4"])
+    graph = build_training(cfg, smoke_data, cuda)
+    assert graph.opts.cuda_graph and graph.opts.channels_last and graph.opts.resident_data
+    eager = build_training(cfg, smoke_data, cuda, replace(graph.opts, cuda_graph=False))
+    eager.model.load_state_dict(graph.model.state_dict())
+    a = graph.engine.run_epoch(graph.prepare(1)).cpu()
+    b = eager.engine.run_epoch(eager.prepare(1)).cpu()
+    assert graph.engine.status["cuda_graph"] == "on", graph.engine.status
+    assert torch.allclose(a[:2], b[:2], rtol=2e-2), (a, b)  # later steps drift apart (bf16, chaos)
+    c = graph.engine.run_epoch(graph.prepare(2)).cpu()
+    assert torch.isfinite(c).all() and not torch.equal(a, c)  # new inputs reach the graph
+    for t in (graph, eager):
+        ed = t.prepare(3)
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                losses = t.engine.run_epoch(ed)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        assert not [w for w in caught if "synchroniz" in str(w.message)], t.engine.status
+        assert torch.isfinite(losses.cpu()).all()
+    assert 0.0 <= graph.evaluate() <= 1.0

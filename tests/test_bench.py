@@ -1,0 +1,87 @@
+"""Tests of benchmarks/bench_fast.py: both paths measure, the report derives every figure, failures exit non-zero."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.test_speed import one_thread  # noqa: F401 - autouse: one CPU thread for these small runs
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_fast.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_fast", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SMALL = ["--preset", "smoke", "--device", "cpu", "--epochs", "1", "--warmup-epochs", "0", "--workers", "0",
+         "--eval-bank", "64", "--eval-test", "128", "--set", "features.batch_size=64"]
+
+
+def test_naive_and_fast_workers_measure_the_same_recipe(bench):
+    args = bench.parse_args(SMALL)
+    naive = bench.run_naive(args)
+    fast = bench.run_fast(args, "fast")
+    for r in (naive, fast):
+        assert r["steps"] == 12 and r["batch_size"] == 64 and r["train_s"] > 0 and r["eval_s"] > 0
+        assert r["eval_images"] == 64 + 128 and 0.0 <= r["eval_auroc"] <= 1.0 and r["peak_rss_mb"] > 0
+    assert fast["speed"]["predraw"] and fast["speed"]["status"]["cuda_graph"] == "off"
+    s = bench.summarize(fast, args)
+    assert s["views_per_s"] == pytest.approx(2 * 64 * 12 / fast["train_s"], rel=1e-3)
+    per_epoch = 20000 / (s["views_per_s"] / 2) + fast["eval_s"] / 192 * 15000 / 1  # smoke: eval.every = 1
+    assert s["s_per_epoch_cifar10_class"] == pytest.approx(per_epoch, rel=1e-3)
+    assert s["gpu_hours_per_run"] == pytest.approx(per_epoch * 2000 / 3600, rel=1e-2)
+    assert s["table1a_firm_gpu_hours"] == pytest.approx(50 * s["gpu_hours_per_run"], rel=1e-2)
+    packed = bench.summarize(fast, args, pack=4)  # the same device throughput shared by 4 runs
+    assert packed["gpu_hours_per_run"] == s["gpu_hours_per_run"] and packed["run_wall_hours"] == pytest.approx(
+        4 * s["gpu_hours_per_run"], rel=1e-2)
+
+
+def _fake(variant: str, views: float) -> dict:
+    return {"variant": variant, "steps": 100, "train_s": 2 * 32 * 100 / views, "eval_s": 1.0, "eval_images": 15000,
+            "batch_size": 32, "eval_every": 10, "peak_rss_mb": 100.0, "host_syncs_per_epoch": 0}
+
+
+def test_report_ratios_table_json_and_exit_status(bench, monkeypatch, capsys, tmp_path):
+    def fake_run(args, variant):
+        if variant == "pack2":
+            raise bench.BenchError("pack2: out of memory")
+        r = _fake(variant, {"naive": 1000.0, "fast": 10000.0}[variant])
+        return {**r, **bench.summarize(r, args)}
+
+    monkeypatch.setattr(bench, "run_variant", fake_run)
+    out = tmp_path / "b.json"
+    assert bench.main(["--device", "cpu", "--variants", "naive,fast", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    fast = report["results"]["fast"]
+    assert fast["views_per_s_vs_naive"] == 10.0 and fast["epoch_speedup_vs_naive"] > 5
+    assert report["best"]["variant"] == "fast" and report["best"]["views_per_s_per_gpu"] == 10000.0
+    assert "x naive" in capsys.readouterr().err
+    assert bench.main(["--device", "cpu", "--variants", "naive,fast,pack2"]) == 1  # a failed variant: exit 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["results"]["pack2"]["error"] == "pack2: out of memory"
+    assert "failed: pack2" in captured.err
+
+
+def test_bad_invocations_exit_with_a_message(bench, capsys):
+    assert bench.main(["--device", "cpu", "--variants", "naive,turbo,pack0"]) == 2
+    assert "unknown variant(s) turbo, pack0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--fast-only", "--naive-only"])
+    assert info.value.code == 2
+    if not torch.cuda.is_available():
+        assert bench.main(["--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_default_variants(bench):
+    assert bench.default_variants("cpu") == ["naive", "off", "fast"]
+    assert {"fast-eager", "pack4", "streams4"} <= set(bench.default_variants("cuda"))
