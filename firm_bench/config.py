@@ -154,42 +154,33 @@ def validate(cfg: dict) -> dict:
 
 
 def registered_names() -> dict[str, list[str]]:
-    """Config key -> the registered names it accepts (imports the registries)."""
-    from firm_bench.datasets import DATASETS
-    from firm_bench.losses import LOSSES
-    from firm_bench.models import ENCODERS
-    from firm_bench.outliers import OUTLIERS
-    from firm_bench.scores import SCORES
-    from firm_bench.train import SCHEDULES
+    """Config key -> the registered names it accepts (the live registries; imports torch)."""
+    from firm_bench import catalog
 
-    return {
-        "dataset.name": DATASETS.names(),
-        "loss.name": LOSSES.names(),
-        "outliers.name": OUTLIERS.names(),
-        "model.encoder": ENCODERS.names(),
-        "optim.schedule": SCHEDULES.names(),
-        "scores.names": SCORES.names(),
-    }
+    return {key: catalog.live()["names"][key] for key in catalog.CONFIG_KEYS}
 
 
 def _check_names(cfg: dict) -> None:
+    from firm_bench import catalog  # the snapshot: validating a config needs no torch
+
     problems = []
-    for dotted, valid in registered_names().items():
+    for dotted in catalog.CONFIG_KEYS:
         section, key = dotted.split(".")
         value = cfg[section][key]
-        for v in value if isinstance(value, list) else [value]:
+        values = value if isinstance(value, list) else [value]
+        valid = catalog.names(dotted, *values)
+        for v in values:
             if v not in valid:
                 problems.append(f"{dotted}: unknown value {v!r}; valid: {', '.join(valid)}")
     ds = cfg["dataset"]
-    from firm_bench.datasets import get_dataset
-
-    if ds["name"] in registered_names()["dataset.name"] and get_dataset(ds["name"]).role != "one_class":
-        problems.append(f"dataset.name: {ds['name']!r} is a test-only set (role {get_dataset(ds['name']).role!r}), not a training set; "
+    datasets = catalog.names("dataset.name", ds["name"], *([ds["ood"]] if ds["ood"] is not None else []))
+    if ds["name"] in datasets and catalog.dataset(ds["name"]).role != "one_class":
+        problems.append(f"dataset.name: {ds['name']!r} is a test-only set (role {catalog.dataset(ds['name']).role!r}), not a training set; "
                         "use it as dataset.ood (OOD test sets) or outliers.oe_path (outlier exposure)")
     if ds["ood"] is not None and ds["cls"] != "all":
         problems.append(f"dataset.ood={ds['ood']!r} needs dataset.cls: all (the whole training set is in-distribution)")
-    if ds["ood"] is not None and ds["ood"] not in registered_names()["dataset.name"]:
-        problems.append(f"dataset.ood: unknown value {ds['ood']!r}; valid: {', '.join(registered_names()['dataset.name'])}")
+    if ds["ood"] is not None and ds["ood"] not in datasets:
+        problems.append(f"dataset.ood: unknown value {ds['ood']!r}; valid: {', '.join(datasets)}")
     angles = cfg["features"]["angles"]
     if angles[0] != 0:
         problems.append(f"features.angles: must start with 0 (the unrotated view), got {angles}")

@@ -170,7 +170,7 @@ def run_cost(cfg: Mapping[str, Any], dataset: str, cls: str, evalsets: Sequence[
 def plan_cost(workflow_cfg: Mapping[str, Any], target: str, throughput: Throughput) -> list[Cost]:
     """One :class:`Cost` per experiment of ``target`` and, for several, a total over distinct runs."""
     from firm_bench import workflow
-    from firm_bench.report import paper_item_feeders
+    from firm_bench.workflow import paper_item_feeders
 
     p = workflow.plan(workflow_cfg)
     feeders = paper_item_feeders(p.config)

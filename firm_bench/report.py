@@ -39,37 +39,9 @@ import pandas as pd
 
 from firm_bench import figures as figs
 from firm_bench import tables as tabs
+from firm_bench.workflow import paper_item_feeders, paper_items
 
 __all__ = ["build_report", "paper_item_feeders", "paper_items", "provenance", "register_cli"]
-
-
-def paper_items() -> list[str]:
-    """Every paper item we regenerate: the tables, then the figures, in the paper's numbering."""
-    def number(name: str) -> tuple[int, str]:
-        digits = "".join(ch for ch in name if ch.isdigit())
-        return int(digits), name
-
-    return [*sorted(tabs.TABLES.names(), key=number), *sorted(figs.FIGURES.names(), key=number)]
-
-
-def paper_item_feeders(config: Mapping) -> dict[str, list[str]]:
-    """Paper item -> the experiments of a workflow config that feed it (every item, possibly none).
-
-    An experiment feeds the items in its ``paper_items`` list; without that
-    key (or with null), the item named like the experiment itself, if any
-    (``table5`` feeds ``table5``). ValueError names the experiment and the
-    unknown item.
-    """
-    items = paper_items()
-    feeders: dict[str, list[str]] = {item: [] for item in items}
-    for name, exp in (config.get("experiments") or {}).items():
-        wanted = (exp or {}).get("paper_items")
-        wanted = [name] if wanted is None and name in feeders else (wanted or [])
-        for item in wanted:
-            if item not in feeders:
-                raise ValueError(f"experiments.{name}.paper_items: unknown paper item {item!r}; valid: {', '.join(items)}")
-            feeders[item].append(name)
-    return feeders
 
 
 # --------------------------------------------------------------------------- #

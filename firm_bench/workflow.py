@@ -35,6 +35,7 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
+from firm_bench import catalog
 from firm_bench import config as config_mod
 from firm_bench.config import ConfigError
 
@@ -57,7 +58,20 @@ class Run:
     seed: int
 
     def path(self, root: str | Path) -> str:
-        return f"{root}/{self.dataset}/{self.cls}/{self.loss}/{self.outliers}/{self.recipe}/seed{self.seed}"
+        return f"{root}/{self.id}"
+
+    @property
+    def id(self) -> str:
+        """The run's directory below the runs root (the Snakefile's ``{run}`` wildcard)."""
+        return f"{self.dataset}/{self.cls}/{self.loss}/{self.outliers}/{self.recipe}/seed{self.seed}"
+
+    @classmethod
+    def parse(cls, run_id: str) -> "Run":
+        """The run whose :attr:`id` is ``run_id``."""
+        parts = run_id.split("/")
+        if len(parts) != 6 or not parts[5].startswith("seed") or not parts[5][4:].isdigit():
+            raise ValueError(f"not a run id (dataset/cls/loss/outliers/recipe/seedN): {run_id!r}")
+        return cls(*parts[:5], int(parts[5][4:]))
 
 
 @dataclass
@@ -83,10 +97,8 @@ class Plan:
         return [r.path(self.config["runs_root"]) for r in self.experiments[experiment]]
 
     def families(self, run: Run) -> list[str]:
-        from firm_bench.scores import score_family
-
         if run not in self.families_cache:
-            self.families_cache[run] = sorted({score_family(s) for s in self.runs[run].scores})
+            self.families_cache[run] = sorted({catalog.score_family(s) for s in self.runs[run].scores})
         return self.families_cache[run]
 
     def experiment_evalsets(self, experiment: str) -> list[str]:
@@ -95,14 +107,10 @@ class Plan:
         return [f"ood-{name}" for name in ood] if ood else ["test"]
 
     def experiment_families(self, experiment: str) -> list[str]:
-        from firm_bench.scores import score_family
-
-        return sorted({score_family(s) for s in self.config["experiments"][experiment]["scores"]})
+        return sorted({catalog.score_family(s) for s in self.config["experiments"][experiment]["scores"]})
 
     def scores_of_family(self, run: Run, family: str) -> list[str]:
-        from firm_bench.scores import score_family
-
-        return sorted(s for s in self.runs[run].scores if score_family(s) == family)
+        return sorted(s for s in self.runs[run].scores if catalog.score_family(s) == family)
 
 
 def load_schema() -> dict:
@@ -130,9 +138,7 @@ def recipe_name(preset: str, variant: str) -> str:
 
 
 def _classes(dataset: str, classes: Any) -> list[str]:
-    from firm_bench.datasets import get_dataset
-
-    names = list(get_dataset(dataset).classes)
+    names = catalog.dataset(dataset).classes
     if classes == "all":
         return [str(i) for i in range(len(names))]
     out = []
@@ -149,7 +155,9 @@ def _classes(dataset: str, classes: Any) -> list[str]:
     return out
 
 
-def _check(kind: str, values: Iterable[str], valid: list[str], where: str) -> None:
+def _check(kind: str, values: Iterable[str], key: str, where: str) -> None:
+    values = list(values)
+    valid = catalog.names(key, *values)
     for v in values:
         if v not in valid:
             raise ConfigError(f"{where}: unknown {kind} {v!r}; valid: {', '.join(valid)}")
@@ -158,7 +166,6 @@ def _check(kind: str, values: Iterable[str], valid: list[str], where: str) -> No
 def plan(cfg: Mapping, only: Iterable[str] | None = None) -> Plan:
     """Expand the (validated) workflow config into runs; fail early on any unknown name."""
     cfg = validate_config(cfg)
-    names = config_mod.registered_names()
     preset = cfg["preset"]
     config_mod.load_preset(preset)  # unknown preset fails here
     runs: dict[Run, RunNeeds] = {}
@@ -169,12 +176,12 @@ def plan(cfg: Mapping, only: Iterable[str] | None = None) -> Plan:
         if selected is not None and exp_name not in selected:
             continue
         where = f"experiments.{exp_name}"
-        _check("dataset", exp["datasets"], names["dataset.name"], where + ".datasets")
-        _check("loss", exp["losses"], names["loss.name"], where + ".losses")
-        _check("outlier source", exp["outliers"], names["outliers.name"], where + ".outliers")
-        _check("score", exp["scores"], names["scores.names"], where + ".scores")
+        _check("dataset", exp["datasets"], "dataset.name", where + ".datasets")
+        _check("loss", exp["losses"], "loss.name", where + ".losses")
+        _check("outlier source", exp["outliers"], "outliers.name", where + ".outliers")
+        _check("score", exp["scores"], "scores.names", where + ".scores")
         if exp["ood"]:
-            _check("dataset", exp["ood"], names["dataset.name"], where + ".ood")
+            _check("dataset", exp["ood"], "dataset.name", where + ".ood")
         exp_variants = exp["variants"] or {"": {}}
         for vname, overrides in exp_variants.items():
             recipe = recipe_name(preset, vname)
@@ -256,6 +263,55 @@ def cli_args(p: Plan, run: Run) -> str:
         args += ["--set", pair]
     p.args_cache[run] = " ".join(shlex.quote(a) for a in args)
     return p.args_cache[run]
+
+
+# The rules' params (Snakemake reruns a job whose params changed): what
+# defines the result, never where it runs (GPU slots, threads are in the rules'
+# shell commands, so a grid moved to another machine is not retrained).
+def train_args(p: Plan, run: Run) -> str:
+    """``firm-bench train`` arguments of the train rule: the run's recipe and directory."""
+    return f"{cli_args(p, run)} --run-dir {shlex.quote(run.path(p.config['runs_root']))}"
+
+
+def features_args(p: Plan, run: Run, evalset: str) -> str:
+    """``firm-bench features`` arguments of the features rule: run directory and evaluation set."""
+    return f"{shlex.quote(run.path(p.config['runs_root']))} --evalset {evalset}"
+
+
+def score_args(p: Plan, run: Run, evalset: str, family: str) -> str:
+    """``firm-bench score`` arguments of the score rule: the family's scores this run needs, its k values."""
+    return (f"{shlex.quote(run.path(p.config['runs_root']))} --evalset {evalset}"
+            f" --scores {' '.join(p.scores_of_family(run, family))}"
+            f" --k {' '.join(str(k) for k in sorted(p.runs[run].ks))}")
+
+
+def paper_items() -> list[str]:
+    """Every paper item we regenerate: the tables, then the figures, in the paper's numbering."""
+    def number(name: str) -> tuple[int, str]:
+        digits = "".join(ch for ch in name if ch.isdigit())
+        return int(digits), name
+
+    return [*sorted(catalog.names("tables"), key=number), *sorted(catalog.names("figures"), key=number)]
+
+
+def paper_item_feeders(config: Mapping) -> dict[str, list[str]]:
+    """Paper item -> the experiments of a workflow config that feed it (every item, possibly none).
+
+    An experiment feeds the items in its ``paper_items`` list; without that
+    key (or with null), the item named like the experiment itself, if any
+    (``table5`` feeds ``table5``). ValueError names the experiment and the
+    unknown item.
+    """
+    items = paper_items()
+    feeders: dict[str, list[str]] = {item: [] for item in items}
+    for name, exp in (config.get("experiments") or {}).items():
+        wanted = (exp or {}).get("paper_items")
+        wanted = [name] if wanted is None and name in feeders else (wanted or [])
+        for item in wanted:
+            if item not in feeders:
+                raise ValueError(f"experiments.{name}.paper_items: unknown paper item {item!r}; valid: {', '.join(items)}")
+            feeders[item].append(name)
+    return feeders
 
 
 def job_counts(p: Plan, experiments: Iterable[str] | None = None) -> dict[str, int]:

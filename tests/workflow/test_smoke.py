@@ -33,6 +33,10 @@ def test_smoke_workflow_end_to_end(workdir):
     # nothing left to do on a rerun
     out = snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml", "-n").stdout
     assert "Nothing to be done" in out
+    # nor on another machine: GPU slots, runs per GPU and threads are not params (rerun triggers)
+    out = snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml", "-n",
+                    "--config", "gpu_slots=4", "runs_per_gpu=2", "--set-threads", "train=2", "score=2").stdout
+    assert "Nothing to be done" in out, out[-3000:]
 
 
 @pytest.mark.slow

@@ -1,58 +1,59 @@
 # Plumbing: validation, the plan, wildcard constraints, input functions.
+# Planning reads the registries' names from firm_bench.catalog (no torch
+# import), and each job rule has one params function building its whole
+# argument string from the plan: Snakemake's cost per job is what bounds
+# `snakemake -n` on the paper's ~6,300 jobs (benchmarks/bench_dag.py).
 import os
 
 from snakemake.utils import validate
 
+from firm_bench import catalog
 from firm_bench import workflow as fw
-from firm_bench.config import registered_names
 from firm_bench.gpu_slots import count_gpus
-from firm_bench.scores import SCORE_FAMILIES
 
 validate(config, "../schemas/config.schema.yaml")
 PLAN = fw.plan(config)  # fails here, before any job, on an unknown dataset/loss/score/...
 RUNS = config["runs_root"]
-RUN = os.path.join(RUNS, "{dataset}", "{cls}", "{loss}", "{outliers}", "{recipe}", "seed{seed}")
+# One wildcard for the run: dataset/cls/loss/outliers/recipe/seedN (fw.Run.id).
+RUN = os.path.join(RUNS, "{run}")
 GPU_SLOTS = config["gpu_slots"] if config["gpu_slots"] is not None else count_gpus()
-_NAMES = registered_names()
+
+
+def _alternatives(names):
+    return "(?:" + "|".join(sorted(set(names), key=len, reverse=True)) + ")"
 
 
 wildcard_constraints:
-    dataset="|".join(_NAMES["dataset.name"]),
-    loss="|".join(_NAMES["loss.name"]),
-    outliers="|".join(_NAMES["outliers.name"]),
-    cls=fw.CLS_PATTERN,
-    recipe=fw.RECIPE_PATTERN,
-    seed=r"\d+",
+    run="/".join(
+        [
+            _alternatives(catalog.names("dataset.name") + [r.dataset for r in PLAN.runs]),
+            fw.CLS_PATTERN,
+            _alternatives(catalog.names("loss.name") + [r.loss for r in PLAN.runs]),
+            _alternatives(catalog.names("outliers.name") + [r.outliers for r in PLAN.runs]),
+            fw.RECIPE_PATTERN,
+            r"seed\d+",
+        ]
+    ),
     evalset=r"test|ood-[a-z0-9_]+",
-    family="|".join(sorted(set(SCORE_FAMILIES.values()))),
+    family=_alternatives(catalog.score_families() + [f for e in PLAN.experiments for f in PLAN.experiment_families(e)]),
     experiment="|".join(PLAN.experiments) or "none",
 
 
 def run_file(name):
-    """A file of the run directory, as a pattern with the run's wildcards."""
+    """A file of the run directory, as a pattern with the {run} wildcard."""
     return os.path.join(RUN, name)
 
 
-def run_of(wildcards):
-    return fw.Run(
-        wildcards.dataset, wildcards.cls, wildcards.loss, wildcards.outliers, wildcards.recipe, int(wildcards.seed)
-    )
-
-
-def run_dir(wildcards):
-    return run_of(wildcards).path(RUNS)
-
-
 def train_args(wildcards):
-    return fw.cli_args(PLAN, run_of(wildcards))
+    return fw.train_args(PLAN, fw.Run.parse(wildcards.run))
 
 
-def family_scores(wildcards):
-    return " ".join(PLAN.scores_of_family(run_of(wildcards), wildcards.family))
+def features_args(wildcards):
+    return fw.features_args(PLAN, fw.Run.parse(wildcards.run), wildcards.evalset)
 
 
-def run_ks(wildcards):
-    return " ".join(str(k) for k in sorted(PLAN.runs[run_of(wildcards)].ks))
+def score_args(wildcards):
+    return fw.score_args(PLAN, fw.Run.parse(wildcards.run), wildcards.evalset, wildcards.family)
 
 
 def experiment_scores_files(wildcards):

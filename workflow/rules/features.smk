@@ -8,14 +8,12 @@ rule features:
     log:
         run_file("logs/features_{evalset}.log"),
     params:
-        run=run_dir,
-        slots=GPU_SLOTS,
-        per_gpu=config["runs_per_gpu"],
+        args=features_args,
     threads: config["threads"]["features"]
     resources:
         gpu=config["gpu_per_job"],
         mem_mb=config["resources"]["features_mem_mb"],
         runtime=config["resources"]["features_runtime"],
     shell:
-        "firm-bench features {params.run} --evalset {wildcards.evalset} --gpu-slots {params.slots}"
-        " --runs-per-gpu {params.per_gpu} --no-progress > {log} 2>&1"
+        "firm-bench features {params.args} --gpu-slots {GPU_SLOTS} --runs-per-gpu {config[runs_per_gpu]}"
+        " --no-progress > {log} 2>&1"

@@ -1,8 +1,6 @@
 # Paper figures: figures/<fig>.{png,pdf} (firm_bench.figures), from the
 # summaries and learning curves of the experiments feeding each figure
 # (helpers in paper_tables.smk). t-SNE runs with the rule's threads.
-from firm_bench.figures import FIGURES
-
 FIGURES_DIR = "figures"
 
 
@@ -23,7 +21,7 @@ rule paper_figure:
         out_dir=subpath(output[0], parent=True),
     threads: config["threads"]["score"]
     wildcard_constraints:
-        item="|".join(FIGURES.names()),
+        item="|".join(catalog.names("figures")),
     shell:
         "firm-bench figure {wildcards.item} --summaries {input.summaries} --curves {input.curves}"
         " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"

@@ -6,10 +6,7 @@
 # defines the helpers they use.
 import os
 
-from firm_bench.report import paper_item_feeders
-from firm_bench.tables import TABLES
-
-PAPER_FEEDERS = paper_item_feeders(config)
+PAPER_FEEDERS = fw.paper_item_feeders(config)
 TABLES_DIR = "results/tables"
 
 
@@ -39,6 +36,6 @@ rule paper_table:
     params:
         out_dir=subpath(output[0], parent=True),
     wildcard_constraints:
-        item="|".join(TABLES.names()),
+        item="|".join(catalog.names("tables")),
     shell:
         "firm-bench paper-table {wildcards.item} {input} --out-dir {params.out_dir} > {log} 2>&1"

@@ -16,8 +16,8 @@ localrules:
 
 rule report:
     input:
-        tables=expand(os.path.join(TABLES_DIR, "{item}.csv"), item=TABLES.names()),
-        figures=expand(os.path.join(FIGURES_DIR, "{item}.png"), item=FIGURES.names()),
+        tables=expand(os.path.join(TABLES_DIR, "{item}.csv"), item=catalog.names("tables")),
+        figures=expand(os.path.join(FIGURES_DIR, "{item}.png"), item=catalog.names("figures")),
         summaries=expand("results/summary/{experiment}.csv", experiment=PLAN.experiments),
     output:
         REPORT,

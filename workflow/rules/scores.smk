@@ -7,13 +7,10 @@ rule score:
     log:
         run_file("logs/score_{evalset}_{family}.log"),
     params:
-        run=run_dir,
-        scores=family_scores,
-        k=run_ks,
+        args=score_args,
     threads: config["threads"]["score"]
     resources:
         mem_mb=config["resources"]["score_mem_mb"],
         runtime=config["resources"]["score_runtime"],
     shell:
-        "OMP_NUM_THREADS={threads} firm-bench score {params.run} --evalset {wildcards.evalset} --scores {params.scores} --k {params.k}"
-        " --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} firm-bench score {params.args} --out {output} > {log} 2>&1"

@@ -8,14 +8,11 @@ rule train:
         run_file("logs/train.log"),
     params:
         args=train_args,
-        run=run_dir,
-        slots=GPU_SLOTS,
-        per_gpu=config["runs_per_gpu"],
     threads: config["threads"]["train"]
     resources:
         gpu=config["gpu_per_job"],
         mem_mb=config["resources"]["train_mem_mb"],
         runtime=config["resources"]["train_runtime"],
     shell:
-        "firm-bench train {params.args} --set threads={threads} --run-dir {params.run}"
-        " --gpu-slots {params.slots} --runs-per-gpu {params.per_gpu} --no-progress --record-failure > {log} 2>&1"
+        "firm-bench train {params.args} --set threads={threads} --gpu-slots {GPU_SLOTS} --runs-per-gpu {config[runs_per_gpu]}"
+        " --no-progress --record-failure > {log} 2>&1"

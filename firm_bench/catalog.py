@@ -1,0 +1,139 @@
+"""Every registered name, readable without importing torch: what planning needs.
+
+The registries (:mod:`firm_bench.registry`: losses, datasets, outlier
+sources, scores, encoders, schedules, paper tables and figures) are the truth,
+filled when their modules are imported, and importing them means importing
+torch (about 1.5 s). Building the paper's DAG needs only their names, each
+dataset's role and classes and each score's family, so
+``firm_bench/schema/catalog.json`` keeps a snapshot of exactly that, and the
+Snakefile and :func:`firm_bench.workflow.plan` read it.
+
+The snapshot can never make a wrong answer, only a slower one: a name it
+lacks (a registry entry added since, or a plugin registered at import) sends
+the lookup to the live registries. ``tests/test_catalog.py`` fails while the
+snapshot differs from the registries; regenerate it with::
+
+    python -m firm_bench.catalog --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from firm_bench.registry import UnknownNameError
+
+SNAPSHOT = Path(__file__).resolve().parent / "schema" / "catalog.json"
+
+#: run-config keys whose values are registered names (``section.key``)
+CONFIG_KEYS = ("dataset.name", "loss.name", "outliers.name", "model.encoder", "optim.schedule", "scores.names")
+#: every list of names the catalog keeps: the config keys, then the paper tables and figures
+KEYS = (*CONFIG_KEYS, "tables", "figures")
+
+
+class DatasetEntry(NamedTuple):
+    role: str  # "one_class" (a training set), or a test-only role (OOD sets, outlier exposure)
+    classes: list[str]
+
+
+def build() -> dict[str, Any]:
+    """The catalog from the live registries (imports torch and pandas)."""
+    from firm_bench.datasets import DATASETS
+    from firm_bench.figures import FIGURES
+    from firm_bench.losses import LOSSES
+    from firm_bench.models import ENCODERS
+    from firm_bench.outliers import OUTLIERS
+    from firm_bench.scores import SCORE_FAMILIES, SCORES
+    from firm_bench.tables import TABLES
+    from firm_bench.train import SCHEDULES
+
+    registries = (DATASETS, LOSSES, OUTLIERS, ENCODERS, SCHEDULES, SCORES, TABLES, FIGURES)
+    return {
+        "names": {key: reg.names() for key, reg in zip(KEYS, registries)},
+        "datasets": {
+            name: {"role": ds.role, "classes": [str(c) for c in ds.classes]} for name, ds in DATASETS.items()
+        },
+        "score_family": {name: SCORE_FAMILIES[name] for name in SCORES.names()},
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def live() -> dict[str, Any]:
+    return build()
+
+
+@functools.lru_cache(maxsize=1)
+def snapshot() -> dict[str, Any]:
+    """The stored catalog; the live one where the file is missing or unreadable."""
+    try:
+        return json.loads(SNAPSHOT.read_text())
+    except (OSError, ValueError):
+        return live()
+
+
+def names(key: str, *wanted: str) -> list[str]:
+    """The registered names of ``key`` (one of :data:`KEYS`).
+
+    From the snapshot, unless one of ``wanted`` is missing from it: then from
+    the live registries, which decide (the caller reports what is still unknown).
+    """
+    if key not in KEYS:
+        raise KeyError(f"catalog: unknown key {key!r}; valid: {', '.join(KEYS)}")
+    stored = snapshot()["names"][key]
+    if all(w in stored for w in wanted):
+        return list(stored)
+    return list(live()["names"][key])
+
+
+def dataset(name: str) -> DatasetEntry:
+    """Role and class names of dataset ``name``; UnknownNameError lists the valid ones."""
+    for cat in (get() for get in (snapshot, live)):  # live only when the snapshot lacks it
+        if name in cat["datasets"]:
+            entry = cat["datasets"][name]
+            return DatasetEntry(entry["role"], list(entry["classes"]))
+    raise UnknownNameError(f"unknown dataset {name!r}; valid: {', '.join(live()['datasets'])}")
+
+
+def score_family(name: str) -> str:
+    """The family (knn, center, kde, ocsvm, locsvm) of score ``name``; UnknownNameError lists the valid ones."""
+    for cat in (get() for get in (snapshot, live)):  # live only when the snapshot lacks it
+        if name in cat["score_family"]:
+            return str(cat["score_family"][name])
+    raise UnknownNameError(f"unknown score {name!r}; valid: {', '.join(live()['score_family'])}")
+
+
+def score_families() -> list[str]:
+    """Every score family of the snapshot, sorted."""
+    return sorted(set(snapshot()["score_family"].values()))
+
+
+def write(path: Path = SNAPSHOT) -> None:
+    from firm_bench.runs import atomic_write_text
+
+    atomic_write_text(path, json.dumps(build(), indent=1, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m firm_bench.catalog", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--write", action="store_true", help=f"rewrite {SNAPSHOT.name} from the live registries")
+    ap.add_argument("--check", action="store_true", help="exit 1 when the snapshot differs from the registries")
+    args = ap.parse_args(argv)
+    if args.write:
+        write()
+        print(f"wrote {SNAPSHOT}")
+        return 0
+    stale = json.loads(SNAPSHOT.read_text()) != build() if SNAPSHOT.is_file() else True
+    if args.check:
+        print(f"{SNAPSHOT}: {'stale: run python -m firm_bench.catalog --write' if stale else 'up to date'}")
+        return 1 if stale else 0
+    print(json.dumps(build(), indent=1, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""firm_bench.catalog: the registries' names without torch, never wrong, only slower on a miss."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from firm_bench import catalog
+from firm_bench import workflow as fw
+from firm_bench.registry import UnknownNameError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_snapshot_matches_the_live_registries():
+    stored = json.loads(catalog.SNAPSHOT.read_text())
+    assert stored == catalog.build(), "firm_bench/schema/catalog.json is stale: run python -m firm_bench.catalog --write"
+    assert subprocess.run([sys.executable, "-m", "firm_bench.catalog", "--check"], capture_output=True).returncode == 0
+
+
+def test_snapshot_content_is_what_the_registries_say():
+    from firm_bench.datasets import get_dataset
+    from firm_bench.losses import LOSSES
+    from firm_bench.scores import SCORE_FAMILIES
+
+    assert catalog.names("loss.name") == LOSSES.names()
+    assert catalog.dataset("cifar10").classes[:2] == ["airplane", "automobile"] == list(get_dataset("cifar10").classes[:2])
+    assert catalog.dataset("cifar10").role == "one_class"
+    assert all(catalog.score_family(s) == f for s, f in SCORE_FAMILIES.items())
+    assert set(catalog.score_families()) == set(SCORE_FAMILIES.values())
+
+
+@pytest.fixture()
+def reduced_snapshot(monkeypatch):
+    """A snapshot that lacks the loss 'firm', the dataset 'svhn' and the score 'kde' (as if registered later)."""
+    snap = copy.deepcopy(catalog.live())
+    snap["names"]["loss.name"].remove("firm")
+    del snap["datasets"]["svhn"]
+    del snap["score_family"]["kde"]
+    monkeypatch.setattr(catalog, "snapshot", lambda: snap)
+    return snap
+
+
+def test_a_name_missing_from_the_snapshot_falls_back_to_the_registries(reduced_snapshot):
+    assert "firm" not in catalog.names("loss.name")  # nothing asked for: the snapshot
+    assert "firm" in catalog.names("loss.name", "firm")
+    assert catalog.dataset("svhn") == catalog.DatasetEntry(**catalog.live()["datasets"]["svhn"])
+    assert catalog.score_family("kde") == "kde"
+
+
+def test_unknown_names_fail_listing_the_valid_ones():
+    assert "frim" not in catalog.names("loss.name", "frim")
+    with pytest.raises(UnknownNameError, match="unknown dataset 'cifar11'; valid: .*cifar10"):
+        catalog.dataset("cifar11")
+    with pytest.raises(UnknownNameError, match="unknown score 'coss'"):
+        catalog.score_family("coss")
+    with pytest.raises(KeyError, match="unknown key"):
+        catalog.names("loss")
+
+
+def test_planning_the_paper_grid_imports_no_torch():
+    code = (
+        "import sys, yaml\n"
+        "from firm_bench import workflow\n"
+        f"p = workflow.plan(yaml.safe_load(open({str(ROOT / 'workflow/config/paper.yaml')!r})))\n"
+        "assert len(p.runs) > 1000, len(p.runs)\n"
+        "workflow.paper_item_feeders(p.config)\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'matplotlib') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_run_ids_round_trip_and_bad_ids_are_named():
+    run = fw.Run("cifar10", "3", "firm", "rot", "paper-tau0.1", 4)
+    assert run.id == "cifar10/3/firm/rot/paper-tau0.1/seed4"
+    assert fw.Run.parse(run.id) == run
+    assert run.path("results/runs") == "results/runs/" + run.id
+    for bad in ("cifar10/3/firm/rot/paper", "cifar10/3/firm/rot/paper/4", "a/b/c/d/e/seedx"):
+        with pytest.raises(ValueError, match="not a run id"):
+            fw.Run.parse(bad)
