@@ -294,20 +294,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raised(exc: BaseException, module: str, name: str) -> bool:
+    """Whether ``exc`` is ``module.name``; never imports ``module`` (a module not loaded raised nothing)."""
+    mod = sys.modules.get(module)
+    return mod is not None and isinstance(exc, getattr(mod, name))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from firm_bench.datasets import DatasetError
     from firm_bench.registry import UnknownNameError
-    from firm_bench.train import TrainingFailed
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (config_mod.ConfigError, DatasetError, UnknownNameError, FileNotFoundError, ValueError) as exc:
-        print(f"firm-bench: error: {exc}", file=sys.stderr)
-        return 2
-    except TrainingFailed as exc:
-        print(f"firm-bench: training failed: {exc} (recorded in status.json)", file=sys.stderr)
-        return 1
+    except Exception as exc:  # torch-free commands (tables, reports) must not import train/datasets to catch
+        if isinstance(exc, (config_mod.ConfigError, UnknownNameError, FileNotFoundError, ValueError)) or _raised(
+            exc, "firm_bench.datasets.base", "DatasetError"
+        ):
+            print(f"firm-bench: error: {exc}", file=sys.stderr)
+            return 2
+        if _raised(exc, "firm_bench.train", "TrainingFailed"):
+            print(f"firm-bench: training failed: {exc} (recorded in status.json)", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,9 +25,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-import torch
+if TYPE_CHECKING:  # torch is imported where needed: reading results (tables, reports) needs no torch
+    import torch
 
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.yaml"
@@ -71,6 +72,8 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
+    import torch
+
     return atomic_write(Path(path), lambda fh: torch.save(obj, fh))
 
 
@@ -124,6 +127,7 @@ def versions(device: torch.device | None = None) -> dict:
     """Library versions, hardware and source commit, recorded with every run."""
     import numpy
     import sklearn
+    import torch
     import torchvision
 
     import firm_bench
@@ -165,6 +169,8 @@ def read_status(run_dir: str | Path) -> dict | None:
 
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` -> cuda, then mps, then cpu; otherwise the named device (checked)."""
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from firm_bench import runs
-from firm_bench.scores import score_family
+from firm_bench.catalog import score_family
 
 ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "seed", "evalset", "score", "k"]
 VALUE_COLUMNS = ["auroc", "aulc", "status", "reason"]

@@ -374,11 +374,11 @@ def _our_seed_values(spec: TableSpec, summary: pd.DataFrame, k: int, partial: bo
 
 def _n_items(spec: TableSpec, dataset: str, n_ood: int) -> int | None:
     """How many classes (or OOD sets) a complete mean covers."""
-    from firm_bench.datasets import DATASETS
+    from firm_bench import catalog
 
     if spec.mean_over == "ood":
         return n_ood
-    return len(DATASETS.get(dataset).classes) if dataset in DATASETS else None
+    return len(catalog.dataset(dataset).classes) if dataset in catalog.names("dataset.name", dataset) else None
 
 
 def _recipe_of(rows: pd.DataFrame) -> dict:
@@ -595,7 +595,7 @@ def _paper_column_order(spec: TableSpec, cells: pd.DataFrame) -> list[str]:
 
 def _label(spec: TableSpec, cells: pd.DataFrame) -> pd.DataFrame:
     """Row and column labels and their order (the paper's order first, then ours by registry order)."""
-    from firm_bench.config import registered_names
+    from firm_bench import catalog
 
     cells = cells.reset_index(drop=True)
     recs = cells.to_dict("records")
@@ -613,8 +613,7 @@ def _label(spec: TableSpec, cells: pd.DataFrame) -> pd.DataFrame:
     if not clash.empty:
         raise ValueError(f"{spec.name}: several cells share row {clash['row'].iloc[0]!r} and column "
                          f"{clash['column'].iloc[0]!r}; give the table's experiments distinct labels")
-    names = registered_names()
-    rank = {f: {n: i for i, n in enumerate(names[key])}
+    rank = {f: {n: i for i, n in enumerate(catalog.names(key))}
             for f, key in (("loss", "loss.name"), ("outliers", "outliers.name"), ("score", "scores.names"))}
     paper_pos = cells.groupby("row", sort=False)["paper_order"].min()
 

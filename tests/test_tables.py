@@ -221,3 +221,24 @@ def test_write_table_and_cli_round_trip(tmp_path, reported):
         "0.5 point", "1.0 point")
     with pytest.raises(FileNotFoundError, match="snakemake"):
         tabs.read_summaries([tmp_path / "absent.csv"])
+
+
+def test_rendering_from_results_imports_no_torch(tmp_path):
+    """Tables, summaries and reports read CSV/JSON: each workflow job of that kind starts without torch."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "table1a.csv"
+    summary("table1a", ["cifar10"], range(10), ["firm", "ntxent"], ["rot"], ["cos"]).to_csv(path, index=False)
+    code = (
+        "import sys\n"
+        "from firm_bench.cli import main\n"
+        f"assert main(['paper-table', 'table1a', {str(path)!r}, '--out-dir', {str(tmp_path / 'out')!r}]) == 0\n"
+        f"assert main(['table', {str(path)!r}, '--out', {str(tmp_path / 'plain.md')!r}]) == 0\n"
+        f"assert main(['combine', '--out', {str(tmp_path / 'all.csv')!r}, {str(path)!r}]) == 0\n"
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "CIFAR-10" in (tmp_path / "out" / "table1a.md").read_text()
