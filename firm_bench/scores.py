@@ -36,6 +36,7 @@ Families (one workflow job each): ``knn`` (cos*, rot*, ens*), ``center``,
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,27 +232,58 @@ class FeatureCache:
 # --------------------------------------------------------------------------- #
 # k-NN and small tensor helpers
 # --------------------------------------------------------------------------- #
-def knn_mean_similarity(queries: Tensor, bank: Tensor, k: int, chunk_size: int = 4096) -> Tensor:
+def knn_mean_similarity(
+    queries: Tensor, bank: Tensor, k: int, chunk_size: int = 1024, bank_chunk_size: int = 4096
+) -> Tensor:
     """Mean cosine similarity of each query to its k nearest bank features.
 
     queries: (Q, D), bank: (Nb, D), both already L2-normalised, on one device.
     Returns (Q,) float32 on that device: s_i = 1/k sum of the k largest q_i . b_j.
-    Computed as a float32 matrix product over chunks of ``chunk_size`` queries
-    followed by ``torch.topk`` (exact search, no approximate index).
+
+    Exact search (no approximate index), tiled so that memory stays bounded
+    and cache-friendly whatever the bank size: for each chunk of
+    ``chunk_size`` queries and each chunk of ``bank_chunk_size`` bank features
+    (at least k), one float32 matrix product into a reused buffer (default
+    1024 x 4096 x 4 B = 16 MiB) and that block's k largest similarities
+    (``torch.topk``; ``amax`` for k = 1); the k largest of these candidates
+    are the k largest over the whole bank, summed in the same (descending)
+    order as one full (Q, Nb) matrix's ``topk`` would give them (so results
+    match it up to the rounding of differently shaped matrix products).
+    ``benchmarks/bench_knn.py`` times it against faiss's exact IndexFlatIP
+    search (README "Speed").
     """
     if queries.ndim != 2 or bank.ndim != 2:
         raise ValueError(f"queries and bank must be 2-D (N, D), got {tuple(queries.shape)} and {tuple(bank.shape)}")
     if queries.shape[1] != bank.shape[1]:
         raise ValueError(f"feature dims differ: queries D={queries.shape[1]}, bank D={bank.shape[1]}")
-    if not 1 <= k <= bank.shape[0]:
-        raise ValueError(f"k={k} must be between 1 and the bank size ({bank.shape[0]} features)")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    bank_t = bank.float().t()
-    out = torch.empty(queries.shape[0], dtype=torch.float32, device=queries.device)
-    for start in range(0, queries.shape[0], chunk_size):
-        sim = queries[start : start + chunk_size].float() @ bank_t
-        out[start : start + chunk_size] = sim.topk(k, dim=1).values.mean(dim=1)
+    n_bank = bank.shape[0]
+    if not 1 <= k <= n_bank:
+        raise ValueError(f"k={k} must be between 1 and the bank size ({n_bank} features)")
+    if chunk_size < 1 or bank_chunk_size < 1:
+        raise ValueError(f"chunk_size and bank_chunk_size must be >= 1, got {chunk_size} and {bank_chunk_size}")
+    n_queries, device = queries.shape[0], queries.device
+    out = torch.empty(n_queries, dtype=torch.float32, device=device)
+    if n_queries == 0:
+        return out
+    bank = bank.float()
+    q_rows = min(chunk_size, n_queries)
+    b_rows = min(max(bank_chunk_size, k), n_bank)  # every bank chunk but the last holds >= k features
+    starts = range(0, n_bank, b_rows)
+    widths = [min(k, n_bank - b) for b in starts]  # candidates each bank chunk contributes
+    offsets = [0, *itertools.accumulate(widths)][:-1]  # column of each chunk's candidates
+    block_buf = torch.empty(q_rows * b_rows, dtype=torch.float32, device=device)
+    candidates = torch.empty(q_rows, sum(widths), dtype=torch.float32, device=device)
+    for q0 in range(0, n_queries, q_rows):
+        q = queries[q0 : q0 + q_rows].float()
+        m = q.shape[0]
+        for b0, width, off in zip(starts, widths, offsets):
+            b = bank[b0 : b0 + b_rows]
+            block = block_buf[: m * b.shape[0]].view(m, b.shape[0])  # contiguous, reused
+            torch.mm(q, b.t(), out=block)
+            best = block.amax(dim=1, keepdim=True) if k == 1 else block.topk(width, dim=1).values
+            candidates[:m, off : off + width] = best
+        cand = candidates[:m]
+        out[q0 : q0 + m] = cand.amax(dim=1) if k == 1 else cand.topk(k, dim=1).values.mean(dim=1)
     return out
 
 

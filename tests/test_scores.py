@@ -174,6 +174,42 @@ def test_knn_mean_similarity_chunks(chunk_size, k):
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("bank_chunk_size", [1, 3, 7, NB - 1, NB, NB + 1])
+@pytest.mark.parametrize("k", [1, 2, 5, NB])
+def test_knn_mean_similarity_bank_chunks(bank_chunk_size, k):
+    """Tiling the bank (chunk boundaries, k larger than a chunk, a last chunk
+    shorter than k) gives the brute-force k largest similarities; query chunks
+    of 4 leave a partial last one (NT = 15)."""
+    g = torch.Generator().manual_seed(5)
+    q = torch.nn.functional.normalize(torch.randn(NT, D, generator=g), dim=1)
+    b = torch.nn.functional.normalize(torch.randn(NB, D, generator=g), dim=1)
+    got = knn_mean_similarity(q, b, k, chunk_size=4, bank_chunk_size=bank_chunk_size)
+    assert got.dtype == torch.float32 and got.shape == (NT,)
+    ref = ref_cos(b.double().numpy(), q.double().numpy(), k)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_knn_mean_similarity_tiled_equals_full_matrix_topk():
+    """Larger random data, several query and bank chunks: the same values as one
+    full similarity matrix, sorted; ties across chunk boundaries (duplicated
+    bank rows) counted once per copy, as a full sort counts them."""
+    g = torch.Generator().manual_seed(6)
+    q = torch.nn.functional.normalize(torch.randn(300, 16, generator=g), dim=1)
+    b = torch.nn.functional.normalize(torch.randn(500, 16, generator=g), dim=1)
+    b = torch.cat([b, b[:50]])  # each of the first 50 rows twice, in different bank chunks
+    full = (q.double() @ b.double().t()).sort(dim=1, descending=True).values
+    for k in (1, 5, 10):
+        got = knn_mean_similarity(q, b, k, chunk_size=64, bank_chunk_size=128)
+        np.testing.assert_allclose(got.numpy(), full[:, :k].mean(dim=1).numpy(), rtol=1e-5, atol=1e-6)
+    # a query equal to a duplicated bank row has two neighbours at similarity 1
+    got = knn_mean_similarity(b[:3], b, 2, chunk_size=2, bank_chunk_size=128)
+    np.testing.assert_allclose(got.numpy(), 1.0, rtol=0, atol=1e-6)
+
+
+def test_knn_no_queries():
+    assert knn_mean_similarity(torch.empty(0, D), torch.randn(4, D), 2).shape == (0,)
+
+
 def test_knn_bad_k_and_shapes():
     q, b = torch.randn(3, D), torch.randn(4, D)
     with pytest.raises(ValueError, match="k=5 must be between 1 and the bank size"):
@@ -182,6 +218,8 @@ def test_knn_bad_k_and_shapes():
         knn_mean_similarity(q, b, 0)
     with pytest.raises(ValueError, match="feature dims differ"):
         knn_mean_similarity(torch.randn(3, D + 1), b, 1)
+    with pytest.raises(ValueError, match="bank_chunk_size must be >= 1, got 4 and 0"):
+        knn_mean_similarity(q, b, 1, chunk_size=4, bank_chunk_size=0)
     with pytest.raises(ValueError, match="k=21"):
         compute_score("cos", make_cache(4), k=NB + 1)
 
