@@ -14,8 +14,9 @@ class 0 at 32 px stands in for a CIFAR-10 class):
 - ``fast-eager``: the fast path without the CUDA graph (CUDA only);
 - ``fast``: the fast path with the run config's defaults (``speed: auto``:
   on a GPU bf16, channels_last, cuDNN autotuning and the CUDA graph);
-- ``fast-bf16`` / ``fast-compile``: the fast path plus bf16 (worth it on CPUs
-  with AVX512-BF16) or torch.compile (on request only);
+- ``fast-bf16`` / ``fast-channels-last`` / ``fast-compile``: the fast path
+  plus bf16 or channels_last (CPU: ``auto`` leaves both off there) or
+  torch.compile (on request only);
 - ``packR``: R processes of ``fast`` on the same device at once (the
   workflow's ``runs_per_gpu``), reported as their summed views/s;
 - ``streamsR``: R runs (seeds) in one process, stepped together, each run's
@@ -35,7 +36,9 @@ the projected GPU-hours of a 2000-epoch run and of Table 1a's FIRM column
 (10 classes x 5 seeds), peak memory, host syncs per epoch (CUDA), and every
 ratio to ``naive``. Output: a table on stderr, JSON on stdout and in
 ``--out``. Exit status 1 when a requested variant failed (its error is in
-the JSON).
+the JSON). On a shared machine, ``--rounds N`` measures the variants in turn
+N times and reports each one's fastest round (every round's views/s and
+1-minute load average are in the JSON).
 
     python benchmarks/bench_fast.py --preset mini --epochs 2             # CPU, ~1-2 min
     python benchmarks/bench_fast.py --device cuda --preset paper --out bench_fast.json
@@ -77,7 +80,8 @@ FAST_VARIANTS: dict[str, list[str]] = {
     "fast": [],
     "fast-eager": ["speed.cuda_graph=false"],
     "fast-bf16": ["speed.bf16=true"],
-    "fast-compile": ["speed.compile=true", "speed.cuda_graph=false"],
+    "fast-channels-last": ["speed.channels_last=true"],  # on the CPU (auto turns it on for CUDA only)
+    "fast-compile": ["speed.compile=true"],  # model and augmentation compiled, inside the CUDA graph
 }
 
 
@@ -184,7 +188,7 @@ def run_fast(args: argparse.Namespace, variant: str) -> dict:
     end_wall = time.time()
     if not torch.isfinite(values).all():
         raise BenchError(f"{variant}: non-finite training loss")
-    syncs = count_syncs(t, epoch + 1) if device.type == "cuda" else None
+    syncs, sync_sites = count_syncs(t, epoch + 1) if device.type == "cuda" else (None, None)
     ev = eval_set(data, *eval_sizes(args, data))
     sync(device)
     t0 = time.perf_counter()
@@ -195,7 +199,8 @@ def run_fast(args: argparse.Namespace, variant: str) -> dict:
         "variant": variant, "steps": steps, "train_s": train_s, "warmup_s": round(warmup_s, 2),
         "eval_s": eval_s, "eval_images": len(ev.train_ids) + len(ev.test_images), "eval_auroc": value,
         "batch_size": t.batch, "start_wall": start_wall, "end_wall": end_wall,
-        "host_syncs_per_epoch": syncs, "speed": t.speed_record(), "eval_every": int(cfg["eval"]["every"]),
+        "host_syncs_per_epoch": syncs, "sync_sites": sync_sites, "speed": t.speed_record(),
+        "eval_every": int(cfg["eval"]["every"]),
         **peak_memory(device),
     }
 
@@ -254,17 +259,30 @@ def run_streams(args: argparse.Namespace, size: int) -> dict:
     }
 
 
-def count_syncs(t: Any, epoch: int) -> int:
-    """Host-device synchronisations while preparing and training one epoch (CUDA's sync debug mode)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            losses = t.engine.run_epoch(t.prepare(epoch))
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
+def count_syncs(t: Any, epoch: int) -> tuple[int, dict[str, int]]:
+    """Host-device synchronisations while preparing and training one epoch (CUDA's sync debug mode).
+
+    Returns their number and where they happened: "stage file:line" (the
+    Python line that called the synchronising operation) -> count.
+    """
+    sites: dict[str, int] = {}
+    for stage in ("prepare", "run_epoch"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                if stage == "prepare":
+                    ed = t.prepare(epoch)
+                else:
+                    losses = t.engine.run_epoch(ed)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        for w in caught:
+            if "synchroniz" in str(w.message):
+                key = f"{stage} {Path(w.filename).name}:{w.lineno}"
+                sites[key] = sites.get(key, 0) + 1
     losses.cpu()
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return sum(sites.values()), sites
 
 
 # ---------------------------------------------------------------- the naive loop
@@ -597,7 +615,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--min-seconds", type=float, default=0.0, help="keep training whole epochs until this long")
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="naive DataLoader workers")
     ap.add_argument("--variants", default=None,
-                    help="comma-separated: naive, off, fast, fast-eager, fast-bf16, fast-compile, packR, streamsR "
+                    help="comma-separated: naive, off, fast, fast-eager, fast-bf16, fast-channels-last, fast-compile, "
+                         "packR, streamsR "
                          "(default: naive,off,fast on CPU; naive,fast,streams4,pack4,off,fast-eager on CUDA)")
     ap.add_argument("--fast-only", action="store_true", help="only the fast path")
     ap.add_argument("--naive-only", action="store_true", help="only the naive loop")
@@ -608,6 +627,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--run-epochs", type=int, default=2000, help="epochs of the projected full run (2000)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per variant before it counts as failed")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure the variants in turn this many times and report each one's fastest round "
+                         "(shared machines: other load slows some rounds; every round's views/s is in the JSON)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="extra run-config override for every variant")
     ap.add_argument("--auroc-seeds", default=None, metavar="0,1,2",
@@ -622,6 +644,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.fast_only and args.naive_only:
         ap.error("--fast-only and --naive-only exclude each other")
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     return args
 
 
@@ -667,17 +691,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench_fast: unknown variant(s) {', '.join(unknown)}; valid: naive, {', '.join(FAST_VARIANTS)}, packR, "
               "streamsR", file=sys.stderr)
         return 2
-    results: dict[str, dict] = {}
-    for v in variants:
-        print(f"bench_fast: {v} ...", file=sys.stderr, flush=True)
-        try:
-            results[v] = run_variant(args, v)
-        except BenchError as exc:
-            results[v] = {"variant": v, "error": str(exc)}
-        report = build_report(args, device, results)
-        if args.out:  # after every variant: a run cut short keeps what it measured
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    rounds: dict[str, list[dict]] = {v: [] for v in variants}
+    for k in range(args.rounds):  # the variants in turn, round after round: load changes hit them alike
+        for v in variants:
+            print(f"bench_fast: {v} ..." + (f" (round {k + 1} of {args.rounds})" if args.rounds > 1 else ""),
+                  file=sys.stderr, flush=True)
+            load_before = os.getloadavg()[0]
+            try:
+                r = run_variant(args, v)
+            except BenchError as exc:
+                r = {"variant": v, "error": str(exc)}
+            rounds[v].append({**r, "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+            results = {name: best_round(rs) for name, rs in rounds.items() if rs}
+            report = build_report(args, device, results)
+            if args.out:  # after every variant: a run cut short keeps what it measured
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(table(results), file=sys.stderr)
     print(json.dumps(report, indent=2))
     failed = [v for v, r in results.items() if "error" in r]
@@ -685,6 +714,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench_fast: failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def best_round(rounds: list[dict]) -> dict:
+    """A variant's fastest round (the least slowed by other load), with every round's views/s and load.
+
+    ``load_1min``: the 1-minute load average before and after each round; on
+    a shared machine a round that ran beside other work is slower, so the
+    best round is the one to compare (``--rounds``).
+    """
+    ok = [r for r in rounds if "error" not in r]
+    if not ok:
+        return rounds[-1]
+    best = dict(max(ok, key=lambda r: r["views_per_s"]))
+    if len(rounds) > 1:
+        best["rounds_views_per_s"] = [r.get("views_per_s") for r in rounds]
+        best["rounds_load_1min"] = [r["load_1min"] for r in rounds]
+    return best
 
 
 def build_report(args: argparse.Namespace, device: torch.device, results: dict[str, dict]) -> dict:

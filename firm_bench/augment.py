@@ -42,6 +42,7 @@ __all__ = [
     "CropParams",
     "TwoViewAugment",
     "color_jitter",
+    "crop_boxes",
     "ensemble_crops",
     "gaussian_blur",
     "normalize",
@@ -118,7 +119,7 @@ class AugmentConfig:
 
 
 class CropParams(NamedTuple):
-    """Per-sample crop boxes in pixels, int64 tensors of shape (B,)."""
+    """Per-sample crop boxes in pixels, int64 tensors of shape (B,) (``crop_boxes``: (..., B))."""
 
     top: Tensor
     left: Tensor
@@ -177,18 +178,31 @@ def sample_crop_params(
     """
     device = generator.device if device is None else device
     g_dev = generator.device
-    log_r = (math.log(ratio[0]), math.log(ratio[1]))
     u = _rand((n_tries, n, 2), generator, g_dev, torch.float64)
     loc = _rand((n, 2), generator, g_dev, torch.float64)
+    return CropParams(*(t.to(device) for t in crop_boxes(u, loc, height, width, scale, ratio)))
+
+
+def crop_boxes(
+    u: Tensor, loc: Tensor, height: int, width: int, scale: Sequence[float], ratio: Sequence[float]
+) -> CropParams:
+    """The boxes of :func:`sample_crop_params` from its uniforms, for any leading batch dimensions.
+
+    u: float64 (..., n_tries, n, 2), per try U(0, 1) for the area and the log
+    aspect; loc: float64 (..., n, 2), U(0, 1) for top and left. Returns
+    int64 (..., n) top, left, height, width. ``speed.draw_epoch`` passes a
+    whole epoch's uniforms at once (leading dimensions: steps, views).
+    """
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
     area = height * width * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
     aspect = torch.exp(log_r[0] + (log_r[1] - log_r[0]) * u[..., 1])
     w = torch.round(torch.sqrt(area * aspect)).long()
     h = torch.round(torch.sqrt(area / aspect)).long()
     valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = valid.to(torch.int8).argmax(dim=0, keepdim=True)  # first valid try (0 when none)
-    w = w.gather(0, first)[0]
-    h = h.gather(0, first)[0]
-    ok = valid.any(dim=0)
+    first = valid.to(torch.int8).argmax(dim=-2, keepdim=True)  # first valid try (0 when none); tries: dim -2
+    w = w.gather(-2, first).squeeze(-2)
+    h = h.gather(-2, first).squeeze(-2)
+    ok = valid.any(dim=-2)
     # torchvision's fallback: central crop with the ratio clipped to the range
     in_ratio = width / height
     if in_ratio < min(ratio):
@@ -199,11 +213,11 @@ def sample_crop_params(
         fw, fh = width, height
     w = torch.where(ok, w, torch.full_like(w, fw))
     h = torch.where(ok, h, torch.full_like(h, fh))
-    top = torch.floor(loc[:, 0] * (height - h + 1)).long().clamp_max_(height - h)
-    left = torch.floor(loc[:, 1] * (width - w + 1)).long().clamp_max_(width - w)
+    top = torch.floor(loc[..., 0] * (height - h + 1)).long().clamp_max_(height - h)
+    left = torch.floor(loc[..., 1] * (width - w + 1)).long().clamp_max_(width - w)
     top = torch.where(ok, top, (height - h) // 2)
     left = torch.where(ok, left, (width - w) // 2)
-    return CropParams(*(t.to(device) for t in (top, left, h, w)))
+    return CropParams(top, left, h, w)
 
 
 def resized_crop(x: Tensor, params: CropParams, size: int) -> Tensor:

@@ -19,6 +19,7 @@ needs no retraining and no new forward pass.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +30,7 @@ from firm_bench import runs
 from firm_bench.augment import ensemble_crops, test_transform
 from firm_bench.models import FirmModel, create_model
 from firm_bench.scores import FeatureCache
+from firm_bench.speed.options import autocast_bf16
 
 TEST_EVALSET = "test"  # the run's own test protocol (one-class: the whole test set)
 OOD_PREFIX = "ood-"    # ood-<name>: this dataset's test set vs OOD set <name> (Table 4)
@@ -82,16 +84,36 @@ def encode(
     std: Sequence[float],
     batch_size: int,
     device: torch.device,
+    *,
+    keep_on_device: bool = False,
+    bf16: bool = False,
 ) -> Tensor:
-    """Encoder features (N, D) of uint8 images under the test transform, batch by batch."""
+    """Encoder features (N, D) float32 of uint8 images under the test transform, batch by batch.
+
+    Eval mode. The features are gathered on the CPU, or with ``keep_on_device``
+    left on ``device`` (the learning curve's ``speed.fast_eval``); ``bf16``:
+    bfloat16 autocast of the forward passes (``speed.eval_bf16``).
+    """
+    mean_t = torch.as_tensor(tuple(mean), dtype=torch.float32, device=device)  # moved once, not per batch
+    std_t = torch.as_tensor(tuple(std), dtype=torch.float32, device=device)
+    home = device if keep_on_device else torch.device("cpu")
     was_training = model.training
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = test_transform(images[i : i + batch_size].to(device), size, mean, std)
-        out.append(model.features(x).float().cpu())
+        x = test_transform(images[i : i + batch_size].to(device), size, mean_t, std_t)
+        with autocast_bf16(device, bf16):
+            out.append(model.features(x).float().to(home))
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, model.feature_dim)
+    return torch.cat(out) if out else torch.empty(0, model.feature_dim, device=home)
+
+
+def as_extracted(model: torch.nn.Module) -> torch.nn.Module:
+    """The model as :func:`load_trained_model` gives it: NCHW weights (a copy when they are channels_last)."""
+    conv = next((m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if conv is not None and not conv.is_contiguous():
+        return copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    return model
 
 
 def load_trained_model(run_dir: str | Path, cfg: dict, device: torch.device) -> tuple[FirmModel, int]:

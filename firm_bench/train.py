@@ -27,12 +27,13 @@ trains an epoch, the host prepares the next one (outliers, shuffle, draws).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -43,7 +44,7 @@ from firm_bench import config as config_mod
 from firm_bench import runs
 from firm_bench.augment import AugmentConfig, TwoViewAugment
 from firm_bench.datasets import ImageSet, get_dataset, load_split, one_class_split, ood_split
-from firm_bench.features import encode
+from firm_bench.features import as_extracted, encode
 from firm_bench.losses import get_loss
 from firm_bench.metrics import auroc
 from firm_bench.models import FirmModel, create_model
@@ -56,11 +57,11 @@ from firm_bench.speed import (
     SpeedOptions,
     TrainEngine,
     draw_epoch,
-    evaluate_knn_on_device,
     first_non_finite,
     resolve_speed,
     to_device,
 )
+from firm_bench.speed.options import cudnn_benchmark
 
 SCHEDULES: Registry[Callable[..., LRScheduler]] = Registry("schedule")
 
@@ -155,14 +156,35 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 @torch.no_grad()
-def evaluate_knn(model: FirmModel, data: RunData, k: int, batch_size: int, device: torch.device) -> float:
-    """Learning-curve AUROC: mean cosine similarity to the k nearest training features."""
-    bank = encode(model, data.train_ids, data.image_size, data.mean, data.std, batch_size, device)
-    test = encode(model, data.test_images, data.image_size, data.mean, data.std, batch_size, device)
+def evaluate_knn(
+    model: FirmModel,
+    data: RunData,
+    k: int,
+    batch_size: int,
+    device: torch.device,
+    *,
+    on_device: bool = False,
+    bf16: bool = False,
+) -> float:
+    """Learning-curve AUROC: mean cosine similarity to the k nearest training features.
+
+    Bank: ``data.train_ids``; test: ``data.test_images`` (test transform).
+    ``on_device`` (``speed.fast_eval``): the features stay on ``device`` and
+    the search runs there (one host read), and the forward passes run as
+    ``firm-bench features`` runs them (NCHW weights, no cuDNN autotuning), so
+    the curve's last point equals the cache's ``cos``. Off: features gathered
+    on the CPU and searched there. The same number either way on the CPU.
+    ``bf16``: autocast of the forward passes (``speed.eval_bf16``).
+    """
+    net = as_extracted(model) if on_device else model
+    args = (data.image_size, data.mean, data.std, batch_size, device)
+    with cudnn_benchmark(False) if on_device else contextlib.nullcontext():
+        bank = encode(net, data.train_ids, *args, keep_on_device=on_device, bf16=bf16)
+        test = encode(net, data.test_images, *args, keep_on_device=on_device, bf16=bf16)
     sims = knn_mean_similarity(
         torch.nn.functional.normalize(test, dim=1), torch.nn.functional.normalize(bank, dim=1), k=k
     )
-    return auroc(sims.cpu().numpy(), data.test_targets.numpy())
+    return auroc(sims.cpu().numpy(), data.test_targets.cpu().numpy())
 
 
 def _write_curve(run_dir: Path, rows: list[dict]) -> None:
@@ -245,14 +267,9 @@ class Training:
         sets) instead of the run's own.
         """
         k, batch = self.cfg["eval"]["k"], int(self.cfg["features"]["batch_size"])
-        d = data or self.data
-        if not self.opts.fast_eval:
-            return evaluate_knn(self.model, d, k, batch, self.device)
-        bank, test = (self.bank_images, self.test_images) if data is None else (d.train_ids, d.test_images)
-        return evaluate_knn_on_device(
-            self.model, bank, test, d.test_targets, d.image_size, d.mean, d.std, k, batch,
-            self.device, bf16=self.opts.eval_bf16,
-        )
+        # the run's own: its bank and test images, on the device when resident
+        d = replace(self.data, train_ids=self.bank_images, test_images=self.test_images) if data is None else data
+        return evaluate_knn(self.model, d, k, batch, self.device, on_device=self.opts.fast_eval, bf16=self.opts.eval_bf16)
 
     def speed_record(self) -> dict:
         """The resolved ``speed`` options and what became of the graph and compile attempts."""

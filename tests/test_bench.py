@@ -71,6 +71,26 @@ def test_report_ratios_table_json_and_exit_status(bench, monkeypatch, capsys, tm
     assert "failed: pack2" in captured.err
 
 
+def test_rounds_alternate_the_variants_and_report_each_ones_fastest(bench, monkeypatch, tmp_path):
+    calls, views = [], {"naive": iter([900.0, 1000.0, 950.0]), "fast": iter([4000.0, 2000.0, 3000.0])}
+
+    def fake_run(args, variant):
+        calls.append(variant)
+        r = _fake(variant, next(views[variant]))
+        return {**r, **bench.summarize(r, args)}
+
+    monkeypatch.setattr(bench, "run_variant", fake_run)
+    out = tmp_path / "b.json"
+    assert bench.main(["--device", "cpu", "--variants", "naive,fast", "--rounds", "3", "--out", str(out)]) == 0
+    assert calls == ["naive", "fast"] * 3
+    results = json.loads(out.read_text())["results"]
+    assert results["naive"]["views_per_s"] == 1000.0 and results["fast"]["views_per_s"] == 4000.0
+    assert results["fast"]["rounds_views_per_s"] == [4000.0, 2000.0, 3000.0]
+    assert results["fast"]["views_per_s_vs_naive"] == 4.0 and len(results["fast"]["rounds_load_1min"]) == 3
+    with pytest.raises(SystemExit):
+        bench.main(["--rounds", "0"])
+
+
 def test_bad_invocations_exit_with_a_message(bench, capsys):
     assert bench.main(["--device", "cpu", "--variants", "naive,turbo,pack0"]) == 2
     assert "unknown variant(s) turbo, pack0" in capsys.readouterr().err

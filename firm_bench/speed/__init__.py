@@ -16,7 +16,8 @@ are written to its ``status.json`` and ``trained.json``.
   orders, blur sigmas, coin flips) is drawn on the CPU at the epoch's start,
   in exactly the order the per-step augmentation draws them, and moved to the
   device in one copy (:func:`draw_epoch`); the augmentation then runs on the
-  device with no host input (:class:`DeviceAugment`). Same numbers as off.
+  device with no host input, both views as one batch (:class:`DeviceAugment`).
+  Same numbers as off.
   Off, every step makes about twenty small host-to-device copies, and each
   waits for the GPU to finish all queued work.
 - ``fast_loss``: the loss skips its per-step reads of label and mask values
@@ -45,8 +46,9 @@ are written to its ``status.json`` and ``trained.json``.
   same two steps run eagerly from the same state; a failure or mismatch falls
   back to eager steps with a warning (recorded). Needs ``predraw`` and
   ``fast_loss``.
-- ``compile``: ``torch.compile`` of the model (``compile_mode``); falls back
-  to eager, with a warning, where compilation fails.
+- ``compile``: ``torch.compile`` of the model and of the predrawn
+  augmentation (``compile_mode``); falls back to eager, with a warning, where
+  compilation fails.
 
 Exactness on the CPU: ``resident_data``, ``predraw``, ``fast_loss``,
 ``check_loss_every`` and ``fast_eval`` change no number; a run with them on
@@ -54,8 +56,9 @@ equals a run with them off bit for bit (tests/test_speed.py).
 
 Modules: ``options`` (the resolved options, device helpers), ``draws``
 (an epoch's augmentation parameters, ``DeviceAugment``), ``engine`` (the
-steps of an epoch, the CUDA graph, several runs in one process),
-``evaluate`` (the learning curve on the device).
+steps of an epoch, the CUDA graph, several runs in one process). The
+learning-curve evaluation, with ``fast_eval`` on or off, is
+``firm_bench.train.evaluate_knn``.
 """
 
 from firm_bench.speed.draws import N_TRIES, DeviceAugment, EpochDraws, draw_epoch
@@ -66,7 +69,6 @@ from firm_bench.speed.engine import (
     first_non_finite,
     run_packed_epoch,
 )
-from firm_bench.speed.evaluate import encode_on_device, evaluate_knn_on_device
 from firm_bench.speed.options import COMPILE_MODES, SpeedOptions, resolve_speed, to_device
 
 __all__ = [
@@ -79,8 +81,6 @@ __all__ = [
     "SpeedOptions",
     "TrainEngine",
     "draw_epoch",
-    "encode_on_device",
-    "evaluate_knn_on_device",
     "first_non_finite",
     "resolve_speed",
     "run_packed_epoch",

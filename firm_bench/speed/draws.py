@@ -9,7 +9,6 @@ same generator, bit for bit (tests/test_speed.py).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Sequence
 
 import torch
@@ -21,6 +20,7 @@ from firm_bench.augment import (
     _blur,
     _grayscale,
     _rgb_to_hsv,
+    crop_boxes,
     resized_crop,
     to_float,
 )
@@ -32,12 +32,13 @@ N_TRIES = 10  # RandomResizedCrop tries per sample, as augment.sample_crop_param
 class EpochDraws(NamedTuple):
     """Every random parameter of the two views of every step of one epoch.
 
-    S steps, B samples, view v in {0, 1}:
-    crop: int64 (S, 2, 4, B) top, left, height, width of the crop box;
-    factors: float32 (S, 2, B, 4) brightness, contrast, saturation factors, hue shift;
-    order: int64 (S, 2, B, 4) the jitter ops' order per sample (a permutation of 0..3);
-    sigma: float32 (S, 2, B) blur sigma;
-    apply: bool (S, 2, 2, B) [jitter applied, blur applied].
+    S steps, B samples; the two views side by side, view v of sample b at
+    column v * B + b (the batch of both views is augmented at once):
+    crop: int64 (S, 4, 2B) top, left, height, width of the crop box;
+    factors: float32 (S, 2B, 4) brightness, contrast, saturation factors, hue shift;
+    order: int64 (S, 2B, 4) the jitter ops' order per sample (a permutation of 0..3);
+    sigma: float32 (S, 2B) blur sigma;
+    apply: bool (S, 2, 2B) [jitter applied, blur applied].
     A step's slice (``at``) has the same fields without the leading S.
     """
 
@@ -56,39 +57,6 @@ class EpochDraws(NamedTuple):
 
     def to(self, device: torch.device, non_blocking: bool = False) -> "EpochDraws":
         return EpochDraws(*(to_device(t, device, non_blocking) for t in self))
-
-
-def _crop_boxes(u: Tensor, loc: Tensor, height: int, width: int, scale: Sequence[float], ratio: Sequence[float]) -> Tensor:
-    """``augment.sample_crop_params``'s arithmetic on given uniforms, for many batches at once.
-
-    u: float64 (..., N_TRIES, B, 2), loc: float64 (..., B, 2), drawn as
-    sample_crop_params draws them. Returns int64 (..., 4, B): top, left,
-    height, width, equal to sample_crop_params's (tests check it bit for bit).
-    """
-    log_r = (math.log(ratio[0]), math.log(ratio[1]))
-    area = height * width * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
-    aspect = torch.exp(log_r[0] + (log_r[1] - log_r[0]) * u[..., 1])
-    w = torch.round(torch.sqrt(area * aspect)).long()
-    h = torch.round(torch.sqrt(area / aspect)).long()
-    valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = valid.to(torch.int8).argmax(dim=-2, keepdim=True)  # first valid try (0 when none); tries: dim -2
-    w = w.gather(-2, first).squeeze(-2)
-    h = h.gather(-2, first).squeeze(-2)
-    ok = valid.any(dim=-2)
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        fw, fh = width, int(round(width / min(ratio)))
-    elif in_ratio > max(ratio):
-        fw, fh = int(round(height * max(ratio))), height
-    else:
-        fw, fh = width, height
-    w = torch.where(ok, w, torch.full_like(w, fw))
-    h = torch.where(ok, h, torch.full_like(h, fh))
-    top = torch.floor(loc[..., 0] * (height - h + 1)).long().clamp_max_(height - h)
-    left = torch.floor(loc[..., 1] * (width - w + 1)).long().clamp_max_(width - w)
-    top = torch.where(ok, top, (height - h) // 2)
-    left = torch.where(ok, left, (width - w) // 2)
-    return torch.stack((top, left, h, w), dim=-2)
 
 
 def draw_epoch(
@@ -122,12 +90,14 @@ def draw_epoch(
     lo = torch.tensor([max(0.0, 1 - b), max(0.0, 1 - c), max(0.0, 1 - sat), -hue])
     hi = torch.tensor([1 + b, 1 + c, 1 + sat, hue])
     s_lo, s_hi = cfg.blur_sigma
+    both = (steps, 2 * batch)  # (S, 2, B) -> (S, 2B): view 1's samples, then view 2's
+    crop = torch.stack(crop_boxes(u_crop, u_loc, height, width, cfg.crop_scale, cfg.crop_ratio), dim=-2)  # (S, 2, 4, B)
     return EpochDraws(
-        crop=_crop_boxes(u_crop, u_loc, height, width, cfg.crop_scale, cfg.crop_ratio),
-        factors=lo + (hi - lo) * u_jit,
-        order=torch.argsort(u_ord, dim=-1),
-        sigma=s_lo + (s_hi - s_lo) * u_coin[:, :, 1],
-        apply=torch.stack((u_coin[:, :, 0] < cfg.jitter_p, u_coin[:, :, 2] < cfg.blur_p), dim=2),
+        crop=crop.transpose(1, 2).reshape(steps, 4, 2 * batch),
+        factors=(lo + (hi - lo) * u_jit).reshape(*both, 4),
+        order=torch.argsort(u_ord, dim=-1).reshape(*both, 4),
+        sigma=(s_lo + (s_hi - s_lo) * u_coin[:, :, 1]).reshape(both),
+        apply=torch.stack((u_coin[:, :, 0].reshape(both) < cfg.jitter_p, u_coin[:, :, 2].reshape(both) < cfg.blur_p), dim=1),
     )
 
 
@@ -163,8 +133,8 @@ class DeviceAugment:
     """``TwoViewAugment`` with its random parameters given (:class:`EpochDraws`).
 
     Every op runs on the images' device with no host input, so a step can be
-    captured in a CUDA graph. The result equals ``TwoViewAugment`` driven by
-    the generator the draws came from. The colour jitter applies, at each of
+    captured in a CUDA graph; both views are one batch. The result equals
+    ``TwoViewAugment`` driven by the generator the draws came from. The colour jitter applies, at each of
     its four positions, one blend f x + (1 - f) b (b = 0, mean gray or gray:
     brightness, contrast, saturation) and the hue rotation only where the
     sample's order puts it; on the CPU the hue is computed on those samples
@@ -183,14 +153,20 @@ class DeviceAugment:
 
     def __call__(self, x_uint8: Tensor, draws: EpochDraws) -> tuple[Tensor, Tensor]:
         """Two normalised float32 views (B, 3, size, size) of uint8 images with one step's draws."""
-        x = to_float(x_uint8)
-        return self.view(x, draws, 0), self.view(x, draws, 1)
+        both = self.both(x_uint8, draws)
+        return both[: len(x_uint8)], both[len(x_uint8) :]
 
-    def view(self, x: Tensor, d: EpochDraws, v: int) -> Tensor:
-        x = resized_crop(x, CropParams(*d.crop[v]), self.size)
+    def both(self, x_uint8: Tensor, d: EpochDraws) -> Tensor:
+        """Both views as one batch (2B, 3, size, size): view 1 of every image, then view 2.
+
+        The two views go through each op together: half the kernel launches
+        of two separate passes, each op per sample as before (same numbers).
+        """
+        x = to_float(torch.cat([x_uint8, x_uint8]))
+        x = resized_crop(x, CropParams(*d.crop), self.size)
         if any(self.active):
-            x = torch.where(d.apply[v, 0].view(-1, 1, 1, 1), self._jitter(x, d.factors[v], d.order[v]), x)
-        x = torch.where(d.apply[v, 1].view(-1, 1, 1, 1), _blur(x, self.cfg.blur_kernel, d.sigma[v]), x)
+            x = torch.where(d.apply[0].view(-1, 1, 1, 1), self._jitter(x, d.factors, d.order), x)
+        x = torch.where(d.apply[1].view(-1, 1, 1, 1), _blur(x, self.cfg.blur_kernel, d.sigma), x)
         return (x - self.mean) / self.std
 
     def _jitter(self, x: Tensor, factors: Tensor, order: Tensor) -> Tensor:

@@ -91,10 +91,16 @@ class TrainEngine:
             "cuda_graph": "pending" if self.graph_mode == "capture" else self.graph_mode,
             "compile": "pending" if opts.compile else "off",
         }
+        # torch.compile (speed.compile): the model and, predrawn, the augmentation (hundreds of small
+        # elementwise kernels fused into a few); each falls back to eager on its first failure
         self.fwd: Callable[[Tensor], Any] = model
+        self._augment_eager = self.device_augment.both if self.device_augment is not None else None
+        self.augment_fn: Callable[..., Any] | None = self._augment_eager
         if opts.compile:
             try:
                 self.fwd = torch.compile(model, mode=opts.compile_mode)
+                if self._augment_eager is not None:
+                    self.augment_fn = torch.compile(self._augment_eager, mode=opts.compile_mode)
             except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
                 self._compile_failed(exc)
         self._graph: Any = None
@@ -104,31 +110,31 @@ class TrainEngine:
 
     def _compile_failed(self, exc: BaseException) -> None:
         warnings.warn(f"firm-bench: torch.compile failed ({type(exc).__name__}: {exc}); training eagerly", stacklevel=2)
-        self.fwd = self.model
+        self.fwd, self.augment_fn = self.model, self._augment_eager
         self.status["compile"] = f"failed, eager: {type(exc).__name__}: {str(exc)[:200]}"
 
-    def _model(self, x: Tensor) -> Any:
-        if self.fwd is self.model:
-            return self.model(x)
+    def _compiled(self, fn: Callable[..., Any], eager: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``; when ``fn`` is a compiled function that fails, eager from then on."""
+        if fn is eager:
+            return eager(*args)
         try:
-            out = self.fwd(x)
+            out = fn(*args)
             self.status["compile"] = "on"
             return out
         except Exception as exc:  # noqa: BLE001
             self._compile_failed(exc)
-            return self.model(x)
+            return eager(*args)
 
     def loss(self, x_uint8: Tensor, labels: Tensor, draws: EpochDraws | None, generator: torch.Generator | None) -> Tensor:
         """The loss of one batch: two views, one forward pass of both, the configured loss."""
-        if draws is not None:
-            v1, v2 = self.device_augment(x_uint8, draws)
+        if draws is not None:  # both views as one batch: [view 1; view 2]
+            x = self._compiled(self.augment_fn, self._augment_eager, x_uint8, draws)
         else:
-            v1, v2 = self.augment(x_uint8, generator)
-        x = torch.cat([v1, v2])
+            x = torch.cat(self.augment(x_uint8, generator))
         if self.opts.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_bf16(self.device, self.opts.bf16):
-            z = self._model(x).z
+            z = self._compiled(self.fwd, self.model, x).z
         z1, z2 = z.float().chunk(2)
         return self.loss_fn(z1, z2, labels)
 
