@@ -20,10 +20,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from firm_bench import runs
-from firm_bench.features import TEST_EVALSET, cache_path, meta_path
+from firm_bench.catalog import score_family
 from firm_bench.metrics import aulc, auroc
-from firm_bench.scores import FeatureCache, compute_score, score_family
-from firm_bench.train import read_curve
+from firm_bench.runs import TEST_EVALSET, cache_path, meta_path, read_curve
 
 
 def score_file_name(name: str, k: int | None) -> str:
@@ -56,6 +55,8 @@ def score_run(
 
     Returns the records computed by this call, keyed ``<score>[_k<k>]``.
     """
+    from firm_bench.scores import FeatureCache, compute_score  # torch: only where features are scored
+
     run_dir = Path(run_dir)
     meta_file = meta_path(run_dir, evalset)
     if not meta_file.exists():

@@ -27,24 +27,11 @@ import torch
 from torch import Tensor
 
 from firm_bench import runs
+from firm_bench.runs import OOD_PREFIX, TEST_EVALSET, cache_path, meta_path  # noqa: F401 - the layout lives in runs
 from firm_bench.augment import ensemble_crops, test_transform
 from firm_bench.models import FirmModel, create_model
 from firm_bench.scores import FeatureCache
 from firm_bench.speed.options import autocast_bf16
-
-TEST_EVALSET = "test"  # the run's own test protocol (one-class: the whole test set)
-OOD_PREFIX = "ood-"    # ood-<name>: this dataset's test set vs OOD set <name> (Table 4)
-
-
-def cache_path(run_dir: str | Path, evalset: str = TEST_EVALSET) -> Path:
-    """``features/<evalset>/cache.pt``: the FeatureCache of one evaluation set."""
-    return Path(run_dir) / "features" / evalset / "cache.pt"
-
-
-def meta_path(run_dir: str | Path, evalset: str = TEST_EVALSET) -> Path:
-    """``features/<evalset>/meta.json``: written last; says ok or failed (with the reason)."""
-    return Path(run_dir) / "features" / evalset / "meta.json"
-
 
 def evalset_data(cfg: dict, evalset: str):
     """The RunData (bank = training images, test images + targets) of an evaluation set."""

@@ -154,6 +154,34 @@ def versions(device: torch.device | None = None) -> dict:
     return info
 
 
+TEST_EVALSET = "test"  # the run's own test protocol (one-class: the whole test set)
+OOD_PREFIX = "ood-"    # ood-<name>: this dataset's test set vs OOD set <name> (Table 4)
+CURVE_FILE = "curve.csv"
+
+
+def cache_path(run_dir: str | Path, evalset: str = TEST_EVALSET) -> Path:
+    """``features/<evalset>/cache.pt``: the FeatureCache of one evaluation set."""
+    return Path(run_dir) / "features" / evalset / "cache.pt"
+
+
+def meta_path(run_dir: str | Path, evalset: str = TEST_EVALSET) -> Path:
+    """``features/<evalset>/meta.json``: written last; says ok or failed (with the reason)."""
+    return Path(run_dir) / "features" / evalset / "meta.json"
+
+
+def read_curve(run_dir: str | Path) -> list[dict]:
+    """The learning curve rows of a run (epoch as int, the rest as float)."""
+    import csv
+
+    path = Path(run_dir) / CURVE_FILE
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        return [
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)
+        ]
+
+
 def write_status(run_dir: str | Path, state: str, **fields: Any) -> Path:
     """status.json: ``state`` is running | ok | failed; failures carry a ``reason``."""
     if state not in {"running", "ok", "failed"}:

@@ -99,7 +99,7 @@ CURVE_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "
 
 def experiment_curves(experiment: str, run_dirs: Iterable[str]) -> pd.DataFrame:
     """Learning curves of one experiment's runs: one row per run x evaluated epoch."""
-    from firm_bench.train import read_curve
+    from firm_bench.runs import read_curve
 
     rows = []
     for run_dir in dict.fromkeys(run_dirs):

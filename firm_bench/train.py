@@ -42,6 +42,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from firm_bench import config as config_mod
 from firm_bench import runs
+from firm_bench.runs import read_curve  # noqa: F401 - re-exported (tests, callers)
 from firm_bench.augment import AugmentConfig, TwoViewAugment
 from firm_bench.datasets import ImageSet, get_dataset, load_split, one_class_split, ood_split
 from firm_bench.features import as_extracted, encode
@@ -192,18 +193,7 @@ def _write_curve(run_dir: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=CURVE_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    runs.atomic_write_text(run_dir / "curve.csv", buf.getvalue())
-
-
-def read_curve(run_dir: str | Path) -> list[dict]:
-    """The learning curve rows of a run (epoch as int, the rest as float)."""
-    path = Path(run_dir) / "curve.csv"
-    if not path.exists():
-        return []
-    with path.open() as fh:
-        return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)
-        ]
+    runs.atomic_write_text(run_dir / runs.CURVE_FILE, buf.getvalue())
 
 
 def _progress(total: int, initial: int, enabled: bool, desc: str):
