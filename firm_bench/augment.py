@@ -473,9 +473,18 @@ class TwoViewAugment:
         return f"TwoViewAugment({self.cfg}, size={self.size}, mean={self.mean}, std={self.std})"
 
 
-def _resize_center_crop(x: Tensor, size: int) -> Tensor:
-    """Resize(int(1.125 size)) (shorter side, bilinear, antialias) -> CenterCrop(size)."""
-    r = int(1.125 * size)
+TEST_ZOOM = 1.125  # the reference's test transform: Resize(int(1.125 size)) -> CenterCrop(size)
+
+
+def _resize_center_crop(x: Tensor, size: int, zoom: float = TEST_ZOOM) -> Tensor:
+    """Resize(int(zoom size)) (shorter side, bilinear, antialias) -> CenterCrop(size).
+
+    zoom 1.125 is the reference's test transform; zoom 1 is a plain resize of a
+    square image (the reference's MVTec evaluator; ``DatasetInfo.eval_zoom``).
+    """
+    if zoom < 1:
+        raise ValueError(f"zoom must be >= 1 (Resize(zoom * size) then CenterCrop(size)), got {zoom}")
+    r = int(zoom * size)
     H, W = x.shape[-2:]
     if H <= W:
         nh, nw = r, int(r * W / H)
@@ -487,11 +496,14 @@ def _resize_center_crop(x: Tensor, size: int) -> Tensor:
     return x[..., top : top + size, left : left + size]
 
 
-def test_transform(x_uint8: Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """Bank / test transform (METHOD.md "Scores"): Resize(int(1.125 size)) ->
-    CenterCrop(size) -> normalise. uint8 (B, 3, H, W) -> float32 (B, 3, size, size)."""
+def test_transform(
+    x_uint8: Tensor, size: int, mean: Sequence[float], std: Sequence[float], zoom: float = TEST_ZOOM
+) -> Tensor:
+    """Bank / test transform (METHOD.md "Scores"): Resize(int(zoom size)) ->
+    CenterCrop(size) -> normalise (zoom 1.125; MVTec 1). uint8 (B, 3, H, W) ->
+    float32 (B, 3, size, size)."""
     _check_images(x_uint8, "x_uint8")
-    return normalize(_resize_center_crop(to_float(x_uint8), size), mean, std)
+    return normalize(_resize_center_crop(to_float(x_uint8), size, zoom), mean, std)
 
 
 test_transform.__test__ = False  # not a pytest test despite the name
@@ -505,10 +517,11 @@ def ensemble_crops(
     generator: torch.Generator | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    zoom: float = TEST_ZOOM,
 ) -> Tensor:
     """Test crops of the ``ens`` scores (METHOD.md "Scores").
 
-    Resize(int(1.125 size)) -> CenterCrop(size) -> RandomResizedCrop(size,
+    Resize(int(zoom size)) -> CenterCrop(size) -> RandomResizedCrop(size,
     scale, ratio (1, 1)), ``n_crops`` independent crops per image, normalised.
     Returns float32 (n_crops, B, 3, size, size). ``generator``, ``mean`` and
     ``std`` are required (keyword or positional).
@@ -516,7 +529,7 @@ def ensemble_crops(
     if generator is None or mean is None or std is None:
         raise ValueError("ensemble_crops needs generator, mean and std")
     _check_images(x_uint8, "x_uint8")
-    base = _resize_center_crop(to_float(x_uint8), size)
+    base = _resize_center_crop(to_float(x_uint8), size, zoom)
     B = base.shape[0]
     crops = random_resized_crop(base.repeat(n_crops, 1, 1, 1), size, scale, (1.0, 1.0), generator)
     return normalize(crops, mean, std).view(n_crops, B, 3, size, size)

@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import operator
+import re
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from firm_bench.registry import UnknownNameError
 
@@ -36,8 +38,60 @@ KEYS = (*CONFIG_KEYS, "tables", "figures")
 
 
 class DatasetEntry(NamedTuple):
+    """A dataset's facts that planning and reading results need (``datasets.base.DatasetInfo``)."""
+
     role: str  # "one_class" (a training set), or a test-only role (OOD sets, outlier exposure)
     classes: list[str]
+    class_ids: str = "index"  # how runs name a class: "index" ("3") or "name" ("bottle")
+    image_size: int = 32  # the training size (``dataset.image_size: null``)
+    eval_size: int | None = None  # the evaluation size (None: the training size)
+    eval_zoom: float = 1.125  # the test transform's Resize(zoom * size) -> CenterCrop(size)
+    batching: str = "pool"  # how a training step is built by default (``optim.batching: auto``)
+
+    def class_index(self, cls: int | str, dataset: str = "?") -> int:
+        """The index of ``cls`` (an index, a digit string or a class name; see :func:`class_index`)."""
+        return class_index(self.classes, cls, dataset)
+
+    def class_id(self, cls: int | str, dataset: str = "?") -> int | str:
+        """The canonical id of ``cls``: its index (``class_ids`` index) or its name (``name``)."""
+        i = self.class_index(cls, dataset)
+        return self.classes[i] if self.class_ids == "name" else i
+
+
+def _slug(text: str) -> str:
+    """Lower case, runs of non-alphanumerics as "_": "T-shirt/top" -> "t_shirt_top"."""
+    return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
+
+
+def class_index(classes: Sequence[str], cls: int | str, dataset: str = "?") -> int:
+    """The index of class ``cls`` among ``classes``: an index, a digit string, or a class name.
+
+    Names match exactly, else after lower-casing with every run of
+    non-alphanumerics as "_" (so "ankle_boot" and "t_shirt_top" name
+    Fashion-MNIST's "Ankle boot" and "T-shirt/top": usable as wildcards and
+    directory names). Raises ValueError listing the valid names and indices.
+    """
+    k = len(classes)
+    names = ", ".join(f"{i}={c}" for i, c in enumerate(classes))
+    if isinstance(cls, str):
+        if cls in classes:
+            return list(classes).index(cls)
+        slugs = [_slug(c) for c in classes]
+        if _slug(cls) and slugs.count(_slug(cls)) == 1:
+            return slugs.index(_slug(cls))
+        if not cls.strip().isdigit():
+            extra = (" ('all' is the unlabeled multiclass OOD protocol: use ood_split / "
+                     "dataset.ood)" if cls == "all" else "")
+            raise ValueError(f"unknown class {cls!r} for {dataset!r}{extra}; valid names "
+                             f"(or their indices 0..{k - 1}): {names}")
+        cls = int(cls)
+    try:
+        index = -1 if isinstance(cls, bool) else operator.index(cls)
+    except TypeError:
+        index = -1
+    if not 0 <= index < k:
+        raise ValueError(f"class {cls!r} is out of range for {dataset!r}: valid 0..{k - 1} ({names})")
+    return index
 
 
 def build() -> dict[str, Any]:
@@ -55,7 +109,10 @@ def build() -> dict[str, Any]:
     return {
         "names": {key: reg.names() for key, reg in zip(KEYS, registries)},
         "datasets": {
-            name: {"role": ds.role, "classes": [str(c) for c in ds.classes]} for name, ds in DATASETS.items()
+            name: {"role": ds.role, "classes": [str(c) for c in ds.classes], "class_ids": ds.class_ids,
+                   "image_size": ds.default_image_size, "eval_size": ds.eval_size, "eval_zoom": ds.eval_zoom,
+                   "batching": ds.batching}
+            for name, ds in DATASETS.items()
         },
         "score_family": {name: SCORE_FAMILIES[name] for name in SCORES.names()},
     }
@@ -94,7 +151,7 @@ def dataset(name: str) -> DatasetEntry:
     for cat in (get() for get in (snapshot, live)):  # live only when the snapshot lacks it
         if name in cat["datasets"]:
             entry = cat["datasets"][name]
-            return DatasetEntry(entry["role"], list(entry["classes"]))
+            return DatasetEntry(**{**entry, "classes": list(entry["classes"])})
     raise UnknownNameError(f"unknown dataset {name!r}; valid: {', '.join(live()['datasets'])}")
 
 

@@ -108,13 +108,18 @@ def cmd_features(args: argparse.Namespace) -> int:
 def _print_scores(metrics: dict) -> None:
     from tabulate import tabulate
 
+    def num(value: float | None) -> str:
+        return f"{value:.4f}" if value is not None else "-"
+
     rows = [
-        [name, rec["status"], f"{rec['auroc']:.4f}" if rec["auroc"] is not None else rec.get("reason", "")]
+        [name, rec["status"], num(rec["auroc"]) if rec["auroc"] is not None else rec.get("reason", ""),
+         num(rec.get("untrained_auroc"))]
         for name, rec in metrics["scores"].items()
     ]
-    print(tabulate(rows, headers=["score", "status", "AUROC"], tablefmt="github"))
+    print(tabulate(rows, headers=["score", "status", "AUROC", "untrained encoder"], tablefmt="github",
+                   disable_numparse=True))
     if metrics.get("aulc") is not None:
-        print(f"AULC (learning curve, {metrics['curve_points']} points): {metrics['aulc']:.4f}")
+        print(f"AULC (learning curve, {metrics['curve_points']} points after epoch 0): {metrics['aulc']:.4f}")
 
 
 def cmd_score(args: argparse.Namespace) -> int:

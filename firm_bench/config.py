@@ -18,7 +18,7 @@ import copy
 import functools
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import jsonschema
 import yaml
@@ -181,11 +181,45 @@ def _check_names(cfg: dict) -> None:
         problems.append(f"dataset.ood={ds['ood']!r} needs dataset.cls: all (the whole training set is in-distribution)")
     if ds["ood"] is not None and ds["ood"] not in datasets:
         problems.append(f"dataset.ood: unknown value {ds['ood']!r}; valid: {', '.join(datasets)}")
+    if ds["name"] in datasets and ds["cls"] != "all":
+        try:  # one class, one name: "bottle" and 0 are the same MVTec run (the dataset's class_ids)
+            ds["cls"] = catalog.dataset(ds["name"]).class_id(ds["cls"], ds["name"])
+        except ValueError as exc:
+            problems.append(f"dataset.cls: {exc}")
     angles = cfg["features"]["angles"]
     if angles[0] != 0:
         problems.append(f"features.angles: must start with 0 (the unrotated view), got {angles}")
     if problems:
         raise ConfigError("invalid run config:\n  " + "\n  ".join(problems))
+
+
+class Protocol(NamedTuple):
+    """What a run's null / auto protocol keys resolve to (the dataset's defaults; ``catalog.DatasetEntry``)."""
+
+    image_size: int  # training images (dataset.image_size)
+    eval_size: int  # bank and test images of the scores and the learning curve (features.image_size)
+    eval_zoom: float  # test transform Resize(zoom * eval_size) -> CenterCrop(eval_size) (features.zoom)
+    batching: str  # "pool" | "paired" (optim.batching)
+
+    def labels(self) -> dict:
+        return {"image_size": self.image_size, "eval_size": self.eval_size, "eval_zoom": self.eval_zoom,
+                "batching": self.batching}
+
+
+def protocol(cfg: Mapping) -> Protocol:
+    """The resolved image sizes, test-transform zoom and batching of a validated run config (no torch)."""
+    from firm_bench import catalog
+
+    entry = catalog.dataset(cfg["dataset"]["name"])
+    size = int(cfg["dataset"]["image_size"] or entry.image_size)
+    f = cfg["features"]
+    batching = cfg["optim"]["batching"]
+    return Protocol(
+        image_size=size,
+        eval_size=int(f["image_size"] or entry.eval_size or size),
+        eval_zoom=float(f["zoom"] if f["zoom"] is not None else entry.eval_zoom),
+        batching=entry.batching if batching == "auto" else batching,
+    )
 
 
 def resolve(

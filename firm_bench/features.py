@@ -28,7 +28,7 @@ from torch import Tensor
 
 from firm_bench import runs
 from firm_bench.runs import OOD_PREFIX, TEST_EVALSET, cache_path, meta_path  # noqa: F401 - the layout lives in runs
-from firm_bench.augment import ensemble_crops, test_transform
+from firm_bench.augment import TEST_ZOOM, ensemble_crops, test_transform
 from firm_bench.models import FirmModel, create_model
 from firm_bench.scores import FeatureCache
 from firm_bench.speed.options import autocast_bf16
@@ -74,10 +74,12 @@ def encode(
     *,
     keep_on_device: bool = False,
     bf16: bool = False,
+    zoom: float = TEST_ZOOM,
 ) -> Tensor:
     """Encoder features (N, D) float32 of uint8 images under the test transform, batch by batch.
 
-    Eval mode. The features are gathered on the CPU, or with ``keep_on_device``
+    Test transform: Resize(int(zoom size)) -> CenterCrop(size) -> normalise
+    (``augment.test_transform``; zoom 1.125, MVTec 1). Eval mode. The features are gathered on the CPU, or with ``keep_on_device``
     left on ``device`` (the learning curve's ``speed.fast_eval``); ``bf16``:
     bfloat16 autocast of the forward passes (``speed.eval_bf16``).
     """
@@ -88,7 +90,7 @@ def encode(
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = test_transform(images[i : i + batch_size].to(device), size, mean_t, std_t)
+        x = test_transform(images[i : i + batch_size].to(device), size, mean_t, std_t, zoom)
         with autocast_bf16(device, bf16):
             out.append(model.features(x).float().to(home))
     model.train(was_training)
@@ -133,21 +135,25 @@ def extract_features(
     device: torch.device,
     seed: int,
     progress: bool = False,
+    zoom: float = TEST_ZOOM,
 ) -> FeatureCache:
-    """Every view's features: bank and test per angle, ``crops`` test crops per angle."""
+    """Every view's features: bank and test per angle, ``crops`` test crops per angle.
+
+    ``size`` and ``zoom``: the test transform's (Resize(int(zoom size)) -> CenterCrop(size)).
+    """
     from tqdm.auto import tqdm
 
     gen = torch.Generator().manual_seed(seed + 7919)
     bank, test, test_crops = [], [], []
     for angle in tqdm(angles, desc="features", unit="angle", disable=not progress):
-        bank.append(encode(model, rotate(bank_images, angle), size, mean, std, batch_size, device))
+        bank.append(encode(model, rotate(bank_images, angle), size, mean, std, batch_size, device, zoom=zoom))
         rotated = rotate(test_images, angle)
-        test.append(encode(model, rotated, size, mean, std, batch_size, device))
+        test.append(encode(model, rotated, size, mean, std, batch_size, device, zoom=zoom))
         if crops:
             per_crop = [[] for _ in range(crops)]
             for i in range(0, len(rotated), batch_size):
                 views = ensemble_crops(
-                    rotated[i : i + batch_size].to(device), size, crops, tuple(crop_scale), gen, mean, std
+                    rotated[i : i + batch_size].to(device), size, crops, tuple(crop_scale), gen, mean, std, zoom
                 )
                 for c in range(crops):
                     per_crop[c].append(encode_views(model, views[c], batch_size, device))
@@ -181,31 +187,30 @@ def extract_run_features(
         reason = runs.read_json(trained).get("reason")
         runs.atomic_write_json(meta_path(run_dir, evalset), {"state": "failed", "reason": f"training failed: {reason}"})
         return meta_path(run_dir, evalset)
+    from firm_bench.train import initial_model
+
     device = runs.pick_device(cfg["device"])
     model, epoch = load_trained_model(run_dir, cfg, device)
     data = evalset_data(cfg, evalset)
     f = cfg["features"]
-    cache = extract_features(
-        model,
-        data.train_ids,
-        data.test_images,
-        data.test_targets,
-        size=data.image_size,
-        mean=data.mean,
-        std=data.std,
-        angles=f["angles"],
-        crops=f["crops"],
-        crop_scale=f["crop_scale"],
-        batch_size=f["batch_size"],
-        device=device,
-        seed=int(cfg["seed"]),
-        progress=progress,
-    )
+
+    def extract(net: FirmModel) -> FeatureCache:
+        return extract_features(
+            net, data.train_ids, data.test_images, data.test_targets, size=data.eval_size, mean=data.mean,
+            std=data.std, zoom=data.eval_zoom, angles=f["angles"], crops=f["crops"], crop_scale=f["crop_scale"],
+            batch_size=f["batch_size"], device=device, seed=int(cfg["seed"]), progress=progress,
+        )
+
+    cache = extract(model)
     cache.save(cache_path(run_dir, evalset))
+    if f["untrained"]:  # the same views of the encoder at initialisation (same crops: same seed)
+        extract(initial_model(cfg).to(device).eval()).save(cache_path(run_dir, evalset, runs.UNTRAINED))
     runs.atomic_write_json(
         meta_path(run_dir, evalset),
         {"state": "ok", "evalset": evalset, "checkpoint": cfg["checkpoint"]["select"], "epoch": epoch, "angles": list(cache.angles),
          "crops": f["crops"], "n_bank": int(cache.bank.shape[1]), "n_test": int(cache.test.shape[1]),
-         "dim": int(cache.bank.shape[2])},
+         "dim": int(cache.bank.shape[2]), "eval_size": data.eval_size, "eval_zoom": data.eval_zoom,
+         "normalization": {"setting": cfg["dataset"]["normalization"], "mean": list(data.mean), "std": list(data.std)},
+         "untrained": bool(f["untrained"])},
     )
     return meta_path(run_dir, evalset)

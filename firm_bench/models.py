@@ -10,7 +10,9 @@
 - Projection head: ``head_layers`` bias-free Linear layers
   (512 -> 1024, 6 x 1024 -> 1024, 1024 -> 128 in the paper), BatchNorm1d +
   ReLU after each but the last, a final BatchNorm1d(128, affine=False), then
-  L2 normalisation.
+  L2 normalisation. Linear weights Kaiming-normal (fan_out, relu) as the
+  reference's ``initialize_weights`` (``model.head_init: kaiming``), or
+  PyTorch's default (``torch``).
 
 Every BatchNorm uses ``bn_momentum`` in PyTorch's sense (the reference code
 used 0.9, a TensorFlow value; see the schema). All anomaly scores use the
@@ -112,12 +114,25 @@ def resnet18_imagenet(width: float = 1.0, bn_momentum: float = 0.1) -> nn.Module
     return _TorchvisionEncoder(torchvision.models.resnet18(weights=None, norm_layer=norm), 512)
 
 
+HEAD_INITS = ("kaiming", "torch")
+
+
 def projection_head(
-    in_dim: int, hidden: int = 1024, out_dim: int = 128, layers: int = 8, bn_momentum: float = 0.1
+    in_dim: int, hidden: int = 1024, out_dim: int = 128, layers: int = 8, bn_momentum: float = 0.1,
+    init: str = "kaiming",
 ) -> nn.Sequential:
-    """The projection MLP: ``layers`` bias-free Linear layers, BN + ReLU between, BN(affine=False) last."""
+    """The projection MLP: ``layers`` bias-free Linear layers, BN + ReLU between, BN(affine=False) last.
+
+    init ``kaiming``: every Linear weight ~ kaiming_normal_(mode="fan_out",
+    nonlinearity="relu"), as the reference initialised the whole model
+    (Willtl/firm util.py ``initialize_weights``; BatchNorm weight 1, bias 0,
+    which is PyTorch's default too); ``torch``: PyTorch's Linear default
+    (kaiming_uniform_, a = sqrt(5)).
+    """
     if layers < 1:
         raise ValueError(f"model.head_layers must be >= 1, got {layers}")
+    if init not in HEAD_INITS:
+        raise ValueError(f"model.head_init={init!r}; valid: {', '.join(HEAD_INITS)}")
     mods: list[nn.Module] = []
     dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
     for i in range(layers):
@@ -125,6 +140,10 @@ def projection_head(
         if i < layers - 1:
             mods += [nn.BatchNorm1d(dims[i + 1], momentum=bn_momentum), nn.ReLU(inplace=True)]
     mods.append(nn.BatchNorm1d(out_dim, affine=False, momentum=bn_momentum))
+    if init == "kaiming":
+        for m in mods:
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     return nn.Sequential(*mods)
 
 
@@ -164,5 +183,6 @@ def create_model(model_cfg: dict) -> FirmModel:
         out_dim=int(model_cfg["proj_dim"]),
         layers=int(model_cfg["head_layers"]),
         bn_momentum=momentum,
+        init=str(model_cfg.get("head_init", "kaiming")),
     )
     return FirmModel(encoder, head)

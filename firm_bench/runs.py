@@ -159,9 +159,16 @@ OOD_PREFIX = "ood-"    # ood-<name>: this dataset's test set vs OOD set <name> (
 CURVE_FILE = "curve.csv"
 
 
-def cache_path(run_dir: str | Path, evalset: str = TEST_EVALSET) -> Path:
-    """``features/<evalset>/cache.pt``: the FeatureCache of one evaluation set."""
-    return Path(run_dir) / "features" / evalset / "cache.pt"
+UNTRAINED = "untrained"  # the run's encoder at initialisation (the untrained-encoder baseline)
+
+
+def cache_path(run_dir: str | Path, evalset: str = TEST_EVALSET, model: str = "trained") -> Path:
+    """The FeatureCache of one evaluation set: ``features/<evalset>/cache.pt`` of the trained
+    model, ``features/<evalset>/untrained/cache.pt`` of the encoder at initialisation (``model``)."""
+    if model not in ("trained", UNTRAINED):
+        raise ValueError(f"model must be 'trained' or {UNTRAINED!r}, got {model!r}")
+    base = Path(run_dir) / "features" / evalset
+    return base / "cache.pt" if model == "trained" else base / UNTRAINED / "cache.pt"
 
 
 def meta_path(run_dir: str | Path, evalset: str = TEST_EVALSET) -> Path:

@@ -25,8 +25,11 @@ from firm_bench import runs
 from firm_bench.catalog import score_family
 
 ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "seed", "evalset", "score", "k"]
-VALUE_COLUMNS = ["auroc", "aulc", "status", "reason"]
-LABEL_COLUMNS = ["schedule", "checkpoint", "bn_momentum", "tau", "batch_size", "epochs", "train_seconds", "run_dir"]
+VALUE_COLUMNS = ["auroc", "aulc", "status", "reason", "untrained_auroc"]
+#: the recipe labels of each row (evaluate.recipe_labels); where they differ from the reference: docs/FAITHFULNESS.md
+LABEL_COLUMNS = ["schedule", "checkpoint", "select_score", "bn_momentum", "head_init", "tau", "batch_size", "epochs",
+                 "normalization", "precision", "image_size", "eval_size", "eval_zoom", "batching", "train_seconds",
+                 "run_dir"]
 COLUMNS = ID_COLUMNS + VALUE_COLUMNS + LABEL_COLUMNS
 
 
@@ -86,7 +89,8 @@ def experiment_rows(
                 elif rec is None:
                     row.update(status="missing", reason=f"no {evalset}/{key} score in {metrics_path}", auroc=None)
                 else:
-                    row.update(status=rec["status"], reason=rec.get("reason"), auroc=rec.get("auroc"))
+                    row.update(status=rec["status"], reason=rec.get("reason"), auroc=rec.get("auroc"),
+                               untrained_auroc=rec.get("untrained_auroc"))
                 rows.append(row)
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["k"] = df["k"].astype("Int64")

@@ -43,7 +43,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 from firm_bench import config as config_mod
 from firm_bench import runs
 from firm_bench.runs import read_curve  # noqa: F401 - re-exported (tests, callers)
-from firm_bench.augment import AugmentConfig, TwoViewAugment
+from firm_bench.augment import TEST_ZOOM, AugmentConfig, TwoViewAugment
 from firm_bench.datasets import ImageSet, get_dataset, load_split, one_class_split, ood_split
 from firm_bench.features import as_extracted, encode
 from firm_bench.losses import get_loss
@@ -67,8 +67,8 @@ from firm_bench.speed.options import cudnn_benchmark
 SCHEDULES: Registry[Callable[..., LRScheduler]] = Registry("schedule")
 
 TRAINED_FILE = "trained.json"  # written last: the workflow's "training finished" marker
+#: curve.csv columns; with ``checkpoint.select: best_test`` also ``select_auroc`` (the selection score)
 CURVE_FIELDS = ("epoch", "auroc", "loss", "lr", "elapsed_s")
-DEFAULT_IMAGE_SIZE = 32
 
 
 @SCHEDULES.register("onecycle")
@@ -116,15 +116,25 @@ class RunData:
     train_ids: torch.Tensor  # uint8 (N, 3, S, S) normal-class training images
     test_images: torch.Tensor  # uint8 (Nt, 3, S, S)
     test_targets: torch.Tensor  # int64 (Nt,), 1 = normal
-    image_size: int
+    image_size: int  # side of the training images
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    eval_size: int = 0  # side the bank and test images are evaluated at (0: image_size)
+    eval_zoom: float = TEST_ZOOM  # the test transform's Resize(zoom * eval_size) -> CenterCrop(eval_size)
+
+    def __post_init__(self) -> None:
+        if not self.eval_size:
+            self.eval_size = self.image_size
+
+    @property
+    def eval_view(self) -> tuple[int, tuple[float, ...], tuple[float, ...], float]:
+        """(size, mean, std, zoom) of the test transform: what ``features.encode`` takes."""
+        return self.eval_size, self.mean, self.std, self.eval_zoom
 
 
 def image_size_of(cfg: dict) -> int:
     """``dataset.image_size``, else the dataset's paper size (32; Cats-vs-Dogs 64; MVTec 256)."""
-    size = cfg["dataset"]["image_size"] or getattr(get_dataset(cfg["dataset"]["name"]), "default_image_size", None)
-    return int(size or DEFAULT_IMAGE_SIZE)
+    return config_mod.protocol(cfg).image_size
 
 
 def load_run_data(cfg: dict) -> RunData:
@@ -136,7 +146,8 @@ def load_run_data(cfg: dict) -> RunData:
     image and no test set (no learning curve; evaluate with ``firm-bench features --evalset ood-<name>``).
     """
     ds = cfg["dataset"]
-    size = image_size_of(cfg)
+    proto = config_mod.protocol(cfg)
+    size = proto.image_size
     info = get_dataset(ds["name"])
     if ds["ood"] is not None:
         train, test, targets = ood_split(ds["name"], ds["ood"], root=ds["root"], image_size=size, download=ds["download"])
@@ -148,12 +159,28 @@ def load_run_data(cfg: dict) -> RunData:
         train, test, targets = one_class_split(
             ds["name"], ds["cls"], root=ds["root"], image_size=size, download=ds["download"]
         )
-    return RunData(train.images, test.images, targets, size, tuple(info.mean), tuple(info.std))
+    mean, std = info.stats(ds["normalization"])
+    return RunData(train.images, test.images, targets, size, tuple(mean), tuple(std), proto.eval_size, proto.eval_zoom)
+
+
+def initial_model(cfg: dict) -> FirmModel:
+    """The run's model at initialisation: ``create_model`` under ``torch.manual_seed(seed)``, on the CPU.
+
+    Deterministic, so the untrained-encoder baseline of a run (features of the
+    encoder before its first step) is rebuilt from the config alone. It
+    depends only on the seed and the ``model`` section, not on the loss: every
+    loss of a seed starts from the same weights.
+    """
+    torch.manual_seed(int(cfg["seed"]))
+    return create_model(cfg["model"])
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator of all randomness of one epoch (exact resume)."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+ROTATIONS = (0, 90, 180, 270)
 
 
 @torch.no_grad()
@@ -166,31 +193,45 @@ def evaluate_knn(
     *,
     on_device: bool = False,
     bf16: bool = False,
-) -> float:
+    rot: bool = False,
+) -> float | tuple[float, float]:
     """Learning-curve AUROC: mean cosine similarity to the k nearest training features.
 
-    Bank: ``data.train_ids``; test: ``data.test_images`` (test transform).
-    ``on_device`` (``speed.fast_eval``): the features stay on ``device`` and
-    the search runs there (one host read), and the forward passes run as
-    ``firm-bench features`` runs them (NCHW weights, no cuDNN autotuning), so
-    the curve's last point equals the cache's ``cos``. Off: features gathered
-    on the CPU and searched there. The same number either way on the CPU.
-    ``bf16``: autocast of the forward passes (``speed.eval_bf16``).
+    Bank: ``data.train_ids``; test: ``data.test_images`` (test transform at
+    ``data.eval_view``). ``rot``: also the rotation score (the k-NN cos
+    averaged over the test and bank images rotated by 0/90/180/270 degrees,
+    each angle against the bank at the same angle; the reference's
+    ``cos_5_angled``, by which it selected its checkpoint) and return
+    ``(cos, rot)``. ``on_device`` (``speed.fast_eval``): the features stay on
+    ``device`` and the search runs there (one host read), and the forward
+    passes run as ``firm-bench features`` runs them (NCHW weights, no cuDNN
+    autotuning), so the curve's last point equals the cache's ``cos``. Off:
+    features gathered on the CPU and searched there. The same number either
+    way on the CPU. ``bf16``: autocast of the forward passes (``speed.eval_bf16``).
     """
+    from firm_bench.features import rotate
+
     net = as_extracted(model) if on_device else model
-    args = (data.image_size, data.mean, data.std, batch_size, device)
+    size, mean, std, zoom = data.eval_view
+    args = (size, mean, std, batch_size, device)
+    sims = []
     with cudnn_benchmark(False) if on_device else contextlib.nullcontext():
-        bank = encode(net, data.train_ids, *args, keep_on_device=on_device, bf16=bf16)
-        test = encode(net, data.test_images, *args, keep_on_device=on_device, bf16=bf16)
-    sims = knn_mean_similarity(
-        torch.nn.functional.normalize(test, dim=1), torch.nn.functional.normalize(bank, dim=1), k=k
-    )
-    return auroc(sims.cpu().numpy(), data.test_targets.cpu().numpy())
+        for angle in ROTATIONS if rot else ROTATIONS[:1]:
+            bank = encode(net, rotate(data.train_ids, angle), *args, keep_on_device=on_device, bf16=bf16, zoom=zoom)
+            test = encode(net, rotate(data.test_images, angle), *args, keep_on_device=on_device, bf16=bf16, zoom=zoom)
+            sims.append(knn_mean_similarity(
+                torch.nn.functional.normalize(test, dim=1), torch.nn.functional.normalize(bank, dim=1), k=k))
+    targets = data.test_targets.cpu().numpy()
+    cos = auroc(sims[0].cpu().numpy(), targets)
+    if not rot:
+        return cos
+    return cos, auroc(torch.stack(sims).mean(dim=0).cpu().numpy(), targets)
 
 
 def _write_curve(run_dir: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CURVE_FIELDS, lineterminator="\n")
+    fields = CURVE_FIELDS + (("select_auroc",) if rows and "select_auroc" in rows[0] else ())
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     runs.atomic_write_text(run_dir / runs.CURVE_FILE, buf.getvalue())
@@ -222,10 +263,27 @@ class Training:
     outliers: object
     fixed_set: tuple[torch.Tensor, torch.Tensor] | None
     steps_per_epoch: int
-    batch: int
+    batch: int  # rows per step (paired: ids_per_step x (1 + copies))
     seed: int
     bank_images: torch.Tensor
     test_images: torch.Tensor
+    ids_per_step: int | None = None  # paired batches (optim.batching): ID images per step; None = pooled
+
+    def shuffle(self, n_rows: int, gen: torch.Generator) -> torch.Tensor:
+        """The epoch's row order, ``steps_per_epoch * batch`` indices into the epoch's training set.
+
+        pool: a permutation of all ``n_rows`` ID + outlier rows, cut into batches (drop_last).
+        paired: a permutation of the N ID images cut into groups of ``ids_per_step``; each step
+        holds a group's IDs, then for each copy t the outliers made from them (rows t N + j,
+        the ``OutlierSource`` pairing contract), as the reference's MVTec loader concatenated
+        [B originals, B CutPaste, B scar].
+        """
+        if self.ids_per_step is None:
+            return torch.randperm(n_rows, generator=gen)[: self.steps_per_epoch * self.batch]
+        n = int(self.data.train_ids.shape[0])
+        ids = torch.randperm(n, generator=gen)[: self.steps_per_epoch * self.ids_per_step]
+        ids = ids.view(self.steps_per_epoch, self.ids_per_step)
+        return torch.cat([ids + t * n for t in range(n_rows // n)], dim=1).flatten()
 
     def prepare(self, epoch: int) -> EpochData:
         """The training set, shuffle and (``speed.predraw``) draws of ``epoch``, on the device.
@@ -242,7 +300,7 @@ class Training:
             if self.opts.fast_loss:
                 _check_labels(labels)
         images, labels = to_device(images, self.device, fast), to_device(labels, self.device, fast)
-        order = torch.randperm(images.shape[0], generator=gen)[: self.steps_per_epoch * self.batch]
+        order = self.shuffle(images.shape[0], gen)
         draws = None
         if self.opts.predraw:
             size = self.data.image_size
@@ -250,8 +308,8 @@ class Training:
             draws = draws.to(self.device, non_blocking=fast)
         return EpochData(images, labels, to_device(order, self.device, fast), draws, gen)
 
-    def evaluate(self, data: RunData | None = None) -> float:
-        """Learning-curve AUROC of the current model (k-NN cosine, ``eval.k``).
+    def evaluate(self, data: RunData | None = None, rot: bool = False) -> float | tuple[float, float]:
+        """Learning-curve AUROC of the current model (k-NN cosine, ``eval.k``); with ``rot`` also the rotation score.
 
         ``data``: evaluate on another bank and test set (benchmarks: CIFAR-sized
         sets) instead of the run's own.
@@ -259,7 +317,8 @@ class Training:
         k, batch = self.cfg["eval"]["k"], int(self.cfg["features"]["batch_size"])
         # the run's own: its bank and test images, on the device when resident
         d = replace(self.data, train_ids=self.bank_images, test_images=self.test_images) if data is None else data
-        return evaluate_knn(self.model, d, k, batch, self.device, on_device=self.opts.fast_eval, bf16=self.opts.eval_bf16)
+        return evaluate_knn(self.model, d, k, batch, self.device, on_device=self.opts.fast_eval,
+                            bf16=self.opts.eval_bf16, rot=rot)
 
     def speed_record(self) -> dict:
         """The resolved ``speed`` options and what became of the graph and compile attempts."""
@@ -276,8 +335,7 @@ def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOp
     """Model, optimiser, schedule, loss, augmentation and engine of a validated run config."""
     opts = opts if opts is not None else resolve_speed(cfg["speed"], device)
     seed = int(cfg["seed"])
-    torch.manual_seed(seed)
-    model = create_model(cfg["model"]).to(device)
+    model = initial_model(cfg).to(device)
     if opts.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optim_cfg = cfg["optim"]
@@ -294,11 +352,23 @@ def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOp
             _check_labels(fixed_set[1])
     n_train = (fixed_set[0] if fixed_set else outliers.epoch(data.train_ids, gen0)[0]).shape[0]
     batch = int(optim_cfg["batch_size"])
-    steps_per_epoch = n_train // batch
+    ids_per_step = None
+    if config_mod.protocol(cfg).batching == "paired":
+        n_ids = int(data.train_ids.shape[0])
+        if not getattr(outliers, "paired", False) or n_train % n_ids:
+            raise config_mod.ConfigError(
+                f"optim.batching=paired ({'the default of dataset ' + repr(cfg['dataset']['name']) if optim_cfg['batching'] == 'auto' else 'set'}) "
+                f"needs outliers made from the ID images, each ID's copies aligned with it (rot, cutpaste, scar, "
+                f"cutpaste_scar, nsa, ref_cutpaste_scar, ref_nsa); outliers.name={cfg['outliers']['name']!r} is not: "
+                "set optim.batching=pool or another outliers.name")
+        ids_per_step, batch = batch, batch * (n_train // n_ids)
+        steps_per_epoch = n_ids // ids_per_step
+    else:
+        steps_per_epoch = n_train // batch
     if steps_per_epoch == 0:
+        what = f"{data.train_ids.shape[0]} ID images" if ids_per_step else f"{n_train} images with outliers"
         raise config_mod.ConfigError(
-            f"optim.batch_size={batch} is larger than the training set ({n_train} images with outliers); "
-            "lower optim.batch_size"
+            f"optim.batch_size={ids_per_step or batch} is larger than the training set ({what}); lower optim.batch_size"
         )
     epochs = int(optim_cfg["epochs"])
     scheduler = SCHEDULES.get(optim_cfg["schedule"])(optimizer, epochs * steps_per_epoch, steps_per_epoch, optim_cfg)
@@ -309,7 +379,7 @@ def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOp
     bank = data.train_ids.to(device) if resident else data.train_ids
     test = data.test_images.to(device) if resident else data.test_images
     return Training(cfg, data, device, opts, model, optimizer, scheduler, engine, outliers, fixed_set,
-                    steps_per_epoch, batch, seed, bank, test)
+                    steps_per_epoch, batch, seed, bank, test, ids_per_step)
 
 
 def train(
@@ -375,17 +445,23 @@ def train(
             },
         )
 
+    ck = cfg["checkpoint"]
+    selecting = ck["select"] == "best_test"  # the reference's test-set model selection (labelled)
+    select_by_rot = selecting and ck["select_score"] == "rot"
+
     def record_eval(epoch: int, loss_value: float, elapsed: float) -> None:
         if len(data.test_targets) == 0:  # cls: all without dataset.ood: nothing to evaluate on
             return
-        value = t.evaluate()
+        value, select_value = t.evaluate(rot=True) if select_by_rot else (t.evaluate(),) * 2
         model.train()
-        curve.append(
-            {"epoch": epoch, "auroc": value, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"], "elapsed_s": elapsed}
-        )
+        row = {"epoch": epoch, "auroc": value, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"], "elapsed_s": elapsed}
+        if selecting:
+            row["select_auroc"] = select_value
+        curve.append(row)
         _write_curve(run_dir, curve)
-        if best["auroc"] is None or value > best["auroc"]:
-            best.update(auroc=value, epoch=epoch)
+        # the reference chose among its checkpoints of epochs eval.every, 2 eval.every, ...: never the untrained model
+        if epoch > 0 and (best["auroc"] is None or select_value > best["auroc"]):
+            best.update(auroc=select_value, epoch=epoch)
             runs.atomic_torch_save(ckpt_dir / "best_test.pt", {"model": model.state_dict(), "epoch": epoch})
 
     def fail(reason: str, epoch: int) -> TrainingFailed:

@@ -138,21 +138,20 @@ def recipe_name(preset: str, variant: str) -> str:
 
 
 def _classes(dataset: str, classes: Any) -> list[str]:
-    names = catalog.dataset(dataset).classes
-    if classes == "all":
-        return [str(i) for i in range(len(names))]
+    """The run ids of an experiment's classes (``all``, or indices / names): each class's canonical id.
+
+    A dataset names its classes in runs as the paper does (``catalog.DatasetEntry.class_ids``):
+    by index (CIFAR-10 ``3``) or by name (MVTec ``bottle``); either spelling is accepted here.
+    """
+    entry = catalog.dataset(dataset)
+    wanted = range(len(entry.classes)) if classes == "all" else classes
     out = []
-    for c in classes:
-        if isinstance(c, int) and 0 <= c < len(names):
-            out.append(str(c))
-        elif isinstance(c, str) and c in names:
-            out.append(str(names.index(c)))
-        else:
-            raise ConfigError(
-                f"experiments: class {c!r} of dataset {dataset!r} is unknown; valid: 0..{len(names) - 1} or "
-                f"{', '.join(names)}"
-            )
-    return out
+    for c in wanted:
+        try:
+            out.append(str(entry.class_id(c, dataset)))
+        except ValueError as exc:
+            raise ConfigError(f"experiments: {exc}") from None
+    return list(dict.fromkeys(out))
 
 
 def _check(kind: str, values: Iterable[str], key: str, where: str) -> None:

@@ -31,7 +31,7 @@ def test_train_features_scores_end_to_end(tmp_path):
     assert result.epochs == 2 and 0.0 <= result.final_auroc <= 1.0
     assert (run / "checkpoints" / "last.pt").exists() and (run / "checkpoints" / "best_test.pt").exists()
     assert runs.read_status(run)["state"] == "ok"
-    assert [row["epoch"] for row in read_curve(run)] == [1, 2]
+    assert [row["epoch"] for row in read_curve(run)] == [0, 1, 2]  # epoch 0: the untrained model (eval.at_start)
     assert config.load_yaml(run / "config.yaml") == cfg
     assert runs.read_json(run / "versions.json")["torch"] == torch.__version__
 
@@ -51,7 +51,49 @@ def test_train_features_scores_end_to_end(tmp_path):
     # the learning curve's last point is the cos score of the last checkpoint
     assert metrics["scores"]["cos_k5"]["auroc"] == pytest.approx(metrics["final_auroc"], abs=1e-6)
     assert metrics["recipe"]["checkpoint"] == "last" and metrics["recipe"]["schedule"] == "onecycle"
+    assert metrics["recipe"]["precision"] == "fp32" and metrics["recipe"]["eval_zoom"] == 1.125
+    # the untrained-encoder baseline: every score of the encoder at initialisation, from its own cache;
+    # its cos equals the curve's epoch-0 point, which AULC leaves out (2 points after epoch 0)
+    untrained = FeatureCache.load(cache_path(run, model=runs.UNTRAINED))
+    assert untrained.test.shape == cache.test.shape and not torch.equal(untrained.test, cache.test)
+    assert all(rec["untrained_auroc"] is not None and 0 <= rec["untrained_auroc"] <= 1
+               for rec in metrics["scores"].values())
+    assert metrics["scores"]["cos_k5"]["untrained_auroc"] == pytest.approx(read_curve(run)[0]["auroc"], abs=1e-6)
+    assert metrics["untrained_curve_auroc"] == read_curve(run)[0]["auroc"] and metrics["curve_points"] == 2
     assert not list(run.rglob("*.tmp"))
+
+
+def test_untrained_model_depends_on_seed_and_model_only():
+    """The baseline is the seed's initial weights: the same for every loss and outlier source, not for another seed."""
+    from firm_bench.train import initial_model
+
+    def weights(**kw):
+        return torch.cat([p.detach().flatten() for p in initial_model(smoke(**kw)).parameters()])
+
+    a = weights(**{"loss.name": "firm"})
+    assert torch.equal(a, weights(**{"loss.name": "ntxent", "outliers.name": "none", "optim.lr": 0.3}))
+    assert not torch.equal(a, weights(**{"seed": 1}))
+
+
+@pytest.mark.slow
+def test_best_test_selects_by_the_rotation_score(tmp_path):
+    """checkpoint.select best_test picks the evaluated epoch (never epoch 0) with the best rot score at eval.k,
+    the reference's cos_5_angled; the curve's select_auroc equals rot of that checkpoint's feature cache."""
+    cfg = smoke(**{"optim.epochs": 3, "checkpoint.select": "best_test", "features.crops": 0,
+                   "features.untrained": "false"})
+    assert cfg["checkpoint"]["select_score"] == "rot"  # the schema default: the reference's choice
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    curve = read_curve(run)
+    assert [r["epoch"] for r in curve] == [0, 1, 2, 3] and all("select_auroc" in r for r in curve)
+    trained = [r for r in curve if r["epoch"] > 0]
+    best = max(trained, key=lambda r: r["select_auroc"])  # first maximum, as np.argmax
+    assert torch.load(run / "checkpoints" / "best_test.pt", weights_only=False)["epoch"] == best["epoch"]
+    extract_run_features(cfg, run)
+    score_run(cfg, run, names=["rot", "cos"], ks=[cfg["eval"]["k"]])
+    scores = runs.read_json(run / "metrics.json")["scores"]
+    assert scores["rot_k5"]["auroc"] == pytest.approx(best["select_auroc"], abs=1e-6)
+    assert scores["cos_k5"]["auroc"] == pytest.approx(best["auroc"], abs=1e-6)
 
 
 @pytest.mark.slow

@@ -38,9 +38,7 @@ Protocols (targets 1 = normal / in-distribution, 0 = anomalous / OOD):
 from __future__ import annotations
 
 import importlib
-import operator
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -140,38 +138,17 @@ def resolve_root(name: str, root: str | os.PathLike | None) -> str:
     return default_root(root, get_dataset(name).root_env)
 
 
-def _slug(text: str) -> str:
-    """Lower case, runs of non-alphanumerics as "_": "T-shirt/top" -> "t_shirt_top"."""
-    return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
-
-
 def class_index(name: str, cls: int | str) -> int:
     """The index of class ``cls`` of dataset ``name``: an index, or a class name.
 
-    Names match exactly, else after lower-casing with every run of
-    non-alphanumerics as "_" (so "ankle_boot" and "t_shirt_top" name
-    Fashion-MNIST's "Ankle boot" and "T-shirt/top": usable as wildcards and
-    directory names); a string of digits is an index. Raises ValueError
-    listing the valid names and indices.
+    The matching rules are ``catalog.class_index``'s (exact name, else the
+    name with every run of non-alphanumerics as "_", so "ankle_boot" names
+    Fashion-MNIST's "Ankle boot"; a string of digits is an index). Raises
+    ValueError listing the valid names and indices.
     """
-    info = get_dataset(name)
-    k = len(info.classes)
-    names = ", ".join(f"{i}={c}" for i, c in enumerate(info.classes))
-    if isinstance(cls, str):
-        if cls in info.classes:
-            return info.classes.index(cls)
-        slugs = [_slug(c) for c in info.classes]
-        if _slug(cls) and slugs.count(_slug(cls)) == 1:
-            return slugs.index(_slug(cls))
-        if not cls.strip().isdigit():
-            extra = (" ('all' is the unlabeled multiclass OOD protocol: use ood_split / "
-                     "dataset.ood)" if cls == "all" else "")
-            raise ValueError(f"unknown class {cls!r} for {name!r}{extra}; valid names "
-                             f"(or their indices 0..{k - 1}): {names}")
-        cls = int(cls)
-    if isinstance(cls, bool) or not 0 <= operator.index(cls) < k:
-        raise ValueError(f"class {cls!r} is out of range for {name!r}: valid 0..{k - 1} ({names})")
-    return operator.index(cls)
+    from firm_bench.catalog import class_index as match  # torch-free: config validation uses it too
+
+    return match(get_dataset(name).classes, cls, name)
 
 
 def load_split(

@@ -122,6 +122,9 @@ class DataProblem(Exception):
 
 
 Role = Literal["one_class", "ood", "oe"]
+ClassIds = Literal["index", "name"]
+Batching = Literal["pool", "paired"]
+Stats = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, std)
 OneClass = Callable[[str, int, bool, "int | None"], "tuple[ImageSet, ImageSet, torch.Tensor]"]
 Check = Callable[[str, bool], "list[str]"]
 
@@ -146,6 +149,29 @@ class DatasetInfo:
     ``check(root, download) -> report lines``: the dataset's own ``data check``
     body (MVTec: headers only, without decoding GBs); None = load every split.
     ``root_env``: an environment variable consulted before $FIRM_BENCH_DATA.
+
+    The evaluation protocol, as the reference code's evaluators ran it
+    (``Willtl/firm`` ``evaluate_oneclass.py``, ``get_loader`` /
+    ``get_transform``; a run's ``features.zoom: null`` / ``features.image_size:
+    null`` / ``optim.batching: auto`` / ``dataset.normalization`` resolve to
+    these):
+
+    ``class_ids``: how runs, run directories, summaries and tables name a
+    class: ``index`` (CIFAR, Fashion-MNIST, Cats-vs-Dogs: the paper numbers
+    them) or ``name`` (MVTec AD: the paper names them, "bottle").
+    ``eval_zoom``: the test transform's Resize(int(zoom * size)) ->
+    CenterCrop(size) factor (1.125; MVTec 1.0: the reference's evaluator
+    resized MVTec without the zoom-and-crop, which would cut ~5.5% of each
+    border, where many defects sit).
+    ``eval_size``: the image side the bank and test images are evaluated at;
+    None = the training size (MVTec: 32, the reference's evaluator, while
+    training ran at 256).
+    ``batching``: how a training step is built by default: ``pool`` (the
+    whole ID + outlier set shuffled into batches) or ``paired`` (B ID images
+    with all their own outliers; the reference's MVTec loader).
+    ``reference_stats``: (mean, std) the reference code normalised with where
+    they differ from the measured ``mean`` / ``std`` (``dataset.normalization:
+    reference``); None = the same.
     """
 
     name: str
@@ -162,6 +188,19 @@ class DatasetInfo:
     one_class: OneClass | None = None
     check: Check | None = None
     root_env: str | None = None
+    class_ids: ClassIds = "index"
+    eval_zoom: float = 1.125
+    eval_size: int | None = None
+    batching: Batching = "pool"
+    reference_stats: Stats | None = None
+
+    def stats(self, normalization: str = "measured") -> Stats:
+        """(mean, std) of ``dataset.normalization``: ``measured`` or ``reference`` (the reference code's)."""
+        if normalization not in ("measured", "reference"):
+            raise ValueError(f"dataset.normalization={normalization!r}; valid: measured, reference")
+        if normalization == "reference" and self.reference_stats is not None:
+            return self.reference_stats
+        return self.mean, self.std
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
@@ -186,6 +225,11 @@ def register(
     one_class: OneClass | None = None,
     check: Check | None = None,
     root_env: str | None = None,
+    class_ids: ClassIds = "index",
+    eval_zoom: float = 1.125,
+    eval_size: int | None = None,
+    batching: Batching = "pool",
+    reference_stats: Stats | None = None,
 ) -> DatasetInfo:
     """Register a dataset whose ``read`` (and hooks) raise :class:`DataProblem` on bad data.
 
@@ -235,7 +279,8 @@ def register(
 
     info = DatasetInfo(name, classes, native_size, mean, std, layout, how_to_get, load, role,
                        splits, default_image_size, protocol if one_class else None,
-                       report if check else None, root_env)
+                       report if check else None, root_env, class_ids, float(eval_zoom), eval_size,
+                       batching, reference_stats)
     return DATASETS.add(name, info)
 
 

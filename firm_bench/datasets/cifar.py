@@ -117,15 +117,19 @@ def _how_to_get(fmt: CifarFormat) -> str:
 
 
 def _register(name: str, fmt: CifarFormat, classes: tuple[str, ...],
-              mean: tuple[float, float, float], std: tuple[float, float, float]) -> None:
+              mean: tuple[float, float, float], std: tuple[float, float, float],
+              reference: tuple[tuple[float, float, float], tuple[float, float, float]]) -> None:
     register(name, classes=classes, native_size=32, mean=mean, std=std,
-             layout=_layout(fmt), how_to_get=_how_to_get(fmt), read=partial(read_cifar, fmt))
+             layout=_layout(fmt), how_to_get=_how_to_get(fmt), read=partial(read_cifar, fmt),
+             reference_stats=reference)
 
 
 _register(
     "cifar10", CIFAR10,
     ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
     mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
+    # Willtl/firm transforms.py get_transform: the widely copied CIFAR-10 std (not the pixel std)
+    reference=((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
 )
 _register(
     "cifar100", CIFAR100,
@@ -135,4 +139,5 @@ _register(
      "large_omnivores_and_herbivores", "medium_mammals", "non-insect_invertebrates", "people",
      "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2"),
     mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
+    reference=((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),  # Willtl/firm transforms.py
 )

@@ -23,6 +23,7 @@ from firm_bench.datasets.base import (
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 MEAN, STD = (0.2860,) * 3, (0.3530,) * 3  # of the 60000 training images, gray replicated
+REFERENCE_STATS = ((0.2860,) * 3, (0.3204,) * 3)  # Willtl/firm transforms.py get_transform
 RAW = "FashionMNIST/raw"
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -63,5 +64,5 @@ register(
     how_to_get="pass download: true (config) / --download (CLI) to fetch it with torchvision, "
                f"or download the four *-ubyte.gz files from {URL} "
                f"(or Debian's dataset-fashion-mnist package) into <root>/{RAW}/",
-    read=read_fashion_mnist,
+    read=read_fashion_mnist, reference_stats=REFERENCE_STATS,
 )

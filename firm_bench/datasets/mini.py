@@ -17,7 +17,7 @@ from importlib import resources
 import numpy as np
 
 from firm_bench.datasets.base import DataProblem, ImageSet, check_labels, image_set, register
-from firm_bench.datasets.fashion_mnist import CLASSES, MEAN, STD
+from firm_bench.datasets.fashion_mnist import CLASSES, MEAN, REFERENCE_STATS, STD
 
 PER_CLASS = {"train": 200, "test": 100}
 FILE = "fmnist_mini.npz"
@@ -45,5 +45,5 @@ register(
     "fmnist_mini", classes=CLASSES, native_size=28, mean=MEAN, std=STD,
     layout=f"nothing: embedded in the package as firm_bench/datasets/data/{FILE} (root ignored)",
     how_to_get=f"ships with firm-bench; rebuild with: {BUILD}",
-    read=read_mini,
+    read=read_mini, reference_stats=REFERENCE_STATS,  # a subset of Fashion-MNIST: its statistics
 )

@@ -58,6 +58,7 @@ GRAYSCALE = ("grid", "screw", "zipper")  # stored as 8-bit grayscale PNGs
 CONTAINERS = ("", "mvtec_ad", "mvtec_anomaly_detection")  # tried in this order under the root
 GOOD = "good"
 DEFAULT_SIZE = 256
+EVAL_SIZE = 32  # the reference's evaluator (evaluate_oneclass.py: size = 32; "# size = 256" commented out)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet
 URL = "https://www.mvtec.com/company/research/datasets/mvtec-ad"
 
@@ -242,4 +243,9 @@ register(
                "(licence CC BY-NC-SA 4.0; no automatic download) and extract it into the root",
     read=read_mvtec, sized=True, default_image_size=DEFAULT_SIZE,
     one_class=mvtec_one_class, check=check_mvtec,
+    # The reference's protocol (Willtl/firm): classes named as the paper names them; its
+    # evaluator (evaluate_oneclass.py get_loader) resized MVTec to EVAL_SIZE px with zoom 1
+    # (no 1.125 resize-and-centre-crop) while training ran at 256; its loader built each step
+    # from B images with their own outliers (data.py SyntheticOutlierDataset).
+    class_ids="name", eval_zoom=1.0, eval_size=EVAL_SIZE, batching="paired",
 )
