@@ -6,7 +6,8 @@ paper item and a drawing function of one of four kinds:
 
 - learning curves (Figures 1, 4): AUROC vs epoch from the runs' ``curve.csv``
   (the summaries' ``*_curves.csv``), the mean over classes per seed, drawn as
-  the mean over seeds with a band of +/- one std, one panel per dataset;
+  the mean over seeds with a band of +/- one std, one panel per paper dataset
+  (a stand-in dataset of ours in the panel of the dataset it stands in for);
 - loss landscapes (Figure 2): :func:`landscape` evaluates our own losses
   (``firm_bench.losses.get_loss``) on constructed batches (:func:`constructed_batch`);
 - t-SNE (Figures 3, 6, 7): test embeddings (the encoder features of the
@@ -43,6 +44,7 @@ __all__ = [
     "FigureData",
     "FigureSpec",
     "constructed_batch",
+    "curve_panels",
     "draw",
     "landscape",
     "read_curves",
@@ -185,8 +187,29 @@ def _class_mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
     return per.assign(auroc_pct=per["auroc"] * rep.PERCENT)
 
 
+def curve_panels(panels: Sequence[str], datasets: Iterable[str]) -> dict[str, tuple[str | None, bool]]:
+    """Which of our datasets each panel draws: panel -> (dataset or None, stand-in?).
+
+    A panel draws its own dataset when we ran it; else the dataset of ours
+    that stands in for it (``reported.STAND_INS``, e.g. ``fmnist_mini`` in
+    the Fashion-MNIST panel), labelled as a stand-in; else nothing (the panel
+    says "not run" / "pending"). Datasets of ours that are no panel's are not
+    drawn.
+    """
+    ran = set(datasets)
+    out: dict[str, tuple[str | None, bool]] = {}
+    for panel in panels:
+        stand_ins = sorted(d for d in ran if rep.STAND_INS.get(d) == panel)
+        out[panel] = (panel, False) if panel in ran else ((stand_ins[0], True) if stand_ins else (None, False))
+    return out
+
+
 def _draw_curves(spec: FigureSpec, data: FigureData):
-    """Mean over seeds of the class-mean AUROC vs epoch, band = +/- 1 std over seeds; a panel per dataset."""
+    """Mean over seeds of the class-mean AUROC vs epoch, band = +/- 1 std over seeds; one panel per paper dataset.
+
+    The panels are the figure's ``datasets`` parameter, in order, each titled by
+    its dataset (:func:`curve_panels` says what each draws).
+    """
     import seaborn as sns
 
     losses = list(spec.params["losses"])
@@ -194,35 +217,49 @@ def _draw_curves(spec: FigureSpec, data: FigureData):
     curves = curves[curves["loss"].isin(losses) & curves["outliers"].isin(spec.params["outliers"])]
     curves = curves[curves["recipe"] == _base_recipe(curves)] if not curves.empty else curves
     per = _class_mean_curves(curves)
-    datasets = list(dict.fromkeys(per["dataset"])) or ["(no runs)"]
-    width = COLUMN_WIDTH_IN if len(datasets) == 1 else TEXT_WIDTH_IN
-    fig, axes = _new_figure(len(datasets), width=width, height=2.0, ncols=min(len(datasets), 4))
+    panels = list(spec.params["datasets"])
+    drawn = curve_panels(panels, per["dataset"])
+    fig, axes = _new_figure(len(panels), width=TEXT_WIDTH_IN if len(panels) > 1 else COLUMN_WIDTH_IN, height=2.0,
+                            ncols=min(len(panels), 4))
     palette = dict(zip([_loss_label(x) for x in losses], sns.color_palette("colorblind", len(losses))))
-    for ax, dataset in zip(axes, datasets):
+    for ax, panel in zip(axes, panels):
+        dataset, stand_in = drawn[panel]
+        ax.set_title(f"{panel}\n(stand-in: {dataset})" if stand_in else panel)
         d = per[per["dataset"] == dataset].assign(loss=lambda f: f["loss"].map(_loss_label))
         if d.empty:
             _empty_panel(ax, data.absent)
             continue
         sns.lineplot(data=d, x="epoch", y="auroc_pct", hue="loss", hue_order=[h for h in palette if h in set(d["loss"])],
                      palette=palette, errorbar="sd", estimator="mean", ax=ax)
-        ax.set_title(_dataset_title(dataset))
         ax.set_xlabel("epoch")
         ax.set_ylabel("AUROC (%)")
         _move_legend(fig, ax)
+    used = {d for d, _ in drawn.values() if d}
+    curves = curves[curves["dataset"].isin(used)]
+    extra = "mean over classes per seed; line = mean, band = ±1 std over seeds"
+    stand_ins = [f"{d} stands in for {p}" for p, (d, s) in drawn.items() if s]
+    if stand_ins:
+        extra += f"; {', '.join(stand_ins)} (a miniature, not the paper's data)"
     runs = data.summary[data.summary["run_dir"].isin(set(curves["run_dir"]))] if not data.summary.empty else curves
-    _footer(fig, runs if not runs.empty else curves, "mean over classes per seed; line = mean, band = ±1 std over seeds")
+    _footer(fig, runs if not runs.empty else curves, extra)
     return fig
 
 
-@_figure("fig1", "curves", _draw_curves, losses=("supcon", "supcon_star"), outliers=("rot",))
+#: the panels of Figures 1 and 4, as the paper draws them
+_CURVE_DATASETS = ("cifar10", "cifar100", "fashion_mnist", "cats_vs_dogs")
+
+
+@_figure("fig1", "curves", _draw_curves, losses=("supcon", "supcon_star"), outliers=("rot",), datasets=_CURVE_DATASETS)
 def _fig1() -> None:
     """Figure 1: learning curves of SupCon (binary) vs SupCon* (rotation classes), AUROC vs epoch.
 
-    The paper shows CIFAR-10; SupCon's collapse after some epochs is the point (Appendix D.1).
+    Four panels, as Figure 4: CIFAR-10, CIFAR-100, Fashion-MNIST, Cats-vs-Dogs.
+    SupCon's collapse after some epochs is the point (Appendix D.1).
     """
 
 
-@_figure("fig4", "curves", _draw_curves, losses=("ntxent", "supcon", "supcon_star", "firm"), outliers=("rot",))
+@_figure("fig4", "curves", _draw_curves, losses=("ntxent", "supcon", "supcon_star", "firm"), outliers=("rot",),
+         datasets=_CURVE_DATASETS)
 def _fig4() -> None:
     """Figure 4: learning curves of NT-Xent, SupCon, SupCon* and FIRM per dataset (mean and spread over seeds)."""
 

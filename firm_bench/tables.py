@@ -27,7 +27,12 @@ Datasets the paper does not report (the ``mini`` preset's ``fmnist_mini``) are
 compared with the dataset they stand in for (``reported.paper_dataset``);
 such cells are marked and never counted as agreement. A class mean
 (``mean``) is the mean over classes per seed, then mean +/- std over seeds; it
-is only counted when it covers every class of the dataset. Relative-improvement
+is counted when it covers every class of the dataset. A mean over only some
+classes (OOD sets) is compared with the paper's mean over the same ones, from
+the paper's per-class numbers of the same runs (the table itself, or the
+spec's ``per_class_from`` tables for a mean-only table), and counted; where
+the paper has none, its full mean is shown without a difference and not
+counted (:func:`_subset_means`; ``paper_basis`` says which). Relative-improvement
 rows (Tables 5, 10a, 10b: ours = ratio of our means - 1) are shown beside the
 printed ones but not counted either.
 
@@ -63,6 +68,7 @@ __all__ = [
     "combined_status",
     "compare",
     "default_k",
+    "notes",
     "read_cells",
     "read_summaries",
     "recipe_label",
@@ -86,8 +92,9 @@ Format = Literal["md", "tex", "html"]
 CELL_COLUMNS = [
     "table", "row", "column", "row_order", "column_order", "kind", "method", "loss", "outliers", "score",
     "recipe", "dataset", "paper_dataset", "stand_in", "ood", "cls", "metric", "k", "ours_mean", "ours_std",
-    "n_ok", "n_runs", "n_classes", "ours_status", "ours_reason", "paper_value", "paper_std", "paper_note",
-    "reported_only", "diff", "comparable", "schedule", "checkpoint", "bn_momentum", "tau", "batch_size", "epochs",
+    "n_ok", "n_runs", "n_classes", "mean_of", "ours_status", "ours_reason", "paper_value", "paper_std",
+    "paper_note", "paper_basis", "reported_only", "diff", "comparable", "schedule", "checkpoint", "bn_momentum", "tau",
+    "batch_size", "epochs",
 ]
 _RECIPE_FIELDS = ["schedule", "checkpoint", "bn_momentum", "tau", "batch_size", "epochs"]
 _ROW_FIELDS = ["kind", "method", "loss", "outliers", "score", "recipe", "dataset"]
@@ -113,6 +120,14 @@ class TableSpec:
     transpose:   classes as rows and methods as columns (Tables 2, 3, 13-16, as printed).
     improvement: (loss, baseline): add the relative improvement row, ours and printed.
     mean_over:   what the ``mean`` column averages: classes, or OOD sets (Table 4).
+    note:        what a reader must know about the paper's numbers (from NOTES.md),
+                 printed in the caption of every format.
+    per_class_from: paper tables (ids) holding per-class numbers of the same runs as
+                 this mean-only table, searched in order; they give the paper's
+                 mean over the classes of a class subset of ours
+                 (:func:`_subset_means`). Only tables that NOTES.md ties to this
+                 table's run set are listed; a configuration there must also
+                 print the same mean as here to be used.
     """
 
     name: str
@@ -124,6 +139,8 @@ class TableSpec:
     transpose: bool = False
     improvement: tuple[str, str] | None = None
     mean_over: Literal["cls", "ood"] = "cls"
+    note: str = ""
+    per_class_from: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -149,26 +166,30 @@ _MEANS = {"columns": "dataset", "per_class": False}
 _VS_NTXENT = ("firm", "ntxent")
 
 
-@_table("table1a", "1a")
+@_table("table1a", "1a", note=(
+    "NOTES.md: the paper's printed rot and ens rows of Table 1a equal Table 11's rot_norm and ens_norm rows "
+    "(10 of 11 and 11 of 11 numbers), not Table 11's rot and ens rows. reported_results.csv keeps the printed "
+    "labels rot and ens, so our rot and ens rows are compared with them; our rot_norm and ens_norm rows have no "
+    "paper number in this table (Table 11 has them)."))
 def _table1a() -> None:
     """Table 1a: one-class anomaly detection on CIFAR-10 (FIRM cos / rot / ens, FIRM w/ OE) vs the literature.
 
-    Per-class AUROC. NOTES.md: the paper's rot and ens rows equal Table 11's
-    rot_norm and ens_norm rows; our rot_norm / ens_norm rows are shown too.
+    Per-class AUROC. The caveat on the rot / ens rows is the spec's ``note``.
     """
 
 
-@_table("table1b", "1b", **_MEANS)
+@_table("table1b", "1b", per_class_from=("14",), **_MEANS)
 def _table1b() -> None:
     """Table 1b: one-class anomaly detection on CIFAR-100 (20 superclasses), class means."""
 
 
-@_table("table1c", "1c", **_MEANS)
+@_table("table1c", "1c", per_class_from=("15",), **_MEANS)
 def _table1c() -> None:
     """Table 1c: one-class anomaly detection on Fashion-MNIST, class means."""
 
 
-@_table("table1d", "1d", **_MEANS)
+@_table("table1d", "1d", per_class_from=("16",), note=(
+    "NOTES.md: the rot and ens means differ from Table 16's (90.0 vs 89.9, 89.7 vs 90.2)."), **_MEANS)
 def _table1d() -> None:
     """Table 1d: one-class anomaly detection on Cats-vs-Dogs, class means (no OE row: resolution mismatch)."""
 
@@ -182,31 +203,36 @@ def _table2() -> None:
     """
 
 
-@_table("table3", "3", transpose=True)
+@_table("table3", "3", transpose=True, note=(
+    "NOTES.md: the literature CutPaste mean (90.9) does not equal the mean of its printed per-class values (93.5)."))
 def _table3() -> None:
-    """Table 3: MVTec AD, FIRM vs the literature (DOCC, CutPaste, P-SVDD, U-Student, NSA, RotNet, DROC).
-
-    NOTES.md: the literature CutPaste mean (90.9) does not equal the mean of
-    its printed per-class values (93.5).
-    """
+    """Table 3: MVTec AD, FIRM vs the literature (DOCC, CutPaste, P-SVDD, U-Student, NSA, RotNet, DROC)."""
 
 
-@_table("table4", "4", columns="ood", mean_over="ood")
+@_table("table4", "4", columns="ood", mean_over="ood", note=(
+    "The paper does not state Table 4's score (reported_results.csv leaves it blank), so every score of ours is "
+    "a row of its own, each compared with the same printed FIRM (FIRM w/ OE) row. NOTES.md: the paper ran these "
+    "with another temperature (value lost), and its Mean column looks truncated (FIRM 95.27 printed 95.2, "
+    "w/ OE 95.58 printed 95.5)."))
 def _table4() -> None:
     """Table 4: unlabeled multiclass OOD detection, CIFAR-10 (all classes, no labels) vs six OOD sets.
 
-    The paper ran these with another temperature (value lost) and printed a
-    truncated Mean column (NOTES.md). Our rows need the summary's ``ood`` column.
+    Our rows need the summary's ``ood`` column. The reference's multiclass
+    evaluator (evaluate_multiclass.py, ``eval_embed``) reports cos_5 and
+    cos_5_norm, each plain and over the rotations (``_angled``) or with crops
+    (``_ensemble``); the paper's choice among them is unstated (``note``).
     """
 
 
-@_table("table5", "5", metrics=("auroc", "aulc"), improvement=_VS_NTXENT, **_MEANS)
+@_table("table5", "5", metrics=("auroc", "aulc"), improvement=_VS_NTXENT, per_class_from=("10a", "14", "15", "16"),
+        note=("NOTES.md: the CIFAR-10 AUROCs are the paper's run set A (Tables 5, 7, 10a); the relative-improvement "
+              "row is FIRM / NT-Xent - 1 in %, and its CIFAR-10 AUROC cell (+1.4) copies Table 10a's mean of "
+              "per-class ratios (the ratio of the means is +1.3). Some means differ from Tables 14-16 "
+              "(e.g. CIFAR-100 NT-Xent 86.3 vs 87.7)."), **_MEANS)
 def _table5() -> None:
     """Table 5: AUROC and AULC of the four losses (S_cos) on four datasets, class means.
 
-    AULC from our learning curves (the summaries' ``aulc`` column). The paper's
-    relative-improvement row is FIRM / NT-Xent - 1 in %; NOTES.md: its CIFAR-10
-    AUROC cell (+1.4) copies Table 10a's mean of ratios (the ratio of means is +1.3).
+    AULC from our learning curves (the summaries' ``aulc`` column).
     """
 
 
@@ -215,12 +241,14 @@ def _table6() -> None:
     """Table 6: SupCon vs SupCon* on CIFAR-10 with the cos, center and KDE scores, per class."""
 
 
-@_table("table7", "7", columns="score", per_class=False)
+@_table("table7", "7", columns="score", per_class=False, per_class_from=("10a", "10b"), note=(
+    "NOTES.md: these are the paper's run sets A (rotations; Tables 5, 7, 10a) and D (OE; Tables 7, 10b); "
+    "Tables 11 and 12 (sets B and C) differ slightly."))
 def _table7() -> None:
     """Table 7: score functions (cos, cos_norm, rot, rot_norm, ens, ens_norm, center) of each loss on CIFAR-10, class means.
 
-    Includes FIRM w/ OE and w/ OE (rot.). NOTES.md: these are the paper's run
-    set A (Tables 5, 7, 10a); Table 11's set B differs slightly.
+    Includes FIRM w/ OE and w/ OE (rot.). Per-class numbers of the same runs
+    exist only for cos (Tables 10a, 10b); Tables 11 and 12 are other runs.
     """
 
 
@@ -234,13 +262,11 @@ def _table9() -> None:
     """Table 9: LOC-SVM scores (locsvm, locsvm_rot, locsvm_ens) of NT-Xent and FIRM on CIFAR-10, per class."""
 
 
-@_table("table10a", "10a", improvement=_VS_NTXENT)
+@_table("table10a", "10a", improvement=_VS_NTXENT, note=(
+    "NOTES.md: the paper's relative-improvement mean is the mean of the per-class improvements; ours is the "
+    "ratio of the class means."))
 def _table10a() -> None:
-    """Table 10a: synthetic outliers from rotations, CIFAR-10 per class (S_cos), with FIRM's relative improvement.
-
-    NOTES.md: the paper's mean cell is the mean of per-class improvements; ours
-    is the ratio of the class means.
-    """
+    """Table 10a: synthetic outliers from rotations, CIFAR-10 per class (S_cos), with FIRM's relative improvement."""
 
 
 @_table("table10b", "10b", improvement=_VS_NTXENT)
@@ -372,6 +398,11 @@ def _our_seed_values(spec: TableSpec, summary: pd.DataFrame, k: int, partial: bo
     return long
 
 
+def _natural(v: str) -> tuple:
+    """Sort key: class indices numerically, then names."""
+    return (0, int(v), "") if v.isdigit() else (1, 0, v)
+
+
 def _n_items(spec: TableSpec, dataset: str, n_ood: int) -> int | None:
     """How many classes (or OOD sets) a complete mean covers."""
     from firm_bench import catalog
@@ -425,6 +456,7 @@ def _our_cells(spec: TableSpec, long: pd.DataFrame, n_ood: int) -> pd.DataFrame:
             statuses.append("ok" if complete else (status if status != "ok" else "missing"))
         full = _n_items(spec, str(base["dataset"]), n_ood)
         cells.append({**base, item_of: _MEAN, "n_classes": f"{len(by_item)}/{full if full else '?'}",
+                      "mean_of": ", ".join(sorted(map(str, by_item), key=_natural)),
                       **_seed_cell(means, statuses, [None] * len(means))})
     return pd.DataFrame(cells)
 
@@ -481,6 +513,74 @@ def _match_paper(spec: TableSpec, ours: pd.DataFrame, paper: pd.DataFrame) -> pd
     return left.merge(best[["_i", *_PAPER_FIELDS]], on="_i", how="left").drop(columns="_i")
 
 
+def _partial_mean(n_classes: object) -> bool:
+    """Whether ``n_classes`` ("covered/complete") says a mean covers only some items."""
+    return isinstance(n_classes, str) and n_classes.split("/")[0] != n_classes.split("/")[1]
+
+
+def _spec_of(paper_table: str) -> TableSpec:
+    """The spec of paper table ``paper_table`` (``"14"`` -> ``table14``); KeyError naming the valid ones."""
+    for _, spec in TABLES.items():
+        if spec.paper == paper_table:
+            return spec
+    raise KeyError(f"paper table {paper_table!r} has no spec; valid: {', '.join(s.paper for _, s in TABLES.items())}")
+
+
+def _subset_means(spec: TableSpec, ours: pd.DataFrame, reported: pd.DataFrame) -> pd.DataFrame:
+    """Our means over a subset of the classes (OOD sets) beside the paper's mean over the same ones.
+
+    A mean cell of ours over only some items (``n_classes`` "2/10": a config
+    that ran classes 0 and 3) is not the quantity the paper's printed mean
+    is. Where the paper prints per-item numbers of the same configuration and
+    runs, the paper's side becomes their mean over our items,
+    (1/|S|) sum_{i in S} paper_i, from the first source that has every item of
+    S: the table itself when it is per class (or per OOD set), then
+    ``spec.per_class_from`` (mean-only tables, e.g. 1b -> Table 14). A source
+    other than the table itself is used only if it prints the same mean (to
+    one decimal) for the configuration as this table: otherwise its runs differ
+    (NOTES.md, e.g. Table 1d vs Table 16) and it is named but not used. Cells
+    found so are ``subset_sound``: compared and counted like a full mean (the
+    same quantity of the same runs; the paper's per-item rounding moves the mean
+    by at most 0.05). A subset mean without such a source keeps the paper's
+    printed full mean, without Δ and never counted; so does a relative
+    improvement over a subset. ``paper_basis`` says which, in every output.
+    """
+    item = spec.mean_over
+    ours = ours.assign(paper_basis=None, subset=False, subset_sound=False)
+    subset = (ours[item] == _MEAN) & ours["n_classes"].map(_partial_mean) & ours["paper_value"].notna()
+    if not subset.any():
+        return ours
+    sources = ([spec] if spec.per_class else []) + [_spec_of(t) for t in spec.per_class_from]
+    source_cells = {s.name: _paper_cells(s, reported) for s in sources}
+    noun, per = ("OOD sets", "per-OOD-set") if item == "ood" else ("classes", "per-class")
+    probe_fields = [f for f in ours.columns if f not in _PAPER_FIELDS]
+    for i in ours.index[subset]:
+        c = ours.loc[i]
+        items = str(c["mean_of"]).split(", ")
+        full = f"printed mean of all {str(c['n_classes']).split('/')[1]} {noun}"
+        value, sound = c["paper_value"], False
+        basis = f"{full}; the paper has no {per} numbers of this configuration: no Δ"
+        if c["kind"] != "value":
+            basis = f"{full}; ours is a relative improvement over a subset: no Δ"
+        for src in sources if c["kind"] == "value" else []:
+            probe = pd.DataFrame([{**c.to_dict(), item: v} for v in [*items, _MEAN]])[probe_fields]
+            found = _match_paper(src, probe, source_cells[src.name])["paper_value"]
+            if found.isna().any():
+                continue  # the source lacks the configuration or one of our items
+            if src is not spec and round(float(found.iloc[-1]), 1) != round(float(c["paper_value"]), 1):
+                basis = (f"{full}; Table {src.paper}'s {per} numbers of this configuration have another mean "
+                         f"({float(found.iloc[-1]):.1f}): other runs, no Δ")
+                continue
+            value, sound = float(found.iloc[:-1].mean()), True
+            what = noun if len(items) > 1 else {"classes": "class", "OOD sets": "OOD set"}[noun]
+            basis = f"mean of {what} {', '.join(items)} of Table {src.paper}"
+            break
+        ours.loc[i, ["paper_value", "paper_basis", "subset", "subset_sound"]] = [value, basis, True, sound]
+        if sound:
+            ours.loc[i, "paper_std"] = math.nan
+    return ours
+
+
 def compare(
     spec: TableSpec,
     summary: pd.DataFrame,
@@ -507,12 +607,14 @@ def compare(
         mapped = [rep.paper_dataset(d, paper_datasets) for d in ours["dataset"]]
         ours["paper_dataset"] = [m[0] for m in mapped]
         ours["stand_in"] = [m[1] for m in mapped]
-        ours = _match_paper(spec, ours, paper)
+        ours = _subset_means(spec, _match_paper(spec, ours, paper), reported)
     cells = _assemble(spec, ours, paper)
     cells["table"] = spec.name
     cells["k"] = k
-    cells["diff"] = cells["ours_mean"] - cells["paper_value"]
-    covered = cells["n_classes"].map(lambda n: not isinstance(n, str) or n.split("/")[0] == n.split("/")[1])
+    subset, sound = (cells.get(c, pd.Series(False, index=cells.index)).fillna(False).astype(bool)
+                     for c in ("subset", "subset_sound"))
+    cells["diff"] = (cells["ours_mean"] - cells["paper_value"]).where(~(subset & ~sound))
+    covered = ~cells["n_classes"].map(_partial_mean) | sound
     cells["comparable"] = ((cells["kind"] == "value") & (cells["ours_status"] == "ok") & cells["paper_value"].notna()
                            & ~cells["stand_in"] & covered)
     return _label(spec, cells)[CELL_COLUMNS]
@@ -711,7 +813,8 @@ def _ours_text(c: dict) -> str:
 def _paper_text(c: dict) -> str:
     if pd.isna(c["paper_value"]):
         return "not reported"
-    return _num(c["paper_value"]) + (f" ± {_num(c['paper_std'])}" if pd.notna(c["paper_std"]) else "")
+    text = _num(c["paper_value"]) + (f" ± {_num(c['paper_std'])}" if pd.notna(c["paper_std"]) else "")
+    return text + (f" ({c['paper_basis']})" if isinstance(c.get("paper_basis"), str) and c["paper_basis"] else "")
 
 
 def _diff_text(c: dict, style: _Style, tolerance: float) -> str:
@@ -791,6 +894,20 @@ def caption(spec: TableSpec, cells: pd.DataFrame, tolerance: float = DEFAULT_TOL
     return text
 
 
+def notes(spec: TableSpec, cells: pd.DataFrame) -> list[str]:
+    """The caption's notes: the spec's ``note`` (NOTES.md caveats) and how class-subset means were compared."""
+    out = [f"Note: {spec.note}"] if spec.note else []
+    basis = cells["paper_basis"] if "paper_basis" in cells else pd.Series(dtype=object)
+    if basis.map(lambda b: isinstance(b, str) and bool(b)).any():
+        sources = ", ".join(f"Table {t}" for t in ([spec.paper] if spec.per_class else []) + list(spec.per_class_from))
+        noun, per = ("OOD sets", "per-OOD-set") if spec.mean_over == "ood" else ("classes", "per-class")
+        out.append(f"Subsets: where our mean covers only some {noun}, the paper's side is its mean over the same "
+                   f"{noun}, from its {per} numbers of the same runs ({sources or 'none for this table'}), "
+                   f"compared and counted like a full mean; without "
+                   f"them, the paper's printed mean of all {noun} is shown without Δ and not counted.")
+    return out
+
+
 def render(spec: TableSpec, cells: pd.DataFrame, fmt: Format, tolerance: float = DEFAULT_TOLERANCE) -> str:
     """The table as Markdown (``md``), LaTeX booktabs (``tex``) or an HTML fragment (``html``)."""
     from tabulate import tabulate
@@ -800,7 +917,7 @@ def render(spec: TableSpec, cells: pd.DataFrame, fmt: Format, tolerance: float =
     style = _STYLES[fmt]
     headers, lines = _grid(spec, cells, style, tolerance)
     body = tabulate(lines, headers=headers, tablefmt=style.tablefmt, disable_numparse=True)
-    cap = caption(spec, cells, tolerance, fmt)
+    cap = " ".join([caption(spec, cells, tolerance, fmt), *notes(spec, cells)])
     if fmt == "md":
         return f"# {spec.title}\n\n{cap}\n\n{body}\n"
     if fmt == "html":
@@ -821,7 +938,8 @@ def read_cells(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"table cells {path} do not exist; build them with `snakemake {path}`")
-    df = pd.read_csv(path, dtype={"cls": str, "ood": str, "row": str, "column": str, "n_classes": str})
+    df = pd.read_csv(path, dtype={"cls": str, "ood": str, "row": str, "column": str, "n_classes": str, "mean_of": str,
+                                  "paper_basis": str})
     missing = [c for c in CELL_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}; rebuild it with `firm-bench paper-table`")

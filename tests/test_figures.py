@@ -180,3 +180,40 @@ def test_cli_draws_a_figure(tmp_path):
     args = parser.parse_args(["figure", "fig5", "--summaries", str(src), "--out-dir", str(tmp_path / "f"), "--threads", "2"])
     assert args.func(args) == 0
     assert (tmp_path / "f" / "fig5.png").is_file() and (tmp_path / "f" / "fig5.pdf").is_file()
+
+
+# --------------------------------------------------------------------------- #
+# Figures 1 and 4: a fixed panel per paper dataset, stand-ins in their dataset's panel
+# --------------------------------------------------------------------------- #
+PAPER_CURVE_PANELS = ["cifar10", "cifar100", "fashion_mnist", "cats_vs_dogs"]  # Figures 1 and 4 of the paper
+
+
+@pytest.mark.parametrize("name", ["fig1", "fig4"])
+def test_curve_figures_have_a_panel_per_paper_dataset(name):
+    assert list(figs.FIGURES.get(name).params["datasets"]) == PAPER_CURVE_PANELS
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_curve_panels_are_the_paper_datasets_with_stand_ins_labelled(partial):
+    losses = ["supcon", "supcon_star"]
+    c = curves(["cifar10", "fmnist_mini", "svhn"], [0, 1], losses)  # svhn: no panel of Figure 1
+    rows = summary("fig1", ["cifar10", "fmnist_mini", "svhn"], [0, 1], losses, ["rot"], ["cos"])
+    fig = figs.draw("fig1", figs.FigureData(rows, c, partial=partial))
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["cifar10", "cifar100", "fashion_mnist\n(stand-in: fmnist_mini)",
+                                                "cats_vs_dogs"]
+    absent = "pending" if partial else "not run"
+    for ax, has_data in zip(panels, [True, False, True, False]):
+        texts = [t.get_text() for t in ax.texts]
+        assert (len(ax.lines) > 0) == has_data and (absent in texts) == (not has_data), ax.get_title()
+    # the stand-in panel draws fmnist_mini's class-mean curve: epoch 2, seeds 0/1 -> mean 66.5
+    y = panels[2].lines[0].get_ydata()
+    assert y[0] == pytest.approx(66.5)
+    footer = " ".join(fig._supxlabel.get_text().split())  # the footer line (figures._note), unwrapped
+    assert "fmnist_mini stands in for fashion_mnist" in footer
+
+
+def test_curve_panels_prefer_the_dataset_itself_over_its_stand_in():
+    assert figs.curve_panels(["fashion_mnist", "cifar10"], ["fmnist_mini", "fashion_mnist", "svhn"]) == {
+        "fashion_mnist": ("fashion_mnist", False), "cifar10": (None, False)}
+    assert figs.curve_panels(["fashion_mnist"], ["fmnist_mini"]) == {"fashion_mnist": ("fmnist_mini", True)}

@@ -242,3 +242,175 @@ def test_rendering_from_results_imports_no_torch(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert "CIFAR-10" in (tmp_path / "out" / "table1a.md").read_text()
+
+
+# --------------------------------------------------------------------------- #
+# Table 4: one row per score of ours, each beside the same printed FIRM row
+# --------------------------------------------------------------------------- #
+OOD_SETS = ["svhn", "lsun_resize", "imagenet_resize", "lsun_fix", "imagenet_fix", "cifar100"]
+#: the reference's multiclass scores (evaluate_multiclass.py): cos_5, cos_5_norm, plain / _angled / _ensemble
+REFERENCE_T4_SCORES = ["cos", "cos_norm", "rot", "rot_norm", "ens", "ens_norm"]
+#: Table 4's printed FIRM and FIRM w/ OE rows, copied by hand from reported_results.csv (in OOD_SETS order, mean)
+PAPER_T4 = {"rot": [99.8, 98.1, 95.6, 95.8, 93.6, 88.7, 95.2], "oe": [99.8, 97.3, 93.7, 97.3, 95.3, 90.1, 95.5]}
+
+
+def ood_summary(scores, oods=OOD_SETS, outliers=("rot", "oe"), auroc=0.9):
+    """Table 4 summary rows: one run per outlier source and seed (cls all), scored against each OOD set."""
+    frames = [summary("table4", ["cifar10"], ["all"], ["firm"], list(outliers), list(scores), auroc=auroc)
+              .assign(evalset=o) for o in oods]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_table4_shows_each_score_as_its_own_row_beside_the_same_paper_row(reported):
+    spec = tabs.TABLES.get("table4")
+    cells = tabs.compare(spec, ood_summary(REFERENCE_T4_SCORES), reported)
+    ours = cells[cells["ours_status"] == "ok"]
+    expected_rows = {f"FIRM {'w/ OE ' if o == 'oe' else ''}{s}" for o in ("rot", "oe") for s in REFERENCE_T4_SCORES}
+    assert set(ours["row"]) == expected_rows
+    for outliers, values in PAPER_T4.items():
+        for score in REFERENCE_T4_SCORES:
+            row = ours[(ours["outliers"] == outliers) & (ours["score"] == score)].set_index("column")
+            assert list(row.loc[[*OOD_SETS, "mean"], "paper_value"]) == pytest.approx(values), (outliers, score)
+            assert row["comparable"].all() and row["diff"].to_numpy() == pytest.approx(90.1 - np.array(values))
+    # the paper's FIRM rows are not shown again on their own: each joined our rows
+    assert not (cells["ours_status"] == "not run").any()
+    assert tabs.agreement(cells).compared == 2 * len(REFERENCE_T4_SCORES) * 7
+    md = tabs.render(spec, cells, "md")
+    assert "does not state Table 4's score" in md
+    assert [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("| FIRM")] == [
+        f"FIRM {s}" for s in REFERENCE_T4_SCORES] + [f"FIRM w/ OE {s}" for s in REFERENCE_T4_SCORES]
+
+
+def test_table4_mean_over_some_ood_sets_is_compared_with_the_same_sets(reported):
+    cells = tabs.compare(tabs.TABLES.get("table4"), ood_summary(["cos", "rot"], oods=["svhn", "lsun_fix"]), reported)
+    mean = cells[(cells["row"] == "FIRM rot") & (cells["column"] == "mean")].iloc[0]
+    assert mean["n_classes"] == "2/6" and mean["paper_value"] == pytest.approx((99.8 + 95.8) / 2)
+    assert mean["comparable"] and mean["diff"] == pytest.approx(90.1 - 97.8)
+    assert mean["paper_basis"] == "mean of OOD sets lsun_fix, svhn of Table 4"
+
+
+def test_paper_config_scores_table4_as_the_reference_does():
+    from pathlib import Path
+
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "config" / "paper.yaml").read_text())
+    t4 = cfg["experiments"]["table4"]
+    assert t4["scores"] == REFERENCE_T4_SCORES and t4["k"] == [5]
+
+
+# --------------------------------------------------------------------------- #
+# class subsets: the paper's mean over the same classes, or no Δ
+# --------------------------------------------------------------------------- #
+RAW = None
+
+
+def raw_paper(table, method, score, outliers="rotation"):
+    """Printed per-class values of one configuration, read from the CSV directly (not through reported.py)."""
+    global RAW
+    if RAW is None:
+        RAW = pd.read_csv(rep.reported_path(), dtype=str, keep_default_na=False)
+    rows = RAW[(RAW["table"] == table) & (RAW["method"] == method) & (RAW["score"] == score)
+               & (RAW["outliers"] == outliers) & (RAW["metric"] == "auroc")]
+    return dict(zip(rows["in_class"], rows["value"].astype(float)))
+
+
+def mean_cell(cells, row, column="mean"):
+    hit = cells[(cells["row"] == row) & (cells["column"] == column)]
+    assert len(hit) == 1, cells[["row", "column"]].drop_duplicates().to_string()
+    return hit.iloc[0]
+
+
+@pytest.mark.parametrize("table", ["table1a", "table13"])
+def test_a_class_subset_is_compared_with_the_papers_mean_over_the_same_classes(table, reported):
+    rows = summary("e", ["cifar10"], [0, 3], ["firm"], ["rot"], ["cos", "rot"], auroc=0.9)
+    spec = tabs.TABLES.get(table)
+    cells = tabs.compare(spec, rows, reported)
+    for score in ("cos", "rot"):
+        printed = raw_paper(table.removeprefix("table"), "FIRM", score)
+        c = mean_cell(cells, f"FIRM {score}")
+        expect = (printed["0"] + printed["3"]) / 2
+        assert c["n_classes"] == "2/10" and c["mean_of"] == "0, 3"
+        assert c["paper_value"] == pytest.approx(expect) and np.isnan(c["paper_std"])
+        assert c["paper_value"] != pytest.approx(printed["mean"])  # not the 10-class mean
+        assert c["diff"] == pytest.approx(90.1 - expect) and c["comparable"]
+        assert c["paper_basis"] == f"mean of classes 0, 3 of Table {spec.paper}"
+    assert f"(mean of classes 0, 3 of Table {spec.paper})" in tabs.render(spec, cells, "md")
+    assert tabs.agreement(cells).compared == 2 * 3  # classes 0, 3 and the subset mean, per score
+
+
+def test_a_mean_only_table_takes_the_subset_mean_from_its_per_class_table(reported):
+    rows = summary("e", ["cifar100"], [0, 3, 7], ["firm"], ["rot", "oe"], ["cos"], auroc=0.9)
+    spec = tabs.TABLES.get("table1b")
+    cells = tabs.compare(spec, rows, reported)
+    printed = raw_paper("14", "FIRM", "cos")
+    c = mean_cell(cells, "FIRM cos", "cifar100")
+    assert c["paper_value"] == pytest.approx((printed["0"] + printed["3"] + printed["7"]) / 3)
+    assert c["comparable"] and c["paper_basis"] == "mean of classes 0, 3, 7 of Table 14"
+    # FIRM w/ OE on CIFAR-100: no per-class numbers anywhere -> the printed full mean, no Δ, not counted
+    oe = mean_cell(cells, "FIRM w/ OE cos", "cifar100")
+    assert oe["paper_value"] == pytest.approx(94.7) and oe["paper_std"] == pytest.approx(0.1)
+    assert np.isnan(oe["diff"]) and not oe["comparable"]
+    assert "no per-class numbers" in oe["paper_basis"]
+    assert tabs.agreement(cells).compared == 1
+    md = tabs.render(spec, cells, "md")
+    oe_lines = md.split("| FIRM w/ OE cos")[1].splitlines()[:3]
+    assert "94.7 ± 0.1 (printed mean of all 20 classes" in oe_lines[1] and oe_lines[2].split("|")[3].strip() == "–"
+
+
+def test_a_per_class_table_of_other_runs_gives_no_subset_mean(reported):
+    # NOTES.md: Table 1d's rot and ens means differ from Table 16's (other runs); cos agrees
+    rows = summary("e", ["cats_vs_dogs"], [1], ["firm"], ["rot"], ["cos", "rot", "ens"], auroc=0.9)
+    cells = tabs.compare(tabs.TABLES.get("table1d"), rows, reported)
+    cos = mean_cell(cells, "FIRM cos", "cats_vs_dogs")
+    assert cos["paper_value"] == pytest.approx(raw_paper("16", "FIRM", "cos")["1"]) and cos["comparable"]
+    for score, printed in (("rot", 90.0), ("ens", 89.7)):
+        c = mean_cell(cells, f"FIRM {score}", "cats_vs_dogs")
+        assert c["paper_value"] == pytest.approx(printed) and np.isnan(c["diff"]) and not c["comparable"]
+        assert "Table 16" in c["paper_basis"] and "other runs" in c["paper_basis"]
+
+
+def test_subset_means_of_table5_use_only_same_run_sources(reported):
+    rows = summary("e", ["cifar10", "cifar100"], [0, 3], ["ntxent", "firm"], ["rot"], ["cos"], auroc=0.9)
+    cells = tabs.compare(tabs.TABLES.get("table5"), rows, reported)
+    a = raw_paper("10a", "NT-Xent", "cos")
+    c10 = mean_cell(cells, "NT-Xent cos", "cifar10 AUROC")  # Table 10a: the same runs (set A)
+    assert c10["paper_value"] == pytest.approx((a["0"] + a["3"]) / 2) and c10["comparable"]
+    c100 = mean_cell(cells, "NT-Xent cos", "cifar100 AUROC")  # Table 14 prints 87.7, Table 5 86.3
+    assert c100["paper_value"] == pytest.approx(86.3) and np.isnan(c100["diff"]) and not c100["comparable"]
+    aulc = mean_cell(cells, "NT-Xent cos", "cifar10 AULC")  # no per-class AULC anywhere
+    assert aulc["paper_value"] == pytest.approx(89.2) and np.isnan(aulc["diff"])
+    gain = mean_cell(cells, "FIRM cos: relative improvement over NT-Xent (%)", "cifar10 AUROC")
+    assert np.isnan(gain["diff"]) and "relative improvement over a subset" in gain["paper_basis"]
+    assert tabs.agreement(cells).compared == 2
+
+
+def test_full_means_are_unchanged_by_the_subset_rule(reported):
+    cells = reproduced("table1b")
+    assert cells["paper_basis"].isna().all() and tabs.agreement(cells).compared == 4
+
+
+# --------------------------------------------------------------------------- #
+# per-table notes in every caption
+# --------------------------------------------------------------------------- #
+def test_table1a_caption_says_which_rows_its_rot_and_ens_rows_are(tmp_path, reported):
+    rows = summary("table1a", ["cifar10"], range(10), ["firm"], ["rot"], ["cos", "rot", "ens", "rot_norm", "ens_norm"])
+    paths = tabs.write_table("table1a", rows, tmp_path)
+    md = (tmp_path / "table1a.md").read_text()
+    assert "equal Table 11's rot_norm and ens_norm rows" in md and "our rot and ens rows are compared with them" in md
+    assert "equal Table 11's rot\\_norm and ens\\_norm rows" in (tmp_path / "table1a.tex").read_text()
+    spec = tabs.TABLES.get("table1a")
+    cells = tabs.read_cells(paths[-1])
+    assert "our rot and ens rows are compared with them" in tabs.render(spec, cells, "html")
+    # and it is so: our rot meets the printed "rot" row (= Table 11 rot_norm), our rot_norm meets nothing here
+    assert mean_cell(cells, "FIRM rot", "0")["paper_value"] == pytest.approx(raw_paper("1a", "FIRM", "rot")["0"])
+    assert mean_cell(cells, "FIRM rot", "0")["paper_value"] == pytest.approx(raw_paper("11", "FIRM", "rot_norm")["0"])
+    assert np.isnan(mean_cell(cells, "FIRM rot_norm", "0")["paper_value"])
+
+
+def test_per_class_sources_are_per_class_tables_of_the_same_dataset(reported):
+    for name, spec in tabs.TABLES.items():
+        for src in spec.per_class_from:
+            source = tabs.TABLES.get(f"table{src}")
+            assert source.per_class and not spec.per_class, (name, src)
+            assert set(rep.paper_rows(reported, src)["dataset"]) <= set(rep.paper_rows(reported, spec.paper)["dataset"])

@@ -29,7 +29,7 @@ def _config(data_root) -> dict:
                        "outliers": ["ref_cutpaste_scar", "ref_nsa"], "scores": ["cos"], "k": [1],
                        "paper_items": ["table2", "table3", "fig3", "fig6", "fig7"]},
             "table4": {"datasets": ["cifar10"], "ood": ["svhn", "lsun_fix"], "losses": ["firm"],
-                       "scores": ["cos"], "k": [1]},
+                       "scores": ["cos", "rot"], "k": [1, 5]},  # k = 5: the k paper tables show
         },
     }
 
@@ -68,6 +68,12 @@ def test_tables_1d_2_4_train_and_score_on_fixtures(tmp_path, data_root):
     t4 = summary[summary["experiment"] == "table4"]
     assert set(t4["evalset"]) == {"svhn", "lsun_fix"} and set(t4["cls"]) == {"all"}
     assert t4["run_dir"].nunique() == 1  # one trained model serves every OOD set
+    # Table 4: each score of ours is a row, beside the same printed FIRM row (the paper's score is unstated)
+    cells = pd.read_csv(tmp_path / "results" / "tables" / "table4.csv", dtype={"ood": str})
+    ours = cells[cells["ours_status"] == "ok"]
+    assert set(ours["row"]) == {"FIRM cos", "FIRM rot"}
+    svhn = ours[ours["column"] == "svhn"].set_index("row")["paper_value"]
+    assert svhn["FIRM cos"] == svhn["FIRM rot"] == 99.8
     t2 = summary[summary["experiment"] == "table2"]
     assert set(t2["outliers"]) == {"ref_cutpaste_scar", "ref_nsa"} and set(t2["loss"]) == {"ntxent", "firm"}
     assert set(summary[summary["experiment"] == "table1d"]["score"]) == {"cos", "rot"}

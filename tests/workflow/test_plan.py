@@ -60,6 +60,17 @@ def test_plan_job_counts_match_an_independent_count(paper):
     assert fw.job_counts(plan) == expected_jobs(paper, list(paper["experiments"]))
 
 
+def test_figure1_and_table4_scores_train_nothing_of_their_own(paper):
+    """Figure 1's four datasets are Figure 4's / Table 5's runs; Table 4's extra scores are one k-NN job."""
+    assert paper["experiments"]["fig1"]["datasets"] == ["cifar10", "cifar100", "fashion_mnist", "cats_vs_dogs"]
+    full = fw.job_counts(fw.plan(paper))
+    without_fig1 = {**paper, "experiments": {k: v for k, v in paper["experiments"].items() if k != "fig1"}}
+    assert fw.job_counts(fw.plan(without_fig1))["train"] == full["train"]
+    cos_only = {**paper, "experiments": {**paper["experiments"],
+                                         "table4": {**paper["experiments"]["table4"], "scores": ["cos"]}}}
+    assert fw.job_counts(fw.plan(cos_only)) == full
+
+
 @pytest.mark.slow
 def test_dry_run_of_the_whole_paper_grid(paper, tmp_path):
     out = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", CONFIGS / "paper.yaml").stdout
