@@ -99,6 +99,9 @@ CELL_COLUMNS = [
 _RECIPE_FIELDS = ["schedule", "checkpoint", "bn_momentum", "tau", "batch_size", "epochs"]
 _ROW_FIELDS = ["kind", "method", "loss", "outliers", "score", "recipe", "dataset"]
 _MEAN = "mean"
+#: the loss key and display name of the untrained-encoder baseline rows
+UNTRAINED = "untrained"
+UNTRAINED_DISPLAY = "untrained encoder"
 _IMPROVEMENT = "improvement"
 _METRIC_NAMES = {"auroc": "AUROC", "aulc": "AULC"}
 
@@ -378,8 +381,34 @@ def _seed_cell(values: Sequence[float], statuses: Sequence[str], reasons: Sequen
     return cell
 
 
+def _untrained_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The untrained-encoder baseline as rows of their own (AUROC only), one per dataset x class x seed x score.
+
+    Every run scores its encoder at initialisation too (``untrained_auroc``;
+    ``features.untrained``). Those weights depend on the seed and the model,
+    not on the loss or the outlier source, so the runs of one seed that differ
+    only there give one baseline (the first kept). A missing baseline of an ok
+    run is ``missing``; of a failed run, ``failed`` as the run. Summaries with
+    no baseline at all (``features.untrained: false``, results from before it)
+    get no such rows.
+    """
+    if "untrained_auroc" not in rows or pd.to_numeric(rows["untrained_auroc"], errors="coerce").isna().all():
+        return rows.iloc[0:0]
+    base = rows.assign(loss=UNTRAINED, outliers=None, metric="auroc",
+                       value=pd.to_numeric(rows["untrained_auroc"], errors="coerce") * rep.PERCENT)
+    no_value = (base["status"] == "ok") & base["value"].isna()
+    base.loc[no_value, "status"] = "missing"
+    base.loc[no_value, "reason"] = "no untrained-encoder score (features.untrained: false, or features from before it)"
+    base = base.sort_values("status", key=lambda s: s != "ok", kind="stable")  # an ok baseline wins over a failed run's
+    key = ["dataset", "cls", "evalset", "recipe", "seed", "score", "k"]
+    return base.drop_duplicates([c for c in key if c in base], keep="first")
+
+
 def _our_seed_values(spec: TableSpec, summary: pd.DataFrame, k: int, partial: bool) -> pd.DataFrame:
-    """One row per run x score x metric of ours: value in %, status (missing -> pending when partial)."""
+    """One row per run x score x metric of ours: value in %, status (missing -> pending when partial).
+
+    Plus the untrained-encoder rows (:func:`_untrained_rows`), shown in every table with an AUROC metric.
+    """
     rows = summary[summary["k"].isna() | (summary["k"] == k)]
     frames = []
     for metric in spec.metrics:
@@ -388,11 +417,13 @@ def _our_seed_values(spec: TableSpec, summary: pd.DataFrame, k: int, partial: bo
         f.loc[no_value, "status"] = "missing"
         f.loc[no_value, "reason"] = f"no {metric} in the summary"
         frames.append(f)
-    long = pd.concat(frames, ignore_index=True)
+    if "auroc" in spec.metrics:
+        frames.append(_untrained_rows(rows))
+    long = pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
     if partial:
         long["status"] = long["status"].replace("missing", "pending")
     long["kind"] = "value"
-    long["method"] = long["loss"].map(rep.LOSS_DISPLAY).fillna(long["loss"])
+    long["method"] = long["loss"].map({**rep.LOSS_DISPLAY, UNTRAINED: UNTRAINED_DISPLAY}).fillna(long["loss"])
     if spec.mean_over == "ood":
         long = long[long["ood"].notna()]  # one-class rows have no OOD set
     return long
@@ -717,6 +748,7 @@ def _label(spec: TableSpec, cells: pd.DataFrame) -> pd.DataFrame:
                          f"{clash['column'].iloc[0]!r}; give the table's experiments distinct labels")
     rank = {f: {n: i for i, n in enumerate(catalog.names(key))}
             for f, key in (("loss", "loss.name"), ("outliers", "outliers.name"), ("score", "scores.names"))}
+    rank["loss"][UNTRAINED] = len(rank["loss"])  # the baseline after every loss
     paper_pos = cells.groupby("row", sort=False)["paper_order"].min()
 
     def key(c: dict) -> tuple:
