@@ -5,7 +5,7 @@
 per score and k (with AUROC, the checkpoint choice and its epoch), and then
 ``metrics.json``: every score's AUROC, the learning curve's AULC, the final
 and best-on-test AUROC, and the recipe labels (schedule, checkpoint choice,
-BatchNorm momentum) so that no number travels without saying how it was made.
+BatchNorm momentum, the loss's form, ID class labels) so that no number travels without saying how it was made.
 
 A score that cannot be computed (NaN features, a collapsed representation,
 a missing crop cache) is recorded with ``"status": "failed"`` and its reason,
@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from firm_bench import runs
-from firm_bench.catalog import score_family
+from firm_bench.catalog import loss_form, score_family
 from firm_bench.metrics import aulc, auroc
 from firm_bench.runs import TEST_EVALSET, cache_path, meta_path, read_curve
 
@@ -31,13 +31,21 @@ def score_file_name(name: str, k: int | None) -> str:
 
 
 def recipe_labels(cfg: dict) -> dict:
-    """The recipe options every output is labelled with."""
+    """The recipe options every output is labelled with.
+
+    ``loss_form``: the form the loss trained in (pairwise | concat), resolved
+    from ``loss_form_setting`` = ``loss.form`` (reference | pairwise | concat;
+    ``catalog.loss_form``); ``id_labels``: whether the ID images kept their
+    class labels (multi-class FIRM).
+    """
     return {
         "preset": cfg["preset"],
         "schedule": cfg["optim"]["schedule"],
         "checkpoint": cfg["checkpoint"]["select"],
         "bn_momentum": cfg["model"]["bn_momentum"],
-        "loss_form": cfg["loss"]["form"],
+        "loss_form": loss_form(cfg["loss"]["name"], cfg["loss"]["form"]),
+        "loss_form_setting": cfg["loss"]["form"],
+        "id_labels": bool(cfg["loss"]["id_labels"]),
         "tau": cfg["loss"]["tau"],
         "epochs": cfg["optim"]["epochs"],
         "batch_size": cfg["optim"]["batch_size"],

@@ -26,7 +26,9 @@ from firm_bench.catalog import score_family
 
 ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "seed", "evalset", "score", "k"]
 VALUE_COLUMNS = ["auroc", "aulc", "status", "reason"]
-LABEL_COLUMNS = ["schedule", "checkpoint", "bn_momentum", "tau", "batch_size", "epochs", "train_seconds", "run_dir"]
+#: recipe labels of each row (evaluate.recipe_labels); a summary written before a label existed reads it as unknown
+LABEL_COLUMNS = ["schedule", "checkpoint", "bn_momentum", "loss_form", "id_labels", "tau", "batch_size", "epochs",
+                 "train_seconds", "run_dir"]
 COLUMNS = ID_COLUMNS + VALUE_COLUMNS + LABEL_COLUMNS
 
 
