@@ -4,7 +4,8 @@ The registries (:mod:`firm_bench.registry`: losses, datasets, outlier
 sources, scores, encoders, schedules, paper tables and figures) are the truth,
 filled when their modules are imported, and importing them means importing
 torch (about 1.5 s). Building the paper's DAG needs only their names, each
-dataset's role and classes and each score's family, so
+dataset's role and classes, each score's family and each loss's reference
+form (and whether it takes in-distribution class labels), so
 ``firm_bench/schema/catalog.json`` keeps a snapshot of exactly that, and the
 Snakefile and :func:`firm_bench.workflow.plan` read it.
 
@@ -98,7 +99,7 @@ def build() -> dict[str, Any]:
     """The catalog from the live registries (imports torch and pandas)."""
     from firm_bench.datasets import DATASETS
     from firm_bench.figures import FIGURES
-    from firm_bench.losses import LOSSES
+    from firm_bench.losses import FORMS, ID_CLASS_LOSSES, LOSSES, REFERENCE_FORMS
     from firm_bench.models import ENCODERS
     from firm_bench.outliers import OUTLIERS
     from firm_bench.scores import SCORE_FAMILIES, SCORES
@@ -115,6 +116,11 @@ def build() -> dict[str, Any]:
             for name, ds in DATASETS.items()
         },
         "score_family": {name: SCORE_FAMILIES[name] for name in SCORES.names()},
+        "loss_forms": list(FORMS),
+        "losses": {
+            name: {"reference_form": REFERENCE_FORMS.get(name), "id_classes": name in ID_CLASS_LOSSES}
+            for name in LOSSES.names()
+        },
     }
 
 
@@ -161,6 +167,38 @@ def score_family(name: str) -> str:
         if name in cat["score_family"]:
             return str(cat["score_family"][name])
     raise UnknownNameError(f"unknown score {name!r}; valid: {', '.join(live()['score_family'])}")
+
+
+def _loss_entry(name: str) -> dict[str, Any]:
+    for cat in (get() for get in (snapshot, live)):  # live only when the snapshot lacks it
+        if name in cat.get("losses", {}):
+            return dict(cat["losses"][name])
+    raise UnknownNameError(f"unknown loss {name!r}; valid: {', '.join(live()['losses'])}")
+
+
+def loss_form(name: str, setting: str = "reference") -> str:
+    """The form (``pairwise`` | ``concat``) loss ``name`` trains in under ``loss.form = setting``.
+
+    ``reference``: the form the FIRM reference code ran the loss in (the
+    snapshot of ``losses.REFERENCE_FORMS``); ``pairwise`` / ``concat``: that
+    form. The torch-free twin of ``losses.resolve_form``. Raises ValueError for
+    an unknown setting or a loss without a reference form, UnknownNameError
+    for an unknown loss.
+    """
+    forms = list(snapshot().get("loss_forms") or live()["loss_forms"])
+    entry = _loss_entry(name)
+    if setting in forms:
+        return setting
+    if setting != "reference":
+        raise ValueError(f"unknown loss form {setting!r}; valid: {', '.join(['reference', *forms])}")
+    if entry["reference_form"] is None:
+        raise ValueError(f"loss {name!r} has no reference form; set loss.form to one of {', '.join(forms)}")
+    return str(entry["reference_form"])
+
+
+def loss_takes_id_classes(name: str) -> bool:
+    """Whether loss ``name`` takes (N, 2) labels with in-distribution classes (``loss.id_labels``)."""
+    return bool(_loss_entry(name)["id_classes"])
 
 
 def score_families() -> list[str]:

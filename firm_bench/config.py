@@ -186,6 +186,19 @@ def _check_names(cfg: dict) -> None:
             ds["cls"] = catalog.dataset(ds["name"]).class_id(ds["cls"], ds["name"])
         except ValueError as exc:
             problems.append(f"dataset.cls: {exc}")
+    loss = cfg["loss"]
+    if loss["name"] in catalog.names("loss.name", loss["name"]):
+        try:
+            catalog.loss_form(loss["name"], loss["form"])
+        except ValueError as exc:
+            problems.append(f"loss.form: {exc}")
+        if loss["id_labels"] and not catalog.loss_takes_id_classes(loss["name"]):
+            takes = [n for n in catalog.names("loss.name") if catalog.loss_takes_id_classes(n)]
+            problems.append(f"loss.id_labels: true needs loss.name: {' or '.join(takes)} (in-distribution class "
+                            f"labels are FIRM's option), got loss.name: {loss['name']!r}; set loss.id_labels: false")
+    if loss["id_labels"] and ds["cls"] != "all":
+        problems.append(f"loss.id_labels: true needs dataset.cls: all (several in-distribution classes), got "
+                        f"dataset.cls: {ds['cls']!r}; set loss.id_labels: false for the one-class protocol")
     angles = cfg["features"]["angles"]
     if angles[0] != 0:
         problems.append(f"features.angles: must start with 0 (the unrotated view), got {angles}")

@@ -5,8 +5,8 @@
 per score and k (with AUROC, the checkpoint choice and its epoch), and then
 ``metrics.json``: every score's AUROC, the learning curve's AULC, the final
 and best-on-test AUROC, and the recipe labels (schedule, checkpoint choice,
-BatchNorm momentum, loss form, precision, evaluation size and zoom, ...) so
-that no number travels without saying how it was made.
+BatchNorm momentum, the loss's form, ID class labels, precision, evaluation
+size and zoom, ...) so that no number travels without saying how it was made.
 
 Every score is also computed for the run's encoder at initialisation
 (``features/<evalset>/untrained/cache.pt``, ``features.untrained``): each
@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from firm_bench import runs
-from firm_bench.catalog import score_family
+from firm_bench.catalog import loss_form, score_family
 from firm_bench.metrics import aulc, auroc
 from firm_bench.runs import TEST_EVALSET, cache_path, meta_path, read_curve
 
@@ -46,7 +46,11 @@ def precision_of(status: dict | None) -> str | None:
 def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
     """The recipe options every output is labelled with (where the reference differs: docs/FAITHFULNESS.md).
 
-    ``status``: the run's status.json, for what only training knows (the precision it ran in).
+    ``loss_form``: the form the loss trained in (pairwise | concat), resolved
+    from ``loss_form_setting`` = ``loss.form`` (reference | pairwise | concat;
+    ``catalog.loss_form``); ``id_labels``: whether the ID images kept their
+    class labels (multi-class FIRM). ``status``: the run's status.json, for
+    what only training knows (the precision it ran in).
     """
     from firm_bench.config import protocol
 
@@ -57,7 +61,9 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
         "select_score": cfg["checkpoint"]["select_score"] if cfg["checkpoint"]["select"] == "best_test" else None,
         "bn_momentum": cfg["model"]["bn_momentum"],
         "head_init": cfg["model"]["head_init"],
-        "loss_form": cfg["loss"]["form"],
+        "loss_form": loss_form(cfg["loss"]["name"], cfg["loss"]["form"]),
+        "loss_form_setting": cfg["loss"]["form"],
+        "id_labels": bool(cfg["loss"]["id_labels"]),
         "tau": cfg["loss"]["tau"],
         "epochs": cfg["optim"]["epochs"],
         "batch_size": cfg["optim"]["batch_size"],

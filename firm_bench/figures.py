@@ -9,7 +9,8 @@ paper item and a drawing function of one of four kinds:
   the mean over seeds with a band of +/- one std, one panel per paper dataset
   (a stand-in dataset of ours in the panel of the dataset it stands in for);
 - loss landscapes (Figure 2): :func:`landscape` evaluates our own losses
-  (``firm_bench.losses.get_loss``) on constructed batches (:func:`constructed_batch`);
+  (``firm_bench.losses.get_loss``), each in the form the reference code ran it,
+  on constructed batches (:func:`constructed_batch`);
 - t-SNE (Figures 3, 6, 7): test embeddings (the encoder features of the
   run's feature cache, unrotated view) of normal vs anomalous images, per
   class and loss (scikit-learn TSNE, seeded, ``n_jobs`` = ``--threads``);
@@ -19,7 +20,7 @@ paper item and a drawing function of one of four kinds:
 Figures are drawn on ``matplotlib.figure.Figure`` objects (the Agg canvas; no
 pyplot state, no display) at the paper's text width (6.9 in, 7-8 pt text), so
 they are legible without scaling. Every figure states its recipe in a footer
-line (schedule, checkpoint choice, BN momentum) and says "pending" /
+line (schedule, checkpoint choice, BN momentum, loss forms) and says "pending" /
 "not run" in panels with no data.
 """
 
@@ -309,13 +310,18 @@ def landscape(
     s_out: Sequence[float],
     *,
     tau: float | None = None,
+    form: str = "reference",
     n_id: int = 4,
     n_out: int = 4,
 ) -> np.ndarray:
-    """L[i, j] = get_loss(loss, tau)(z, z, labels) on ``constructed_batch(s_in[i], s_out[j])`` (pairwise form)."""
+    """L[i, j] = get_loss(loss, tau, form)(z, z, labels) on ``constructed_batch(s_in[i], s_out[j])``.
+
+    form: a ``loss.form`` setting; ``reference`` (default) = the form the FIRM
+    reference code ran the loss in (NT-Xent and FIRM pairwise, SupCon concat).
+    """
     from firm_bench.losses import get_loss
 
-    fn = get_loss(loss) if tau is None else get_loss(loss, tau=tau)
+    fn = get_loss(loss, form=form) if tau is None else get_loss(loss, tau=tau, form=form)
     out = np.empty((len(s_in), len(s_out)))
     for i, a in enumerate(s_in):
         for j, b in enumerate(s_out):
@@ -325,26 +331,34 @@ def landscape(
 
 
 def _draw_landscape(spec: FigureSpec, data: FigureData):
-    """One heat map per loss over (inlier similarity, synthetic-outlier similarity), minimum marked."""
+    """One heat map per loss over (inlier similarity, synthetic-outlier similarity), minimum marked.
+
+    Each loss in the form the reference code ran it (``catalog.loss_form``), named in its title and the note.
+    """
+    from firm_bench import catalog
+    from firm_bench.tables import FORM_LABELS
+
     n_id, n_out, steps = spec.params["n_id"], spec.params["n_out"], spec.params["steps"]
     s_in = np.linspace(-1.0 / (n_id - 1), 1.0, steps)
     s_out = np.linspace(-1.0 / (n_out - 1), 1.0, steps)
     losses = spec.params["losses"]
     fig, axes = _new_figure(len(losses), height=2.1)
     for ax, loss in zip(axes, losses):
-        values = landscape(loss, s_in, s_out, n_id=n_id, n_out=n_out)
+        values = landscape(loss, s_in, s_out, form="reference", n_id=n_id, n_out=n_out)
         mesh = ax.pcolormesh(s_in, s_out, values.T, shading="auto", cmap="viridis")
         ax.contour(s_in, s_out, values.T, levels=8, colors="white", linewidths=0.4, alpha=0.6)
         i, j = np.unravel_index(np.argmin(values), values.shape)
         ax.plot(s_in[i], s_out[j], marker="*", color="red", markersize=7, label="minimum")
-        ax.set_title(_loss_label(loss))
+        ax.set_title(f"{_loss_label(loss)} ({catalog.loss_form(loss)})")
         ax.set_xlabel("inlier similarity")
         ax.set_ylabel("syn. outlier similarity")
         fig.colorbar(mesh, ax=ax, shrink=0.85, label="loss")
     from firm_bench.config import schema_defaults
 
-    _note(fig, f"our losses (pairwise form, tau = {schema_defaults()['loss']['tau']}) on constructed batches of "
-               f"{n_id} ID + {n_out} outlier unit vectors; both views equal; ID-outlier similarity 0")
+    forms = ", ".join(f"{_loss_label(loss)} {FORM_LABELS[catalog.loss_form(loss)]}" for loss in losses)
+    _note(fig, f"our losses, each in the form the reference code ran it ({forms}), tau = "
+               f"{schema_defaults()['loss']['tau']}, on constructed batches of {n_id} ID + {n_out} outlier unit "
+               "vectors; both views equal; ID-outlier similarity 0")
     return fig
 
 
@@ -353,7 +367,8 @@ def _fig2() -> None:
     """Figure 2: loss landscapes of NT-Xent, SupCon and FIRM over (inlier, synthetic-outlier) cosine similarity.
 
     Computed by evaluating firm_bench.losses.get_loss on constructed batches
-    (constructed_batch), not from a second formula. NT-Xent is lowest where
+    (constructed_batch), not from a second formula, each loss in the form the
+    reference code ran it (NT-Xent and FIRM pairwise, SupCon concat). NT-Xent is lowest where
     inliers are dissimilar, SupCon where both groups collapse, FIRM where
     inliers align and outliers stay diverse (paper Sec. 2.1).
     """

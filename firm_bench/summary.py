@@ -26,10 +26,11 @@ from firm_bench.catalog import score_family
 
 ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "seed", "evalset", "score", "k"]
 VALUE_COLUMNS = ["auroc", "aulc", "status", "reason", "untrained_auroc"]
-#: the recipe labels of each row (evaluate.recipe_labels); where they differ from the reference: docs/FAITHFULNESS.md
-LABEL_COLUMNS = ["schedule", "checkpoint", "select_score", "bn_momentum", "head_init", "tau", "batch_size", "epochs",
-                 "normalization", "precision", "image_size", "eval_size", "eval_zoom", "batching", "train_seconds",
-                 "run_dir"]
+#: recipe labels of each row (evaluate.recipe_labels; where they differ from the reference: docs/FAITHFULNESS.md);
+#: a summary written before a label existed reads it as unknown
+LABEL_COLUMNS = ["schedule", "checkpoint", "select_score", "bn_momentum", "head_init", "loss_form", "id_labels", "tau",
+                 "batch_size", "epochs", "normalization", "precision", "image_size", "eval_size", "eval_zoom", "batching",
+                 "train_seconds", "run_dir"]
 COLUMNS = ID_COLUMNS + VALUE_COLUMNS + LABEL_COLUMNS
 
 

@@ -71,6 +71,7 @@ __all__ = [
     "notes",
     "read_cells",
     "read_summaries",
+    "loss_form_label",
     "recipe_label",
     "register_cli",
     "render",
@@ -93,10 +94,18 @@ CELL_COLUMNS = [
     "table", "row", "column", "row_order", "column_order", "kind", "method", "loss", "outliers", "score",
     "recipe", "dataset", "paper_dataset", "stand_in", "ood", "cls", "metric", "k", "ours_mean", "ours_std",
     "n_ok", "n_runs", "n_classes", "mean_of", "ours_status", "ours_reason", "paper_value", "paper_std",
-    "paper_note", "paper_basis", "reported_only", "diff", "comparable", "schedule", "checkpoint", "bn_momentum", "tau",
+    "paper_note", "paper_basis", "reported_only", "diff", "comparable", "schedule", "checkpoint", "select_score",
+    "bn_momentum", "head_init", "loss_form", "id_labels", "tau", "normalization", "precision", "image_size",
+    "eval_size", "eval_zoom", "batching",
     "batch_size", "epochs",
 ]
-_RECIPE_FIELDS = ["schedule", "checkpoint", "bn_momentum", "tau", "batch_size", "epochs"]
+_RECIPE_FIELDS = ["schedule", "checkpoint", "select_score", "bn_momentum", "head_init", "loss_form", "id_labels", "tau",
+                  "batch_size", "epochs", "normalization", "precision", "image_size", "eval_size", "eval_zoom", "batching"]
+#: recipe labels a cell CSV written before they existed lacks: read as unknown
+_LATER_FIELDS = ["loss_form", "id_labels", "select_score", "head_init", "normalization", "precision", "image_size",
+                 "eval_size", "eval_zoom", "batching"]
+#: how each loss form is named in captions (``loss_form_label``)
+FORM_LABELS = {"pairwise": "pairwise (N×N)", "concat": "concat (2N×2N)"}
 _ROW_FIELDS = ["kind", "method", "loss", "outliers", "score", "recipe", "dataset"]
 _MEAN = "mean"
 #: the loss key and display name of the untrained-encoder baseline rows
@@ -337,7 +346,8 @@ def read_summaries(paths: Iterable[str | Path] | pd.DataFrame) -> pd.DataFrame:
     for col in summary.COLUMNS:
         if col not in df.columns:
             df[col] = "test" if col == "evalset" else None
-    text = ["experiment", "dataset", "loss", "outliers", "recipe", "score", "status", "reason", "run_dir", *_RECIPE_FIELDS[:2]]
+    text = ["experiment", "dataset", "loss", "outliers", "recipe", "score", "status", "reason", "run_dir", "schedule",
+            "checkpoint", *_LATER_FIELDS]
     df = df.astype({c: object for c in text})
     df["evalset"] = df["evalset"].fillna("test").astype(str)
     df["ood"] = df["evalset"].where(df["evalset"] != "test", None)
@@ -463,13 +473,16 @@ def _our_cells(spec: TableSpec, long: pd.DataFrame, n_ood: int) -> pd.DataFrame:
     ident += [c for c in ("ood", "cls") if c != spec.mean_over]
     item_of = spec.mean_over
     recipes = {r: _recipe_of(g) for r, g in long.groupby("recipe", dropna=False)}
+    # the form is the loss's own (one recipe trains NT-Xent pairwise and SupCon concat)
+    forms = {key: _recipe_of(g)["loss_form"] for key, g in long.groupby(["loss", "recipe"], dropna=False)}
     records = long[[*ident, item_of, "seed", "value", "status", "reason"]].astype(object)
     groups: dict[tuple, list[dict]] = {}
     for r in records.where(records.notna(), None).to_dict("records"):
         groups.setdefault(tuple(r[c] for c in ident), []).append(r)
     cells = []
     for key, rs in groups.items():
-        base = {**dict(zip(ident, key)), **recipes[key[ident.index("recipe")]]}
+        loss, recipe = key[ident.index("loss")], key[ident.index("recipe")]
+        base = {**dict(zip(ident, key)), **recipes[recipe], "loss_form": forms.get((loss, recipe))}
         by_item: dict[object, list[dict]] = {}
         by_seed: dict[object, list[dict]] = {}
         for r in rs:
@@ -794,7 +807,7 @@ def _latex_escape(text: str) -> str:
     text = "".join({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}.get(ch, ch) for ch in text)
     for a, b in [("*", r"$^*$"), ("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("−", "-"), ("†", r"\textsuperscript{\dag}"),
-                 ("✓", ""), ("✗", "")]:
+                 ("×", r"$\times$"), ("—", "---"), ("✓", ""), ("✗", "")]:
         text = text.replace(a, b)
     return text
 
@@ -885,12 +898,68 @@ def _grid(spec: TableSpec, cells: pd.DataFrame, style: _Style, tolerance: float)
     return [style.escape(corner), "", *(style.escape(c) for _, c in cols)], lines
 
 
+def _truthy(value: object) -> bool:
+    """A bool label as written by pandas (True, "True", 1) or read back from a CSV."""
+    return value is True or str(value).strip().lower() in ("true", "1", "1.0")
+
+
+def loss_form_label(rows: pd.DataFrame, compact: bool = False) -> str:
+    """The form each loss of some summary (or cell) rows trained in, against the reference's.
+
+    Reads the ``loss_form`` label (``evaluate.recipe_labels``) per loss and
+    compares it with the form the FIRM reference code ran that loss in
+    (``catalog.loss_form``). E.g. ``loss forms: NT-Xent pairwise (N×N), SupCon
+    concat (2N×2N) — as the reference ran them``, or ``loss forms: all pairwise
+    (N×N) — override; the reference ran SupCon in concat (2N×2N)``. A loss
+    without the label (a summary written before it existed) is named unknown.
+    ``compact``: shorter, for figure footers.
+    """
+    from firm_bench import catalog
+
+    if "loss" not in rows or rows["loss"].dropna().empty:
+        return "loss forms: unknown"
+    rank = {n: i for i, n in enumerate(catalog.names("loss.name"))}
+    losses = sorted({str(v) for v in rows["loss"].dropna()}, key=lambda n: (rank.get(n, len(rank)), n))
+    name = lambda n: rep.LOSS_DISPLAY.get(n, n)  # noqa: E731
+    text = (lambda f: f) if compact else (lambda f: FORM_LABELS.get(f, f))
+
+    def reference(loss: str) -> str | None:
+        try:
+            return catalog.loss_form(loss)
+        except (KeyError, ValueError):
+            return None
+
+    forms = {}
+    for loss in losses:
+        vals = rows.loc[rows["loss"] == loss, "loss_form"].dropna() if "loss_form" in rows else []
+        forms[loss] = sorted({f for v in vals for f in str(v).split("/")})
+    unknown = [n for n in losses if not forms[n]]
+    if len(unknown) == len(losses):
+        return "loss forms: not recorded (results from before the label)"
+    deviating = [n for n in losses if forms[n] and any(f != reference(n) for f in forms[n])]
+    parts = ", ".join(f"{name(n)} {'/'.join(text(f) for f in forms[n]) or 'unknown'}" for n in losses)
+    one = {f for n in losses for f in forms[n]}
+    if deviating and not unknown and len(losses) > 1 and len(one) == 1:
+        parts = f"all {text(one.pop())}"
+    notes = []
+    if deviating:
+        refs = sorted({str(reference(n)) for n in deviating})
+        notes.append(f"override; the reference ran {'/'.join(map(name, deviating))} in {'/'.join(map(text, refs))}")
+    if unknown:
+        notes.append(f"{'/'.join(map(name, unknown))}: form not recorded (older results)")
+    if not notes:
+        notes.append("as the reference" if compact else "as the reference ran them")
+    return f"loss forms: {parts} — {'; '.join(notes)}"
+
+
 def recipe_label(rows: pd.DataFrame, compact: bool = False) -> str:
     """The recipe options of some summary (or cell) rows, as every table and figure states them.
 
     Per recipe: schedule, checkpoint choice (with how it differs from the
-    paper's), BN momentum, tau, batch size, epochs. ``compact``: one line over
-    all rows (the recipes, schedule, checkpoint, BN momentum), for figures.
+    paper's), BN momentum, the form of each loss (``loss_form_label``), ID
+    class labels where used, tau, batch size, epochs. ``compact``: one line
+    over all rows (the recipes, schedule, checkpoint, BN momentum, loss forms),
+    for figures.
     """
     rows = rows.dropna(subset=["recipe"]) if "recipe" in rows else rows.iloc[0:0]
     if rows.empty:
@@ -899,14 +968,20 @@ def recipe_label(rows: pd.DataFrame, compact: bool = False) -> str:
     def checkpoint(values: str | None) -> str:
         return "; ".join(CHECKPOINT_LABELS.get(c, c) for c in (values or "unknown").split("/"))
 
+    def id_labels(g: pd.DataFrame) -> str:
+        used = "id_labels" in g and any(_truthy(v) for v in g["id_labels"].dropna())
+        return ", in-distribution class labels used (multi-class FIRM; our addition)" if used else ""
+
     if compact:
         rec = _recipe_of(rows)
         return (f"recipe {'/'.join(sorted(rows['recipe'].unique()))}; schedule {rec['schedule']}; "
-                f"checkpoint {checkpoint(rec['checkpoint'])}; BN momentum {rec['bn_momentum']}")
+                f"checkpoint {checkpoint(rec['checkpoint'])}; BN momentum {rec['bn_momentum']}; "
+                f"{loss_form_label(rows, compact=True)}{id_labels(rows)}")
     return " | ".join(
         f"{recipe}: schedule {rec['schedule']}, checkpoint {checkpoint(rec['checkpoint'])}, BN momentum "
         f"{rec['bn_momentum']}, tau {rec['tau']}, batch size {rec['batch_size']}, {rec['epochs']} epochs"
-        for recipe, rec in ((r, _recipe_of(g)) for r, g in rows.groupby("recipe", sort=True)))
+        f"{id_labels(g)}; {loss_form_label(g)}"
+        for recipe, g, rec in ((r, g, _recipe_of(g)) for r, g in rows.groupby("recipe", sort=True)))
 
 
 def caption(spec: TableSpec, cells: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE, fmt: Format = "md") -> str:
@@ -972,6 +1047,9 @@ def read_cells(path: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"table cells {path} do not exist; build them with `snakemake {path}`")
     df = pd.read_csv(path, dtype={"cls": str, "ood": str, "row": str, "column": str, "n_classes": str, "mean_of": str,
                                   "paper_basis": str})
+    for col in _LATER_FIELDS:  # cells written before these labels existed: unknown
+        if col not in df.columns:
+            df[col] = None
     missing = [c for c in CELL_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}; rebuild it with `firm-bench paper-table`")

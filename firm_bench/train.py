@@ -4,7 +4,10 @@ The recipe (METHOD.md "Training recipe"): SGD with momentum and weight
 decay; every epoch the normal class's training images plus their synthetic
 outliers (``outliers.name``) are shuffled into ``batch_size`` batches
 (drop_last); each batch gets two augmented views; the loss
-(``loss.name``) is computed on the two L2-normalised projections.
+(``loss.name``, in the form ``loss.form`` resolves to: ``losses.build_loss``)
+is computed on the two L2-normalised projections. With ``loss.id_labels``
+the labels are (M, 2) [kind, id_class]: the ID images keep their class
+(multi-class FIRM, ``losses.id_class_labels``).
 
 Every ``eval.every`` epochs the test set is scored in-process with the k-NN
 cosine score on encoder features and a row is appended to ``curve.csv``.
@@ -46,7 +49,7 @@ from firm_bench.runs import read_curve  # noqa: F401 - re-exported (tests, calle
 from firm_bench.augment import TEST_ZOOM, AugmentConfig, TwoViewAugment
 from firm_bench.datasets import ImageSet, get_dataset, load_split, one_class_split, ood_split
 from firm_bench.features import as_extracted, encode
-from firm_bench.losses import get_loss
+from firm_bench.losses import build_loss, check_label_values, id_class_labels
 from firm_bench.metrics import auroc
 from firm_bench.models import FirmModel, create_model
 from firm_bench.outliers import OUTLIERS
@@ -114,6 +117,7 @@ class RunData:
     """Everything a run trains and evaluates on, loaded once."""
 
     train_ids: torch.Tensor  # uint8 (N, 3, S, S) normal-class training images
+    train_labels: torch.Tensor  # int64 (N,) their classes (the dataset's class index; loss.id_labels)
     test_images: torch.Tensor  # uint8 (Nt, 3, S, S)
     test_targets: torch.Tensor  # int64 (Nt,), 1 = normal
     image_size: int  # side of the training images
@@ -160,7 +164,9 @@ def load_run_data(cfg: dict) -> RunData:
             ds["name"], ds["cls"], root=ds["root"], image_size=size, download=ds["download"]
         )
     mean, std = info.stats(ds["normalization"])
-    return RunData(train.images, test.images, targets, size, tuple(mean), tuple(std), proto.eval_size, proto.eval_zoom)
+    return RunData(train_ids=train.images, train_labels=train.labels, test_images=test.images, test_targets=targets,
+                   image_size=size, mean=tuple(mean), std=tuple(std), eval_size=proto.eval_size,
+                   eval_zoom=proto.eval_zoom)
 
 
 def initial_model(cfg: dict) -> FirmModel:
@@ -267,6 +273,7 @@ class Training:
     seed: int
     bank_images: torch.Tensor
     test_images: torch.Tensor
+    id_classes: torch.Tensor | None = None  # int64 (N,) the ID images' classes with loss.id_labels, else None
     ids_per_step: int | None = None  # paired batches (optim.batching): ID images per step; None = pooled
 
     def shuffle(self, n_rows: int, gen: torch.Generator) -> torch.Tensor:
@@ -285,6 +292,10 @@ class Training:
         ids = ids.view(self.steps_per_epoch, self.ids_per_step)
         return torch.cat([ids + t * n for t in range(n_rows // n)], dim=1).flatten()
 
+    def labels_of(self, kinds: torch.Tensor) -> torch.Tensor:
+        """The loss's labels of a training set: its kinds (M,), or with ``loss.id_labels`` (M, 2) [kind, id_class]."""
+        return kinds if self.id_classes is None else id_class_labels(kinds, self.id_classes)
+
     def prepare(self, epoch: int) -> EpochData:
         """The training set, shuffle and (``speed.predraw``) draws of ``epoch``, on the device.
 
@@ -296,7 +307,8 @@ class Training:
         if self.fixed_set is not None:
             images, labels = self.fixed_set
         else:
-            images, labels = self.outliers.epoch(self.data.train_ids, gen)
+            images, kinds = self.outliers.epoch(self.data.train_ids, gen)
+            labels = self.labels_of(kinds)
             if self.opts.fast_loss:
                 _check_labels(labels)
         images, labels = to_device(images, self.device, fast), to_device(labels, self.device, fast)
@@ -326,9 +338,14 @@ class Training:
 
 
 def _check_labels(labels: torch.Tensor) -> None:
-    """Once per training set: the loss's label check, which ``speed.fast_loss`` skips per step."""
-    if labels.numel() and bool((labels < 0).any()):
-        raise ValueError("training labels must be >= 0 (0 = ID, k >= 1 = outlier kind k)")
+    """Once per training set: the loss's label check, which ``speed.fast_loss`` skips per step.
+
+    labels: (M,) kinds or (M, 2) [kind, id_class] (``losses.check_label_values``).
+    """
+    try:
+        check_label_values(labels)
+    except ValueError as exc:
+        raise ValueError(f"training labels: {exc}") from None
 
 
 def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOptions | None = None) -> Training:
@@ -343,11 +360,16 @@ def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOp
         model.parameters(), lr=optim_cfg["lr"], momentum=optim_cfg["momentum"], weight_decay=optim_cfg["weight_decay"]
     )
     outliers = OUTLIERS.get(cfg["outliers"]["name"])(cfg["outliers"], data.image_size)
+    id_classes = data.train_labels if cfg["loss"]["id_labels"] else None
+    if id_classes is not None and id_classes.shape[0] != data.train_ids.shape[0]:
+        raise ValueError(f"loss.id_labels: RunData.train_labels {tuple(id_classes.shape)} must label every training "
+                         f"image ({data.train_ids.shape[0]})")
     gen0 = epoch_generator(seed, 0)
     fixed_set = None
     if outliers.deterministic:
         ids = data.train_ids.to(device) if opts.resident_data else data.train_ids
-        fixed_set = outliers.epoch(ids, gen0)  # rotations made once, on the device when resident
+        images, kinds = outliers.epoch(ids, gen0)  # rotations made once, on the device when resident
+        fixed_set = (images, kinds if id_classes is None else id_class_labels(kinds, id_classes))
         if opts.fast_loss:
             _check_labels(fixed_set[1])
     n_train = (fixed_set[0] if fixed_set else outliers.epoch(data.train_ids, gen0)[0]).shape[0]
@@ -372,14 +394,14 @@ def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOp
         )
     epochs = int(optim_cfg["epochs"])
     scheduler = SCHEDULES.get(optim_cfg["schedule"])(optimizer, epochs * steps_per_epoch, steps_per_epoch, optim_cfg)
-    loss_fn = get_loss(cfg["loss"]["name"], tau=cfg["loss"]["tau"], form=cfg["loss"]["form"], check_values=not opts.fast_loss)
+    loss_fn = build_loss(cfg, check_values=not opts.fast_loss)
     augment = TwoViewAugment(AugmentConfig.from_dict(cfg["augment"]), data.image_size, data.mean, data.std)
     engine = TrainEngine(model, optimizer, scheduler, loss_fn, augment, opts, device, batch, steps_per_epoch)
     resident = opts.resident_data or opts.fast_eval
     bank = data.train_ids.to(device) if resident else data.train_ids
     test = data.test_images.to(device) if resident else data.test_images
     return Training(cfg, data, device, opts, model, optimizer, scheduler, engine, outliers, fixed_set,
-                    steps_per_epoch, batch, seed, bank, test, ids_per_step)
+                    steps_per_epoch, batch, seed, bank, test, id_classes, ids_per_step)
 
 
 def train(

@@ -35,6 +35,20 @@ def test_snapshot_content_is_what_the_registries_say():
     assert set(catalog.score_families()) == set(SCORE_FAMILIES.values())
 
 
+def test_loss_forms_without_torch_equal_the_losses():
+    from firm_bench.losses import FORM_SETTINGS, ID_CLASS_LOSSES, LOSSES, resolve_form
+
+    for name in LOSSES.names():
+        for setting in FORM_SETTINGS:
+            assert catalog.loss_form(name, setting) == resolve_form(name, setting)
+        assert catalog.loss_takes_id_classes(name) == (name in ID_CLASS_LOSSES)
+    assert catalog.loss_form("supcon") == "concat" and catalog.loss_form("firm") == "pairwise"
+    with pytest.raises(ValueError, match="reference, pairwise, concat"):
+        catalog.loss_form("firm", "both")
+    with pytest.raises(UnknownNameError, match="unknown loss 'frim'"):
+        catalog.loss_form("frim")
+
+
 @pytest.fixture()
 def reduced_snapshot(monkeypatch):
     """A snapshot that lacks the loss 'firm', the dataset 'svhn' and the score 'kde' (as if registered later)."""

@@ -60,12 +60,28 @@ def test_overrides_are_parsed_as_yaml():
         ("scores.names=[cos, nope]", "scores.names: unknown value 'nope'"),
         ("features.angles=[90, 0]", "must start with 0"),
         ("device=gpu", "device"),
+        ("loss.form=symmetric", "loss.form"),
+        ("loss.id_labels=true", "loss.id_labels: true needs dataset.cls: all"),
     ],
 )
 def test_bad_values_name_the_key(override, fragment):
     with pytest.raises(ConfigError) as err:
         config.resolve("smoke", overrides=[override])
     assert fragment in str(err.value)
+
+
+def test_loss_form_and_id_labels():
+    cfg = config.resolve("paper")
+    assert cfg["loss"]["form"] == "reference" and cfg["loss"]["id_labels"] is False  # the reference's forms, no labels
+    assert config.resolve("paper", overrides=["loss.form=pairwise"])["loss"]["form"] == "pairwise"
+    labelled = config.resolve("paper", overrides=["dataset.cls=all", "loss.id_labels=true"])
+    assert labelled["loss"]["id_labels"] is True and labelled["loss"]["name"] == "firm"
+    with pytest.raises(ConfigError) as err:
+        config.resolve("paper", overrides=["dataset.cls=all", "loss.id_labels=true", "loss.name=supcon"])
+    assert "loss.id_labels: true needs loss.name: firm" in str(err.value) and "'supcon'" in str(err.value)
+    with pytest.raises(ConfigError) as err:  # both problems named at once
+        config.resolve("paper", overrides=["loss.id_labels=true", "loss.name=ntxent"])
+    assert "loss.name: firm" in str(err.value) and "dataset.cls: all" in str(err.value)
 
 
 def test_bad_override_syntax_and_missing_files(tmp_path):

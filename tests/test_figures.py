@@ -51,6 +51,28 @@ def test_landscape_equals_the_loss_computed_directly(loss):
         assert grid[i, j] == pytest.approx(float(fn(z, z, labels)), abs=1e-9), (a, b)
 
 
+def test_landscape_uses_each_loss_in_its_reference_form():
+    s = [-1 / 3, 0.5, 1.0]
+    z, labels = hand_batch(0.5, 0.5)  # the grid's point [1, 1]
+    # SupCon as the reference ran it: concat (SupContrast L_out); NT-Xent and FIRM pairwise
+    for loss, form, other in (("supcon", "concat", "pairwise"), ("ntxent", "pairwise", "concat"),
+                              ("firm", "pairwise", "concat")):
+        grid = figs.landscape(loss, s, s)
+        assert grid[1, 1] == pytest.approx(float(get_loss(loss, form=form)(z, z, labels)), abs=1e-9)
+        assert grid[1, 1] != pytest.approx(float(get_loss(loss, form=other)(z, z, labels)), abs=1e-6)
+        assert np.allclose(figs.landscape(loss, s, s, form=other)[1, 1], float(get_loss(loss, form=other)(z, z, labels)))
+
+
+def test_fig2_says_which_form_each_panel_used(monkeypatch):
+    monkeypatch.setitem(figs.FIGURES.get("fig2").params, "steps", 3)
+    fig = figs.draw("fig2", figs.FigureData(pd.DataFrame(), pd.DataFrame()))
+    note = fig._supxlabel.get_text().replace("\n", " ")
+    assert "NT-Xent pairwise (N×N), SupCon concat (2N×2N), FIRM pairwise (N×N)" in note
+    assert "pairwise form" not in note
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["NT-Xent (pairwise)", "SupCon (concat)",
+                                                                     "FIRM (pairwise)"]
+
+
 def test_constructed_batch_has_the_prescribed_similarities():
     z, labels = figs.constructed_batch(0.3, -0.2, n_id=3, n_out=5)
     gram = z @ z.T
@@ -154,6 +176,16 @@ def test_a_figure_without_runs_says_so(name, partial):
                                                                 "epoch", "auroc", "run_dir"]), partial=partial))
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert ("pending" if partial else "not run") in texts
+
+
+def test_footer_names_the_loss_forms(fixture_data):
+    rows, curve_rows = fixture_data["curves"]
+    forms = {"ntxent": "pairwise", "supcon": "concat", "supcon_star": "concat", "firm": "pairwise"}
+    fig = figs.draw("fig4", figs.FigureData(rows.assign(loss_form=rows["loss"].map(forms)), curve_rows))
+    footer = fig._supxlabel.get_text().replace("\n", " ")
+    assert "loss forms: NT-Xent pairwise, SupCon concat, SupCon* concat, FIRM pairwise — as the reference" in footer
+    old = figs.draw("fig4", figs.FigureData(rows, curve_rows))  # a summary without the label
+    assert "loss forms: not recorded" in old._supxlabel.get_text().replace("\n", " ")
 
 
 def test_sweep_reads_tau_and_batch_size_from_the_columns():

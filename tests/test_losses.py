@@ -15,13 +15,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from firm_bench import config
 from firm_bench.losses import (
+    FORM_SETTINGS,
     FORMS,
+    ID_CLASS_LOSSES,
     LOSSES,
+    REFERENCE_FORMS,
     ContrastiveLoss,
+    build_loss,
+    check_label_values,
     get_loss,
+    id_class_labels,
     list_losses,
     masked_multi_positive_loss,
+    resolve_form,
 )
 from firm_bench.registry import UnknownNameError
 
@@ -77,15 +85,19 @@ def logsumexp(xs: list[float]) -> float:
 
 def ref_loss(name: str, z1: torch.Tensor, z2: torch.Tensor, y: list[int], tau: float, form: str):
     """-1/|A| sum_a 1/|P(a)| sum_{p in P(a)} log( e^{s_ap/tau} / sum_{k in K(a)} e^{s_ak/tau} )."""
+    return ref_loss_of_sets(lambda i: ref_sample_positives(name, y, i), z1, z2, len(y), tau, form)
+
+
+def ref_loss_of_sets(positives, z1: torch.Tensor, z2: torch.Tensor, n: int, tau: float, form: str):
+    """The loss of ``ref_loss`` for any sample positive sets: ``positives(i)`` = P(i) over samples."""
     v1, v2 = z1.double().tolist(), z2.double().tolist()
-    n = len(y)
     total = []
     if form == "pairwise":
         # anchors: view-1 rows; keys: all view-2 rows; positives: view-2 rows of P(i)
         for i in range(n):
             logits = [dot(v1[i], v2[k]) / tau for k in range(n)]
             lse = logsumexp(logits)
-            pos = ref_sample_positives(name, y, i)
+            pos = positives(i)
             total.append(-math.fsum(logits[p] - lse for p in pos) / len(pos))
     elif form == "concat":
         # rows 0..N-1 = view 1, N..2N-1 = view 2; anchors: every row; keys and
@@ -96,7 +108,7 @@ def ref_loss(name: str, z1: torch.Tensor, z2: torch.Tensor, y: list[int], tau: f
             keys = [k for k in range(2 * n) if k != a]
             logit = {k: dot(rows[a], rows[k]) / tau for k in keys}
             lse = logsumexp(list(logit.values()))
-            samples = ref_sample_positives(name, y, a % n)
+            samples = positives(a % n)
             pos = [k for k in keys if k % n in samples]
             total.append(-math.fsum(logit[p] - lse for p in pos) / len(pos))
     else:
@@ -111,12 +123,28 @@ def test_registered_names_and_forms():
     assert list_losses() == ["ntxent", "supcon", "supcon_star", "firm"]
     assert NAMES == list_losses()
     assert FORMS == ("pairwise", "concat")
+    assert FORM_SETTINGS == ("reference", "pairwise", "concat")
 
 
 def test_default_tau_and_form():
     loss = get_loss("firm")
     assert isinstance(loss, ContrastiveLoss)
     assert loss.tau == 0.2 and loss.form == "pairwise" and loss.name == "firm"
+    assert loss.form_setting == "reference"
+
+
+def test_reference_forms_are_what_the_reference_code_ran():
+    # Willtl/firm losses.py @b26a3ce8: NTXentLoss and FIRMLoss over f1 @ f2.T (N x N);
+    # SupCon (SupContrast L_out, contrast_mode='all') over both views stacked (2N x 2N)
+    assert REFERENCE_FORMS == {"ntxent": "pairwise", "supcon": "concat", "supcon_star": "concat", "firm": "pairwise"}
+    assert set(REFERENCE_FORMS) == set(NAMES)  # every registered loss has one
+    for name in NAMES:
+        assert get_loss(name).form == resolve_form(name) == REFERENCE_FORMS[name]
+        for form in FORMS:  # a forced form is that form, for every loss
+            assert get_loss(name, form=form).form == resolve_form(name, form) == form
+            assert get_loss(name, form=form).form_setting == form
+    with pytest.raises(ValueError, match="reference, pairwise, concat"):
+        resolve_form("firm", "both")
 
 
 # --------------------------------------------------------------------------- #
@@ -458,3 +486,217 @@ def test_bad_shapes_dtypes_devices():
         loss(z1, z2.to("meta"), y)
     with pytest.raises(ValueError, match="device"):
         loss(z1.to("meta"), z2.to("meta"), y)
+
+
+# --------------------------------------------------------------------------- #
+# the training loss of the paper preset = what the reference code computed
+# --------------------------------------------------------------------------- #
+def supcontrast_l_out(z1: torch.Tensor, z2: torch.Tensor, y: list[int], tau: float) -> float:
+    """SupContrast's L_out (contrast_mode='all') written out per anchor, without temperature/base_temperature.
+
+    features [bsz, 2, d] -> contrast = cat(unbind(features, 1)) = [view 1 rows; view 2 rows];
+    every one of the 2N rows is an anchor; its logits are over the other 2N - 1 rows;
+    positives: the other rows with the same label; loss = mean over anchors of
+    -(sum over positives of log_prob) / #positives.
+    """
+    rows = z1.double().tolist() + z2.double().tolist()
+    labels = y + y
+    total = []
+    for a in range(len(rows)):
+        others = [b for b in range(len(rows)) if b != a]
+        log_den = logsumexp([dot(rows[a], rows[b]) / tau for b in others])
+        pos = [b for b in others if labels[b] == labels[a]]
+        total.append(-math.fsum(dot(rows[a], rows[b]) / tau - log_den for b in pos) / len(pos))
+    return math.fsum(total) / len(total)
+
+
+def reference_ntxent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:
+    """NTXentLoss: cross_entropy(f1 @ f2.T / tau, arange(N)), one anchor at a time."""
+    v1, v2 = z1.double().tolist(), z2.double().tolist()
+    n = len(v1)
+    return math.fsum(
+        -(dot(v1[i], v2[i]) / tau - logsumexp([dot(v1[i], v2[k]) / tau for k in range(n)])) for i in range(n)
+    ) / n
+
+
+def reference_firm(z1: torch.Tensor, z2: torch.Tensor, y: list[int], tau: float) -> float:
+    """FIRMLoss: q = log_softmax(f1 @ f2.T / tau), target p = mask / row sum with
+    mask = inliers x inliers + eye on outlier rows; loss = -sum(p * q) / N."""
+    v1, v2 = z1.double().tolist(), z2.double().tolist()
+    n = len(y)
+    total = []
+    for i in range(n):
+        logits = [dot(v1[i], v2[k]) / tau for k in range(n)]
+        lse = logsumexp(logits)
+        mask = [float(y[i] == 0 and y[k] == 0) + float(y[i] != 0 and k == i) for k in range(n)]
+        total.append(-math.fsum(m / sum(mask) * (logits[k] - lse) for k, m in enumerate(mask)))
+    return math.fsum(total) / n
+
+
+def reference_code_loss(name: str, z1, z2, y: list[int], tau: float) -> float:
+    if name == "ntxent":
+        return reference_ntxent(z1, z2, tau)
+    if name == "firm":
+        return reference_firm(z1, z2, y, tau)
+    if name == "supcon":  # binary labels: ID vs any outlier
+        return supcontrast_l_out(z1, z2, [int(v >= 1) for v in y], tau)
+    if name == "supcon_star":  # the rotation labels themselves
+        return supcontrast_l_out(z1, z2, list(y), tau)
+    raise NotImplementedError(f"no reference-code loss for {name!r}; add one to this test")
+
+
+PAPER_MIXES = ["all_id", "one_outlier", "mixed_rotations", "id_and_one_kind", "random"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("mix", PAPER_MIXES)
+@pytest.mark.parametrize("tau", [0.2, 0.5, 0.07])
+def test_paper_training_loss_equals_the_reference_code(name, mix, tau):
+    """The loss as the paper preset builds it for training is what the reference code computed."""
+    cfg = config.resolve("paper", overrides=[f"loss.name={name}", f"loss.tau={tau}"])
+    loss = build_loss(cfg)
+    assert loss.form == REFERENCE_FORMS[name] and loss.form_setting == "reference"
+    y = LABEL_MIXES[mix]
+    z1, z2 = random_views(len(y), d=6, seed=len(y) + int(100 * tau))
+    got = loss(z1, z2, torch.tensor(y)).item()
+    assert got == pytest.approx(reference_code_loss(name, z1, z2, y, tau), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["supcon", "supcon_star"])
+def test_supcon_pairwise_and_concat_differ_with_outliers(name):
+    """The old all-pairwise SupCon is another number: the paper test above would catch it."""
+    y = LABEL_MIXES["mixed_rotations"]
+    z1, z2 = random_views(len(y), seed=31)
+    labels = torch.tensor(y)
+    pairwise = get_loss(name, form="pairwise")(z1, z2, labels).item()
+    concat = get_loss(name, form="concat")(z1, z2, labels).item()
+    assert abs(pairwise - concat) > 1e-3
+    trained = build_loss(config.resolve("paper", overrides=[f"loss.name={name}"]))(z1, z2, labels).item()
+    assert trained == pytest.approx(concat, rel=1e-12) and trained == pytest.approx(
+        reference_code_loss(name, z1, z2, y, 0.2), rel=1e-12)
+    assert trained != pytest.approx(pairwise, rel=1e-6)
+    # the labelled variant loss.form=pairwise forces the pairwise form
+    forced = build_loss(config.resolve("paper", overrides=[f"loss.name={name}", "loss.form=pairwise"]))
+    assert forced.form == "pairwise" and forced(z1, z2, labels).item() == pytest.approx(pairwise, rel=1e-12)
+
+
+def test_build_loss_rejects_id_labels_for_other_losses():
+    cfg = config.resolve("paper", overrides=["loss.name=firm", "dataset.cls=all", "loss.id_labels=true"])
+    assert build_loss(cfg).name == "firm"
+    cfg["loss"]["name"] = "supcon"  # bypassing the config validation
+    with pytest.raises(ValueError, match="loss.id_labels"):
+        build_loss(cfg)
+
+
+# --------------------------------------------------------------------------- #
+# multi-class FIRM: labels (N, 2) = [kind, id_class]
+# --------------------------------------------------------------------------- #
+def ref_firm_classes(kinds: list[int], classes: list[int], i: int) -> list[int]:
+    """Multi-class FIRM P(i): an ID anchor's ID samples of its own class; an outlier only itself."""
+    if kinds[i] != 0:
+        return [i]
+    return [j for j in range(len(kinds)) if kinds[j] == 0 and classes[j] == classes[i]]
+
+
+CLASS_MIXES = {  # (kinds, id_class); outliers carry -1 (or any value: ignored)
+    "two_classes": ([0, 0, 0, 0, 1, 2, 0, 3], [0, 1, 0, 1, -1, -1, 1, -1]),
+    "three_classes": ([0, 1, 0, 0, 2, 0, 0, 3, 0, 1], [2, -1, 0, 1, -1, 2, 0, -1, 1, -1]),
+    "lonely_class": ([0, 0, 0, 1, 0], [0, 0, 4, -1, 0]),  # class 4 has one sample: only its own pair
+    "outlier_class_ignored": ([0, 1, 0, 2], [0, 0, 0, 0]),
+    "no_outliers": ([0, 0, 0, 0, 0, 0], [1, 2, 1, 2, 3, 3]),
+}
+
+
+def class_labels(kinds, classes) -> torch.Tensor:
+    return torch.stack([torch.tensor(kinds), torch.tensor(classes)], dim=1)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("mix", list(CLASS_MIXES))
+@pytest.mark.parametrize("tau", [0.1, 0.2, 1.0])
+def test_multiclass_firm_matches_reference(form, mix, tau):
+    kinds, classes = CLASS_MIXES[mix]
+    z1, z2 = random_views(len(kinds), seed=40 + len(kinds))
+    got = get_loss("firm", tau=tau, form=form)(z1, z2, class_labels(kinds, classes)).item()
+    want = ref_loss_of_sets(lambda i: ref_firm_classes(kinds, classes, i), z1, z2, len(kinds), tau, form)
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_multiclass_firm_with_one_class_is_one_class_firm(form):
+    y = LABEL_MIXES["mixed_rotations"]
+    z1, z2 = random_views(len(y), seed=41)
+    one = get_loss("firm", form=form)(z1, z2, torch.tensor(y)).item()
+    for cls in (0, 7):
+        labels = class_labels(y, [cls if k == 0 else -1 for k in y])
+        assert get_loss("firm", form=form)(z1, z2, labels).item() == pytest.approx(one, rel=1e-12)
+    # two classes: another loss (the class structure is used)
+    two = class_labels(y, [i % 2 if k == 0 else -1 for i, k in enumerate(y)])
+    assert get_loss("firm", form=form)(z1, z2, two).item() != pytest.approx(one, rel=1e-6)
+
+
+def test_multiclass_firm_masks_by_hand():
+    labels = class_labels([0, 0, 1, 0], [0, 1, -1, 0])
+    firm = LOSSES.get("firm")
+    kinds, cls = labels[:, 0], labels[:, 1]
+    assert firm(kinds, "pairwise", id_class=cls).int().tolist() == [
+        [1, 0, 0, 1],
+        [0, 1, 0, 0],
+        [0, 0, 1, 0],
+        [1, 0, 0, 1],
+    ]
+    # rows/cols: view-1 samples 0..3, then view-2 samples 0..3
+    assert firm(kinds, "concat", id_class=cls).int().tolist() == [
+        [0, 0, 0, 1, 1, 0, 0, 1],
+        [0, 0, 0, 0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 0, 0, 1, 0],
+        [1, 0, 0, 0, 1, 0, 0, 1],
+        [1, 0, 0, 1, 0, 0, 0, 1],
+        [0, 1, 0, 0, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0, 0, 0],
+        [1, 0, 0, 1, 1, 0, 0, 0],
+    ]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_multiclass_firm_permutation_invariant_and_checked_once(form):
+    kinds, classes = CLASS_MIXES["three_classes"]
+    labels = class_labels(kinds, classes)
+    z1, z2 = random_views(len(kinds), seed=42)
+    perm = torch.randperm(len(kinds), generator=torch.Generator().manual_seed(5))
+    checked, unchecked = get_loss("firm", form=form), get_loss("firm", form=form, check_values=False)
+    assert checked(z1[perm], z2[perm], labels[perm]).item() == pytest.approx(checked(z1, z2, labels).item(), rel=1e-12)
+    assert torch.equal(checked(z1, z2, labels), unchecked(z1, z2, labels))
+
+
+@pytest.mark.parametrize("name", sorted(set(NAMES) - ID_CLASS_LOSSES))
+def test_other_losses_reject_class_labels(name):
+    z1, z2 = random_views(4)
+    with pytest.raises(ValueError, match=r"\(N, 2\).*firm.*loss.id_labels"):
+        get_loss(name)(z1, z2, class_labels([0, 0, 1, 0], [0, 1, -1, 0]))
+
+
+def test_class_label_checks():
+    z1, z2 = random_views(4)
+    loss = get_loss("firm")
+    with pytest.raises(ValueError, match="id_class >= 0"):
+        loss(z1, z2, class_labels([0, 0, 1, 0], [0, -1, -1, 0]))  # an ID row without a class
+    with pytest.raises(ValueError, match=">= 0"):
+        loss(z1, z2, class_labels([0, -1, 1, 0], [0, 0, -1, 0]))
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        loss(z1, z2, torch.zeros(4, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\(4,\) or \(4, 2\)"):
+        loss(z1, z2, class_labels([0, 0, 1], [0, 1, -1]))
+    check_label_values(class_labels([0, 2, 1, 0], [0, -1, -1, 3]))  # outliers may carry -1
+
+
+def test_id_class_labels_builds_the_training_labels():
+    kinds = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    got = id_class_labels(kinds, torch.tensor([4, 0, 4]))
+    assert got.dtype == torch.int64 and got.tolist() == [
+        [0, 4], [0, 0], [0, 4], [1, -1], [1, -1], [1, -1], [2, -1], [2, -1], [2, -1]]
+    assert id_class_labels(kinds[:0], torch.zeros(0, dtype=torch.long)).shape == (0, 2)
+    with pytest.raises(ValueError, match="first N rows"):
+        id_class_labels(torch.tensor([0, 1, 0]), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="cover"):
+        id_class_labels(torch.tensor([0]), torch.tensor([1, 2]))

@@ -414,3 +414,46 @@ def test_per_class_sources_are_per_class_tables_of_the_same_dataset(reported):
             source = tabs.TABLES.get(f"table{src}")
             assert source.per_class and not spec.per_class, (name, src)
             assert set(rep.paper_rows(reported, src)["dataset"]) <= set(rep.paper_rows(reported, spec.paper)["dataset"])
+
+
+REFERENCE = {"ntxent": "pairwise", "supcon": "concat", "supcon_star": "concat", "firm": "pairwise"}
+
+
+def test_caption_names_the_form_of_each_loss(reported, tmp_path):
+    losses = ["ntxent", "supcon", "supcon_star", "firm"]
+    rows = summary("e", ["cifar10"], range(10), losses, ["rot"], ["cos"])
+    rows["loss_form"] = rows["loss"].map(REFERENCE)
+    spec = tabs.TABLES.get("table5")
+    cells = tabs.compare(spec, rows, reported)
+    assert dict(cells.dropna(subset=["loss_form"])[["loss", "loss_form"]].drop_duplicates().values) == REFERENCE
+    md = tabs.render(spec, cells, "md")
+    assert ("loss forms: NT-Xent pairwise (N×N), SupCon concat (2N×2N), SupCon* concat (2N×2N), FIRM pairwise (N×N)"
+            " — as the reference ran them") in md
+    assert r"concat (2N$\times$2N)" in tabs.render(spec, cells, "tex")
+    # the override: every loss pairwise, which the reference did not do for SupCon / SupCon*
+    forced = tabs.render(spec, tabs.compare(spec, rows.assign(loss_form="pairwise"), reported), "md")
+    assert "loss forms: all pairwise (N×N) — override; the reference ran SupCon/SupCon* in concat (2N×2N)" in forced
+    assert tabs.loss_form_label(rows, compact=True).startswith("loss forms: NT-Xent pairwise, SupCon concat")
+    # a cell CSV written before the label existed reads back, the form unknown
+    from firm_bench.summary import write_csv
+
+    path = write_csv(cells.drop(columns=["loss_form", "id_labels"]), tmp_path / "old.csv")
+    assert tabs.read_cells(path)["loss_form"].isna().all()
+
+
+def test_older_summaries_without_the_form_read_as_unknown(reported):
+    rows = summary("e", ["cifar10"], range(10), ["firm", "supcon"], ["rot"], ["cos"]).drop(columns=["loss_form", "id_labels"])
+    df = tabs.read_summaries(rows)
+    assert df["loss_form"].isna().all()
+    assert tabs.loss_form_label(df) == "loss forms: not recorded (results from before the label)"
+    partly = df.assign(loss_form=df["loss"].map({"firm": "pairwise"}))
+    assert tabs.loss_form_label(partly) == ("loss forms: SupCon unknown, FIRM pairwise (N×N) — SupCon: form not "
+                                            "recorded (older results)")
+    text = tabs.render(tabs.TABLES.get("table10a"), tabs.compare(tabs.TABLES.get("table10a"), df, reported), "md")
+    assert "loss forms: not recorded" in text
+
+
+def test_id_labels_are_named_in_the_caption(reported):
+    rows = summary("e", ["cifar10"], range(10), ["firm"], ["rot"], ["cos"], loss_form="pairwise", id_labels=True)
+    assert "in-distribution class labels used" in tabs.recipe_label(rows)
+    assert "class labels" not in tabs.recipe_label(rows.assign(id_labels=False))

@@ -1,5 +1,6 @@
 """Training end to end on the embedded data: train -> features -> scores, resume, failure."""
 
+import dataclasses
 import math
 import os
 import signal
@@ -12,10 +13,14 @@ import pytest
 import torch
 
 from firm_bench import config, runs
-from firm_bench.evaluate import score_run
+from firm_bench import speed as S
+from firm_bench.evaluate import recipe_labels, score_run
 from firm_bench.features import cache_path, extract_run_features
+from firm_bench.losses import get_loss
 from firm_bench.scores import FeatureCache
-from firm_bench.train import SCHEDULES, TrainingFailed, read_curve, train
+from firm_bench.train import SCHEDULES, TrainingFailed, build_training, load_run_data, read_curve, train
+
+CPU = torch.device("cpu")
 
 
 def smoke(**overrides):
@@ -181,3 +186,76 @@ def test_train_features_scores_on_cuda(tmp_path):
     score_run(cfg, tmp_path / "run")
     metrics = runs.read_json(tmp_path / "run" / "metrics.json")
     assert metrics["scores"]["cos_k5"]["auroc"] == pytest.approx(metrics["final_auroc"], abs=1e-4)
+
+
+# --------------------------------------------------------------------------- #
+# loss.id_labels: multi-class FIRM on the in-distribution classes
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def labelled_data():
+    """fmnist_mini, every class (dataset.cls: all), cut to 16 images of each of four classes: 4 quick steps."""
+    data = load_run_data(smoke(**{"dataset.cls": "all"}))
+    keep = torch.cat([torch.nonzero(data.train_labels == c).flatten()[:16] for c in (3, 0, 7, 1)])
+    return dataclasses.replace(data, train_ids=data.train_ids[keep], train_labels=data.train_labels[keep])
+
+
+def test_run_data_carries_the_training_classes():
+    one_class = load_run_data(smoke())
+    assert one_class.train_labels.dtype == torch.int64
+    assert one_class.train_labels.shape == (one_class.train_ids.shape[0],) and set(one_class.train_labels.tolist()) == {0}
+    every = load_run_data(smoke(**{"dataset.cls": "all"}))
+    assert every.train_labels.shape == (2000,) and set(every.train_labels.tolist()) == set(range(10))
+    assert every.test_images.shape[0] == 0 and every.test_targets.shape == (0,)  # no test set: no curve
+
+
+def test_id_labels_run_trains(tmp_path, labelled_data):
+    cfg = smoke(**{"dataset.cls": "all", "loss.id_labels": "true", "optim.epochs": 1})
+    result = train(cfg, tmp_path / "run", progress=False, data=labelled_data)
+    assert result.epochs == 1 and result.final_auroc is None  # cls: all without dataset.ood: no learning curve
+    assert runs.read_status(tmp_path / "run")["state"] == "ok"
+    assert config.load_yaml(tmp_path / "run" / "config.yaml")["loss"]["id_labels"] is True
+    labels = recipe_labels(cfg)
+    assert labels["id_labels"] is True and labels["loss_form"] == "pairwise" and labels["loss_form_setting"] == "reference"
+
+
+def _first_step_loss(t, ed):
+    idx = ed.order[: t.batch]
+    return t.engine.loss(ed.images.index_select(0, idx), ed.labels.index_select(0, idx), ed.draws.at(0), None)
+
+
+def test_id_labels_training_loss_uses_the_classes(labelled_data):
+    on = smoke(**{"dataset.cls": "all", "loss.id_labels": "true"})
+    off = smoke(**{"dataset.cls": "all"})
+    t_on, t_off = build_training(on, labelled_data, CPU), build_training(off, labelled_data, CPU)
+    ed_on, ed_off = t_on.prepare(1), t_off.prepare(1)
+    n = labelled_data.train_ids.shape[0]
+    assert ed_on.labels.shape == (4 * n, 2) and ed_off.labels.shape == (4 * n,)  # ID images + 3 rotations
+    assert torch.equal(ed_on.labels[:, 0], ed_off.labels)
+    assert torch.equal(ed_on.labels[:n, 1], labelled_data.train_labels) and (ed_on.labels[n:, 1] == -1).all()
+    assert torch.equal(ed_on.images, ed_off.images) and torch.equal(ed_on.order, ed_off.order)
+    with torch.no_grad():
+        t_on.model.eval()
+        t_off.model.load_state_dict(t_on.model.state_dict())
+        t_off.model.eval()
+        loss_on, loss_off = _first_step_loss(t_on, ed_on), _first_step_loss(t_off, ed_off)
+        # the same as multi-class FIRM computed on the batch's projections directly
+        idx = ed_on.order[: t_on.batch]
+        x = t_on.engine.augment_fn(ed_on.images[idx], ed_on.draws.at(0))
+        z1, z2 = t_on.model(x).z.float().chunk(2)
+        assert loss_on.item() == pytest.approx(get_loss("firm")(z1, z2, ed_on.labels[idx]).item(), rel=1e-6)
+    assert abs(loss_on.item() - loss_off.item()) > 1e-4  # four classes in the batch: other positives
+
+
+def test_id_labels_graph_body_equals_the_eager_step(labelled_data):
+    """The CUDA graph's body, run eagerly, gathers (M, 2) labels and gives the eager step's loss."""
+    cfg = smoke(**{"dataset.cls": "all", "loss.id_labels": "true"})
+    eager, body = build_training(cfg, labelled_data, CPU), build_training(cfg, labelled_data, CPU)
+    body.engine = S.TrainEngine(body.model, body.optimizer, body.scheduler, body.engine.loss_fn, body.engine.augment,
+                                body.opts, CPU, body.batch, body.steps_per_epoch, graph_mode="body")
+    ed = eager.prepare(1)
+    want = _first_step_loss(eager, ed)
+    lrs, moms, _ = body.engine._schedule()
+    body.engine._load_static(body.prepare(1), lrs, moms)
+    assert body.engine._static["labels"].shape == (ed.labels.shape[0], 2)
+    body.engine._run_body(0)
+    assert body.engine._static["losses"][0] == want.detach()

@@ -212,7 +212,7 @@ def ood_split(
     """The unlabeled multiclass OOD protocol (paper Table 4; METHOD.md "Experiments").
 
     Returns ``(train, test, targets)``: ``train`` = every training image of
-    ``id_name`` (its labels are returned but a run does not use them);
+    ``id_name`` (its labels are returned; a run uses them only with ``loss.id_labels``);
     ``test`` = ``id_name``'s test set followed by ``ood_name``'s test set;
     ``targets`` int64 (N_test,) = 1 for the in-distribution test images, 0
     for the OOD ones. ``test.classes`` = the ID classes plus one class

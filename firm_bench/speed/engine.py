@@ -29,7 +29,8 @@ class NonFiniteLoss(RuntimeError):
 class EpochData(NamedTuple):
     """What one epoch trains on, on the training device.
 
-    images: uint8 (M, 3, S, S); labels: int64 (M,); order: int64 (steps * B,)
+    images: uint8 (M, 3, S, S); labels: int64 (M,) or, with loss.id_labels,
+    (M, 2) [kind, id_class] (rows gathered on dim 0); order: int64 (steps * B,)
     the shuffled indices; draws: the epoch's augmentation parameters
     (``predraw``) or None, and then ``generator`` is drawn from step by step.
     """
