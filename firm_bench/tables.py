@@ -972,16 +972,49 @@ def recipe_label(rows: pd.DataFrame, compact: bool = False) -> str:
         used = "id_labels" in g and any(_truthy(v) for v in g["id_labels"].dropna())
         return ", in-distribution class labels used (multi-class FIRM; our addition)" if used else ""
 
+    def selection(rec: dict) -> str:
+        score = rec.get("select_score")
+        return f" by {score} (k = eval.k)" if score and "best_test" in str(rec["checkpoint"]) else ""
+
     if compact:
         rec = _recipe_of(rows)
         return (f"recipe {'/'.join(sorted(rows['recipe'].unique()))}; schedule {rec['schedule']}; "
-                f"checkpoint {checkpoint(rec['checkpoint'])}; BN momentum {rec['bn_momentum']}; "
-                f"{loss_form_label(rows, compact=True)}{id_labels(rows)}")
+                f"checkpoint {checkpoint(rec['checkpoint'])}{selection(rec)}; BN momentum {rec['bn_momentum']}; "
+                f"{loss_form_label(rows, compact=True)}{id_labels(rows)}; {protocol_label(rec, compact=True)}")
     return " | ".join(
-        f"{recipe}: schedule {rec['schedule']}, checkpoint {checkpoint(rec['checkpoint'])}, BN momentum "
+        f"{recipe}: schedule {rec['schedule']}, checkpoint {checkpoint(rec['checkpoint'])}{selection(rec)}, BN momentum "
         f"{rec['bn_momentum']}, tau {rec['tau']}, batch size {rec['batch_size']}, {rec['epochs']} epochs"
-        f"{id_labels(g)}; {loss_form_label(g)}"
+        f"{id_labels(g)}; {loss_form_label(g)}; {protocol_label(rec)}"
         for recipe, g, rec in ((r, g, _recipe_of(g)) for r, g in rows.groupby("recipe", sort=True)))
+
+
+#: how the reference code ran each protocol label (docs/FAITHFULNESS.md); a value of ours that differs is marked
+REFERENCE_PROTOCOL = {"precision": "fp32", "normalization": "reference", "head_init": "kaiming"}
+
+
+def protocol_label(rec: dict, compact: bool = False) -> str:
+    """Precision, normalisation, head init, evaluation size / zoom and batching of a recipe ('/'-joined values).
+
+    A value that differs from the reference code's (:data:`REFERENCE_PROTOCOL`) says so; the
+    evaluation size and zoom and the batching are the dataset's protocol unless a run set them.
+    """
+    def field(key: str, text: str) -> str:
+        value = rec.get(key)
+        if value is None:
+            return f"{text} not recorded"
+        ref = REFERENCE_PROTOCOL.get(key)
+        differs = ref is not None and any(v != ref for v in str(value).split("/"))
+        return f"{text} {value}" + (f" (the reference: {ref})" if differs and not compact else "")
+
+    parts = [field("precision", "precision"), field("normalization", "normalisation")]
+    if not compact:
+        parts.append(field("head_init", "head init"))
+    size, zoom, batching = rec.get("eval_size"), rec.get("eval_zoom"), rec.get("batching")
+    if size is not None or zoom is not None:
+        parts.append(f"evaluated at {size} px, zoom {zoom}" + ("" if compact else f" (training at {rec.get('image_size')} px)"))
+    if batching is not None and not compact:
+        parts.append(f"{batching} batches")
+    return ", ".join(parts)
 
 
 def caption(spec: TableSpec, cells: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE, fmt: Format = "md") -> str:
@@ -1004,6 +1037,10 @@ def caption(spec: TableSpec, cells: pd.DataFrame, tolerance: float = DEFAULT_TOL
 def notes(spec: TableSpec, cells: pd.DataFrame) -> list[str]:
     """The caption's notes: the spec's ``note`` (NOTES.md caveats) and how class-subset means were compared."""
     out = [f"Note: {spec.note}"] if spec.note else []
+    if (cells["loss"] == UNTRAINED).any():
+        out.append(f"{UNTRAINED_DISPLAY}: the same scores of each run's encoder at initialisation (its seed's "
+                   "weights, the same for every loss), a baseline of ours, not a paper row: an easy class scores "
+                   "high even with random weights, so what training added is the difference to it.")
     basis = cells["paper_basis"] if "paper_basis" in cells else pd.Series(dtype=object)
     if basis.map(lambda b: isinstance(b, str) and bool(b)).any():
         sources = ", ".join(f"Table {t}" for t in ([spec.paper] if spec.per_class else []) + list(spec.per_class_from))
