@@ -83,7 +83,7 @@ TEST_SIZES: dict[str, int | dict[str, int]] = {
 }
 # Training-set size per normal image: the ID image plus its synthetic outliers (firm_bench/outliers.py).
 OUTLIER_MULTIPLICITY: dict[str, int | str] = {
-    "none": 1, "rot": 4, "cutpaste": 2, "scar": 2, "cutpaste_scar": 3, "nsa": 2,
+    "none": 1, "rot": 4, "cutpaste": 2, "scar": 2, "cutpaste_scar": 3, "nsa": 2, "ref_cutpaste_scar": 3, "ref_nsa": 2,
     "oe": "1 + oe_ratio", "oe_rot": "1 + oe_ratio",
 }
 
