@@ -12,7 +12,8 @@ as the workflow will (:func:`firm_bench.workflow.run_config`) and adds up:
 - learning-curve evaluations: every ``eval.every`` epochs (and the last) a
   forward pass of the bank and the test set (none for ``cls: all``);
 - feature extraction: bank and test images at every angle plus the test
-  crops, for each evaluation set (Table 4: one per OOD set).
+  crops, for each evaluation set (Table 4: one per OOD set), for the trained
+  model and (``features.untrained``) the untrained-encoder baseline.
 
 Time = training views / throughput + forward passes / (3 x throughput) (a
 forward pass costs about a third of a training view's forward + backward),
@@ -157,12 +158,14 @@ def run_cost(cfg: Mapping[str, Any], dataset: str, cls: str, evalsets: Sequence[
     test = 0 if cls == "all" else _per_class(TEST_SIZES, dataset, cls, "test")
     every = int(cfg["eval"]["every"])
     evals = epochs // every + (epochs % every != 0) + bool(cfg["eval"]["at_start"])
-    forward = evals * (n + test) if test else 0
+    rot_select = cfg["checkpoint"]["select"] == "best_test" and cfg["checkpoint"]["select_score"] == "rot"
+    forward = evals * (n + test) * (4 if rot_select else 1) if test else 0  # rot: four angles per evaluation
     f = cfg["features"]
+    models = 2 if f["untrained"] else 1  # the trained model and the untrained-encoder baseline
     for ev in evalsets:  # test: the run's test set; ood-<name>: this dataset's test set + the OOD set's
         ev_test = test if ev == "test" else _per_class(TEST_SIZES, dataset, "0", "test") + _per_class(
             TEST_SIZES, ev[len("ood-"):], "0", "test")
-        forward += len(f["angles"]) * (n + ev_test * (1 + int(f["crops"])))
+        forward += models * len(f["angles"]) * (n + ev_test * (1 + int(f["crops"])))
     return {"epochs": epochs, "per_epoch": per_epoch, "views": views, "forward": forward,
             "factor": model_factor(cfg, image_size_of(dict(cfg)))}
 

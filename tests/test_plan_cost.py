@@ -58,8 +58,8 @@ def test_table1a_counts_and_hours(paper_cfg):
     (cost,) = P.plan_cost(paper_cfg, "table1a", tp)
     assert cost.runs == 100 and cost.epochs == {2000} and cost.images_per_epoch == {20000}
     assert cost.train_views == 100 * 2000 * (20000 // 32) * 32 * 2
-    evals = 2000 // 10
-    features = 4 * (5000 + 10000 * 11)  # 4 angles: bank + test with 10 crops
+    evals = 2000 // 10 + 1  # every 10 epochs, and the untrained model at epoch 0 (eval.at_start)
+    features = 2 * 4 * (5000 + 10000 * 11)  # trained + untrained encoder, 4 angles: bank + test with 10 crops
     assert cost.forward_images == 100 * (evals * (5000 + 10000) + features)
     hours = (cost.train_views / 20000 + cost.forward_images * 1e-4) / 3600
     assert cost.gpu_hours == pytest.approx(hours)

@@ -259,3 +259,30 @@ def test_id_labels_graph_body_equals_the_eager_step(labelled_data):
     assert body.engine._static["labels"].shape == (ed.labels.shape[0], 2)
     body.engine._run_body(0)
     assert body.engine._static["losses"][0] == want.detach()
+
+
+def test_paired_batches_hold_each_id_image_with_all_its_outliers():
+    """optim.batching paired (the reference's MVTec loader): a step is B ID images, then their outlier copies."""
+    from firm_bench.train import build_training, load_run_data
+
+    cfg = smoke(**{"optim.batching": "paired", "optim.batch_size": 8, "outliers.name": "rot"})
+    data = load_run_data(cfg)
+    n = data.train_ids.shape[0]
+    t = build_training(cfg, data, torch.device("cpu"))
+    assert (t.ids_per_step, t.batch, t.steps_per_epoch) == (8, 32, n // 8)
+    ep = t.prepare(1)
+    order = ep.order.view(t.steps_per_epoch, t.batch)
+    ids = order[:, :8]
+    assert len(set(ids.flatten().tolist())) == ids.numel() and int(ids.max()) < n  # distinct ID images
+    for step in (0, t.steps_per_epoch - 1):
+        rows = order[step]
+        labels = ep.labels[rows]
+        assert labels.tolist() == [0] * 8 + [1] * 8 + [2] * 8 + [3] * 8
+        for copy in (1, 2, 3):  # row copy * 8 + j is ID j rotated by copy quarter turns
+            got = ep.images[rows[copy * 8 : (copy + 1) * 8]]
+            assert torch.equal(got, torch.rot90(ep.images[rows[:8]], copy, dims=(2, 3)))
+    pooled = build_training(smoke(**{"optim.batch_size": 8, "outliers.name": "rot"}), data, torch.device("cpu"))
+    assert (pooled.ids_per_step, pooled.batch, pooled.steps_per_epoch) == (None, 8, 4 * n // 8)
+    assert config.protocol(config.resolve("paper", overrides=["dataset.name=mvtec"])).batching == "paired"
+    with pytest.raises(config.ConfigError, match="optim.batching=paired .*outliers.name='none'"):
+        build_training(smoke(**{"optim.batching": "paired", "outliers.name": "none"}), data, torch.device("cpu"))
