@@ -100,7 +100,8 @@ def test_one_table_target_plans_only_its_own_jobs(paper, tmp_path, target):
         ({"datasets": ["imagenet21k"]}, "unknown dataset 'imagenet21k'"),
         ({"scores": ["cos", "mahalanobis"]}, "unknown score 'mahalanobis'"),
         ({"outliers": ["mixup"]}, "unknown outlier source 'mixup'"),
-        ({"classes": [42]}, "class 42 of dataset 'cifar10' is unknown"),
+        ({"classes": [42]}, "class 42 is out of range for 'cifar10'"),
+        ({"datasets": ["mvtec"], "classes": ["bottel"]}, "unknown class 'bottel' for 'mvtec'"),
         ({"variants": {"bad": {"optim.lrr": 1}}}, "allowed keys"),
     ],
 )

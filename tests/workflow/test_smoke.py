@@ -25,7 +25,7 @@ def test_smoke_workflow_end_to_end(workdir):
     table = (workdir / "results" / "summary" / "smoke.md").read_text()
     assert "fmnist_mini firm rot smoke cos k=5" in table and "checkpoint: last" in table
     curves = pd.read_csv(workdir / "results" / "summary" / "smoke_curves.csv")
-    assert len(curves) == 2 and set(curves["epoch"]) == {1}
+    assert len(curves) == 4 and set(curves["epoch"]) == {0, 1}  # 0: the untrained model (eval.at_start)
     run = workdir / "results/runs/fmnist_mini/0/firm/rot/smoke/seed0"
     for name in ["config.yaml", "versions.json", "status.json", "curve.csv", "trained.json", "metrics.json",
                  "checkpoints/last.pt", "features/test/cache.pt", "scores/test/cos_k5.json", "logs/train.log"]:
@@ -73,6 +73,6 @@ def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
     log = (ckpt.parent.parent / "logs" / "train.log").read_text()
     assert "resuming" in log and "from its checkpoint at epoch" in log
     curve = pd.read_csv(ckpt.parent.parent / "curve.csv")
-    assert list(curve["epoch"]) == [1, 2, 3, 4, 5, 6]
+    assert list(curve["epoch"]) == [0, 1, 2, 3, 4, 5, 6]
     summary = pd.read_csv(workdir / "results" / "summary.csv")
     assert set(summary["status"]) == {"ok"}
