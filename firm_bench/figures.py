@@ -232,12 +232,17 @@ def _draw_curves(spec: FigureSpec, data: FigureData):
             continue
         sns.lineplot(data=d, x="epoch", y="auroc_pct", hue="loss", hue_order=[h for h in palette if h in set(d["loss"])],
                      palette=palette, errorbar="sd", estimator="mean", ax=ax)
+        if (d["epoch"] == 0).any():  # the untrained encoder (eval.at_start): the same weights for every loss
+            ax.axhline(d.loc[d["epoch"] == 0, "auroc_pct"].mean(), color="0.55", linewidth=0.6, linestyle=":")
         ax.set_xlabel("epoch")
         ax.set_ylabel("AUROC (%)")
         _move_legend(fig, ax)
     used = {d for d, _ in drawn.values() if d}
     curves = curves[curves["dataset"].isin(used)]
     extra = "mean over classes per seed; line = mean, band = ±1 std over seeds"
+    if (curves["epoch"] == 0).any():
+        extra += ("; epoch 0 = the untrained encoder (dotted: its mean), a baseline shown here but left out of "
+                  "AULC, whose points start at the first evaluated epoch as in the reference")
     stand_ins = [f"{d} stands in for {p}" for p, (d, s) in drawn.items() if s]
     if stand_ins:
         extra += f"; {', '.join(stand_ins)} (a miniature, not the paper's data)"

@@ -249,3 +249,18 @@ def test_curve_panels_prefer_the_dataset_itself_over_its_stand_in():
     assert figs.curve_panels(["fashion_mnist", "cifar10"], ["fmnist_mini", "fashion_mnist", "svhn"]) == {
         "fashion_mnist": ("fashion_mnist", False), "cifar10": (None, False)}
     assert figs.curve_panels(["fashion_mnist"], ["fmnist_mini"]) == {"fashion_mnist": ("fmnist_mini", True)}
+
+
+def test_learning_curves_start_at_the_untrained_encoder():
+    """The epoch-0 point (eval.at_start) is drawn, with a dotted baseline at its mean, and the footer says AULC skips it."""
+    c = curves(["cifar10"], [0, 1], ["ntxent", "firm"], epochs=(0, 2, 4))
+    fig = figs.draw("fig4", figs.FigureData(summary("fig4", ["cifar10"], [0, 1], ["ntxent", "firm"], ["rot"], ["cos"]), c))
+    panel = next(ax for ax in fig.axes if ax.get_title() == "cifar10")
+    assert min(min(line.get_xdata()) for line in panel.lines if len(line.get_xdata()) > 2) == 0
+    dotted = [line for line in panel.lines if line.get_linestyle() == ":"]
+    assert len(dotted) == 1 and dotted[0].get_ydata()[0] == pytest.approx(100 * (0.6 + 0.005))  # mean over seeds 0, 1
+    footer = fig._supxlabel.get_text().replace("\n", " ")
+    assert "epoch 0 = the untrained encoder" in footer and "left out of AULC" in footer
+    plain = figs.draw("fig4", figs.FigureData(summary("fig4", ["cifar10"], [0], ["firm"], ["rot"], ["cos"]),
+                                              curves(["cifar10"], [0], ["firm"])))
+    assert not [ln for ax in plain.axes for ln in ax.lines if ln.get_linestyle() == ":"]
