@@ -121,6 +121,7 @@ def build() -> dict[str, Any]:
             name: {"reference_form": REFERENCE_FORMS.get(name), "id_classes": name in ID_CLASS_LOSSES}
             for name in LOSSES.names()
         },
+        "outlier_differences": {name: list(src.differences) for name, src in OUTLIERS.items() if src.differences},
     }
 
 
@@ -167,6 +168,15 @@ def score_family(name: str) -> str:
         if name in cat["score_family"]:
             return str(cat["score_family"][name])
     raise UnknownNameError(f"unknown score {name!r}; valid: {', '.join(live()['score_family'])}")
+
+
+def outlier_differences(name: str) -> list[str]:
+    """Where outlier source ``name`` knowingly differs from the reference code it follows (``OutlierSource.differences``)."""
+    for cat in (get() for get in (snapshot, live)):  # live only when the snapshot lacks it
+        if "outlier_differences" in cat:
+            if name in cat["outlier_differences"] or name in cat["names"]["outliers.name"]:
+                return list(cat["outlier_differences"].get(name, []))
+    raise UnknownNameError(f"unknown outlier source {name!r}; valid: {', '.join(live()['names']['outliers.name'])}")
 
 
 def _loss_entry(name: str) -> dict[str, Any]:

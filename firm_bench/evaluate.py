@@ -52,6 +52,7 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
     class labels (multi-class FIRM). ``status``: the run's status.json, for
     what only training knows (the precision it ran in).
     """
+    from firm_bench.catalog import outlier_differences
     from firm_bench.config import protocol
 
     return {
@@ -70,6 +71,7 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
         "normalization": cfg["dataset"]["normalization"],
         "precision": precision_of(status),
         **protocol(cfg).labels(),
+        "outlier_differences": outlier_differences(cfg["outliers"]["name"]),
     }
 
 

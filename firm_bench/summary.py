@@ -161,7 +161,8 @@ def mean_std_table(df: pd.DataFrame, title: str = "") -> str:
         row.append(f"{aulc.mean() * 100:.1f}" if len(aulc) else "")
         out_rows.append(row)
     headers = ["configuration", *classes, "mean over classes", "AULC"]
-    labels = df.drop_duplicates("run_dir")[["schedule", "checkpoint", "bn_momentum"]].astype(str)
+    shown = ["schedule", "checkpoint", "bn_momentum", "loss_form", "precision", "normalization", "eval_size", "eval_zoom"]
+    labels = df.drop_duplicates("run_dir")[[c for c in shown if c in df.columns]].astype(str)
     provenance = "; ".join(
         f"{col}: {', '.join(sorted(set(labels[col])))}" for col in labels.columns
     )

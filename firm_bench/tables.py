@@ -1034,9 +1034,26 @@ def caption(spec: TableSpec, cells: pd.DataFrame, tolerance: float = DEFAULT_TOL
     return text
 
 
+def _outlier_notes(cells: pd.DataFrame) -> list[str]:
+    """Where each outlier source of our rows knowingly differs from the reference code it follows."""
+    from firm_bench import catalog
+
+    ran = cells.loc[cells["ours_status"].isin(["ok", "failed", "missing", "pending"]), "outliers"].dropna()
+    out = []
+    for name in dict.fromkeys(ran):
+        try:
+            diffs = catalog.outlier_differences(str(name))
+        except KeyError:
+            continue
+        if diffs:
+            out.append(f"Outliers {name} differ from the reference code in: {'; '.join(diffs)}.")
+    return out
+
+
 def notes(spec: TableSpec, cells: pd.DataFrame) -> list[str]:
     """The caption's notes: the spec's ``note`` (NOTES.md caveats) and how class-subset means were compared."""
     out = [f"Note: {spec.note}"] if spec.note else []
+    out += _outlier_notes(cells)
     if (cells["loss"] == UNTRAINED).any():
         out.append(f"{UNTRAINED_DISPLAY}: the same scores of each run's encoder at initialisation (its seed's "
                    "weights, the same for every loss), a baseline of ours, not a paper row: an easy class scores "

@@ -457,3 +457,36 @@ def test_id_labels_are_named_in_the_caption(reported):
     rows = summary("e", ["cifar10"], range(10), ["firm"], ["rot"], ["cos"], loss_form="pairwise", id_labels=True)
     assert "in-distribution class labels used" in tabs.recipe_label(rows)
     assert "class labels" not in tabs.recipe_label(rows.assign(id_labels=False))
+
+
+# --------------------------------------------------------------------------- #
+# the untrained-encoder baseline and the protocol labels in captions
+# --------------------------------------------------------------------------- #
+def test_untrained_encoder_row_one_per_seed_whatever_the_loss(reported):
+    """Every run's untrained_auroc becomes an 'untrained encoder' row: per class the mean over seeds of the
+    baseline, taken once per seed (it is the seed's initial weights), never compared with the paper."""
+    rows = summary("table13", ["cifar10"], [0, 3], ["ntxent", "supcon", "supcon_star", "firm"], ["rot"], ["cos"])
+    rows["untrained_auroc"] = 0.55 + 0.01 * rows["seed"] + 0.001 * rows["cls"].astype(int)
+    rows.loc[rows["loss"] == "firm", "untrained_auroc"] = 0.55 + 0.01 * rows["seed"] + 0.001 * rows["cls"].astype(int)
+    cells = tabs.compare(tabs.TABLES.get("table13"), rows, reported)
+    base = cells[cells["loss"] == tabs.UNTRAINED]
+    assert set(base["row"]) == {"untrained encoder cos"} and set(base["metric"]) == {"auroc"}
+    per_class = base[base["cls"] != "mean"].set_index("cls")
+    assert per_class.loc["3", "ours_mean"] == pytest.approx(100 * (0.555 + 0.003))
+    assert per_class.loc["3", "n_ok"] == 2  # one value per seed, not one per loss
+    assert base["paper_value"].isna().all() and not base["comparable"].any()
+    md = tabs.render(tabs.TABLES.get("table13"), cells, "md")
+    assert "untrained encoder: the same scores of each run's encoder at initialisation" in md
+    # results without the baseline (features.untrained: false, or from before it): no such row
+    rows["untrained_auroc"] = None
+    assert not (tabs.compare(tabs.TABLES.get("table13"), rows, reported)["loss"] == tabs.UNTRAINED).any()
+
+
+def test_caption_names_the_protocol_and_the_generators_differences(reported):
+    rows = summary("table2", ["mvtec"], ["bottle", "grid"], ["ntxent", "firm"], ["ref_nsa"], ["cos"],
+                   precision="bf16", normalization="reference", head_init="kaiming", image_size=256, eval_size=32,
+                   eval_zoom=1.0, batching="paired")
+    md = tabs.render(tabs.TABLES.get("table2"), tabs.compare(tabs.TABLES.get("table2"), rows, reported), "md")
+    assert "precision bf16 (the reference: fp32)" in md and "normalisation reference," in md
+    assert "evaluated at 32 px, zoom 1.0 (training at 256 px)" in md and "paired batches" in md
+    assert "Outliers ref_nsa differ from the reference code in: Poisson solve" in md
