@@ -226,13 +226,17 @@ def test_scar_scales_to_small_images():
     assert changed >= 18  # a no-op scar fails (unchanged only if pasted back onto itself)
 
 
-def test_cutpaste_scar_blocks(ids, oe_file):
-    images, labels = build("cutpaste_scar", oe_file).epoch(ids, gen())
+@pytest.mark.parametrize("name, cutpaste, scar", [("cutpaste_scar", O.cutpaste, O.scar),
+                                                   ("ref_cutpaste_scar", O.ref_cutpaste, O.ref_scar)])
+def test_cutpaste_scar_blocks(ids, oe_file, name, cutpaste, scar):
+    """IDs unchanged, then one CutPaste copy (label 1) and one scar copy (label 2) of each, in that order."""
+    images, labels = build(name, oe_file).epoch(ids, gen())
     n = ids.shape[0]
     assert labels.tolist() == [0] * n + [1] * n + [2] * n
     g = gen()
-    assert torch.equal(images[n : 2 * n], O.cutpaste(ids, g))
-    assert torch.equal(images[2 * n :], O.scar(ids, g))
+    assert torch.equal(images[n : 2 * n], cutpaste(ids, g))
+    assert torch.equal(images[2 * n :], scar(ids, g))
+    assert torch.equal(images[:n], ids)
 
 
 def test_nsa_blends_inside_a_box(ids):
@@ -409,14 +413,6 @@ def test_ref_scar_is_the_pil_scar_inside_its_footprint():
         assert int(changed.sum()) >= 0.5 * int(footprint.sum()) >= 10  # not a no-op
 
 
-def test_ref_cutpaste_scar_blocks(ids, oe_file):
-    images, labels = build("ref_cutpaste_scar", oe_file).epoch(ids, gen())
-    n = ids.shape[0]
-    assert labels.tolist() == [0] * n + [1] * n + [2] * n
-    g = gen()
-    assert torch.equal(images[n : 2 * n], O.ref_cutpaste(ids, g))
-    assert torch.equal(images[2 * n :], O.ref_scar(ids, g))
-    assert torch.equal(images[:n], ids)
 
 
 def test_ref_scar_scales_with_the_image_size():
