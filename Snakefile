@@ -7,7 +7,7 @@
 #   snakemake --profile workflow/profiles/slurm             # a SLURM cluster
 #
 # Rules are thin: each calls the firm-bench CLI. What runs is decided by
-# firm_bench.workflow.plan() from the config (see workflow/config/*.yaml).
+# firm_bench.planning.grid.plan() from the config (see workflow/config/*.yaml).
 from snakemake.utils import min_version
 
 min_version("9.0")

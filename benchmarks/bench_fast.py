@@ -93,7 +93,7 @@ class BenchError(RuntimeError):
 
 
 def resolve_config(args: argparse.Namespace, extra: Sequence[str] = ()) -> dict:
-    from firm_bench import config
+    from firm_bench.core import config
 
     return config.resolve(
         args.preset,
@@ -152,8 +152,9 @@ def measure_epochs(args: argparse.Namespace, steps_per_epoch: int) -> int:
 
 def run_fast(args: argparse.Namespace, variant: str) -> dict:
     """Time firm-bench's own loop (``train.build_training`` + the engine) as ``train()`` runs it."""
-    from firm_bench import runs
-    from firm_bench.train import build_training, load_run_data
+    from firm_bench.core import rundir as runs
+    from firm_bench.datasets import load_run_data
+    from firm_bench.run.train import build_training
 
     overrides = FAST_VARIANTS["fast" if variant.startswith("pack") else variant]
     cfg = resolve_config(args, overrides)
@@ -207,9 +208,10 @@ def run_fast(args: argparse.Namespace, variant: str) -> dict:
 
 def run_streams(args: argparse.Namespace, size: int) -> dict:
     """``size`` runs (seeds) in one process, stepped together, each run's graph on its own CUDA stream."""
-    from firm_bench import runs
-    from firm_bench.speed import run_packed_epoch
-    from firm_bench.train import build_training, load_run_data
+    from firm_bench.core import rundir as runs
+    from firm_bench.datasets import load_run_data
+    from firm_bench.run.engine import run_packed_epoch
+    from firm_bench.run.train import build_training
 
     cfgs = [resolve_config(args, [f"seed={seed}"]) for seed in range(size)]
     device = runs.pick_device(cfgs[0]["device"])
@@ -337,11 +339,12 @@ class NaiveLoop:
     """A reference-style run: DataLoader workers with PIL augmentation, fp32, checkpoint-reload evaluation."""
 
     def __init__(self, cfg: dict, workers: int) -> None:
-        from firm_bench import runs
-        from firm_bench.losses import get_loss
-        from firm_bench.models import create_model
-        from firm_bench.outliers import OUTLIERS
-        from firm_bench.train import SCHEDULES, load_run_data
+        from firm_bench.core import rundir as runs
+        from firm_bench.datasets import load_run_data
+        from firm_bench.method.losses import get_loss
+        from firm_bench.method.models import create_model
+        from firm_bench.method.outliers import OUTLIERS
+        from firm_bench.method.schedules import SCHEDULES
 
         self.cfg, self.workers = cfg, workers
         self.device = runs.pick_device(cfg["device"])
@@ -385,9 +388,9 @@ class NaiveLoop:
 
     def evaluate(self, ev: Any) -> float:
         """Save a checkpoint, reload it into a fresh model, features through a DataLoader, k-NN on the CPU."""
-        from firm_bench.metrics import auroc
-        from firm_bench.models import create_model
-        from firm_bench.scores import knn_mean_similarity
+        from firm_bench.method.metrics import auroc
+        from firm_bench.method.models import create_model
+        from firm_bench.method.scores import knn_mean_similarity
 
         feat_batch = int(self.cfg["features"]["batch_size"])
         with tempfile.TemporaryDirectory() as tmp:  # the reference evaluated a saved checkpoint
@@ -445,8 +448,8 @@ def auroc_comparison(args: argparse.Namespace, seeds: Sequence[int]) -> dict:
     The statistics check of the fast path: both train the same recipe; their
     AUROCs should agree within the spread over seeds.
     """
-    from firm_bench import config
-    from firm_bench.train import train
+    from firm_bench.core import config
+    from firm_bench.run.train import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -660,7 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_fast(args, args.worker)
         Path(args.result).write_text(json.dumps(result))
         return 0
-    from firm_bench import runs
+    from firm_bench.core import rundir as runs
 
     try:
         device = runs.pick_device(args.device)

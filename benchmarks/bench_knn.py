@@ -6,7 +6,7 @@ features and a ``--bank`` of training features of ``--dim`` dimensions
 default all cores, set with ``torch.set_num_threads`` and
 ``faiss.omp_set_num_threads``):
 
-- ``ours``: ``firm_bench.scores.knn_mean_similarity(queries, bank, k)``, the
+- ``ours``: ``firm_bench.method.scores.knn_mean_similarity(queries, bank, k)``, the
   function every k-NN score (cos, cos_norm, rot, ens, ...) calls on the
   normalised features: mean of the k largest cosine similarities per query;
 - ``faiss``: ``faiss.IndexFlatIP`` exact inner-product search of the same
@@ -68,7 +68,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker == "ours":
         import torch
 
-        from firm_bench.scores import knn_mean_similarity
+        from firm_bench.method.scores import knn_mean_similarity
 
         torch.set_num_threads(args.threads)
         bank_t, queries_t = torch.from_numpy(bank), torch.from_numpy(queries)  # shared memory, no copy
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench_knn: k={r['k']}: ours and faiss differ by up to {r['max_abs_diff']:.3g} "
                   f"(> --atol {args.atol})", file=sys.stderr)
     if args.out:
-        from firm_bench.runs import atomic_write_json
+        from firm_bench.core.rundir import atomic_write_json
 
         atomic_write_json(args.out, {
             "benchmark": "knn", "queries": args.queries, "bank": args.bank, "dim": args.dim,

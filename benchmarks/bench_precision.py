@@ -43,10 +43,10 @@ PRECISIONS = {"fp32": ["speed.bf16=false"], "bf16": ["speed.bf16=true"]}
 
 def one_run(preset: str, overrides: list[str]) -> dict:
     """Train, extract and score one run in a temporary directory; its final AUROC and cos k=5."""
-    from firm_bench import config
-    from firm_bench.evaluate import score_run
-    from firm_bench.features import extract_run_features
-    from firm_bench.train import train
+    from firm_bench.core import config
+    from firm_bench.run.features import extract_run_features
+    from firm_bench.run.score import score_run
+    from firm_bench.run.train import train
 
     cfg = config.resolve(preset, overrides=overrides)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Measure training throughput of the current training loop (not a test).
 
-Runs ``firm_bench.train.train`` for a few epochs on the embedded data with a
+Runs ``firm_bench.run.train.train`` for a few epochs on the embedded data with a
 preset's model and recipe, and reports steps/s, views/s (two views per
 sample), seconds per epoch extrapolated to one CIFAR-10 class (5000 images x
 4 with rotations), the projected time of a full run of the preset, and peak
@@ -19,9 +19,10 @@ import time
 
 import torch
 
-from firm_bench import config
-from firm_bench.train import load_run_data, train
-from firm_bench.outliers import OUTLIERS
+from firm_bench.core import config
+from firm_bench.datasets import load_run_data
+from firm_bench.method.outliers import OUTLIERS
+from firm_bench.run.train import train
 
 
 def main() -> None:

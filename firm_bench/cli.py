@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from firm_bench import config as config_mod
-from firm_bench import runs
+from firm_bench.core import config as config_mod
+from firm_bench.core import rundir as runs
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def _add_gpu_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _take_gpu_slot(args: argparse.Namespace) -> None:
-    from firm_bench.gpu_slots import acquire_gpu_slot
+    from firm_bench.planning.gpu_slots import acquire_gpu_slot
 
     gpu = acquire_gpu_slot(getattr(args, "gpu_slots", 0), runs_per_gpu=getattr(args, "runs_per_gpu", 1))
     if gpu is not None:
@@ -80,7 +80,8 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from firm_bench.train import TrainingFailed, train
+    from firm_bench.core.errors import TrainingFailed
+    from firm_bench.run.train import train
 
     cfg, run_dir = _resolve(args)
     _take_gpu_slot(args)
@@ -96,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from firm_bench.features import extract_run_features
+    from firm_bench.run.features import extract_run_features
 
     run_dir = Path(args.run_dir)
     _take_gpu_slot(args)
@@ -123,7 +124,7 @@ def _print_scores(metrics: dict) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from firm_bench.evaluate import score_run
+    from firm_bench.run.score import score_run
 
     run_dir = Path(args.run_dir)
     records = score_run(_run_config(run_dir), run_dir, args.scores, args.k, evalset=args.evalset)
@@ -134,7 +135,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from firm_bench.evaluate import write_metrics
+    from firm_bench.records.metrics import write_metrics
 
     run_dir = Path(args.run_dir)
     metrics = write_metrics(_run_config(run_dir), run_dir)
@@ -143,7 +144,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from firm_bench import summary
+    from firm_bench.records import summary
 
     df = summary.experiment_rows(args.experiment, args.run_dirs, args.scores, args.k, args.evalsets)
     summary.write_csv(df, args.out)
@@ -154,7 +155,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def cmd_combine(args: argparse.Namespace) -> int:
-    from firm_bench import summary
+    from firm_bench.records import summary
 
     df = summary.combine(args.inputs)
     summary.write_csv(df, args.out)
@@ -165,7 +166,7 @@ def cmd_combine(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from firm_bench import summary
+    from firm_bench.records import summary
 
     df = pd.read_csv(args.summary, dtype={"cls": str})
     runs.atomic_write_text(args.out, summary.mean_std_table(df, args.title or args.summary))
@@ -174,9 +175,9 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from firm_bench.evaluate import score_run
-    from firm_bench.features import extract_run_features
-    from firm_bench.train import train
+    from firm_bench.run.features import extract_run_features
+    from firm_bench.run.score import score_run
+    from firm_bench.run.train import train
 
     cfg, run_dir = _resolve(args)
     _take_gpu_slot(args)
@@ -203,7 +204,9 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _listing() -> dict[str, list[str]]:
-    names = config_mod.registered_names()
+    from firm_bench.core.catalog import config_names
+
+    names = config_names()
     return {
         "datasets": names["dataset.name"],
         "losses": names["loss.name"],
@@ -219,6 +222,141 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in _listing()[args.what]:
         print(name)
     return 0
+
+
+
+# --------------------------------------------------------------------------- #
+# paper outputs, planning, the catalog
+# --------------------------------------------------------------------------- #
+TOLERANCE_HELP = "agreement tolerance in AUROC points (default: the tables' DEFAULT_TOLERANCE, 1 point)"
+
+
+def cmd_paper_table(args: argparse.Namespace) -> int:
+    from firm_bench.paper.tables import DEFAULT_TOLERANCE, write_table
+
+    tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    for path in write_table(args.name, args.summaries, args.out_dir, k=args.k, tolerance=tolerance,
+                            partial=args.partial):
+        print(path)
+    return 0
+
+
+def cmd_figure(args: argparse.Namespace) -> int:
+    from firm_bench.paper.figures import write_figure
+
+    for path in write_figure(args.name, args.summaries, args.curves, args.out_dir, threads=args.threads,
+                             partial=args.partial, k=args.k):
+        print(path)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from firm_bench.paper.report import build_report
+    from firm_bench.paper.tables import DEFAULT_TOLERANCE
+
+    print(build_report(args.config, args.out, summary_dir=args.summary_dir, tables_dir=args.tables_dir,
+                       figures_dir=args.figures_dir, partial=args.partial,
+                       tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
+                       threads=args.threads))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``firm-bench plan``: print the cost table (or JSON) of a target."""
+    import yaml
+
+    from firm_bench.planning.cost import (
+        DEFAULT_SOURCE,
+        DEFAULT_VIEWS_PER_S,
+        Throughput,
+        format_table,
+        plan_cost,
+        throughput_from_json,
+    )
+
+    cfg = yaml.safe_load(Path(args.configfile).read_text()) if Path(args.configfile).exists() else None
+    if cfg is None:
+        raise FileNotFoundError(f"workflow config {args.configfile!r} does not exist (use --configfile)")
+    if args.views_per_s:
+        tp = Throughput(float(args.views_per_s), "--views-per-s")
+    elif args.throughput_json:
+        tp = throughput_from_json(args.throughput_json, args.variant)
+    else:
+        tp = Throughput(DEFAULT_VIEWS_PER_S, DEFAULT_SOURCE)
+    costs = plan_cost(cfg, args.target, tp)
+    if args.json:
+        print(json.dumps({"throughput": tp.__dict__, "costs": [c.row() for c in costs]}, indent=2))
+    else:
+        print(format_table(costs, tp))
+    return 0
+
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from firm_bench import build_catalog
+    from firm_bench.core import catalog
+
+    if args.write:
+        build_catalog.write()
+        print(f"wrote {catalog.SNAPSHOT}")
+        return 0
+    if args.check:
+        stale = build_catalog.is_stale()
+        print(f"{catalog.SNAPSHOT}: {'stale: run firm-bench catalog --write' if stale else 'up to date'}")
+        return 1 if stale else 0
+    print(json.dumps(build_catalog.build(), indent=1, sort_keys=True))
+    return 0
+
+
+def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
+    """paper-table, figure, report, plan. Choices come from the catalog snapshot (no torch, no pandas)."""
+    from firm_bench.core import catalog
+
+    tables, figures = catalog.names("tables"), catalog.names("figures")
+    p = sub.add_parser("paper-table", help="render a paper table: ours beside the paper's (md, tex, csv)",
+                       description="A paper table, ours beside the paper's: results/tables/NAME.{md,tex,csv}.")
+    p.add_argument("name", choices=tables, metavar="NAME", help=f"one of: {', '.join(tables)}")
+    p.add_argument("summaries", nargs="*", help="summaries of the experiments feeding it (results/summary/<e>.csv)")
+    p.add_argument("--out-dir", default="results/tables", help="where NAME.md, NAME.tex and NAME.csv go")
+    p.add_argument("--k", type=int, default=None, help="k of the k-NN scores shown (default: eval.k of the schema)")
+    p.add_argument("--tolerance", type=float, default=None, help=TOLERANCE_HELP)
+    p.add_argument("--partial", action="store_true", help="label absent results 'pending' (runs still going)")
+    p.set_defaults(func=cmd_paper_table)
+
+    p = sub.add_parser("figure", help="draw a paper figure from our runs (PNG and PDF)",
+                       description="A paper figure from our runs: figures/NAME.{png,pdf}.")
+    p.add_argument("name", choices=figures, metavar="NAME", help=f"one of: {', '.join(figures)}")
+    p.add_argument("--summaries", nargs="*", default=[], help="summaries of the experiments feeding it")
+    p.add_argument("--curves", nargs="*", default=[], help="learning curves of those experiments (<e>_curves.csv)")
+    p.add_argument("--out-dir", default="figures", help="where NAME.png and NAME.pdf go")
+    p.add_argument("--threads", type=int, default=1, help="threads of t-SNE (n_jobs)")
+    p.add_argument("--k", type=int, default=None, help="k of the k-NN scores (default: eval.k of the schema)")
+    p.add_argument("--partial", action="store_true", help="label panels without data 'pending' (runs still going)")
+    p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("report", help="the replication report: every paper table and figure in one HTML page",
+                       description="The replication report: one offline HTML page with every paper table and figure.")
+    p.add_argument("--config", default="workflow/config/paper.yaml", help="workflow config (default: %(default)s)")
+    p.add_argument("--out", default="results/report/index.html", help="the page (default: %(default)s)")
+    p.add_argument("--partial", action="store_true",
+                   help="summarise the runs that exist now and render everything into <out dir>/partial/")
+    p.add_argument("--summary-dir", default="results/summary")
+    p.add_argument("--tables-dir", default="results/tables")
+    p.add_argument("--figures-dir", default="figures")
+    p.add_argument("--tolerance", type=float, default=None, help=TOLERANCE_HELP)
+    p.add_argument("--threads", type=int, default=1, help="threads of the t-SNE figures (partial view)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("plan", help="runs, epochs, images and GPU-hours of a paper target",
+                       description="Runs, epochs, images and GPU-hours a paper target needs, from a benchmark's throughput.")
+    p.add_argument("target", help="an experiment (table1a, fig5, ...), a paper item (table7) or all")
+    p.add_argument("--configfile", default="workflow/config/paper.yaml", help="workflow config (default %(default)s)")
+    p.add_argument("--throughput-json", default=None,
+                   help="JSON of benchmarks/bench_fast.py (its best variant) or bench_train.py")
+    p.add_argument("--variant", default=None, help="with --throughput-json: a bench_fast variant instead of the best")
+    p.add_argument("--views-per-s", type=float, default=None, help="throughput to assume, training views/s per GPU")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_plan)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,10 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--download", action="store_true", help="download if missing (needs network)")
     c.set_defaults(func=cmd_data_check)
 
-    from firm_bench import figures, plan_cost, report, tables
+    _add_paper_commands(sub)
 
-    for module in (tables, figures, report, plan_cost):  # paper-table, figure, report, plan
-        module.register_cli(sub)
+    p = sub.add_parser("catalog", help="the catalog snapshot of every registered name (planning reads it)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--write", action="store_true", help="rewrite firm_bench/schema/catalog.json from the registries")
+    group.add_argument("--check", action="store_true", help="exit 1 when the snapshot differs from the registries")
+    p.set_defaults(func=cmd_catalog)
 
     p = sub.add_parser("list", help="list registered names")
     p.add_argument("what", choices=["datasets", "losses", "scores", "outliers", "encoders", "schedules", "presets"])
@@ -299,28 +440,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _raised(exc: BaseException, module: str, name: str) -> bool:
-    """Whether ``exc`` is ``module.name``; never imports ``module`` (a module not loaded raised nothing)."""
-    mod = sys.modules.get(module)
-    return mod is not None and isinstance(exc, getattr(mod, name))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    from firm_bench.registry import UnknownNameError
+    from firm_bench.core.errors import USER_ERRORS, TrainingFailed
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except Exception as exc:  # torch-free commands (tables, reports) must not import train/datasets to catch
-        if isinstance(exc, (config_mod.ConfigError, UnknownNameError, FileNotFoundError, ValueError)) or _raised(
-            exc, "firm_bench.datasets.base", "DatasetError"
-        ):
-            print(f"firm-bench: error: {exc}", file=sys.stderr)
-            return 2
-        if _raised(exc, "firm_bench.train", "TrainingFailed"):
-            print(f"firm-bench: training failed: {exc} (recorded in status.json)", file=sys.stderr)
-            return 1
-        raise
+    except TrainingFailed as exc:
+        print(f"firm-bench: training failed: {exc} (recorded in status.json)", file=sys.stderr)
+        return 1
+    except USER_ERRORS as exc:
+        print(f"firm-bench: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

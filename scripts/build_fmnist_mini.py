@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from firm_bench.datasets.base import DataProblem  # noqa: E402
+from firm_bench.core.errors import DataProblem  # noqa: E402
 from firm_bench.datasets.fashion_mnist import CLASSES, RAW, read_arrays  # noqa: E402
 from firm_bench.datasets.mini import PER_CLASS  # noqa: E402
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests.test_speed import one_thread  # noqa: F401 - autouse: one CPU thread for these small runs
+from tests.helpers import ROOT
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_fast.py"
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: one CPU thread for these small runs
+
+
+SCRIPT = ROOT / "benchmarks" / "bench_fast.py"
 
 
 @pytest.fixture(scope="module")

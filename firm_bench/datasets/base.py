@@ -35,7 +35,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from firm_bench.registry import Registry
+from firm_bench.core.catalog import class_index as match_class  # the matching rules, torch-free
+from firm_bench.core.errors import DataProblem, DatasetError
+from firm_bench.core.registry import Registry
 
 Split = Literal["train", "test"]
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -100,27 +102,6 @@ class ImageSet:
         return int(self.labels.shape[0])
 
 
-class DatasetError(RuntimeError):
-    """The data of a dataset is missing or unreadable.
-
-    The message names the root, the expected layout under it and how to get
-    the data (download flag or URL).
-    """
-
-
-class DataProblem(Exception):
-    """Raised by a loader's ``read`` for one concrete problem ("missing X").
-
-    Internal: ``DatasetInfo.load`` turns it into a :class:`DatasetError`.
-    ``hint`` is an optional extra line (e.g. "root points one level too deep").
-    """
-
-    def __init__(self, problem: str, hint: str | None = None) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.hint = hint
-
-
 Role = Literal["one_class", "ood", "oe"]
 ClassIds = Literal["index", "name"]
 Batching = Literal["pool", "paired"]
@@ -172,6 +153,13 @@ class DatasetInfo:
     ``reference_stats``: (mean, std) the reference code normalised with where
     they differ from the measured ``mean`` / ``std`` (``dataset.normalization:
     reference``); None = the same.
+    ``sizes``: images per split of the official files, for planning the cost of
+    a grid without reading data: ``train`` (every class), ``train_per_class``
+    (the one-class training set; a dict by class name where classes differ)
+    and ``test`` (the whole test set, or a dict by class for a per-class
+    protocol such as MVTec's).
+    ``class_groups``: named groups of classes the paper draws apart (MVTec's
+    objects and textures, Figures 6 and 7).
     """
 
     name: str
@@ -193,6 +181,15 @@ class DatasetInfo:
     eval_size: int | None = None
     batching: Batching = "pool"
     reference_stats: Stats | None = None
+    sizes: dict | None = None
+    class_groups: dict | None = None
+
+    def facts(self) -> dict:
+        """What planning and reading results need, as JSON (the catalog snapshot; ``catalog.DatasetEntry``)."""
+        return {"role": self.role, "classes": [str(c) for c in self.classes], "class_ids": self.class_ids,
+                "image_size": self.default_image_size, "eval_size": self.eval_size, "eval_zoom": self.eval_zoom,
+                "batching": self.batching, "sizes": self.sizes,
+                "class_groups": {k: list(v) for k, v in (self.class_groups or {}).items()} or None}
 
     def stats(self, normalization: str = "measured") -> Stats:
         """(mean, std) of ``dataset.normalization``: ``measured`` or ``reference`` (the reference code's)."""
@@ -203,7 +200,7 @@ class DatasetInfo:
         return self.mean, self.std
 
 
-DATASETS: Registry[DatasetInfo] = Registry("dataset")
+DATASETS: Registry[DatasetInfo] = Registry("dataset", catalog="dataset.name", facts=lambda name, info: info.facts())
 
 Reader = Callable[..., ImageSet]  # (resolved root, split, download[, image_size])
 
@@ -230,6 +227,8 @@ def register(
     eval_size: int | None = None,
     batching: Batching = "pool",
     reference_stats: Stats | None = None,
+    sizes: dict | None = None,
+    class_groups: dict | None = None,
 ) -> DatasetInfo:
     """Register a dataset whose ``read`` (and hooks) raise :class:`DataProblem` on bad data.
 
@@ -280,7 +279,7 @@ def register(
     info = DatasetInfo(name, classes, native_size, mean, std, layout, how_to_get, load, role,
                        splits, default_image_size, protocol if one_class else None,
                        report if check else None, root_env, class_ids, float(eval_zoom), eval_size,
-                       batching, reference_stats)
+                       batching, reference_stats, sizes, class_groups)
     return DATASETS.add(name, info)
 
 
@@ -594,6 +593,82 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     A failure (disk full, interrupt) leaves any previous ``path`` untouched
     and removes the temporary file.
     """
-    from firm_bench.runs import atomic_write
+    from firm_bench.core.rundir import atomic_write
 
     atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+# ---------------------------------------------------------------- the registry's accessors
+
+def get_dataset(name: str) -> DatasetInfo:
+    """The registered dataset ``name``; unknown names raise UnknownNameError listing valid ones."""
+    return DATASETS.get(name)
+
+
+def resolve_root(name: str, root: str | os.PathLike | None) -> str:
+    """The absolute data root for ``name``.
+
+    Precedence: ``root`` (config key ``dataset.root`` / ``--root``) if given,
+    else the dataset's own variable (``DatasetInfo.root_env``; ``oe``:
+    $FIRM_BENCH_OE_PATH) if set, else ``$FIRM_BENCH_DATA`` if set and
+    non-empty, else ``./data``. The same root serves every dataset; each
+    finds its own sub-layout under it. ``fmnist_mini`` ignores the root.
+    """
+    return default_root(root, get_dataset(name).root_env)
+
+
+def class_index(name: str, cls: int | str) -> int:
+    """The index of class ``cls`` of dataset ``name``: an index, or a class name.
+
+    The matching rules are ``catalog.class_index``'s (exact name, else the
+    name with every run of non-alphanumerics as "_", so "ankle_boot" names
+    Fashion-MNIST's "Ankle boot"; a string of digits is an index). Raises
+    ValueError listing the valid names and indices.
+    """
+    return match_class(get_dataset(name).classes, cls, name)
+
+
+def load_split(
+    name: str,
+    split: str,
+    root: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    download: bool = False,
+) -> ImageSet:
+    """Load ``split`` ("train" | "test"; ``DatasetInfo.splits``) of dataset ``name``.
+
+    Returns uint8 (N, 3, S, S) images with S = ``image_size`` or the native
+    size when ``image_size`` is None. Array datasets are resized after
+    reading (bilinear, antialiased: :func:`resize_images`); image-file
+    datasets while decoding (area interpolation: ``base.fit_square``).
+    Raises DatasetError when the data is missing or unreadable, ValueError
+    for a split the dataset does not have.
+    """
+    return get_dataset(name).load(resolve_root(name, root), split, download, image_size)
+
+
+def check_dataset(name: str, root: str | os.PathLike | None = None, download: bool = False) -> str:
+    """Check ``name`` on disk and report what is there (``firm-bench data check``).
+
+    The report names the root used and, per split, the image count, shape
+    and dtype and the per-class counts (with class names), then the total.
+    Datasets with their own check (``DatasetInfo.check``) report more or
+    decode less: ``mvtec`` reads only image headers and file ends (counts per
+    class, split and defect type, image sizes, which folder level it found);
+    ``cats_vs_dogs`` adds the layout found, the source image sizes and the
+    cache file; ``oe`` reads the .npy header through a memory map. Raises
+    DatasetError, naming the problem and what was expected, when the data is
+    missing or unreadable (a truncated image: its file), a split is missing
+    or empty, or (one-class datasets) a class has no training image.
+    """
+    info = get_dataset(name)
+    root_used = resolve_root(name, root)
+    lines = [f"dataset: {name} (role {info.role}, native size {info.native_size}, "
+             f"training size {info.default_image_size}, splits {', '.join(info.splits)})",
+             "root: " + ("not used (embedded in the package)" if name == "fmnist_mini"
+                         else root_used)]
+    if info.check is not None:
+        lines += info.check(root_used, download)
+    else:
+        lines += split_report(info, root_used, download)
+    return "\n".join(lines)

@@ -53,9 +53,20 @@ from typing import Literal, Mapping
 
 import numpy as np
 
+from firm_bench.core.errors import DataProblem
 from firm_bench.datasets.base import (
-    DATASETS, SPLITS, DataProblem, ImageSet, atomic_save_npz, fit_square, image_set, list_images,
-    parallel_map, probe_image, read_image, register, split_report,
+    DATASETS,
+    SPLITS,
+    ImageSet,
+    atomic_save_npz,
+    fit_square,
+    image_set,
+    list_images,
+    parallel_map,
+    probe_image,
+    read_image,
+    register,
+    split_report,
 )
 
 CLASSES = ("cat", "dog")
@@ -293,4 +304,5 @@ register(
     how_to_get=f"download train.zip from {KAGGLE_URL} (Kaggle account; no automatic download) "
                f"and extract it into <root>/{KAGGLE_DIR}/",
     read=read_cats_vs_dogs, default_image_size=SIZE, check=check_cats_vs_dogs,
+    sizes={"train": 20000, "train_per_class": 10000, "test": 5000},  # 12,500 per class, the last 2,500 held out
 )

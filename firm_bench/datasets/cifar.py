@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from firm_bench.datasets.base import (
-    DataProblem, ImageSet, check_labels, image_set, register, require,
-)
+from firm_bench.core.errors import DataProblem
+from firm_bench.datasets.base import ImageSet, check_labels, image_set, register, require
 
 
 @dataclass(frozen=True)
@@ -119,9 +118,11 @@ def _how_to_get(fmt: CifarFormat) -> str:
 def _register(name: str, fmt: CifarFormat, classes: tuple[str, ...],
               mean: tuple[float, float, float], std: tuple[float, float, float],
               reference: tuple[tuple[float, float, float], tuple[float, float, float]]) -> None:
+    # 50,000 training and 10,000 test images, the training images evenly over the classes
+    sizes = {"train": 50000, "train_per_class": 50000 // len(classes), "test": 10000}
     register(name, classes=classes, native_size=32, mean=mean, std=std,
              layout=_layout(fmt), how_to_get=_how_to_get(fmt), read=partial(read_cifar, fmt),
-             reference_stats=reference)
+             reference_stats=reference, sizes=sizes)
 
 
 _register(

@@ -15,8 +15,15 @@ from functools import partial
 
 import numpy as np
 
+from firm_bench.core.errors import DataProblem
 from firm_bench.datasets.base import (
-    IDX_IMAGES, IDX_LABELS, DataProblem, ImageSet, check_labels, image_set, read_idx, register,
+    IDX_IMAGES,
+    IDX_LABELS,
+    ImageSet,
+    check_labels,
+    image_set,
+    read_idx,
+    register,
     require,
 )
 
@@ -65,4 +72,5 @@ register(
                f"or download the four *-ubyte.gz files from {URL} "
                f"(or Debian's dataset-fashion-mnist package) into <root>/{RAW}/",
     read=read_fashion_mnist, reference_stats=REFERENCE_STATS,
+    sizes={"train": 60000, "train_per_class": 6000, "test": 10000},
 )

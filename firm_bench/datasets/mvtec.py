@@ -47,14 +47,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from firm_bench.core.errors import DataProblem
 from firm_bench.datasets.base import (
-    DataProblem, ImageSet, class_lines, fit_square, list_images, parallel_map, probe_image,
-    read_image, register,
+    ImageSet,
+    class_lines,
+    fit_square,
+    list_images,
+    parallel_map,
+    probe_image,
+    read_image,
+    register,
 )
 
 CLASSES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
            "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper")
 GRAYSCALE = ("grid", "screw", "zipper")  # stored as 8-bit grayscale PNGs
+OBJECTS = ("bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw", "toothbrush", "transistor",
+           "zipper")  # the paper's 10 object classes (Figure 6)
+TEXTURES = ("carpet", "grid", "leather", "tile", "wood")  # its 5 texture classes (Figure 7)
+# Files of the official release per class: train/good, and the whole test/ folder (good + defects)
+TRAIN_GOOD = {"bottle": 209, "cable": 224, "capsule": 219, "carpet": 280, "grid": 264, "hazelnut": 391,
+              "leather": 245, "metal_nut": 220, "pill": 267, "screw": 320, "tile": 230, "toothbrush": 60,
+              "transistor": 213, "wood": 247, "zipper": 240}
+TEST_IMAGES = {"bottle": 83, "cable": 150, "capsule": 132, "carpet": 117, "grid": 78, "hazelnut": 110,
+               "leather": 124, "metal_nut": 115, "pill": 167, "screw": 160, "tile": 117, "toothbrush": 42,
+               "transistor": 100, "wood": 79, "zipper": 151}
 CONTAINERS = ("", "mvtec_ad", "mvtec_anomaly_detection")  # tried in this order under the root
 GOOD = "good"
 DEFAULT_SIZE = 256
@@ -248,4 +265,6 @@ register(
     # (no 1.125 resize-and-centre-crop) while training ran at 256; its loader built each step
     # from B images with their own outliers (data.py SyntheticOutlierDataset).
     class_ids="name", eval_zoom=1.0, eval_size=EVAL_SIZE, batching="paired",
+    sizes={"train_per_class": dict(TRAIN_GOOD), "test": dict(TEST_IMAGES)},
+    class_groups={"objects": OBJECTS, "textures": TEXTURES},
 )

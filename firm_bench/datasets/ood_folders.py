@@ -39,8 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
+from firm_bench.core.errors import DataProblem
 from firm_bench.datasets.base import (
-    DATASETS, DataProblem, ImageSet, image_set, list_images, parallel_map, read_image, register,
+    DATASETS,
+    ImageSet,
+    image_set,
+    list_images,
+    parallel_map,
+    read_image,
+    register,
     split_report,
 )
 
@@ -145,5 +152,5 @@ for _fs in SETS:
         how_to_get=f"download {_fs.url} (links in {CSI_URL}; no automatic download) "
                    "and extract it into the root",
         read=partial(read_folder, _fs), role="ood", splits=("test",),
-        check=partial(check_folder, _fs),
+        check=partial(check_folder, _fs), sizes={"test": 10000},  # each set: 10,000 images (CSI's copies)
     )

@@ -14,9 +14,8 @@ from functools import partial
 
 import numpy as np
 
-from firm_bench.datasets.base import (
-    DataProblem, ImageSet, check_labels, image_set, register, require,
-)
+from firm_bench.core.errors import DataProblem
+from firm_bench.datasets.base import ImageSet, check_labels, image_set, register, require
 
 URL = "http://ufldl.stanford.edu/housenumbers/"
 CLASSES = tuple(str(d) for d in range(10))
@@ -53,5 +52,5 @@ register(
     layout="{train,test}_32x32.mat   (torchvision SVHN format, directly in the root)",
     how_to_get="pass download: true (config) / --download (CLI) to fetch it with torchvision, "
                f"or download train_32x32.mat / test_32x32.mat from {URL} into the root",
-    read=read_svhn, role="ood",
+    read=read_svhn, role="ood", sizes={"train": 73257, "test": 26032},
 )

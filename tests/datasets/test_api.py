@@ -7,13 +7,18 @@ import os
 import pytest
 import torch
 
+from firm_bench.core.errors import UnknownNameError
 from firm_bench.datasets import (
-    DATA_ENV, DatasetError, ImageSet, check_dataset, get_dataset, load_split, one_class_split,
+    DATA_ENV,
+    DatasetError,
+    ImageSet,
+    check_dataset,
+    get_dataset,
+    load_split,
+    one_class_split,
     resolve_root,
 )
-from firm_bench.registry import UnknownNameError
-
-from .fixtures import write_cifar10
+from tests.helpers.data import write_cifar10
 
 
 def test_unknown_name_lists_valid_names():

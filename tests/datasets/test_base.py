@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from firm_bench.datasets.base import (
-    IDX_IMAGES, IDX_LABELS, DataProblem, read_idx, require, resize_images,
-)
-
-from .fixtures import idx_bytes
+from firm_bench.core.errors import DataProblem
+from firm_bench.datasets.base import IDX_IMAGES, IDX_LABELS, read_idx, require, resize_images
+from tests.helpers.data import idx_bytes
 
 
 def test_idx_plain_and_gz(tmp_path):

@@ -12,8 +12,7 @@ import torch
 
 from firm_bench.datasets import DatasetError, check_dataset, load_split, one_class_split
 from firm_bench.datasets import cats_vs_dogs as cvd
-
-from .fixtures import _save, _solid, cat_dog_colour, write_cats_vs_dogs
+from tests.helpers.data import _save, _solid, cat_dog_colour, write_cats_vs_dogs
 
 CACHE = cvd.CACHE_FILE
 

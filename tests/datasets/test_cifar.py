@@ -11,8 +11,7 @@ import torch
 import torchvision.datasets
 
 from firm_bench.datasets import DatasetError, get_dataset, load_split, one_class_split
-
-from .fixtures import CIFAR100_COARSE, assert_marker, write_cifar10, write_cifar100
+from tests.helpers.data import CIFAR100_COARSE, assert_marker, write_cifar10, write_cifar100
 
 
 def test_cifar10_reads_all_batches_in_order(tmp_path):

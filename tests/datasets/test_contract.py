@@ -11,10 +11,15 @@ import pytest
 import torch
 
 from firm_bench.datasets import (
-    DATASETS, DatasetError, check_dataset, class_index, get_dataset, load_split, one_class_split,
+    DATASETS,
+    DatasetError,
+    check_dataset,
+    class_index,
+    get_dataset,
+    load_split,
+    one_class_split,
 )
-
-from .fixtures import APPROXIMATE, EMBEDDED, WRITERS, assert_marker
+from tests.helpers.data import APPROXIMATE, EMBEDDED, WRITERS, assert_marker
 
 NAMES = DATASETS.names()
 

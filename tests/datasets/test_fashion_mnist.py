@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from firm_bench.datasets import DatasetError, check_dataset, load_split, one_class_split
-
-from .fixtures import assert_marker, write_fashion_mnist
+from tests.helpers.data import assert_marker, write_fashion_mnist
 
 OFFICIAL = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 OFFICIAL_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

@@ -13,8 +13,9 @@ import torch
 from firm_bench.datasets import get_dataset, load_split
 from firm_bench.datasets.fashion_mnist import read_arrays
 from firm_bench.datasets.mini import PER_CLASS
+from tests.helpers import ROOT
 
-DATA = Path(__file__).resolve().parents[2] / "firm_bench" / "datasets" / "data"
+DATA = ROOT / "firm_bench" / "datasets" / "data"
 NPZ = DATA / "fmnist_mini.npz"
 OFFICIAL = Path("/usr/share/datasets/fashion-mnist")
 
@@ -59,7 +60,7 @@ def test_byte_identical_to_official(split):
 
 def test_build_script_is_reproducible(tmp_path):
     source = official_or_skip()
-    script = Path(__file__).resolve().parents[2] / "scripts" / "build_fmnist_mini.py"
+    script = ROOT / "scripts" / "build_fmnist_mini.py"
     out = tmp_path / "mini.npz"
     run = subprocess.run([sys.executable, str(script), "--source", str(source), "--out", str(out)],
                          capture_output=True, text=True, check=True)

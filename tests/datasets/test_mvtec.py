@@ -11,11 +11,14 @@ import torch
 from PIL import Image
 
 from firm_bench.datasets import (
-    DatasetError, check_dataset, get_dataset, load_split, one_class_split,
+    DatasetError,
+    check_dataset,
+    get_dataset,
+    load_split,
+    mvtec,
+    one_class_split,
 )
-from firm_bench.datasets import mvtec
-
-from .fixtures import assert_marker, write_mvtec
+from tests.helpers.data import assert_marker, write_mvtec
 
 
 @pytest.fixture

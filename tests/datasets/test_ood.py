@@ -10,13 +10,24 @@ import torch
 
 from firm_bench.cli import main as cli_main
 from firm_bench.datasets import (
-    DatasetError, check_dataset, get_dataset, load_split, ood_split, resolve_root,
+    DatasetError,
+    check_dataset,
+    get_dataset,
+    load_split,
+    ood_split,
+    resolve_root,
 )
-from firm_bench.outliers import OE_ENV, OE_URL
-
-from .fixtures import (
-    OOD_FOLDERS, _save, _solid, assert_marker, write_cifar10, write_cifar100, write_ood_folder,
-    write_oe, write_svhn,
+from firm_bench.method.outliers import OE_ENV, OE_URL
+from tests.helpers.data import (
+    OOD_FOLDERS,
+    _save,
+    _solid,
+    assert_marker,
+    write_cifar10,
+    write_cifar100,
+    write_oe,
+    write_ood_folder,
+    write_svhn,
 )
 
 # ---------------------------------------------------------------- ood_split

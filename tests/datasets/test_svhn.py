@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from firm_bench.datasets import DatasetError, get_dataset, load_split, one_class_split
-
-from .fixtures import assert_marker, write_svhn
+from tests.helpers.data import assert_marker, write_svhn
 
 
 def test_svhn_reads_mat_and_maps_10_to_0(tmp_path):

@@ -4,11 +4,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from firm_bench import figures
-from firm_bench.tables import read_summaries
-from tests.datasets import fixtures
-
-from .conftest import job_stats, snakemake
+from firm_bench.paper import figures
+from firm_bench.paper.tables import read_summaries
+from tests.helpers import data as fixtures
+from tests.helpers.snakemake import job_stats, snakemake
 
 MVTEC_CLASSES = ["bottle", "grid"]  # one object class (Figure 6), one texture class (Figure 7)
 

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from firm_bench import gpu_slots
+from firm_bench.planning import gpu_slots
 
 HOLDER = r"""
 import json, os, sys, time
-from firm_bench.gpu_slots import acquire_gpu_slot
+from firm_bench.planning.gpu_slots import acquire_gpu_slot
 n, lock_dir, hold, out = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
 per_gpu = int(sys.argv[5]) if len(sys.argv) > 5 else 1
 slot = acquire_gpu_slot(n, lock_dir, poll_s=0.02, runs_per_gpu=per_gpu)

@@ -3,10 +3,9 @@
 import pytest
 import yaml
 
-from firm_bench import workflow as fw
-from firm_bench.config import ConfigError
-
-from .conftest import CONFIGS, job_stats, snakemake
+from firm_bench.core.errors import ConfigError
+from firm_bench.planning import grid as fw
+from tests.helpers.snakemake import CONFIGS, job_stats, snakemake
 
 # Written out here on purpose (not taken from the package): classes per dataset
 # and the family of each score, as METHOD.md defines them.

@@ -11,7 +11,7 @@ import sys
 import pandas as pd
 import pytest
 
-from .conftest import CONFIGS, ROOT, SNAKEFILE
+from tests.helpers import CONFIGS, ROOT, SNAKEFILE
 
 
 def _slurm_ready() -> bool:

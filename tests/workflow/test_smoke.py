@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from .conftest import CONFIGS, SNAKEFILE, snakemake
+from tests.helpers.snakemake import CONFIGS, SNAKEFILE, snakemake
 
 
 @pytest.mark.slow

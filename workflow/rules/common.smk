@@ -1,5 +1,5 @@
 # Plumbing: validation, the plan, wildcard constraints, input functions.
-# Planning reads the registries' names from firm_bench.catalog (no torch
+# Planning reads the registries' names from firm_bench.core.catalog (no torch
 # import), and each job rule has one params function building its whole
 # argument string from the plan: Snakemake's cost per job is what bounds
 # `snakemake -n` on the paper's ~6,300 jobs (benchmarks/bench_dag.py).
@@ -7,11 +7,11 @@ import os
 
 from snakemake.utils import validate
 
-from firm_bench import catalog
-from firm_bench import workflow as fw
-from firm_bench.gpu_slots import count_gpus
+from firm_bench.core import catalog
+from firm_bench.planning import grid as fw
+from firm_bench.planning.gpu_slots import count_gpus
 
-validate(config, "../schemas/config.schema.yaml")
+validate(config, "../../firm_bench/schema/workflow.schema.yaml")
 PLAN = fw.plan(config)  # fails here, before any job, on an unknown dataset/loss/score/...
 RUNS = config["runs_root"]
 # One wildcard for the run: dataset/cls/loss/outliers/recipe/seedN (fw.Run.id).

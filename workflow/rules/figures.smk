@@ -1,4 +1,4 @@
-# Paper figures: figures/<fig>.{png,pdf} (firm_bench.figures), from the
+# Paper figures: figures/<fig>.{png,pdf} (firm_bench.paper.figures), from the
 # summaries and learning curves of the experiments feeding each figure
 # (helpers in paper_tables.smk). t-SNE runs with the rule's threads.
 FIGURES_DIR = "figures"

@@ -1,5 +1,5 @@
 # Paper tables, ours beside the paper's: results/tables/<table>.{md,tex,csv}
-# (firm_bench.tables). Each is rendered from the summaries of the experiments
+# (firm_bench.paper.tables). Each is rendered from the summaries of the experiments
 # that feed it (an experiment's paper_items, else its own name), so
 # `snakemake results/tables/table5.md` rebuilds that table alone from
 # existing runs. Include this file before figures.smk and report.smk: it

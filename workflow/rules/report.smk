@@ -1,4 +1,4 @@
-# The replication report: results/report/index.html (firm_bench.report), one
+# The replication report: results/report/index.html (firm_bench.paper.report), one
 # offline page with every paper table and figure, agreement with the paper and
 # provenance. `firm-bench report --partial` gives the same page while runs are
 # still going (no Snakemake needed).

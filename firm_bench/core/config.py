@@ -1,0 +1,261 @@
+"""Run configuration: one schema with every default, presets, overrides.
+
+A run config is built in three layers, each validated against
+``firm_bench/schema/run.schema.yaml`` (the only place defaults live):
+
+1. the schema's defaults;
+2. a preset, ``firm_bench/presets/<name>.yaml``, holding only what differs;
+3. user overrides: a YAML file and/or ``--set section.key=value`` pairs.
+
+Names of registered things (dataset, loss, outliers, encoder, schedule,
+scores) are checked against their registries, so ``loss.name: frim`` fails
+before any work with ``loss.name: unknown loss 'frim'; valid: ...``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping, NamedTuple
+
+import jsonschema
+import yaml
+
+from firm_bench.core import catalog
+from firm_bench.core.errors import ConfigError
+
+PRESETS_PACKAGE = "firm_bench.presets"
+
+
+def load_schema() -> dict:
+    """The run-config JSON schema (draft 7) as a dict (a fresh copy; parsed once)."""
+    return copy.deepcopy(_schema())
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
+    text = resources.files("firm_bench.schema").joinpath("run.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _fill_defaults(schema: Mapping, instance: dict) -> None:
+    """Recursively insert ``default`` values of ``properties`` missing in ``instance``."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(sub, instance[key])
+
+
+def schema_defaults() -> dict:
+    """Every default of the schema, as a nested dict."""
+    cfg: dict = {}
+    _fill_defaults(load_schema(), cfg)
+    return cfg
+
+
+def list_presets() -> list[str]:
+    """Names of the bundled presets."""
+    return sorted(
+        p.name[: -len(".yaml")]
+        for p in resources.files(PRESETS_PACKAGE).iterdir()
+        if p.name.endswith(".yaml")
+    )
+
+
+def load_preset(name: str) -> dict:
+    """The overrides of preset ``name`` (without the schema defaults)."""
+    if name not in list_presets():
+        raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(list_presets())}")
+    text = resources.files(PRESETS_PACKAGE).joinpath(f"{name}.yaml").read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {name!r} must be a YAML mapping")
+    return data
+
+
+def deep_merge(base: Mapping, override: Mapping) -> dict:
+    """A new dict: ``base`` with ``override`` merged in (nested dicts merged, others replaced)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict:
+    """Turn ``["optim.lr=0.1", "loss.name=ntxent"]`` into a nested dict.
+
+    Values are parsed as YAML, so numbers, booleans, ``null`` and lists
+    (``features.angles=[0,90]``) work as expected.
+    """
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r} is not of the form section.key=value")
+        dotted, raw = pair.split("=", 1)
+        keys = [k for k in dotted.strip().split(".") if k]
+        if not keys:
+            raise ConfigError(f"override {pair!r} has an empty key")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {pair!r}: value is not valid YAML ({exc})") from None
+        value = _yaml11_float(value)
+        node = out
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return out
+
+
+def _yaml11_float(value: Any) -> Any:
+    """PyYAML (YAML 1.1) reads ``1e-3`` as a string; read it as the number users mean."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(value, list):
+        return [_yaml11_float(v) for v in value]
+    return value
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def validate(cfg: dict) -> dict:
+    """Validate ``cfg`` (schema + registries), fill defaults, return it.
+
+    Raises ConfigError naming the offending key, the bad value and what is allowed.
+    """
+    schema = load_schema()
+    cfg = copy.deepcopy(cfg)
+    _fill_defaults(schema, cfg)
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            if err.validator == "additionalProperties":
+                allowed = sorted(err.schema.get("properties", {}))
+                lines.append(f"{_path(err)}: {err.message}; allowed keys: {', '.join(allowed)}")
+            else:
+                lines.append(f"{_path(err)}: {err.message}")
+        raise ConfigError("invalid run config:\n  " + "\n  ".join(lines))
+    _check_names(cfg)
+    return cfg
+
+
+def _check_names(cfg: dict) -> None:
+    problems = []
+    for dotted in catalog.CONFIG_KEYS:
+        section, key = dotted.split(".")
+        value = cfg[section][key]
+        values = value if isinstance(value, list) else [value]
+        valid = catalog.names(dotted, *values)
+        for v in values:
+            if v not in valid:
+                problems.append(f"{dotted}: unknown value {v!r}; valid: {', '.join(valid)}")
+    ds = cfg["dataset"]
+    datasets = catalog.names("dataset.name", ds["name"], *([ds["ood"]] if ds["ood"] is not None else []))
+    if ds["name"] in datasets and catalog.dataset(ds["name"]).role != "one_class":
+        problems.append(f"dataset.name: {ds['name']!r} is a test-only set (role {catalog.dataset(ds['name']).role!r}), not a training set; "
+                        "use it as dataset.ood (OOD test sets) or outliers.oe_path (outlier exposure)")
+    if ds["ood"] is not None and ds["cls"] != "all":
+        problems.append(f"dataset.ood={ds['ood']!r} needs dataset.cls: all (the whole training set is in-distribution)")
+    if ds["ood"] is not None and ds["ood"] not in datasets:
+        problems.append(f"dataset.ood: unknown value {ds['ood']!r}; valid: {', '.join(datasets)}")
+    if ds["name"] in datasets and ds["cls"] != "all":
+        try:  # one class, one name: "bottle" and 0 are the same MVTec run (the dataset's class_ids)
+            ds["cls"] = catalog.dataset(ds["name"]).class_id(ds["cls"], ds["name"])
+        except ValueError as exc:
+            problems.append(f"dataset.cls: {exc}")
+    loss = cfg["loss"]
+    if loss["name"] in catalog.names("loss.name", loss["name"]):
+        try:
+            catalog.loss_form(loss["name"], loss["form"])
+        except ValueError as exc:
+            problems.append(f"loss.form: {exc}")
+        if loss["id_labels"] and not catalog.loss_takes_id_classes(loss["name"]):
+            takes = [n for n in catalog.names("loss.name") if catalog.loss_takes_id_classes(n)]
+            problems.append(f"loss.id_labels: true needs loss.name: {' or '.join(takes)} (in-distribution class "
+                            f"labels are FIRM's option), got loss.name: {loss['name']!r}; set loss.id_labels: false")
+    if loss["id_labels"] and ds["cls"] != "all":
+        problems.append(f"loss.id_labels: true needs dataset.cls: all (several in-distribution classes), got "
+                        f"dataset.cls: {ds['cls']!r}; set loss.id_labels: false for the one-class protocol")
+    angles = cfg["features"]["angles"]
+    if angles[0] != 0:
+        problems.append(f"features.angles: must start with 0 (the unrotated view), got {angles}")
+    if problems:
+        raise ConfigError("invalid run config:\n  " + "\n  ".join(problems))
+
+
+class Protocol(NamedTuple):
+    """What a run's null / auto protocol keys resolve to (the dataset's defaults; ``catalog.DatasetEntry``)."""
+
+    image_size: int  # training images (dataset.image_size)
+    eval_size: int  # bank and test images of the scores and the learning curve (features.image_size)
+    eval_zoom: float  # test transform Resize(zoom * eval_size) -> CenterCrop(eval_size) (features.zoom)
+    batching: str  # "pool" | "paired" (optim.batching)
+
+    def labels(self) -> dict:
+        return {"image_size": self.image_size, "eval_size": self.eval_size, "eval_zoom": self.eval_zoom,
+                "batching": self.batching}
+
+
+def protocol(cfg: Mapping) -> Protocol:
+    """The resolved image sizes, test-transform zoom and batching of a validated run config (no torch)."""
+    entry = catalog.dataset(cfg["dataset"]["name"])
+    size = int(cfg["dataset"]["image_size"] or entry.image_size)
+    f = cfg["features"]
+    batching = cfg["optim"]["batching"]
+    return Protocol(
+        image_size=size,
+        eval_size=int(f["image_size"] or entry.eval_size or size),
+        eval_zoom=float(f["zoom"] if f["zoom"] is not None else entry.eval_zoom),
+        batching=entry.batching if batching == "auto" else batching,
+    )
+
+
+def resolve(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    extra: Mapping | None = None,
+) -> dict:
+    """Build and validate a run config: schema defaults < preset < file < extra < overrides."""
+    cfg: dict = {}
+    if preset is not None:
+        cfg = deep_merge(cfg, load_preset(preset))
+        cfg["preset"] = preset
+    if config_file is not None:
+        if not Path(config_file).is_file():
+            raise ConfigError(f"config file {str(config_file)!r} does not exist")
+        cfg = deep_merge(cfg, load_yaml(config_file))
+    if extra:
+        cfg = deep_merge(cfg, extra)
+    cfg = deep_merge(cfg, parse_overrides(overrides))
+    return validate(cfg)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping from ``path`` with an error naming the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {str(path)!r}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {str(path)!r} must hold a YAML mapping")
+    return data
+
+
+def dump(cfg: Mapping) -> str:
+    """YAML text of a config (key order kept)."""
+    return yaml.safe_dump(dict(cfg), sort_keys=False)

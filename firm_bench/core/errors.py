@@ -1,0 +1,58 @@
+"""Every error firm-bench raises on purpose, in one torch-free module.
+
+Each message names the key, file or value at fault and says what to do. The
+command line (``firm_bench.cli``) turns the user errors into one line and
+exit status 2, a recorded training failure into exit status 1.
+"""
+
+from __future__ import annotations
+
+
+class UnknownNameError(KeyError, ValueError):
+    """A name that is not registered (a loss, dataset, score, ...); the message lists the valid names."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(ValueError):
+    """A run or workflow config is invalid; the message names the key and what is allowed."""
+
+
+class DatasetError(RuntimeError):
+    """The data of a dataset is missing or unreadable.
+
+    The message names the root, the expected layout under it and how to get
+    the data (download flag or URL).
+    """
+
+
+class DataProblem(Exception):
+    """Raised by a dataset reader for one concrete problem ("missing X").
+
+    Internal to the datasets: ``DatasetInfo.load`` turns it into a
+    :class:`DatasetError`. ``hint`` is an optional extra line (e.g. "root
+    points one level too deep").
+    """
+
+    def __init__(self, problem: str, hint: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.hint = hint
+
+
+class TrainingFailed(RuntimeError):
+    """A run could not finish (non-finite loss, ...); recorded in its status.json as failed, with the reason."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """A training step produced a non-finite loss (``step`` is 1-based within the epoch)."""
+
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__(f"non-finite loss ({value}) at step {step}")
+        self.step, self.value = step, value
+
+
+#: errors of the user's input (config, names, files, data): one line on the command line, exit status 2
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, UnknownNameError, DatasetError, FileNotFoundError,
+                                                 ValueError)

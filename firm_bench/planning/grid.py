@@ -1,0 +1,306 @@
+"""The paper's experiment grid as data: what the Snakemake workflow builds.
+
+The workflow config (``workflow/config/*.yaml``, validated against
+``firm_bench/schema/workflow.schema.yaml``) declares experiments, one per paper
+table or figure. Each experiment is a small grid::
+
+    table13:
+      title: "Table 13: per-class AUROC on CIFAR-10"
+      datasets: [cifar10]
+      classes: all            # or a list of indices / names
+      losses: [ntxent, supcon, supcon_star, firm]
+      outliers: [rot]
+      scores: [cos, rot, ens]
+      variants: {}            # name -> {dotted.key: value}: recipe variants (sweeps)
+
+``plan(config)`` expands every experiment into runs. A run is identified by
+``(dataset, cls, loss, outliers, recipe, seed)`` and lives in one directory
+(``firm_bench.core.rundir``); it is trained once however many experiments use it
+(Table 1a and Table 13 share runs). Every name is checked against the
+registries here, so a typo fails while the DAG is built, before any job
+starts. The Snakefile only turns the plan into rules.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jsonschema
+import yaml
+
+from firm_bench.core import catalog
+from firm_bench.core import config as config_mod
+from firm_bench.core.errors import ConfigError
+from firm_bench.core.rundir import Run, evalset_of
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "workflow.schema.yaml"
+
+#: wildcard patterns shared by the Snakefile's ``wildcard_constraints``
+RECIPE_PATTERN = r"[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)?"
+CLS_PATTERN = r"[A-Za-z0-9_]+"
+
+
+@dataclass
+class RunNeeds:
+    """What the experiments need from one run: scores (by family) and k values."""
+
+    scores: set[str] = field(default_factory=set)
+    ks: set[int] = field(default_factory=set)
+    experiments: set[str] = field(default_factory=set)
+    evalsets: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Plan:
+    config: dict
+    runs: dict[Run, RunNeeds]
+    experiments: dict[str, list[Run]]
+    variants: dict[str, dict]  # recipe name -> overrides
+    args_cache: dict[Run, str] = field(default_factory=dict)
+    families_cache: dict[Run, list[str]] = field(default_factory=dict)
+
+    def run_dirs(self, experiment: str) -> list[str]:
+        return [r.path(self.config["runs_root"]) for r in self.experiments[experiment]]
+
+    def families(self, run: Run) -> list[str]:
+        if run not in self.families_cache:
+            self.families_cache[run] = sorted({catalog.score_family(s) for s in self.runs[run].scores})
+        return self.families_cache[run]
+
+    def experiment_evalsets(self, experiment: str) -> list[str]:
+        """``test``, or ``ood-<name>`` for each OOD set of an unlabeled multiclass experiment (Table 4)."""
+        ood = self.config["experiments"][experiment]["ood"]
+        return [evalset_of(name) for name in ood] if ood else [evalset_of(None)]
+
+    def experiment_families(self, experiment: str) -> list[str]:
+        return sorted({catalog.score_family(s) for s in self.config["experiments"][experiment]["scores"]})
+
+    def scores_of_family(self, run: Run, family: str) -> list[str]:
+        return sorted(s for s in self.runs[run].scores if catalog.score_family(s) == family)
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def validate_config(cfg: Mapping) -> dict:
+    """Validate a workflow config against its schema (defaults filled), like snakemake.utils.validate."""
+    schema = load_schema()
+    cfg = copy.deepcopy(dict(cfg))
+    config_mod._fill_defaults(schema, cfg)
+    exp_schema = schema["definitions"]["experiment"]
+    for exp in cfg.get("experiments", {}).values():
+        if isinstance(exp, dict):
+            config_mod._fill_defaults(exp_schema, exp)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}" for e in errors]
+        raise ConfigError("invalid workflow config:\n  " + "\n  ".join(lines))
+    return cfg
+
+
+def recipe_name(preset: str, variant: str) -> str:
+    return preset if variant in ("", "base") else f"{preset}-{variant}"
+
+
+def _classes(dataset: str, classes: Any) -> list[str]:
+    """The run ids of an experiment's classes (``all``, or indices / names): each class's canonical id.
+
+    A dataset names its classes in runs as the paper does (``catalog.DatasetEntry.class_ids``):
+    by index (CIFAR-10 ``3``) or by name (MVTec ``bottle``); either spelling is accepted here.
+    """
+    entry = catalog.dataset(dataset)
+    wanted = range(len(entry.classes)) if classes == "all" else classes
+    out = []
+    for c in wanted:
+        try:
+            out.append(str(entry.class_id(c, dataset)))
+        except ValueError as exc:
+            raise ConfigError(f"experiments: {exc}") from None
+    return list(dict.fromkeys(out))
+
+
+def _check(kind: str, values: Iterable[str], key: str, where: str) -> None:
+    values = list(values)
+    valid = catalog.names(key, *values)
+    for v in values:
+        if v not in valid:
+            raise ConfigError(f"{where}: unknown {kind} {v!r}; valid: {', '.join(valid)}")
+
+
+def plan(cfg: Mapping, only: Iterable[str] | None = None) -> Plan:
+    """Expand the (validated) workflow config into runs; fail early on any unknown name."""
+    cfg = validate_config(cfg)
+    preset = cfg["preset"]
+    config_mod.load_preset(preset)  # unknown preset fails here
+    runs: dict[Run, RunNeeds] = {}
+    experiments: dict[str, list[Run]] = {}
+    variants: dict[str, dict] = {preset: {}}
+    selected = set(only) if only is not None else None
+    for exp_name, exp in cfg["experiments"].items():
+        if selected is not None and exp_name not in selected:
+            continue
+        where = f"experiments.{exp_name}"
+        _check("dataset", exp["datasets"], "dataset.name", where + ".datasets")
+        _check("loss", exp["losses"], "loss.name", where + ".losses")
+        _check("outlier source", exp["outliers"], "outliers.name", where + ".outliers")
+        _check("score", exp["scores"], "scores.names", where + ".scores")
+        if exp["ood"]:
+            _check("dataset", exp["ood"], "dataset.name", where + ".ood")
+        exp_variants = exp["variants"] or {"": {}}
+        for vname, overrides in exp_variants.items():
+            recipe = recipe_name(preset, vname)
+            if recipe in variants and variants[recipe] != overrides:
+                raise ConfigError(f"{where}.variants.{vname}: recipe {recipe!r} is defined twice with different overrides")
+            variants[recipe] = dict(overrides)
+        seeds = exp["seeds"] if exp["seeds"] is not None else cfg["seeds"]
+        members: list[Run] = []
+        evalsets = [evalset_of(name) for name in exp["ood"]] if exp["ood"] else [evalset_of(None)]
+        for dataset in exp["datasets"]:
+            for cls in ["all"] if exp["ood"] else _classes(dataset, exp["classes"]):
+                for loss in exp["losses"]:
+                    for outliers in exp["outliers"]:
+                        for vname in exp_variants:
+                            for seed in seeds:
+                                run = Run(dataset, cls, loss, outliers, recipe_name(preset, vname), int(seed))
+                                needs = runs.setdefault(run, RunNeeds())
+                                needs.scores.update(exp["scores"])
+                                needs.ks.update(exp["k"])
+                                needs.experiments.add(exp_name)
+                                needs.evalsets.update(evalsets)
+                                members.append(run)
+        experiments[exp_name] = members
+    result = Plan(cfg, runs, experiments, variants)
+    for recipe in {r.recipe for r in runs}:  # every variant's overrides resolve to a valid run config
+        example = next(r for r in runs if r.recipe == recipe)
+        run_config(result, example)
+    return result
+
+
+def run_overrides(p: Plan, run: Run) -> list[str]:
+    """``section.key=value`` overrides that turn the preset into this run's config.
+
+    Scores are not part of it: they are chosen by the score jobs, so adding a
+    score to an experiment never retrains a run.
+    """
+    cfg = p.config
+    pairs: dict[str, Any] = {
+        "dataset.name": run.dataset,
+        "dataset.cls": int(run.cls) if run.cls.isdigit() else run.cls,  # "all": unlabeled multiclass
+        "loss.name": run.loss,
+        "outliers.name": run.outliers,
+        "seed": run.seed,
+    }
+    if cfg["data_root"] is not None:
+        pairs["dataset.root"] = cfg["data_root"]
+    if cfg["oe_path"] is not None:
+        pairs["outliers.oe_path"] = cfg["oe_path"]
+    pairs.update(cfg["run_overrides"])
+    pairs.update(p.variants[run.recipe])
+    return [f"{k}={_yaml_value(v)}" for k, v in pairs.items()]
+
+
+_BARE = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null"}
+
+
+def _yaml_value(v: Any) -> str:
+    """A value as ``--set`` parses it back (JSON is YAML's flow syntax; plain words stay bare)."""
+    if isinstance(v, str) and _BARE.fullmatch(v) and v.lower() not in _YAML_WORDS:
+        return v
+    return json.dumps(v)
+
+
+def run_config(p: Plan, run: Run) -> dict:
+    """The resolved, validated run config of ``run`` (what ``firm-bench train`` will use)."""
+    cfg = config_mod.resolve(p.config["preset"], overrides=run_overrides(p, run))
+    cfg["preset"] = run.recipe
+    return cfg
+
+
+def cli_args(p: Plan, run: Run) -> str:
+    """Shell-quoted ``--preset ... --set ...`` arguments of ``firm-bench train`` for ``run``."""
+    cached = p.args_cache.get(run)
+    if cached is not None:
+        return cached
+    args = ["--preset", p.config["preset"], "--recipe", run.recipe]
+    for pair in run_overrides(p, run):
+        args += ["--set", pair]
+    p.args_cache[run] = " ".join(shlex.quote(a) for a in args)
+    return p.args_cache[run]
+
+
+# The rules' params (Snakemake reruns a job whose params changed): what
+# defines the result, never where it runs (GPU slots, threads are in the rules'
+# shell commands, so a grid moved to another machine is not retrained).
+def train_args(p: Plan, run: Run) -> str:
+    """``firm-bench train`` arguments of the train rule: the run's recipe and directory."""
+    return f"{cli_args(p, run)} --run-dir {shlex.quote(run.path(p.config['runs_root']))}"
+
+
+def features_args(p: Plan, run: Run, evalset: str) -> str:
+    """``firm-bench features`` arguments of the features rule: run directory and evaluation set."""
+    return f"{shlex.quote(run.path(p.config['runs_root']))} --evalset {evalset}"
+
+
+def score_args(p: Plan, run: Run, evalset: str, family: str) -> str:
+    """``firm-bench score`` arguments of the score rule: the family's scores this run needs, its k values."""
+    return (f"{shlex.quote(run.path(p.config['runs_root']))} --evalset {evalset}"
+            f" --scores {' '.join(p.scores_of_family(run, family))}"
+            f" --k {' '.join(str(k) for k in sorted(p.runs[run].ks))}")
+
+
+def paper_items() -> list[str]:
+    """Every paper item we regenerate: the tables, then the figures, in the paper's numbering."""
+    def number(name: str) -> tuple[int, str]:
+        digits = "".join(ch for ch in name if ch.isdigit())
+        return int(digits), name
+
+    return [*sorted(catalog.names("tables"), key=number), *sorted(catalog.names("figures"), key=number)]
+
+
+def paper_item_feeders(config: Mapping) -> dict[str, list[str]]:
+    """Paper item -> the experiments of a workflow config that feed it (every item, possibly none).
+
+    An experiment feeds the items in its ``paper_items`` list; without that
+    key (or with null), the item named like the experiment itself, if any
+    (``table5`` feeds ``table5``). ValueError names the experiment and the
+    unknown item.
+    """
+    items = paper_items()
+    feeders: dict[str, list[str]] = {item: [] for item in items}
+    for name, exp in (config.get("experiments") or {}).items():
+        wanted = (exp or {}).get("paper_items")
+        wanted = [name] if wanted is None and name in feeders else (wanted or [])
+        for item in wanted:
+            if item not in feeders:
+                raise ValueError(f"experiments.{name}.paper_items: unknown paper item {item!r}; valid: {', '.join(items)}")
+            feeders[item].append(name)
+    return feeders
+
+
+def job_counts(p: Plan, experiments: Iterable[str] | None = None) -> dict[str, int]:
+    """Jobs per rule needed to build ``experiments`` from nothing (for the dry-run benchmark/tests)."""
+    exps = list(experiments) if experiments is not None else list(p.experiments)
+    runs = {r for e in exps for r in p.experiments[e]}
+    score_jobs = {
+        (r, ev, f)
+        for e in exps
+        for r in p.experiments[e]
+        for ev in p.experiment_evalsets(e)
+        for f in p.experiment_families(e)
+    }
+    feature_jobs = {(r, ev) for e in exps for r in p.experiments[e] for ev in p.experiment_evalsets(e)}
+    return {
+        "train": len(runs),
+        "features": len(feature_jobs),
+        "score": len(score_jobs),
+        "summarize_experiment": len(exps),
+        "table": len(exps),
+    }

@@ -1,0 +1,115 @@
+"""A run's metrics.json: every score's AUROC, the learning curve's AULC, and the recipe labels.
+
+``collect_metrics`` reads a run's score files (``scores/<evalset>/<score>[_k<k>].json``,
+written by ``firm_bench.run.score``) and its learning curve; ``write_metrics``
+writes the result under a lock (the score jobs of one run may finish at the
+same time, so the last writer sees every score). ``recipe_labels`` is what
+every output says about how its numbers were made (schedule, checkpoint
+choice, BatchNorm momentum, loss form, precision, evaluation size and zoom,
+...; where the reference code differs: docs/FAITHFULNESS.md). No torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from firm_bench.core import rundir as runs
+from firm_bench.core.catalog import loss_form, outlier_differences
+from firm_bench.core.config import protocol
+from firm_bench.core.rundir import TEST_EVALSET, read_curve
+from firm_bench.method.metrics import aulc
+
+__all__ = ["collect_metrics", "precision_of", "recipe_labels", "write_metrics"]
+
+
+def precision_of(status: dict | None) -> str | None:
+    """``fp32`` or ``bf16`` (autocast): how the run was trained, from its status' resolved speed options."""
+    speed = (status or {}).get("speed") or {}
+    return None if "bf16" not in speed else ("bf16" if speed["bf16"] else "fp32")
+
+
+def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
+    """The recipe options every output is labelled with (where the reference differs: docs/FAITHFULNESS.md).
+
+    ``loss_form``: the form the loss trained in (pairwise | concat), resolved
+    from ``loss_form_setting`` = ``loss.form`` (reference | pairwise | concat;
+    ``catalog.loss_form``); ``id_labels``: whether the ID images kept their
+    class labels (multi-class FIRM). ``status``: the run's status.json, for
+    what only training knows (the precision it ran in).
+    """
+    return {
+        "preset": cfg["preset"],
+        "schedule": cfg["optim"]["schedule"],
+        "checkpoint": cfg["checkpoint"]["select"],
+        "select_score": cfg["checkpoint"]["select_score"] if cfg["checkpoint"]["select"] == "best_test" else None,
+        "bn_momentum": cfg["model"]["bn_momentum"],
+        "head_init": cfg["model"]["head_init"],
+        "loss_form": loss_form(cfg["loss"]["name"], cfg["loss"]["form"]),
+        "loss_form_setting": cfg["loss"]["form"],
+        "id_labels": bool(cfg["loss"]["id_labels"]),
+        "tau": cfg["loss"]["tau"],
+        "epochs": cfg["optim"]["epochs"],
+        "batch_size": cfg["optim"]["batch_size"],
+        "normalization": cfg["dataset"]["normalization"],
+        "precision": precision_of(status),
+        **protocol(cfg).labels(),
+        "outlier_differences": outlier_differences(cfg["outliers"]["name"]),
+    }
+
+
+def write_metrics(cfg: dict, run_dir: str | Path) -> dict:
+    """:func:`collect_metrics` written to the run's metrics.json; returns it.
+
+    Score jobs of one run (one per family) may finish at the same time: the
+    collect-and-write happens under a lock, so the last writer sees every score.
+    """
+    import fcntl
+
+    with open(Path(run_dir) / ".metrics.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        metrics = collect_metrics(cfg, run_dir)
+        runs.atomic_write_json(Path(run_dir) / runs.METRICS_FILE, metrics)
+    return metrics
+
+
+def collect_metrics(cfg: dict, run_dir: str | Path) -> dict:
+    """Every score JSON of the run and its learning curve, as the metrics.json dict (reads only).
+
+    ``scores`` holds the run's own test protocol (evalset ``test``); ``evalsets``
+    every evaluation set, e.g. ``ood-svhn`` for Table 4.
+    """
+    run_dir = Path(run_dir)
+    evalsets: dict[str, dict] = {}
+    for path in sorted((run_dir / "scores").glob("*/*.json")):
+        rec = runs.read_json(path)
+        entry = {k: rec.get(k) for k in ("score", "k", "status", "auroc", "reason")}
+        base = rec.get("untrained") or {}
+        entry["untrained_auroc"] = base.get("auroc") if base.get("status") == "ok" else None
+        evalsets.setdefault(path.parent.name, {})[path.stem] = entry
+    curve = read_curve(run_dir)
+    # AULC keeps the reference's points (epochs eval.every, 2 eval.every, ..., E): the epoch-0 point
+    # (the untrained model, eval.at_start) is the baseline, shown in the figures, not integrated
+    aurocs = [row["auroc"] for row in curve if row["epoch"] > 0]
+    start = [row["auroc"] for row in curve if row["epoch"] == 0]
+    status = runs.read_status(run_dir) or {}
+    metrics = {
+        "run": {
+            "dataset": cfg["dataset"]["name"],
+            "cls": cfg["dataset"]["cls"],
+            "loss": cfg["loss"]["name"],
+            "outliers": cfg["outliers"]["name"],
+            "seed": cfg["seed"],
+        },
+        "recipe": recipe_labels(cfg, status),
+        "train_status": status.get("state"),
+        "train_seconds": status.get("train_seconds"),
+        "curve_points": len(aurocs),
+        "final_auroc": aurocs[-1] if aurocs else None,
+        "best_test_auroc": max(aurocs) if aurocs else None,
+        "aulc": aulc(aurocs) if len(aurocs) >= 2 else None,
+        "aulc_points": "epochs > 0 (epoch 0, the untrained model, is left out as in the reference)",
+        "untrained_curve_auroc": start[0] if start else None,
+        "scores": evalsets.get(TEST_EVALSET, {}),
+        "evalsets": evalsets,
+    }
+    return metrics

@@ -1,0 +1,119 @@
+"""The ``speed`` options of a run, resolved for its device, and small device helpers.
+
+See the package docstring (``firm_bench.run.engine``) for what each option does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# torch.compile modes that capture CUDA graphs themselves (exclusive with speed.cuda_graph)
+_COMPILE_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """The resolved ``speed`` section (every ``auto`` made concrete for one device)."""
+
+    resident_data: bool = False
+    predraw: bool = False
+    fast_loss: bool = False
+    check_loss_every: int = 1
+    fast_eval: bool = False
+    eval_bf16: bool = False
+    bf16: bool = False
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    cuda_graph: bool = False
+    compile: bool = False
+    compile_mode: str = "default"
+
+    @classmethod
+    def off(cls) -> "SpeedOptions":
+        """Every speed-up off: the loop as it was before the fast path."""
+        return cls()
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+def _auto(value: Any, key: str, when: bool) -> bool:
+    if value == "auto":
+        return when
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"speed.{key}={value!r}: expected auto, true or false")
+
+
+def resolve_speed(speed: Mapping[str, Any], device: torch.device) -> SpeedOptions:
+    """The options for ``device`` from the config's ``speed`` section.
+
+    ``auto`` means on for CUDA devices (bf16: CUDA devices with bf16 support)
+    and off elsewhere. Impossible explicit combinations raise ValueError
+    naming the key.
+    """
+    cuda = device.type == "cuda"
+    bf16_ok = cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    opts = SpeedOptions(
+        resident_data=bool(speed["resident_data"]),
+        predraw=bool(speed["predraw"]),
+        fast_loss=bool(speed["fast_loss"]),
+        check_loss_every=int(speed["check_loss_every"]),
+        fast_eval=bool(speed["fast_eval"]),
+        eval_bf16=bool(speed["eval_bf16"]),
+        bf16=_auto(speed["bf16"], "bf16", bf16_ok),
+        channels_last=_auto(speed["channels_last"], "channels_last", cuda),
+        cudnn_benchmark=_auto(speed["cudnn_benchmark"], "cudnn_benchmark", cuda),
+        cuda_graph=False,
+        compile=bool(speed["compile"]),
+        compile_mode=str(speed["compile_mode"]),
+    )
+    if opts.compile_mode not in COMPILE_MODES:
+        raise ValueError(f"speed.compile_mode={opts.compile_mode!r}; valid: {', '.join(COMPILE_MODES)}")
+    graph = speed["cuda_graph"]
+    blockers = [
+        why
+        for why, bad in (
+            ("a CUDA device", not cuda),
+            ("speed.predraw: true", not opts.predraw),
+            ("speed.fast_loss: true", not opts.fast_loss),
+            ("no speed.compile with a CUDA-graph compile_mode", opts.compile and opts.compile_mode in _COMPILE_GRAPH_MODES),
+        )
+        if bad
+    ]
+    if graph is True and blockers:
+        raise ValueError(f"speed.cuda_graph: true needs {', '.join(blockers)}; use auto or false")
+    return replace(opts, cuda_graph=_auto(graph, "cuda_graph", not blockers))
+
+
+def autocast_bf16(device: torch.device, bf16: bool) -> Any:
+    """bf16 autocast on ``device`` when asked (no weight cache: CUDA graphs need none), else nothing."""
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(on: bool) -> Any:
+    """``torch.backends.cudnn.benchmark = on`` inside the block only."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def to_device(t: Tensor, device: torch.device, non_blocking: bool = False) -> Tensor:
+    """``t`` on ``device``; from pinned memory without waiting for the device when asked."""
+    if t.device == device:
+        return t
+    if non_blocking and device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)

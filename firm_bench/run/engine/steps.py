@@ -1,0 +1,399 @@
+"""The training steps of an epoch: eager, or one CUDA graph replayed step after step.
+
+See the package docstring (``firm_bench.run.engine``) for the options.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from typing import Any, Callable, Literal, NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+from firm_bench.core.errors import NonFiniteLoss
+from firm_bench.method.augment import TwoViewAugment
+from firm_bench.run.engine.draws import DeviceAugment, EpochDraws
+from firm_bench.run.engine.options import SpeedOptions, autocast_bf16, cudnn_benchmark, to_device
+
+
+class EpochData(NamedTuple):
+    """What one epoch trains on, on the training device.
+
+    images: uint8 (M, 3, S, S); labels: int64 (M,) or, with loss.id_labels,
+    (M, 2) [kind, id_class] (rows gathered on dim 0); order: int64 (steps * B,)
+    the shuffled indices; draws: the epoch's augmentation parameters
+    (``predraw``) or None, and then ``generator`` is drawn from step by step.
+    """
+
+    images: Tensor
+    labels: Tensor
+    order: Tensor
+    draws: EpochDraws | None
+    generator: torch.Generator
+
+
+def first_non_finite(losses: Tensor) -> tuple[int, float] | None:
+    """(0-based index, value) of the first non-finite entry of a host tensor, or None."""
+    bad = (~torch.isfinite(losses)).nonzero()
+    if bad.numel() == 0:
+        return None
+    i = int(bad[0, 0])
+    return i, float(losses[i])
+
+
+GraphMode = Literal["off", "capture", "body"]
+
+
+class TrainEngine:
+    """The training steps of one run: ``run_epoch(EpochData) -> per-step losses``.
+
+    Owns no state of its own worth saving: the model, optimizer and scheduler
+    it steps are the caller's (checkpointed by ``train``). The losses come
+    back as a float32 device tensor (steps,), without a host read unless
+    ``check_loss_every`` asks for one; a check that finds a non-finite loss
+    raises :class:`NonFiniteLoss` before that step's update.
+
+    graph_mode (from ``speed.cuda_graph``): "capture" records the step as a
+    CUDA graph at the first epoch; "body" runs the very same graph body
+    eagerly (tests: the graph's arithmetic, on the CPU); "off" the plain step.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        loss_fn: Callable[[Tensor, Tensor, Tensor], Tensor],
+        augment: TwoViewAugment,
+        opts: SpeedOptions,
+        device: torch.device,
+        batch: int,
+        steps: int,
+        graph_mode: GraphMode | None = None,
+    ) -> None:
+        self.model, self.optimizer, self.scheduler, self.loss_fn = model, optimizer, scheduler, loss_fn
+        self.augment, self.opts, self.device = augment, opts, device
+        self.batch, self.steps = int(batch), int(steps)
+        self.device_augment = DeviceAugment(augment.cfg, augment.size, augment.mean, augment.std, device) if opts.predraw else None
+        self.graph_mode: GraphMode = graph_mode or ("capture" if opts.cuda_graph else "off")
+        if self.graph_mode != "off" and not (opts.predraw and opts.fast_loss):
+            raise ValueError("a graphed step needs speed.predraw and speed.fast_loss")
+        self.status: dict[str, str] = {
+            "cuda_graph": "pending" if self.graph_mode == "capture" else self.graph_mode,
+            "compile": "pending" if opts.compile else "off",
+        }
+        # torch.compile (speed.compile): the model and, predrawn, the augmentation (hundreds of small
+        # elementwise kernels fused into a few); each falls back to eager on its first failure
+        self.fwd: Callable[[Tensor], Any] = model
+        self._augment_eager = self.device_augment.both if self.device_augment is not None else None
+        self.augment_fn: Callable[..., Any] | None = self._augment_eager
+        if opts.compile:
+            try:
+                self.fwd = torch.compile(model, mode=opts.compile_mode)
+                if self._augment_eager is not None:
+                    self.augment_fn = torch.compile(self._augment_eager, mode=opts.compile_mode)
+            except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
+                self._compile_failed(exc)
+        self._graph: Any = None
+        self._static: dict[str, Any] = {}
+
+    # -------------------------------------------------------------- one step
+
+    def _compile_failed(self, exc: BaseException) -> None:
+        warnings.warn(f"firm-bench: torch.compile failed ({type(exc).__name__}: {exc}); training eagerly", stacklevel=2)
+        self.fwd, self.augment_fn = self.model, self._augment_eager
+        self.status["compile"] = f"failed, eager: {type(exc).__name__}: {str(exc)[:200]}"
+
+    def _compiled(self, fn: Callable[..., Any], eager: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``; when ``fn`` is a compiled function that fails, eager from then on."""
+        if fn is eager:
+            return eager(*args)
+        try:
+            out = fn(*args)
+            self.status["compile"] = "on"
+            return out
+        except Exception as exc:  # noqa: BLE001
+            self._compile_failed(exc)
+            return eager(*args)
+
+    def loss(self, x_uint8: Tensor, labels: Tensor, draws: EpochDraws | None, generator: torch.Generator | None) -> Tensor:
+        """The loss of one batch: two views, one forward pass of both, the configured loss."""
+        if draws is not None:  # both views as one batch: [view 1; view 2]
+            x = self._compiled(self.augment_fn, self._augment_eager, x_uint8, draws)
+        else:
+            x = torch.cat(self.augment(x_uint8, generator))
+        if self.opts.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_bf16(self.device, self.opts.bf16):
+            z = self._compiled(self.fwd, self.model, x).z
+        z1, z2 = z.float().chunk(2)
+        return self.loss_fn(z1, z2, labels)
+
+    def _check(self, losses: Tensor, step: int, since: int) -> None:
+        found = first_non_finite(losses[since : step + 1].cpu())
+        if found is not None:
+            raise NonFiniteLoss(since + found[0] + 1, found[1])
+
+    def _due(self, step: int) -> bool:
+        every = self.opts.check_loss_every
+        return every > 0 and (step + 1) % every == 0
+
+    # -------------------------------------------------------------- epochs
+
+    def run_epoch(self, ed: EpochData) -> Tensor:
+        """Train one epoch; returns the per-step losses (float32, device)."""
+        # cuDNN autotuning for the training steps only (no process-wide flag left behind)
+        with cudnn_benchmark(self.opts.cudnn_benchmark or torch.backends.cudnn.benchmark):
+            if self.graph_mode != "off" and not self.status["cuda_graph"].startswith("fallback"):
+                return self._graph_epoch(ed)
+            return self._eager_epoch(ed)
+
+    def _eager_epoch(self, ed: EpochData) -> Tensor:
+        losses = torch.empty(self.steps, dtype=torch.float32, device=self.device)
+        B, checked = self.batch, 0
+        for step in range(self.steps):
+            idx = ed.order[step * B : (step + 1) * B]
+            draws = ed.draws.at(step) if ed.draws is not None else None
+            loss = self.loss(ed.images[idx], ed.labels[idx], draws, ed.generator)
+            losses[step] = loss.detach()
+            if self._due(step):
+                self._check(losses, step, checked)
+                checked = step + 1
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+        return losses
+
+    # -------------------------------------------------------------- the graphed step
+
+    def _schedule(self) -> tuple[list[float], list[float], dict]:
+        """This epoch's per-step lr and momentum: the scheduler stepped through the epoch.
+
+        Leaves scheduler and optimizer as the eager loop would at the epoch's
+        end; returns the values and what is needed to undo it (fallback).
+        """
+        group = self.optimizer.param_groups[0]
+        undo = {"scheduler": self.scheduler.state_dict(), "groups": [dict(g) for g in self.optimizer.param_groups]}
+        lrs, moms = [], []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
+            for _ in range(self.steps):
+                lrs.append(float(group["lr"]))
+                moms.append(float(group.get("momentum", 0.0)))
+                self.scheduler.step()
+        return lrs, moms, undo
+
+    def _undo_schedule(self, undo: dict) -> None:
+        self.scheduler.load_state_dict(undo["scheduler"])
+        for group, saved in zip(self.optimizer.param_groups, undo["groups"]):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+
+    def _load_static(self, ed: EpochData, lrs: list[float], moms: list[float]) -> None:
+        """Copy the epoch into the graph's fixed input buffers (allocated at the first epoch)."""
+        st = self._static
+        if not st:
+            opt = self.optimizer
+            group = opt.param_groups[0]
+            if len(opt.param_groups) != 1 or group.get("nesterov") or group.get("dampening") or group.get("maximize"):
+                raise ValueError("the graphed step implements plain SGD (one group, no nesterov/dampening/maximize)")
+            params = [p for p in group["params"] if p.requires_grad]
+            for p in params:
+                state = opt.state[p]
+                if state.get("momentum_buffer") is None:  # torch's first step: buf = grad = 0 * m + grad
+                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st.update(
+                params=params,
+                bufs=[opt.state[p]["momentum_buffer"] for p in params],
+                weight_decay=float(group["weight_decay"]),
+                images=ed.images,
+                labels=ed.labels,
+                order=ed.order.clone(),
+                draws=EpochDraws(*(t.clone() for t in ed.draws)),
+                lr=torch.empty(self.steps, dtype=torch.float32, device=self.device),
+                momentum=torch.empty(self.steps, dtype=torch.float32, device=self.device),
+                losses=torch.zeros(self.steps, dtype=torch.float32, device=self.device),
+                step=torch.zeros(1, dtype=torch.int64, device=self.device),
+            )
+        else:
+            for key in ("images", "labels"):
+                if getattr(ed, key) is not st[key]:
+                    if getattr(ed, key).shape != st[key].shape:
+                        raise ValueError(f"the epoch's {key} changed shape {tuple(st[key].shape)} -> {tuple(getattr(ed, key).shape)}")
+                    st[key].copy_(getattr(ed, key), non_blocking=True)
+            st["order"].copy_(ed.order, non_blocking=True)
+            for dst, src in zip(st["draws"], ed.draws):
+                dst.copy_(src, non_blocking=True)
+        st["lr"].copy_(to_device(torch.tensor(lrs, dtype=torch.float32), self.device, True), non_blocking=True)
+        st["momentum"].copy_(to_device(torch.tensor(moms, dtype=torch.float32), self.device, True), non_blocking=True)
+
+    def _body(self) -> None:
+        """One training step reading only device buffers (the graph's content).
+
+        Step index, batch indices, images, labels, augmentation parameters,
+        learning rate and momentum all come from device tensors, so replays
+        see each step's values. SGD as torch.optim.SGD (dampening 0, no
+        nesterov): g = grad + wd p; buf = momentum buf + g; p = p - lr buf.
+        """
+        st, B = self._static, self.batch
+        s = st["step"]
+        idx = st["order"].view(self.steps, B).index_select(0, s)[0]
+        loss = self.loss(st["images"].index_select(0, idx), st["labels"].index_select(0, idx), st["draws"].select(s), None)
+        st["losses"].index_copy_(0, s, loss.detach().view(1))
+        loss.backward()
+        params, bufs = st["params"], st["bufs"]
+        with torch.no_grad():
+            grads = [p.grad for p in params]
+            if st["weight_decay"]:
+                grads = torch._foreach_add(grads, params, alpha=st["weight_decay"])
+            torch._foreach_mul_(bufs, st["momentum"].index_select(0, s)[0])
+            torch._foreach_add_(bufs, grads)
+            torch._foreach_add_(params, torch._foreach_mul(bufs, st["lr"].index_select(0, s)[0]), alpha=-1.0)
+
+    def _run_body(self, step: int) -> None:
+        self._static["step"].fill_(step)
+        if self._graph is not None:
+            self._graph.replay()
+        else:
+            self.model.zero_grad(set_to_none=True)
+            self._body()
+
+    def _begin_graph_epoch(self, ed: EpochData) -> bool:
+        """Load the epoch into the graph's buffers (capturing at the first epoch); False: train it eagerly."""
+        if ed.draws is None:
+            raise ValueError("a graphed step needs predrawn augmentation parameters (speed.predraw)")
+        lrs, moms, undo = self._schedule()
+        try:
+            self._load_static(ed, lrs, moms)
+            if self.graph_mode == "capture" and self._graph is None:
+                self._capture()
+        except Exception as exc:  # noqa: BLE001 - any failure: eager steps
+            self._undo_schedule(undo)
+            self._fallback(f"{type(exc).__name__}: {exc}")
+            return False
+        if self.status["cuda_graph"].startswith("fallback"):
+            self._undo_schedule(undo)
+            return False
+        return True
+
+    def _graph_epoch(self, ed: EpochData) -> Tensor:
+        if not self._begin_graph_epoch(ed):
+            return self._eager_epoch(ed)
+        # A graphed step cannot stop before its update, so a check finds a
+        # non-finite loss after it (the run fails either way, without a checkpoint).
+        losses, checked = self._static["losses"], 0
+        for step in range(self.steps):
+            self._run_body(step)
+            if self._due(step):
+                self._check(losses, step, checked)
+                checked = step + 1
+        return losses.clone()
+
+    def _fallback(self, reason: str) -> None:
+        warnings.warn(f"firm-bench: CUDA graph disabled, training eagerly ({reason})", stacklevel=3)
+        self.status["cuda_graph"] = f"fallback: {reason[:300]}"
+        self._graph = None
+        self.model.zero_grad(set_to_none=True)
+
+    def _state(self) -> list[Tensor]:
+        return [*self._static["params"], *self.model.buffers(), *self._static["bufs"]]
+
+    def _capture(self) -> None:
+        """Warm up on a side stream, capture the body, check two replays against eager steps.
+
+        The check runs steps 0 and 1 of the epoch eagerly (the warm-up the
+        capture needs anyway), then replays them from the same state; the
+        losses and the parameter updates must agree (up to non-deterministic
+        kernels). The state is restored afterwards, whatever happens.
+        """
+        state = self._state()
+        params = self._static["params"]
+        snapshot = [t.detach().clone() for t in state]
+
+        def restore() -> None:
+            with torch.no_grad():
+                for t, saved in zip(state, snapshot):
+                    t.copy_(saved)
+
+        def update_norms(reference: list[Tensor]) -> tuple[float, float]:
+            start = snapshot[: len(params)]
+            diff = sum(float(((p - r) ** 2).sum()) for p, r in zip(params, reference))
+            ref = sum(float(((r - p0) ** 2).sum()) for r, p0 in zip(reference, start))
+            return math.sqrt(diff), math.sqrt(ref)
+
+        try:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for step in (0, 1):  # warm-up = the eager reference of the check
+                    self._run_body(step)
+                ref_losses = self._static["losses"][:2].clone()
+                ref_params = [p.detach().clone() for p in params]
+                restore()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self.model.zero_grad(set_to_none=True)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._body()
+            self._graph = graph
+            for step in (0, 1):
+                self._run_body(step)
+            got_losses = self._static["losses"][:2].clone()
+            diff, ref = update_norms(ref_params)
+        finally:
+            restore()
+        if not torch.allclose(got_losses, ref_losses, rtol=1e-3, atol=1e-4) or not diff <= 1e-2 * ref:
+            self._fallback(
+                f"graph check failed: losses {got_losses.tolist()} vs eager {ref_losses.tolist()}, "
+                f"update difference {diff:.3e} vs update {ref:.3e}"
+            )
+            return
+        self.status["cuda_graph"] = "on"
+
+
+def run_packed_epoch(
+    engines: Sequence[TrainEngine], epochs: Sequence[EpochData], streams: Sequence[Any] | None = None
+) -> list[Tensor]:
+    """One epoch of several runs in one process, step by step (several runs per GPU).
+
+    At each step, run r's graphed step is replayed on ``streams[r]``, so the
+    small kernels of different runs execute concurrently on the GPU (processes
+    sharing a GPU only take turns). Runs stay independent: each has its own
+    model, buffers, data and draws, and ends the epoch as it would alone.
+    ``streams`` None runs them in turn on the current stream (CPU tests).
+    The engines need the same steps per epoch and ``speed.cuda_graph`` (a run
+    whose graph falls back trains its epoch eagerly, by itself). Returns each
+    run's per-step losses (device); the caller checks them.
+    """
+    if len({e.steps for e in engines}) > 1:
+        raise ValueError(f"packed runs need equal steps per epoch, got {[e.steps for e in engines]}")
+
+    def on(i: int) -> Any:
+        return torch.cuda.stream(streams[i]) if streams else contextlib.nullcontext()
+
+    main = torch.cuda.current_stream() if streams else None
+    losses: list[Tensor | None] = [None] * len(engines)
+    live = []
+    with cudnn_benchmark(any(e.opts.cudnn_benchmark for e in engines) or torch.backends.cudnn.benchmark):
+        for i, (engine, ed) in enumerate(zip(engines, epochs)):
+            if streams:
+                streams[i].wait_stream(main)  # the epoch's tensors were made on the main stream
+            with on(i):
+                if engine.graph_mode != "off" and engine._begin_graph_epoch(ed):
+                    live.append(i)
+                else:
+                    losses[i] = engine._eager_epoch(ed) if engine.graph_mode != "off" else engine.run_epoch(ed)
+        for step in range(engines[0].steps):
+            for i in live:
+                with on(i):
+                    engines[i]._run_body(step)
+        for i in live:
+            with on(i):
+                losses[i] = engines[i]._static["losses"].clone()
+    if streams:
+        for stream in streams:  # later work (and frees) on the main stream come after every run's epoch
+            main.wait_stream(stream)
+    return losses  # type: ignore[return-value]

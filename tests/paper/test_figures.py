@@ -1,0 +1,264 @@
+"""firm_bench.paper.figures: every paper figure draws from synthetic results; Figure 2 is our own losses."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from firm_bench.cli import build_parser
+from firm_bench.core.rundir import cache_path
+from firm_bench.method.losses import get_loss
+from firm_bench.method.scores import FeatureCache
+from firm_bench.paper import figures as figs
+from tests.helpers.summaries import summary
+
+
+# --------------------------------------------------------------------------- #
+# Figure 2: the landscape is our loss on the constructed batch
+# --------------------------------------------------------------------------- #
+def hand_batch(s_in: float, s_out: float, n_id: int = 4, n_out: int = 4):
+    """Unit vectors with the prescribed similarities, built another way than constructed_batch.
+
+    s >= 0: x_i = sqrt(s) u + sqrt(1 - s) e_i (shared direction u plus private
+    orthogonal directions). s = -1 / (n - 1): the vertices of a regular simplex,
+    e_i - mean(e), normalised. The two groups use disjoint coordinates.
+    """
+    dim = 2 + n_id + n_out
+    basis = torch.eye(dim, dtype=torch.float64)
+
+    def group(s, n, shared, private):
+        if s >= 0:
+            return s ** 0.5 * basis[shared] + (1 - s) ** 0.5 * basis[private : private + n]
+        assert s == pytest.approx(-1 / (n - 1))
+        e = basis[private : private + n]
+        v = e - e.mean(dim=0)
+        return v / v.norm(dim=1, keepdim=True)
+
+    z = torch.cat([group(s_in, n_id, 0, 2), group(s_out, n_out, 1, 2 + n_id)])
+    return z, torch.tensor([0] * n_id + [1] * n_out)
+
+
+@pytest.mark.parametrize("loss", ["ntxent", "supcon", "firm"])
+def test_landscape_equals_the_loss_computed_directly(loss):
+    s_in, s_out = [-1 / 3, 0.0, 0.5, 1.0], [-1 / 3, 0.25, 1.0]
+    grid = figs.landscape(loss, s_in, s_out)
+    fn = get_loss(loss)
+    for (i, a), (j, b) in itertools.product(enumerate(s_in), enumerate(s_out)):
+        z, labels = hand_batch(a, b)
+        assert grid[i, j] == pytest.approx(float(fn(z, z, labels)), abs=1e-9), (a, b)
+
+
+def test_landscape_uses_each_loss_in_its_reference_form():
+    s = [-1 / 3, 0.5, 1.0]
+    z, labels = hand_batch(0.5, 0.5)  # the grid's point [1, 1]
+    # SupCon as the reference ran it: concat (SupContrast L_out); NT-Xent and FIRM pairwise
+    for loss, form, other in (("supcon", "concat", "pairwise"), ("ntxent", "pairwise", "concat"),
+                              ("firm", "pairwise", "concat")):
+        grid = figs.landscape(loss, s, s)
+        assert grid[1, 1] == pytest.approx(float(get_loss(loss, form=form)(z, z, labels)), abs=1e-9)
+        assert grid[1, 1] != pytest.approx(float(get_loss(loss, form=other)(z, z, labels)), abs=1e-6)
+        assert np.allclose(figs.landscape(loss, s, s, form=other)[1, 1], float(get_loss(loss, form=other)(z, z, labels)))
+
+
+def test_fig2_says_which_form_each_panel_used(monkeypatch):
+    monkeypatch.setitem(figs.FIGURES.get("fig2").params, "steps", 3)
+    fig = figs.draw("fig2", figs.FigureData(pd.DataFrame(), pd.DataFrame()))
+    note = fig._supxlabel.get_text().replace("\n", " ")
+    assert "NT-Xent pairwise (N×N), SupCon concat (2N×2N), FIRM pairwise (N×N)" in note
+    assert "pairwise form" not in note
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["NT-Xent (pairwise)", "SupCon (concat)",
+                                                                     "FIRM (pairwise)"]
+
+
+def test_constructed_batch_has_the_prescribed_similarities():
+    z, labels = figs.constructed_batch(0.3, -0.2, n_id=3, n_out=5)
+    gram = z @ z.T
+    assert torch.allclose(torch.diagonal(gram), torch.ones(8, dtype=z.dtype))
+    assert torch.allclose(gram[0, 1:3], torch.tensor([0.3, 0.3], dtype=z.dtype))
+    assert torch.allclose(gram[3, 4:], torch.full((4,), -0.2, dtype=z.dtype))
+    assert torch.allclose(gram[:3, 3:], torch.zeros(3, 5, dtype=z.dtype), atol=1e-12)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="s_out=-0.5"):
+        figs.constructed_batch(0.0, -0.5, n_out=4)
+
+
+def test_landscape_minima_are_where_the_paper_says():
+    s = np.linspace(-1 / 3, 1, 9)
+    argmin = {loss: np.unravel_index(np.argmin(figs.landscape(loss, s, s)), (9, 9)) for loss in ("ntxent", "supcon", "firm")}
+    assert argmin["ntxent"] == (0, 0)  # inliers and outliers spread
+    assert argmin["supcon"] == (8, 8)  # both groups collapse
+    assert argmin["firm"] == (8, 0)  # inliers aligned, outliers spread
+
+
+# --------------------------------------------------------------------------- #
+# t-SNE
+# --------------------------------------------------------------------------- #
+def write_cache(run_dir, n_bank=30, n_test=48, dim=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    targets = torch.zeros(n_test, dtype=torch.int64)
+    targets[: n_test // 3] = 1
+    test = torch.randn(2, n_test, dim, generator=g) + 4.0 * targets[None, :, None]
+    FeatureCache(angles=(0, 90), bank=torch.randn(2, n_bank, dim, generator=g) + 4.0, test=test, test_crops=None,
+                 targets=targets).save(cache_path(run_dir))
+
+
+def test_tsne_is_seeded_and_subsamples_by_class(tmp_path):
+    write_cache(tmp_path)
+    cache = FeatureCache.load(cache_path(tmp_path))
+    x, t = cache.test[0].numpy(), cache.targets.numpy()
+    a, idx = figs.tsne_embedding(x, seed=3, max_points=24, targets=t)
+    b, _ = figs.tsne_embedding(x, seed=3, max_points=24, targets=t)
+    assert a.shape == (24, 2) and np.allclose(a, b)
+    assert (t[idx] == 1).sum() == 8  # a third normal, as in the full set
+    full, all_idx = figs.tsne_embedding(x, seed=0)
+    assert full.shape == (48, 2) and (all_idx == np.arange(48)).all()
+
+
+# --------------------------------------------------------------------------- #
+# every figure from a synthetic fixture
+# --------------------------------------------------------------------------- #
+def curves(datasets, classes, losses, seeds=(0, 1), epochs=(2, 4, 6)):
+    rows = [{"experiment": "e", "dataset": d, "cls": str(c), "loss": loss, "outliers": "rot", "recipe": "paper",
+             "seed": s, "epoch": e, "auroc": 0.6 + 0.03 * e + 0.01 * s, "loss_value": 1.0, "elapsed_s": float(e),
+             "run_dir": f"results/runs/{d}/{c}/{loss}/rot/paper/seed{s}"}
+            for d, c, loss, s, e in itertools.product(datasets, classes, losses, seeds, epochs)]
+    return pd.DataFrame(rows)
+
+
+def sweep():
+    """Figure 5's runs, with recipe names that do not say the values (they come from the columns)."""
+    base = summary("fig5", ["cifar10"], [0, 2], ["firm"], ["rot"], ["cos", "cos_norm"], recipe="paper")
+    taus = [summary("fig5", ["cifar10"], [0, 2], ["firm"], ["rot"], ["cos", "cos_norm"], recipe=f"paper-v{i}", tau=t,
+                    auroc=0.8 + t / 4) for i, t in enumerate((0.05, 0.5))]
+    sizes = [summary("fig5", ["cifar10"], [0, 2], ["firm"], ["rot"], ["cos", "cos_norm"], recipe=f"paper-w{i}",
+                     batch_size=b) for i, b in enumerate((16, 128))]
+    return pd.concat([base, *taus, *sizes], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def fixture_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    mvtec = summary("fig3", ["mvtec"], ["metal_nut", "screw"], ["ntxent", "supcon", "firm"], ["cutpaste_scar"], ["cos"],
+                    seeds=(0,))
+    mvtec["run_dir"] = [str(root / d) for d in mvtec["run_dir"]]
+    for i, run_dir in enumerate(mvtec["run_dir"].unique()[:-1]):  # the last run has no features
+        write_cache(run_dir, seed=i)
+    return {
+        "curves": (summary("fig4", ["cifar10", "cifar100"], [0, 1], ["ntxent", "supcon", "supcon_star", "firm"],
+                           ["rot"], ["cos"]), curves(["cifar10", "cifar100"], [0, 1],
+                                                     ["ntxent", "supcon", "supcon_star", "firm"])),
+        "tsne": (mvtec, pd.DataFrame()),
+        "sweep": (sweep(), pd.DataFrame()),
+        "landscape": (pd.DataFrame(), pd.DataFrame()),
+    }
+
+
+@pytest.mark.parametrize("name", figs.FIGURES.names())
+def test_every_figure_is_written_as_png_and_pdf(name, fixture_data, tmp_path, monkeypatch):
+    spec = figs.FIGURES.get(name)
+    assert spec.title.startswith(f"Figure {name.removeprefix('fig')}:"), spec.title
+    if spec.kind == "landscape":
+        monkeypatch.setitem(spec.params, "steps", 5)  # a coarse grid: the values are tested above
+    rows, curve_rows = fixture_data[spec.kind]
+    paths = figs.write_figure(name, rows, curve_rows, tmp_path, threads=1)
+    assert [p.name for p in paths] == [f"{name}.png", f"{name}.pdf"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+@pytest.mark.parametrize("name", [n for n in figs.FIGURES.names() if figs.FIGURES.get(n).kind != "landscape"])
+@pytest.mark.parametrize("partial", [False, True])
+def test_a_figure_without_runs_says_so(name, partial):
+    fig = figs.draw(name, figs.FigureData(summary("e", ["cifar10"], [0], ["firm"], ["rot"], ["cos"]).iloc[0:0],
+                                          pd.DataFrame(columns=["dataset", "cls", "loss", "outliers", "recipe", "seed",
+                                                                "epoch", "auroc", "run_dir"]), partial=partial))
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert ("pending" if partial else "not run") in texts
+
+
+def test_footer_names_the_loss_forms(fixture_data):
+    rows, curve_rows = fixture_data["curves"]
+    forms = {"ntxent": "pairwise", "supcon": "concat", "supcon_star": "concat", "firm": "pairwise"}
+    fig = figs.draw("fig4", figs.FigureData(rows.assign(loss_form=rows["loss"].map(forms)), curve_rows))
+    footer = fig._supxlabel.get_text().replace("\n", " ")
+    assert "loss forms: NT-Xent pairwise, SupCon concat, SupCon* concat, FIRM pairwise — as the reference" in footer
+    old = figs.draw("fig4", figs.FigureData(rows, curve_rows))  # a summary without the label
+    assert "loss forms: not recorded" in old._supxlabel.get_text().replace("\n", " ")
+
+
+def test_sweep_reads_tau_and_batch_size_from_the_columns():
+    taus, sizes, note = figs._sweep_rows(sweep(), k=5)
+    assert sorted(taus["tau"].unique()) == [0.05, 0.2, 0.5] and set(taus["batch_size"]) == {32}
+    assert sorted(sizes["batch_size"].unique()) == [16, 32, 128] and set(sizes["tau"]) == {0.2}
+    assert note == "base: tau 0.2, batch size 32"
+
+
+def test_class_mean_curves_need_every_class():
+    c = curves(["cifar10"], [0, 1], ["firm"])
+    c = c[~((c["cls"] == "1") & (c["epoch"] == 6))]  # class 1 has not reached epoch 6 yet
+    per = figs._class_mean_curves(c)
+    assert sorted(per["epoch"].unique()) == [2, 4]
+    assert per.loc[(per["seed"] == 0) & (per["epoch"] == 2), "auroc_pct"].iloc[0] == pytest.approx(66.0)
+
+
+def test_cli_draws_a_figure(tmp_path):
+    from firm_bench.records.summary import write_csv
+
+    src = write_csv(sweep(), tmp_path / "fig5.csv")
+    parser = build_parser()
+    args = parser.parse_args(["figure", "fig5", "--summaries", str(src), "--out-dir", str(tmp_path / "f"), "--threads", "2"])
+    assert args.func(args) == 0
+    assert (tmp_path / "f" / "fig5.png").is_file() and (tmp_path / "f" / "fig5.pdf").is_file()
+
+
+# --------------------------------------------------------------------------- #
+# Figures 1 and 4: a fixed panel per paper dataset, stand-ins in their dataset's panel
+# --------------------------------------------------------------------------- #
+PAPER_CURVE_PANELS = ["cifar10", "cifar100", "fashion_mnist", "cats_vs_dogs"]  # Figures 1 and 4 of the paper
+
+
+@pytest.mark.parametrize("name", ["fig1", "fig4"])
+def test_curve_figures_have_a_panel_per_paper_dataset(name):
+    assert list(figs.FIGURES.get(name).params["datasets"]) == PAPER_CURVE_PANELS
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_curve_panels_are_the_paper_datasets_with_stand_ins_labelled(partial):
+    losses = ["supcon", "supcon_star"]
+    c = curves(["cifar10", "fmnist_mini", "svhn"], [0, 1], losses)  # svhn: no panel of Figure 1
+    rows = summary("fig1", ["cifar10", "fmnist_mini", "svhn"], [0, 1], losses, ["rot"], ["cos"])
+    fig = figs.draw("fig1", figs.FigureData(rows, c, partial=partial))
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["cifar10", "cifar100", "fashion_mnist\n(stand-in: fmnist_mini)",
+                                                "cats_vs_dogs"]
+    absent = "pending" if partial else "not run"
+    for ax, has_data in zip(panels, [True, False, True, False]):
+        texts = [t.get_text() for t in ax.texts]
+        assert (len(ax.lines) > 0) == has_data and (absent in texts) == (not has_data), ax.get_title()
+    # the stand-in panel draws fmnist_mini's class-mean curve: epoch 2, seeds 0/1 -> mean 66.5
+    y = panels[2].lines[0].get_ydata()
+    assert y[0] == pytest.approx(66.5)
+    footer = " ".join(fig._supxlabel.get_text().split())  # the footer line (figures._note), unwrapped
+    assert "fmnist_mini stands in for fashion_mnist" in footer
+
+
+def test_curve_panels_prefer_the_dataset_itself_over_its_stand_in():
+    assert figs.curve_panels(["fashion_mnist", "cifar10"], ["fmnist_mini", "fashion_mnist", "svhn"]) == {
+        "fashion_mnist": ("fashion_mnist", False), "cifar10": (None, False)}
+    assert figs.curve_panels(["fashion_mnist"], ["fmnist_mini"]) == {"fashion_mnist": ("fmnist_mini", True)}
+
+
+def test_learning_curves_start_at_the_untrained_encoder():
+    """The epoch-0 point (eval.at_start) is drawn, with a dotted baseline at its mean, and the footer says AULC skips it."""
+    c = curves(["cifar10"], [0, 1], ["ntxent", "firm"], epochs=(0, 2, 4))
+    fig = figs.draw("fig4", figs.FigureData(summary("fig4", ["cifar10"], [0, 1], ["ntxent", "firm"], ["rot"], ["cos"]), c))
+    panel = next(ax for ax in fig.axes if ax.get_title() == "cifar10")
+    assert min(min(line.get_xdata()) for line in panel.lines if len(line.get_xdata()) > 2) == 0
+    dotted = [line for line in panel.lines if line.get_linestyle() == ":"]
+    assert len(dotted) == 1 and dotted[0].get_ydata()[0] == pytest.approx(100 * (0.6 + 0.005))  # mean over seeds 0, 1
+    footer = fig._supxlabel.get_text().replace("\n", " ")
+    assert "epoch 0 = the untrained encoder" in footer and "left out of AULC" in footer
+    plain = figs.draw("fig4", figs.FigureData(summary("fig4", ["cifar10"], [0], ["firm"], ["rot"], ["cos"]),
+                                              curves(["cifar10"], [0], ["firm"])))
+    assert not [ln for ax in plain.axes for ln in ax.lines if ln.get_linestyle() == ":"]

@@ -1,0 +1,176 @@
+"""firm_bench.paper.report: the one-page replication report, complete and partial, checked in a headless browser."""
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+
+from firm_bench.cli import build_parser
+from firm_bench.paper import figures as figs
+from firm_bench.paper import report
+from firm_bench.paper import tables as tabs
+from firm_bench.records.summary import write_csv
+from tests.helpers.summaries import summary, summary_from_paper
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_feeders_default_to_the_experiment_name_and_follow_paper_items():
+    cfg = {"experiments": {"table5": {}, "table7_oe": {"paper_items": ["table7"]}, "table7": {},
+                           "table1": {"paper_items": ["table1a", "table13", "fig4"]}, "other": {}}}
+    feeders = report.paper_item_feeders(cfg)
+    assert set(feeders) == set(report.paper_items())
+    assert feeders["table5"] == ["table5"] and feeders["table7"] == ["table7_oe", "table7"]
+    assert feeders["fig4"] == ["table1"] and feeders["table2"] == [] and "other" not in sum(feeders.values(), [])
+    with pytest.raises(ValueError, match="experiments.x.paper_items: unknown paper item 'table99'"):
+        report.paper_item_feeders({"experiments": {"x": {"paper_items": ["table99"]}}})
+
+
+def test_paper_items_follow_the_paper_numbering():
+    items = report.paper_items()
+    assert items[:5] == ["table1a", "table1b", "table1c", "table1d", "table2"]
+    assert items[-7:] == [f"fig{i}" for i in range(1, 8)]
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs, self.hrefs, self.sections = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.srcs.append(a["src"])
+        if tag == "a" and not a.get("href", "#").startswith("#"):
+            self.hrefs.append(a["href"])
+        if tag == "section":
+            self.sections.append(a["id"])
+        if tag in ("script", "link") and ("src" in a or "href" in a):
+            raise AssertionError(f"the page loads {tag} {a} from elsewhere; it must be self-contained")
+
+
+def parse(page: Path) -> _Images:
+    p = _Images()
+    p.feed(page.read_text())
+    return p
+
+
+@pytest.fixture(scope="module")
+def complete(tmp_path_factory):
+    """A workdir as after the workflow: summaries, two tables and two figures rendered, one run's versions.json."""
+    root = tmp_path_factory.mktemp("work")
+    (root / "results" / "summary").mkdir(parents=True)
+    rows = summary_from_paper("5")
+    rows["run_dir"] = [str(root / d) for d in rows["run_dir"]]
+    first = Path(rows["run_dir"].iloc[0])
+    first.mkdir(parents=True)
+    (first / "versions.json").write_text(json.dumps({"git_commit": "abc1234", "torch": "2.14.1", "gpu": "NVIDIA H100",
+                                                     "python": "3.11.7", "device": "cuda"}))
+    src = write_csv(rows, root / "results" / "summary" / "table5.csv")
+    write_csv(summary("fig5", ["cifar10"], [0], ["firm"], ["rot"], ["cos", "cos_norm"]), root / "results" / "summary" / "fig5.csv")
+    tabs.write_table("table5", [src], root / "results" / "tables")
+    tabs.write_table("table16", [], root / "results" / "tables")
+    figs.write_figure("fig5", [root / "results" / "summary" / "fig5.csv"], [], root / "figures")
+    figs.write_figure("fig1", [], [], root / "figures")
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump({"preset": "paper", "experiments": {
+        "table5": {"datasets": ["cifar10"], "losses": ["ntxent", "supcon", "supcon_star", "firm"]},
+        "fig5": {"datasets": ["cifar10"], "classes": [0], "scores": ["cos", "cos_norm"]}}}))
+    page = report.build_report(config, root / "results" / "report" / "index.html",
+                               summary_dir=root / "results" / "summary", tables_dir=root / "results" / "tables",
+                               figures_dir=root / "figures")
+    return root, page
+
+
+def test_complete_report_shows_every_item_with_working_links(complete):
+    root, page = complete
+    html = page.read_text()
+    p = parse(page)
+    assert p.sections == [*report.paper_items(), "provenance"]
+    assert sorted(p.srcs) == ["../../figures/fig1.png", "../../figures/fig5.png"]
+    for ref in p.srcs + p.hrefs:
+        assert (page.parent / ref).is_file(), ref
+    assert html.count("not rendered yet") == len(report.paper_items()) - 4
+    assert "snakemake" in html and "results/tables/table1a.md" in html  # the command that builds a missing item
+    agreement = tabs.agreement(tabs.read_cells(root / "results" / "tables" / "table5.csv"))
+    assert agreement.compared == 32 and f"<b>{agreement.within}/{agreement.compared}</b>" in html
+    assert 'class="agree"' in html
+
+
+def test_complete_report_states_the_provenance(complete):
+    _, page = complete
+    html = page.read_text()
+    for text in ("abc1234", "NVIDIA H100", "2.14.1", "onecycle", "BN momentum 0.9", "checkpoint last epoch",
+                 "Wall-clock per run", "<code>paper</code>"):
+        assert text in html, text
+
+
+def test_partial_report_renders_everything_and_marks_the_rest_pending(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "mini.yaml"
+    config.write_text(yaml.safe_dump({"preset": "mini", "seeds": [0], "experiments": {
+        "table5": {"datasets": ["fmnist_mini"], "classes": [0], "losses": ["ntxent", "firm"], "scores": ["cos"]}}}))
+    monkeypatch.setitem(figs.FIGURES.get("fig2").params, "steps", 5)
+    page = report.build_report(config, tmp_path / "report" / "index.html", partial=True)
+    for name in tabs.TABLES.names():
+        assert (tmp_path / "report" / "partial" / "tables" / f"{name}.md").is_file()
+    for name in figs.FIGURES.names():
+        assert (tmp_path / "report" / "partial" / "figures" / f"{name}.pdf").is_file()
+    p = parse(page)
+    assert len(p.srcs) == len(figs.FIGURES) and all((page.parent / s).is_file() for s in p.srcs)
+    html = page.read_text()
+    assert "Partial view: 0 of 2 runs" in html and "pending" in html
+    cells = tabs.read_cells(tmp_path / "report" / "partial" / "tables" / "table5.csv")
+    assert set(cells.loc[cells["row"].isin(["NT-Xent cos", "FIRM cos"]), "ours_status"]) >= {"pending"}
+    assert not (tmp_path / "results" / "tables").exists()  # the workflow's own outputs are untouched
+
+
+def test_cli(complete, tmp_path):
+    root, _ = complete
+    parser = build_parser()
+    args = parser.parse_args(["report", "--config", str(root / "config.yaml"), "--out", str(tmp_path / "r.html"),
+                              "--summary-dir", str(root / "results" / "summary"), "--tables-dir",
+                              str(root / "results" / "tables"), "--figures-dir", str(root / "figures"),
+                              "--tolerance", "5"])
+    assert args.func(args) == 0
+    assert "≤ 5.0 AUROC point" in (tmp_path / "r.html").read_text()
+
+
+def chromium_dom(page: Path) -> str:
+    proc = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=5000",
+         "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install -y chromium)")
+def test_report_opens_in_a_headless_browser_with_no_missing_image(complete, tmp_path):
+    _, page = complete
+    dom = chromium_dom(page)
+    assert 'data-broken-images="0"' in dom, dom[:500]
+    assert "FIRM replication report" in dom
+    # control: the same page with one image gone is flagged
+    broken = tmp_path / "report" / "index.html"
+    broken.parent.mkdir()
+    shutil.copytree(page.parents[2] / "figures", tmp_path / "figures")
+    broken.write_text(page.read_text().replace("../../figures/fig5.png", "../figures/absent.png")
+                      .replace("../../figures/", "../figures/"))
+    assert 'data-broken-images="1"' in chromium_dom(broken)
+
+
+@pytest.mark.slow
+def test_the_mini_workflow_plans_every_table_figure_and_the_report(tmp_path):
+    from tests.helpers.snakemake import CONFIGS, job_stats, snakemake
+
+    out = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", CONFIGS / "mini.yaml", "--",
+                    "results/report/index.html").stdout
+    stats = job_stats(out)
+    assert (stats["paper_table"], stats["paper_figure"], stats["report"]) == (len(tabs.TABLES), len(figs.FIGURES), 1)

@@ -1,0 +1,449 @@
+"""Tests of firm_bench/run/engine/: the fast path changes no statistic and, where exact, no number."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch.overrides import TorchFunctionMode
+from torchvision.transforms import v2
+
+from firm_bench.core import config
+from firm_bench.core import rundir as runs
+from firm_bench.core.rundir import read_curve
+from firm_bench.datasets import load_run_data
+from firm_bench.method import augment as A
+from firm_bench.run import engine as S
+from firm_bench.run.engine.draws import _hsv_to_rgb
+from firm_bench.run.train import build_training, train
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
+CPU = torch.device("cpu")
+
+OFF = ["speed.resident_data=false", "speed.predraw=false", "speed.fast_loss=false",
+       "speed.check_loss_every=1", "speed.fast_eval=false"]
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def smoke(*overrides: str) -> dict:
+    return config.resolve("smoke", overrides=["device=cpu", "threads=1", *overrides])
+
+
+@pytest.fixture(scope="module")
+def smoke_data():
+    return load_run_data(smoke())
+
+
+@pytest.fixture(scope="module")
+def small_data(smoke_data):
+    """64 training images (4 steps of 64 with rotations) and every 5th test image: quick whole runs."""
+    d = smoke_data
+    return dataclasses.replace(d, train_ids=d.train_ids[:64], test_images=d.test_images[::5], test_targets=d.test_targets[::5])
+
+
+# ---------------------------------------------------------------- options
+
+
+def test_auto_resolves_per_device_and_records_everything():
+    d = config.schema_defaults()["speed"]
+    cpu = S.resolve_speed(d, CPU)
+    assert (cpu.resident_data, cpu.predraw, cpu.fast_loss, cpu.fast_eval, cpu.check_loss_every) == (True, True, True, True, 0)
+    assert not (cpu.bf16 or cpu.channels_last or cpu.cudnn_benchmark or cpu.cuda_graph or cpu.compile)
+    assert set(cpu.record()) == set(d)  # every schema key is recorded, resolved
+    assert S.resolve_speed({**d, "bf16": True, "channels_last": True}, CPU).bf16
+    with pytest.raises(ValueError, match="speed.cuda_graph: true needs a CUDA device"):
+        S.resolve_speed({**d, "cuda_graph": True}, CPU)
+    with pytest.raises(ValueError, match="compile_mode"):
+        S.resolve_speed({**d, "compile_mode": "fastest"}, CPU)
+
+
+# ---------------------------------------------------------------- draws and augmentation: exact
+
+
+def test_batched_crop_boxes_equal_sample_crop_params():
+    """Boxes of several batches at once (leading dimension, as draw_epoch) equal one call per batch."""
+    for scale, ratio, size in (((0.25, 1.0), (1.0, 1.0), 32), ((0.08, 1.0), (0.75, 4 / 3), 28), ((0.9, 1.0), (10.0, 10.0), 32)):
+        g1, g2 = gen(3), gen(3)
+        ref = [A.sample_crop_params(50, size, size, scale, ratio, g1) for _ in range(4)]
+        u = torch.empty((4, S.N_TRIES, 50, 2), dtype=torch.float64)
+        loc = torch.empty((4, 50, 2), dtype=torch.float64)
+        for i in range(4):
+            u[i].uniform_(generator=g2)
+            loc[i].uniform_(generator=g2)
+        got = torch.stack(A.crop_boxes(u, loc, size, size, scale, ratio), dim=1)
+        assert torch.equal(got, torch.stack([torch.stack(tuple(p)) for p in ref]))
+
+
+AUG_CONFIGS = {
+    "paper": A.AugmentConfig(),
+    "partial_jitter": A.AugmentConfig(jitter=(0.0, 0.4, 0.0, 0.3), jitter_p=0.6, crop_ratio=(0.75, 4 / 3)),
+    "no_jitter_no_blur": A.AugmentConfig(jitter=(0.0, 0.0, 0.0, 0.0), blur_p=0.0, blur_kernel=1),
+    "crop_fallback": A.AugmentConfig(crop_scale=(0.9, 1.0), crop_ratio=(10.0, 10.0), blur_kernel=5),
+}
+
+
+@pytest.mark.parametrize("name", AUG_CONFIGS)
+@pytest.mark.parametrize("hue_on_subset", [True, False])
+def test_device_augment_equals_two_view_augment_bit_for_bit(name, hue_on_subset):
+    """Predrawn parameters + DeviceAugment == TwoViewAugment drawing step by step from the same generator."""
+    cfg = AUG_CONFIGS[name]
+    x = torch.randint(0, 256, (3, 12, 3, 32, 32), dtype=torch.uint8, generator=gen(1))
+    draws = S.draw_epoch(gen(7), 3, 12, cfg, 32, 32)
+    dev = S.DeviceAugment(cfg, 32, MEAN, STD, CPU)
+    dev.hue_on_subset = hue_on_subset
+    ref, g = A.TwoViewAugment(cfg, 32, MEAN, STD), gen(7)
+    for step in range(3):
+        for got, want in zip(dev(x[step], draws.at(step)), ref(x[step], g)):
+            assert torch.equal(got, want)
+
+
+def test_hsv_to_rgb_equals_augment():
+    hsv = torch.rand(4, 3, 16, 16, generator=gen(2))
+    hsv[0, 0, 0, :4] = torch.tensor([0.0, 1.0, 5 / 6, 1 / 6])  # sextant edges, h = 1 wraps
+    assert torch.equal(_hsv_to_rgb(*hsv.unbind(1)), A._hsv_to_rgb(hsv))
+
+
+# ---------------------------------------------------------------- parameter distributions vs torchvision
+
+
+def _tv_draws(n: int, cfg: A.AugmentConfig, size: int) -> dict[str, np.ndarray]:
+    """n draws of torchvision's own parameter samplers (v1 get_params, global RNG)."""
+    from torchvision import transforms as T
+
+    torch.manual_seed(11)
+    img = torch.zeros(3, size, size)
+    area, top, factors, first, sigma = [], [], [], [], []
+    for _ in range(n):
+        i, j, h, w = T.RandomResizedCrop.get_params(img, list(cfg.crop_scale), list(cfg.crop_ratio))
+        area.append(h * w / size**2)
+        top.append(i / max(1, size - h))
+        fn_idx, b, c, s, hue = T.ColorJitter.get_params(*[T.ColorJitter(*cfg.jitter).__dict__[k]
+                                                          for k in ("brightness", "contrast", "saturation", "hue")])
+        factors.append((b, c, s, hue))
+        first.append(int(fn_idx[0]))
+        sigma.append(T.GaussianBlur.get_params(*cfg.blur_sigma))
+    return {"area": np.array(area), "top": np.array(top), "factors": np.array(factors),
+            "first": np.array(first), "sigma": np.array(sigma)}
+
+
+def test_parameter_distributions_match_torchvision():
+    """KS / chi-square tests of crop area and position, jitter factors and order, blur sigma, coin rates."""
+    cfg, size, n = A.AugmentConfig(crop_ratio=(0.75, 4 / 3)), 32, 4000
+    tv = _tv_draws(n, cfg, size)
+    d = S.draw_epoch(gen(5), 10, n // 20, cfg, size, size)  # 10 steps x 2 views x 200 = 4000 per view slot
+    crop = d.crop.transpose(1, 2).reshape(-1, 4).double()
+    ours = {"area": (crop[:, 2] * crop[:, 3] / size**2).numpy(),
+            "top": (crop[:, 0] / (size - crop[:, 2]).clamp_min(1)).numpy(),
+            "factors": d.factors.reshape(-1, 4).numpy(), "first": d.order[..., 0].reshape(-1).numpy(),
+            "sigma": d.sigma.reshape(-1).numpy()}
+    for key in ("area", "top", "sigma"):
+        assert stats.ks_2samp(ours[key], tv[key]).pvalue > 1e-3, key
+    for k in range(4):
+        assert stats.ks_2samp(ours["factors"][:, k], tv["factors"][:, k]).pvalue > 1e-3, f"jitter factor {k}"
+    table = np.array([np.bincount(ours["first"], minlength=4), np.bincount(tv["first"], minlength=4)])
+    assert stats.chi2_contingency(table).pvalue > 1e-3  # which op comes first: uniform over the 4
+    for rate, p in ((d.apply[:, 0].float().mean().item(), cfg.jitter_p), (d.apply[:, 1].float().mean().item(), cfg.blur_p)):
+        assert abs(rate - p) < 4 * (p * (1 - p) / d.apply[:, 0].numel()) ** 0.5 + 1e-9
+
+
+def test_brightness_change_distribution_matches_torchvision_per_image():
+    """The per-image effect of the jitter (mean intensity ratio) matches torchvision's ColorJitter on single images."""
+    n, cfg = 1500, A.AugmentConfig(jitter=(0.4, 0.0, 0.0, 0.0))
+    img = torch.full((3, 8, 8), 0.4)
+    torch.manual_seed(3)
+    jitter = v2.ColorJitter(brightness=0.4)
+    tv = np.array([jitter(img).mean().item() / 0.4 for _ in range(n)])
+    draws = S.draw_epoch(gen(4), 1, n, cfg, 8, 8)
+    dev = S.DeviceAugment(cfg, 8, (0, 0, 0), (1, 1, 1), CPU)
+    x = img.expand(n, 3, 8, 8)
+    ours = (dev._jitter(x, draws.factors[0, :n], draws.order[0, :n]).mean(dim=(1, 2, 3)) / 0.4).numpy()
+    assert stats.ks_2samp(ours, tv).pvalue > 1e-3
+    assert abs(ours.mean() - 1.0) < 0.02 and abs(ours.std() - 0.8 / 12**0.5) < 0.02  # U(0.6, 1.4)
+
+
+# ---------------------------------------------------------------- losses: bf16 vs fp32, options on vs off
+
+
+def _engine(cfg: dict, data, **opts) -> tuple:
+    opts = S.SpeedOptions(**{**S.resolve_speed(cfg["speed"], CPU).record(), **opts})
+    t = build_training(cfg, data, CPU, opts)
+    return t, t.prepare(1)
+
+
+def _first_loss(t, ed, step: int = 0) -> torch.Tensor:
+    idx = ed.order[step * t.batch : (step + 1) * t.batch]
+    return t.engine.loss(ed.images[idx], ed.labels[idx], ed.draws.at(step), None)
+
+
+def test_bf16_and_fp32_losses_agree(smoke_data):
+    cfg = smoke("model.width=0.25", "model.head_hidden=64", "model.head_layers=3")
+    t, ed = _engine(cfg, smoke_data)
+    with torch.no_grad():
+        t.model.eval()  # BatchNorm running stats untouched: both passes see the same model
+        fp32 = _first_loss(t, ed)
+        t.engine.opts = S.SpeedOptions(**{**t.opts.record(), "bf16": True})
+        bf16 = _first_loss(t, ed)
+    assert torch.isfinite(bf16) and bf16.dtype == torch.float32
+    assert abs(bf16.item() - fp32.item()) < 0.02 * abs(fp32.item())
+
+
+def test_channels_last_and_exact_options_give_the_same_loss(smoke_data):
+    cfg = smoke("model.width=0.25", "model.head_hidden=64", "model.head_layers=3")
+    base, ed = _engine(cfg, smoke_data)
+    with torch.no_grad():
+        base.model.eval()
+        want = _first_loss(base, ed)
+        cl, ed2 = _engine(cfg, smoke_data, channels_last=True)
+        cl.model.load_state_dict(base.model.state_dict())
+        cl.model.eval()
+        assert cl.model.encoder.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(_first_loss(cl, ed2), want, rtol=1e-5, atol=1e-6)
+        # per-step draws (predraw off) and the checking loss: the very same number
+        off, ed3 = _engine(cfg, smoke_data, predraw=False, fast_loss=False)
+        off.model.load_state_dict(base.model.state_dict())
+        off.model.eval()
+        idx = ed3.order[: off.batch]
+        assert torch.equal(off.engine.loss(ed3.images[idx], ed3.labels[idx], None, ed3.generator), want)
+
+
+def test_graph_body_equals_eager_steps(smoke_data):
+    """The CUDA graph's body (per-step lr and momentum from device tensors, foreach SGD), run
+    eagerly, makes each step's update as torch's SGD stepped by the scheduler does.
+
+    Each step starts both from the same state: this tiny network is chaotic
+    (a 1e-7 relative change of the weights moves the loss in the 4th digit
+    within ten steps), so whole trajectories cannot be compared. The first
+    steps of two epochs of a schedule that peaks in between see lr and momentum
+    vary several-fold, so a stale value would show; the schedule's end state is
+    compared too.
+    """
+    cfg = smoke("model.width=0.125", "model.head_hidden=32", "optim.epochs=2", "optim.pct_start=0.5")
+    eager, _ = _engine(cfg, smoke_data)
+    body, _ = _engine(cfg, smoke_data)
+    body.engine = S.TrainEngine(body.model, body.optimizer, body.scheduler, body.engine.loss_fn, body.engine.augment,
+                                body.opts, CPU, body.batch, body.steps_per_epoch, graph_mode="body")
+    B = eager.batch
+    for epoch in (1, 2):
+        ed = eager.prepare(epoch)
+        lrs, moms, _ = body.engine._schedule()
+        body.engine._load_static(body.prepare(epoch), lrs, moms)
+        for step in range(eager.steps_per_epoch):
+            if step >= 4:  # compare the first steps of each epoch; the rest only move the schedule on
+                eager.scheduler.step()
+                continue
+            body.model.load_state_dict(eager.model.state_dict())
+            for p, buf in zip(eager.model.parameters(), body.engine._static["bufs"]):
+                buf.copy_(eager.optimizer.state[p].get("momentum_buffer", torch.zeros_like(p)))
+            start = [p.detach().clone() for p in eager.model.parameters()]
+            idx = ed.order[step * B : (step + 1) * B]
+            loss = eager.engine.loss(ed.images[idx], ed.labels[idx], ed.draws.at(step), None)
+            eager.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            eager.optimizer.step()
+            eager.scheduler.step()
+            body.engine._run_body(step)
+            assert body.engine._static["losses"][step] == loss.detach()
+            for pe, pb, p0 in zip(eager.model.parameters(), body.model.parameters(), start):
+                assert torch.allclose(pb - p0, pe - p0, rtol=1e-3, atol=1e-6)  # atol: a few ulps of p
+    assert eager.optimizer.state_dict()["param_groups"] == body.optimizer.state_dict()["param_groups"]
+    assert eager.scheduler.state_dict() == body.scheduler.state_dict()
+
+
+def test_packed_runs_stay_independent(small_data):
+    """Runs stepped in lockstep (one process, several runs) end their epochs exactly as they would alone."""
+    cfg = [smoke(f"seed={seed}") for seed in (0, 1)]
+
+    def body_training(c):
+        t, _ = _engine(c, small_data)
+        t.engine = S.TrainEngine(t.model, t.optimizer, t.scheduler, t.engine.loss_fn, t.engine.augment, t.opts, CPU,
+                                 t.batch, t.steps_per_epoch, graph_mode="body")
+        return t
+
+    packed, alone = [body_training(c) for c in cfg], [body_training(c) for c in cfg]
+    for epoch in (1, 2):
+        together = S.run_packed_epoch([t.engine for t in packed], [t.prepare(epoch) for t in packed])
+        for t, got in zip(alone, together):
+            assert torch.equal(t.engine.run_epoch(t.prepare(epoch)), got)
+    for a, b in zip(alone, packed):
+        assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert not torch.equal(together[0], together[1])  # two seeds, two runs
+    with pytest.raises(ValueError, match="equal steps per epoch"):
+        packed[1].engine.steps += 1
+        S.run_packed_epoch([t.engine for t in packed], [t.prepare(3) for t in packed])
+
+
+# ---------------------------------------------------------------- no host reads inside the step
+
+
+class HostReads(TorchFunctionMode):
+    """Records calls that read device values on the host or copy host data to the device."""
+
+    READS = {"item", "tolist", "__bool__", "__int__", "__float__", "cpu", "numpy", "nonzero", "__index__"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        if name in self.READS:
+            self.calls.append(name)
+        if name in {"tensor", "as_tensor", "scalar_tensor"} and str(kwargs.get("device", "cpu")) != "cpu":
+            self.calls.append(f"{name}(device={kwargs['device']})")
+        if name in {"to", "copy_"}:
+            src = args[1] if name == "copy_" else args[0]
+            dst = args[0] if name == "copy_" else None
+            target = dst.device if dst is not None else next(
+                (a for a in list(args[1:]) + list(kwargs.values()) if isinstance(a, (torch.device, str))), None)
+            if isinstance(src, torch.Tensor) and src.device.type == "cpu" and target is not None \
+                    and torch.device(target).type != "cpu":
+                self.calls.append(f"{name}(cpu -> {target})")
+        return func(*args, **kwargs)
+
+
+def test_graph_body_reads_nothing_from_the_host(smoke_data):
+    """Run the whole step on the meta device: it must neither read device values nor copy host data in."""
+    cfg = smoke("model.width=0.125", "model.head_hidden=32")
+    meta = torch.device("meta")
+    t, ed = _engine(cfg, smoke_data)
+    t.model.to(meta)
+    optimizer = torch.optim.SGD(t.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=1000)
+    engine = S.TrainEngine(t.model, optimizer, sched, t.engine.loss_fn, t.engine.augment, t.opts, meta, t.batch,
+                           t.steps_per_epoch, graph_mode="body")
+    ed = S.EpochData(ed.images.to(meta), ed.labels.to(meta), ed.order.to(meta), ed.draws.to(meta), ed.generator)
+    lrs, moms, _ = engine._schedule()
+    engine._load_static(ed, lrs, moms)
+    engine._static["step"].fill_(0)
+    with HostReads() as audit:
+        t.model.zero_grad(set_to_none=True)
+        engine._body()
+    assert audit.calls == []
+    with HostReads() as audit:  # the audit sees what it should
+        torch.zeros(2, device=meta).copy_(torch.ones(2))
+        torch.tensor([1.0], device=meta)
+    assert len(audit.calls) == 2
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def test_exact_options_change_no_number(tmp_path, small_data):
+    """A run with the exact fast-path options on equals, bit for bit, the run with them off."""
+    assert 0 < int(small_data.test_targets.sum()) < len(small_data.test_targets)
+    curves, weights = [], []
+    for name, extra in (("off", OFF), ("on", [])):
+        cfg = smoke("optim.epochs=3", "checkpoint.every=3", "eval.every=2", *extra)
+        train(cfg, tmp_path / name, progress=False, data=small_data)
+        curves.append(read_curve(tmp_path / name))
+        weights.append(torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=False)["model"])
+        trained = runs.read_json(tmp_path / name / "trained.json")
+        assert trained["speed"]["predraw"] is (name == "on") and trained["speed"]["cuda_graph"] is False
+    def comparable(rows):  # the epoch-0 point (the untrained model) has no loss: NaN, which equals nothing
+        return [{k: ("nan" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k != "elapsed_s"}
+                for r in rows]
+
+    assert curves[0][0]["epoch"] == 0 and comparable(curves[0]) == comparable(curves[1])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_non_finite_loss_found_by_a_periodic_check(smoke_data):
+    cfg = smoke("optim.lr=1e30", "model.bn_momentum=1.0", "speed.check_loss_every=3")
+    t, ed = _engine(cfg, smoke_data)
+    with pytest.raises(S.NonFiniteLoss) as info:
+        t.engine.run_epoch(ed)
+    assert info.value.step >= 2 and not np.isfinite(info.value.value)
+    found = S.first_non_finite(torch.tensor([1.0, 2.0, float("nan"), float("inf")]))
+    assert found[0] == 2 and np.isnan(found[1]) and S.first_non_finite(torch.ones(3)) is None
+
+
+def test_fast_evaluation_equals_the_cpu_evaluation(smoke_data):
+    from firm_bench.run.train import evaluate_knn
+
+    cfg = smoke()
+    t, _ = _engine(cfg, smoke_data)
+    small = copy.copy(smoke_data)
+    small.test_images, small.test_targets = smoke_data.test_images[::4], smoke_data.test_targets[::4]
+    assert t.evaluate(small) == evaluate_knn(t.model, small, cfg["eval"]["k"], 256, CPU)
+
+
+def test_fast_evaluation_of_a_channels_last_model_runs_as_the_feature_extraction(smoke_data):
+    """Trained in channels_last, evaluated as ``firm-bench features`` loads the weights (NCHW): same features."""
+    from firm_bench.method.models import create_model
+    from firm_bench.run.features import as_extracted, encode
+
+    cfg = smoke("speed.channels_last=true")
+    t, ed = _engine(cfg, smoke_data)
+    t.engine.run_epoch(ed)
+    loaded = create_model(cfg["model"])
+    loaded.load_state_dict(t.model.state_dict())
+    images, args = smoke_data.test_images[:64], (smoke_data.image_size, MEAN, STD, 64, CPU)
+    extracted = as_extracted(t.model)
+    assert extracted is not t.model and as_extracted(loaded) is loaded
+    assert torch.equal(encode(extracted, images, *args), encode(loaded, images, *args))
+    assert not torch.equal(encode(t.model, images, *args), encode(loaded, images, *args))  # the NHWC kernels round otherwise
+    conv = next(m.weight for m in t.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.is_contiguous(memory_format=torch.channels_last)  # the training model is left as it was
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch, smoke_data):
+    cfg = smoke("model.width=0.125", "model.head_hidden=32")
+
+    def broken(model, mode=None):
+        def call(*a, **k):
+            raise RuntimeError("no compiler here")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    t, ed = _engine(cfg, smoke_data, compile=True)
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        loss = _first_loss(t, ed)
+    assert torch.isfinite(loss) and t.engine.status["compile"].startswith("failed, eager")
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (runs on a GPU machine)")
+def test_cuda_graph_captures_matches_eager_and_never_syncs(smoke_data):
+    """On a GPU: speed auto captures the step; it starts like the eager fast path and never waits for the device per step."""
+    import warnings
+    from dataclasses import replace
+
+    cuda = torch.device("cuda")
+    cfg = config.resolve("smoke", overrides=["device=cuda", "optim.epochs=4"])
+    graph = build_training(cfg, smoke_data, cuda)
+    assert graph.opts.cuda_graph and graph.opts.channels_last and graph.opts.resident_data
+    eager = build_training(cfg, smoke_data, cuda, replace(graph.opts, cuda_graph=False))
+    eager.model.load_state_dict(graph.model.state_dict())
+    a = graph.engine.run_epoch(graph.prepare(1)).cpu()
+    b = eager.engine.run_epoch(eager.prepare(1)).cpu()
+    assert graph.engine.status["cuda_graph"] == "on", graph.engine.status
+    assert torch.allclose(a[:2], b[:2], rtol=2e-2), (a, b)  # later steps drift apart (bf16, chaos)
+    c = graph.engine.run_epoch(graph.prepare(2)).cpu()
+    assert torch.isfinite(c).all() and not torch.equal(a, c)  # new inputs reach the graph
+    for t in (graph, eager):
+        ed = t.prepare(3)
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                losses = t.engine.run_epoch(ed)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        sites = [f"{w.filename}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
+        # none per step (an epoch has many steps); the H100 run reported one per epoch, its site
+        # still unknown (listed on failure)
+        assert t.steps_per_epoch >= 8 and len(sites) <= 1, f"host syncs in an epoch of {t.steps_per_epoch} steps ({t.engine.status}) at {sites}"
+        assert torch.isfinite(losses.cpu()).all()
+    assert 0.0 <= graph.evaluate() <= 1.0
