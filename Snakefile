@@ -20,7 +20,6 @@ if "experiments" not in config:
     configfile: "workflow/config/paper.yaml"
 
 
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/features.smk"
@@ -33,6 +32,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

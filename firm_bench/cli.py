@@ -63,7 +63,7 @@ def _take_gpu_slot(args: argparse.Namespace) -> None:
 def _resolve(args: argparse.Namespace) -> tuple[dict, Path]:
     cfg = config_mod.resolve(args.preset, args.config, args.overrides)
     if args.recipe:
-        cfg["preset"] = args.recipe
+        cfg["recipe"] = args.recipe
     run_dir = Path(args.run_dir) if args.run_dir else runs.run_dir_for(cfg, args.runs_root)
     return cfg, run_dir
 
@@ -263,8 +263,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """``firm-bench plan``: print the cost table (or JSON) of a target."""
-    import yaml
-
     from firm_bench.planning.cost import (
         DEFAULT_SOURCE,
         DEFAULT_VIEWS_PER_S,
@@ -273,10 +271,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         plan_cost,
         throughput_from_json,
     )
+    from firm_bench.planning.grid import load_workflow_config
 
-    cfg = yaml.safe_load(Path(args.configfile).read_text()) if Path(args.configfile).exists() else None
-    if cfg is None:
-        raise FileNotFoundError(f"workflow config {args.configfile!r} does not exist (use --configfile)")
+    cfg = load_workflow_config(args.configfile)
     if args.views_per_s:
         tp = Throughput(float(args.views_per_s), "--views-per-s")
     elif args.throughput_json:
@@ -350,7 +347,9 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="runs, epochs, images and GPU-hours of a paper target",
                        description="Runs, epochs, images and GPU-hours a paper target needs, from a benchmark's throughput.")
     p.add_argument("target", help="an experiment (table1a, fig5, ...), a paper item (table7) or all")
-    p.add_argument("--configfile", default="workflow/config/paper.yaml", help="workflow config (default %(default)s)")
+    p.add_argument("--configfile", default="workflow/config/paper.yaml",
+                   help="workflow config file, or a bundled one by name (paper, mini, smoke); default %(default)s "
+                        "(the bundled paper config where that file is absent)")
     p.add_argument("--throughput-json", default=None,
                    help="JSON of benchmarks/bench_fast.py (its best variant) or bench_train.py")
     p.add_argument("--variant", default=None, help="with --throughput-json: a bench_fast variant instead of the best")

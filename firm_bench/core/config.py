@@ -26,6 +26,8 @@ import yaml
 from firm_bench.core import catalog
 from firm_bench.core.errors import ConfigError
 
+TIMM_PREFIX = "timm/"  # model.encoder: timm/<name> (firm_bench.method.models.timm_encoder)
+
 PRESETS_PACKAGE = "firm_bench.presets"
 
 
@@ -149,6 +151,8 @@ def validate(cfg: dict) -> dict:
                 lines.append(f"{_path(err)}: {err.message}")
         raise ConfigError("invalid run config:\n  " + "\n  ".join(lines))
     _check_names(cfg)
+    if cfg["recipe"] is None:
+        cfg["recipe"] = cfg["preset"]
     return cfg
 
 
@@ -158,10 +162,13 @@ def _check_names(cfg: dict) -> None:
         section, key = dotted.split(".")
         value = cfg[section][key]
         values = value if isinstance(value, list) else [value]
+        if dotted == "model.encoder":  # timm/<name>: any timm backbone, checked by timm when the model is built
+            values = [v for v in values if not (str(v).startswith(TIMM_PREFIX) and len(str(v)) > len(TIMM_PREFIX))]
         valid = catalog.names(dotted, *values)
         for v in values:
             if v not in valid:
-                problems.append(f"{dotted}: unknown value {v!r}; valid: {', '.join(valid)}")
+                extra = f", or {TIMM_PREFIX}<name> for a timm backbone" if dotted == "model.encoder" else ""
+                problems.append(f"{dotted}: unknown value {v!r}; valid: {', '.join(valid)}{extra}")
     ds = cfg["dataset"]
     datasets = catalog.names("dataset.name", ds["name"], *([ds["ood"]] if ds["ood"] is not None else []))
     if ds["name"] in datasets and catalog.dataset(ds["name"]).role != "one_class":

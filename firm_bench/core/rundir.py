@@ -144,7 +144,7 @@ class Run:
     @classmethod
     def of_config(cls, cfg: Mapping) -> "Run":
         """The run of a resolved run config (its recipe: ``recipe``, else the preset's name)."""
-        recipe = cfg.get("recipe") or cfg.get("preset") or "none"
+        recipe = cfg.get("recipe") or cfg.get("preset") or "none"  # recipe: null in a config not yet validated
         return cls(cfg["dataset"]["name"], str(cfg["dataset"]["cls"]), cfg["loss"]["name"], cfg["outliers"]["name"],
                    recipe, int(cfg["seed"]))
 

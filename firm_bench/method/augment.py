@@ -23,8 +23,8 @@ Differences from torchvision, all deliberate and small:
   paper recipe are only ever upsampled and the two agree.
 - the colour jitter works on float images in [0, 1] (torchvision's recipe
   jitters uint8 PIL images, rounding after every op).
-``reference_two_view`` is the slow per-image torchvision version, for tests
-and the naive benchmark.
+The slow per-image torchvision version lives with the tests that compare
+against it (``tests/helpers/reference.py``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ __all__ = [
     "gaussian_blur",
     "normalize",
     "random_resized_crop",
-    "reference_two_view",
     "sample_crop_params",
     "test_transform",
     "to_float",
@@ -533,35 +532,3 @@ def ensemble_crops(
     B = base.shape[0]
     crops = random_resized_crop(base.repeat(n_crops, 1, 1, 1), size, scale, (1.0, 1.0), generator)
     return normalize(crops, mean, std).view(n_crops, B, 3, size, size)
-
-
-def reference_two_view(
-    x_uint8: Tensor,
-    cfg: AugmentConfig,
-    size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    seed: int = 0,
-) -> tuple[Tensor, Tensor]:
-    """Slow reference: torchvision.transforms.v2 applied image by image.
-
-    For tests and the naive benchmark only. Uses torchvision's global RNG
-    inside ``fork_rng`` seeded with ``seed``, so the caller's RNG state is
-    untouched. Same recipe as ``TwoViewAugment`` (on float images).
-    """
-    from torchvision.transforms import v2
-
-    t = v2.Compose(
-        [
-            v2.ToDtype(torch.float32, scale=True),
-            v2.RandomResizedCrop(size, scale=cfg.crop_scale, ratio=cfg.crop_ratio, antialias=True),
-            v2.RandomApply([v2.ColorJitter(*cfg.jitter)], p=cfg.jitter_p),
-            v2.RandomApply([v2.GaussianBlur(cfg.blur_kernel, cfg.blur_sigma)], p=cfg.blur_p),
-            v2.Normalize(list(mean), list(std)),
-        ]
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        xs = x_uint8.cpu()
-        views = [torch.stack([t(img) for img in xs]) for _ in range(2)]
-    return views[0].to(x_uint8.device), views[1].to(x_uint8.device)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 __all__ = ["aulc", "auroc", "mean_std", "summarize"]
 
@@ -76,7 +76,7 @@ def mean_std(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1) over seeds.
 
     The std of a single value is undefined with ddof=1, so n == 1 gives
-    (value, nan); pandas' ``std`` (used by ``summarize``) agrees. Empty or
+    (value, nan); pandas' ``std`` agrees. Empty or
     non-finite input raises ValueError.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
@@ -87,20 +87,3 @@ def mean_std(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
         raise ValueError(f"{bad} of {v.size} values are NaN or infinite")
     std = float(np.std(v, ddof=1)) if v.size > 1 else float("nan")
     return float(np.mean(v)), std
-
-
-def summarize(df: pd.DataFrame, by: str | Sequence[str], value: str = "auroc") -> pd.DataFrame:
-    """Mean, sample std (ddof=1) and count of ``value`` per group of ``by`` columns.
-
-    Returns one row per group with the ``by`` columns and ``mean``, ``std``, ``n``;
-    ``n`` counts non-missing values (missing ones are skipped, so compare ``n``
-    with the number of seeds), and ``std`` is NaN when n == 1 (as ``mean_std``).
-    """
-    by_cols = [by] if isinstance(by, str) else list(by)
-    missing = [c for c in [*by_cols, value] if c not in df.columns]
-    if missing:
-        raise KeyError(f"summarize: column(s) {missing} not in the table; columns are {list(df.columns)}")
-    grouped = df.groupby(by_cols, sort=True, dropna=False)[value]
-    out = grouped.agg(mean="mean", std="std", n="count").reset_index()
-    out["n"] = out["n"].astype(np.int64)
-    return out

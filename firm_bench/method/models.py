@@ -5,6 +5,8 @@
   channels with strides 1/2/2/2, two BasicBlocks each, global average pool
   -> 512-d. Kaiming-normal init. ``width`` scales every channel count (a
   width of 0.25 gives a 128-d feature), for small CPU presets.
+- ``timm/<name>``: any timm backbone (``timm_encoder``), for trying other
+  encoders; not a registry entry (timm has hundreds).
 - ``resnet18_imagenet``: torchvision's ResNet-18 (7x7 stride-2 stem +
   max-pool), for inputs of 64 px and more (Cats-vs-Dogs, MVTec).
 - Projection head: ``head_layers`` bias-free Linear layers
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from firm_bench.core.config import TIMM_PREFIX  # model.encoder: timm/<name>, any timm backbone
 from firm_bench.core.registry import Registry
 
 ENCODERS: Registry[Callable[..., nn.Module]] = Registry("encoder", catalog="model.encoder")
@@ -114,6 +117,42 @@ def resnet18_imagenet(width: float = 1.0, bn_momentum: float = 0.1) -> nn.Module
     return _TorchvisionEncoder(torchvision.models.resnet18(weights=None, norm_layer=norm), 512)
 
 
+
+
+class _TimmEncoder(nn.Module):
+    """A timm backbone without its classifier: (B, 3, H, W) -> pooled features (B, num_features)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.out_dim = int(net.num_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def timm_encoder(name: str, width: float = 1.0, bn_momentum: float = 0.1) -> nn.Module:
+    """``model.encoder: timm/<name>``: timm's ``create_model(name, pretrained=False, num_classes=0)``.
+
+    Random initialisation (timm's own), every BatchNorm's momentum set to
+    ``bn_momentum``; the feature dimension is the model's ``num_features``.
+    ``width`` must be 1 (timm models have their own sizes: pick a smaller
+    model instead). The paper's encoder stays ``resnet18_cifar``.
+    """
+    import timm
+
+    if width != 1.0:
+        raise ValueError(f"model.width={width}: timm encoders have a fixed width; use width 1.0 or another timm model")
+    try:
+        net = timm.create_model(name, pretrained=False, num_classes=0)
+    except RuntimeError as exc:  # timm: "Unknown model (...)"
+        raise ValueError(f"model.encoder={TIMM_PREFIX}{name}: {exc}; timm.list_models() lists the names") from None
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = bn_momentum
+    return _TimmEncoder(net)
+
+
 HEAD_INITS = ("kaiming", "torch")
 
 
@@ -174,7 +213,8 @@ class FirmModel(nn.Module):
 
 def create_model(model_cfg: dict) -> FirmModel:
     """Build the model from the ``model`` config section (see the schema)."""
-    build = ENCODERS.get(model_cfg["encoder"])
+    name = str(model_cfg["encoder"])
+    build = partial(timm_encoder, name[len(TIMM_PREFIX):]) if name.startswith(TIMM_PREFIX) else ENCODERS.get(name)
     momentum = float(model_cfg["bn_momentum"])
     encoder = build(width=float(model_cfg["width"]), bn_momentum=momentum)
     head = projection_head(

@@ -28,6 +28,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -38,8 +39,6 @@ from firm_bench.core import catalog
 from firm_bench.core import config as config_mod
 from firm_bench.core.errors import ConfigError
 from firm_bench.core.rundir import Run, evalset_of
-
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "workflow.schema.yaml"
 
 #: wildcard patterns shared by the Snakefile's ``wildcard_constraints``
 RECIPE_PATTERN = r"[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)?"
@@ -73,6 +72,14 @@ class Plan:
             self.families_cache[run] = sorted({catalog.score_family(s) for s in self.runs[run].scores})
         return self.families_cache[run]
 
+    def experiment_title(self, experiment: str) -> str:
+        """The experiment's ``title``, else the title of the first paper item it feeds (its spec's), else its name."""
+        exp = self.config["experiments"][experiment]
+        if exp["title"]:
+            return str(exp["title"])
+        fed = [item for item, exps in paper_item_feeders(self.config).items() if experiment in exps]
+        return catalog.title(fed[0]) if fed else experiment
+
     def experiment_evalsets(self, experiment: str) -> list[str]:
         """``test``, or ``ood-<name>`` for each OOD set of an unlabeled multiclass experiment (Table 4)."""
         ood = self.config["experiments"][experiment]["ood"]
@@ -85,8 +92,39 @@ class Plan:
         return sorted(s for s in self.runs[run].scores if catalog.score_family(s) == family)
 
 
+BUNDLED = "firm_bench.experiments"  # the package's workflow configs (workflow/config/*.yaml link to them)
+
+
+def bundled_configs() -> list[str]:
+    """Names of the workflow configs shipped in the package (paper, mini, smoke)."""
+    return sorted(p.name[: -len(".yaml")] for p in resources.files(BUNDLED).iterdir() if p.name.endswith(".yaml"))
+
+
+def load_workflow_config(ref: str | Path) -> dict:
+    """A workflow config: the YAML file ``ref``, else the bundled config of that name (``paper``, ``mini``, ...).
+
+    A path that does not exist but names a bundled config by its stem
+    (``workflow/config/paper.yaml`` outside a checkout) reads the bundled one,
+    so an installed ``firm-bench plan`` / ``report`` works from any directory.
+    """
+    path = Path(ref)
+    if path.is_file():
+        text = path.read_text()
+    else:
+        name = path.stem if path.suffix in (".yaml", ".yml") else str(ref)
+        if name not in bundled_configs():
+            raise FileNotFoundError(f"workflow config {str(ref)!r} does not exist (use --configfile FILE or one of "
+                                    f"the bundled configs: {', '.join(bundled_configs())})")
+        text = resources.files(BUNDLED).joinpath(f"{name}.yaml").read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"workflow config {str(ref)!r} must hold a YAML mapping")
+    return data
+
+
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The workflow config's JSON schema (package data: firm_bench/schema/workflow.schema.yaml)."""
+    return yaml.safe_load(resources.files("firm_bench.schema").joinpath("workflow.schema.yaml").read_text())
 
 
 def validate_config(cfg: Mapping) -> dict:
@@ -220,7 +258,7 @@ def _yaml_value(v: Any) -> str:
 def run_config(p: Plan, run: Run) -> dict:
     """The resolved, validated run config of ``run`` (what ``firm-bench train`` will use)."""
     cfg = config_mod.resolve(p.config["preset"], overrides=run_overrides(p, run))
-    cfg["preset"] = run.recipe
+    cfg["recipe"] = run.recipe
     return cfg
 
 

@@ -39,6 +39,7 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
     """
     return {
         "preset": cfg["preset"],
+        "recipe": cfg["recipe"],
         "schedule": cfg["optim"]["schedule"],
         "checkpoint": cfg["checkpoint"]["select"],
         "select_score": cfg["checkpoint"]["select_score"] if cfg["checkpoint"]["select"] == "best_test" else None,

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from firm_bench.datasets import DATASETS
 from firm_bench.core.catalog import score_family
+from firm_bench.datasets import DATASETS
 from firm_bench.paper import reported as rep
 from firm_bench.paper import tables as tabs
 from firm_bench.records.summary import COLUMNS

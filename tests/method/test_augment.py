@@ -8,6 +8,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from firm_bench.method import augment as A
+from tests.helpers.reference import reference_two_view
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
 
@@ -226,15 +227,15 @@ def test_ensemble_crops(x_u8):
 
 def test_reference_two_view_runs(x_u8):
     cfg = A.AugmentConfig()
-    r1, r2 = A.reference_two_view(x_u8[:3], cfg, 32, MEAN, STD, seed=0)
+    r1, r2 = reference_two_view(x_u8[:3], cfg, 32, MEAN, STD, seed=0)
     assert r1.shape == r2.shape == (3, 3, 32, 32) and r1.dtype == torch.float32
-    s1, _ = A.reference_two_view(x_u8[:3], cfg, 32, MEAN, STD, seed=0)
+    s1, _ = reference_two_view(x_u8[:3], cfg, 32, MEAN, STD, seed=0)
     assert torch.equal(r1, s1)
     # the batched and the reference pipelines agree in distribution (loosely:
     # the per-image brightness factor makes the batch mean noisy, sd ~0.04 here)
     xs = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, generator=gen(9))
     b1, _ = A.TwoViewAugment(cfg, 32, MEAN, STD)(xs, gen())
-    q1, _ = A.reference_two_view(xs, cfg, 32, MEAN, STD)
+    q1, _ = reference_two_view(xs, cfg, 32, MEAN, STD)
     assert abs(b1.mean() - q1.mean()) < 0.15 and abs(b1.std() - q1.std()) < 0.1
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from firm_bench.method.metrics import aulc, auroc, mean_std, summarize
+from firm_bench.method.metrics import aulc, auroc, mean_std
 
 
 def test_auroc_matches_sklearn():
@@ -80,24 +79,3 @@ def test_mean_std():
         mean_std([])
     with pytest.raises(ValueError, match="NaN"):
         mean_std([0.5, float("nan")])
-
-
-def test_summarize():
-    df = pd.DataFrame(
-        {
-            "loss": ["firm", "firm", "firm", "supcon"],
-            "cls": [0, 0, 1, 0],
-            "seed": [0, 1, 0, 0],
-            "auroc": [0.8, 0.9, 0.7, 0.6],
-        }
-    )
-    out = summarize(df, by=["loss", "cls"])
-    assert list(out.columns) == ["loss", "cls", "mean", "std", "n"]
-    row = out[(out.loss == "firm") & (out.cls == 0)].iloc[0]
-    m, s = mean_std([0.8, 0.9])
-    assert row["mean"] == pytest.approx(m) and row["std"] == pytest.approx(s) and row["n"] == 2
-    single = out[out.loss == "supcon"].iloc[0]
-    assert single["n"] == 1 and math.isnan(single["std"])
-    assert len(summarize(df, by="loss")) == 2
-    with pytest.raises(KeyError, match="aulc"):
-        summarize(df, by="loss", value="aulc")

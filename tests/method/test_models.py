@@ -59,3 +59,23 @@ def test_head_layers_validation():
     with pytest.raises(ValueError, match="head_layers"):
         projection_head(8, layers=0)
     assert len([m for m in projection_head(8, 16, 4, layers=1) if isinstance(m, torch.nn.Linear)]) == 1
+
+
+def test_timm_backbones_as_encoders():
+    """model.encoder: timm/<name> builds any timm backbone (classifier removed), BN momentum set; unknown names fail."""
+    cfg = _cfg(encoder="timm/resnet10t", head_layers=2, head_hidden=32, bn_momentum=0.3)
+    model = create_model(cfg)
+    assert model.feature_dim == 512
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out.h.shape == (2, 512) and out.z.shape == (2, cfg["proj_dim"])
+    bns = [m for m in model.encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns and all(m.momentum == 0.3 for m in bns)
+    with pytest.raises(ValueError, match="timm/no_such_net"):
+        create_model(_cfg(encoder="timm/no_such_net"))
+    with pytest.raises(ValueError, match="fixed width"):
+        create_model(_cfg(encoder="timm/resnet10t", width=0.5))
+    from firm_bench.core import config
+
+    assert config.resolve("smoke", overrides=["model.encoder=timm/resnet10t"])["model"]["encoder"] == "timm/resnet10t"
+    with pytest.raises(config.ConfigError, match="or timm/<name>"):
+        config.resolve("smoke", overrides=["model.encoder=resnet19"])

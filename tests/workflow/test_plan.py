@@ -140,6 +140,6 @@ def test_run_config_round_trip(paper):
     run = next(r for r in plan.runs if r.recipe == "paper-tau0.5" and r.cls != "all")
     cfg = fw.run_config(plan, run)
     assert cfg["loss"]["tau"] == 0.5 and cfg["dataset"]["cls"] == int(run.cls) and cfg["seed"] == run.seed
-    assert cfg["model"]["bn_momentum"] == 0.9 and cfg["preset"] == "paper-tau0.5"
+    assert cfg["model"]["bn_momentum"] == 0.9 and cfg["recipe"] == "paper-tau0.5" and cfg["preset"] == "paper"
     args = fw.cli_args(plan, run)
     assert "--recipe paper-tau0.5" in args and "loss.tau=0.5" in args

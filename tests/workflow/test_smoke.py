@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import pandas as pd
 import pytest
@@ -30,6 +31,12 @@ def test_smoke_workflow_end_to_end(workdir):
     for name in ["config.yaml", "versions.json", "status.json", "curve.csv", "trained.json", "metrics.json",
                  "checkpoints/last.pt", "features/test/cache.pt", "scores/test/cos_k5.json", "logs/train.log"]:
         assert (run / name).exists(), name
+    # Snakemake's own report of the registered paper tables and figures, beside ours
+    snakemake(workdir, "--report", "report.zip", "--configfile", CONFIGS / "smoke.yaml")
+    with zipfile.ZipFile(workdir / "report.zip") as z:
+        names = z.namelist()
+    assert any(n.endswith("report.html") for n in names), names[:20]
+    assert any("table5.md" in n for n in names) and any("fig4.png" in n for n in names), names
     # nothing left to do on a rerun
     out = snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml", "-n").stdout
     assert "Nothing to be done" in out

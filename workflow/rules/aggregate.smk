@@ -1,18 +1,18 @@
-# Aggregation in stages: per experiment, then global (no job with thousands of inputs).
+# Aggregation in stages: per experiment, then global (no job with thousands of
+# inputs). Reads every run's score files and metrics.json, read-only.
 localrules:
     summarize_experiment,
     summary,
 
 
-# Reads every run's score files (read-only; each run's metrics.json is written by its score jobs).
 rule summarize_experiment:
     input:
         experiment_scores_files,
     output:
-        summary="results/summary/{experiment}.csv",
-        curves="results/summary/{experiment}_curves.csv",
+        summary=summary_file("{experiment}.csv"),
+        curves=summary_file("{experiment}_curves.csv"),
     log:
-        "results/logs/summarize_{experiment}.log",
+        log_file("summarize_{experiment}.log"),
     params:
         runs=experiment_run_dirs,
         scores=experiment_scores,
@@ -26,10 +26,10 @@ rule summarize_experiment:
 
 rule summary:
     input:
-        expand("results/summary/{experiment}.csv", experiment=PLAN.experiments),
+        experiment_summaries(),
     output:
-        "results/summary.csv",
+        SUMMARY,
     log:
-        "results/logs/summary.log",
+        log_file("summary.log"),
     shell:
         "firm-bench combine --out {output} {input} > {log} 2>&1"

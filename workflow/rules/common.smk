@@ -1,22 +1,33 @@
-# Plumbing: validation, the plan, wildcard constraints, input functions.
-# Planning reads the registries' names from firm_bench.core.catalog (no torch
-# import), and each job rule has one params function building its whole
-# argument string from the plan: Snakemake's cost per job is what bounds
-# `snakemake -n` on the paper's ~6,300 jobs (benchmarks/bench_dag.py).
+# Plumbing: the plan, every output path, the wildcard constraints and the input
+# functions; the rule files hold rules only, and none needs another included
+# first. The config is validated once, by firm_bench.planning.grid.plan
+# (schema firm_bench/schema/workflow.schema.yaml, defaults filled): rules read
+# the validated CONFIG. Planning reads the registries' names from the catalog
+# snapshot (no torch), and each job rule has one params function building its
+# whole argument string: Snakemake's cost per job bounds `snakemake -n` on the
+# paper's ~6,400 jobs (benchmarks/bench_dag.py).
 import os
 
-from snakemake.utils import validate
-
 from firm_bench.core import catalog
+from firm_bench.core.rundir import EVALSET_PATTERN, Run
 from firm_bench.planning import grid as fw
 from firm_bench.planning.gpu_slots import count_gpus
 
-validate(config, "../../firm_bench/schema/workflow.schema.yaml")
-PLAN = fw.plan(config)  # fails here, before any job, on an unknown dataset/loss/score/...
-RUNS = config["runs_root"]
-# One wildcard for the run: dataset/cls/loss/outliers/recipe/seedN (fw.Run.id).
+PLAN = fw.plan(
+    config
+)  # fails here, before any job, on an unknown dataset/loss/score/...
+CONFIG = PLAN.config  # validated, every default filled in
+RUNS = CONFIG["runs_root"]
+# One wildcard for the run: dataset/cls/loss/outliers/recipe/seedN (Run.id).
 RUN = os.path.join(RUNS, "{run}")
-GPU_SLOTS = config["gpu_slots"] if config["gpu_slots"] is not None else count_gpus()
+GPU_SLOTS = CONFIG["gpu_slots"] if CONFIG["gpu_slots"] is not None else count_gpus()
+SUMMARY_DIR = "results/summary"
+SUMMARY = "results/summary.csv"
+TABLES_DIR = "results/tables"
+FIGURES_DIR = "figures"
+REPORT = "results/report/index.html"
+LOGS = "results/logs"
+PAPER_FEEDERS = fw.paper_item_feeders(CONFIG)
 
 
 def _alternatives(names):
@@ -26,16 +37,23 @@ def _alternatives(names):
 wildcard_constraints:
     run="/".join(
         [
-            _alternatives(catalog.names("dataset.name") + [r.dataset for r in PLAN.runs]),
+            _alternatives(
+                catalog.names("dataset.name") + [r.dataset for r in PLAN.runs]
+            ),
             fw.CLS_PATTERN,
             _alternatives(catalog.names("loss.name") + [r.loss for r in PLAN.runs]),
-            _alternatives(catalog.names("outliers.name") + [r.outliers for r in PLAN.runs]),
+            _alternatives(
+                catalog.names("outliers.name") + [r.outliers for r in PLAN.runs]
+            ),
             fw.RECIPE_PATTERN,
             r"seed\d+",
         ]
     ),
-    evalset=r"test|ood-[a-z0-9_]+",
-    family=_alternatives(catalog.score_families() + [f for e in PLAN.experiments for f in PLAN.experiment_families(e)]),
+    evalset=EVALSET_PATTERN,
+    family=_alternatives(
+        catalog.score_families()
+        + [f for e in PLAN.experiments for f in PLAN.experiment_families(e)]
+    ),
     experiment="|".join(PLAN.experiments) or "none",
 
 
@@ -44,16 +62,28 @@ def run_file(name):
     return os.path.join(RUN, name)
 
 
+def summary_file(name):
+    """results/summary/<name>: a per-experiment summary (name may hold wildcards)."""
+    return os.path.join(SUMMARY_DIR, name)
+
+
+def log_file(name):
+    """results/logs/<name>: the log of a local job."""
+    return os.path.join(LOGS, name)
+
+
 def train_args(wildcards):
-    return fw.train_args(PLAN, fw.Run.parse(wildcards.run))
+    return fw.train_args(PLAN, Run.parse(wildcards.run))
 
 
 def features_args(wildcards):
-    return fw.features_args(PLAN, fw.Run.parse(wildcards.run), wildcards.evalset)
+    return fw.features_args(PLAN, Run.parse(wildcards.run), wildcards.evalset)
 
 
 def score_args(wildcards):
-    return fw.score_args(PLAN, fw.Run.parse(wildcards.run), wildcards.evalset, wildcards.family)
+    return fw.score_args(
+        PLAN, Run.parse(wildcards.run), wildcards.evalset, wildcards.family
+    )
 
 
 def experiment_scores_files(wildcards):
@@ -72,11 +102,11 @@ def experiment_run_dirs(wildcards):
 
 
 def experiment_scores(wildcards):
-    return " ".join(PLAN.config["experiments"][wildcards.experiment]["scores"])
+    return " ".join(CONFIG["experiments"][wildcards.experiment]["scores"])
 
 
 def experiment_ks(wildcards):
-    return " ".join(str(k) for k in PLAN.config["experiments"][wildcards.experiment]["k"])
+    return " ".join(str(k) for k in CONFIG["experiments"][wildcards.experiment]["k"])
 
 
 def experiment_evalsets(wildcards):
@@ -84,11 +114,48 @@ def experiment_evalsets(wildcards):
 
 
 def experiment_title(wildcards):
-    return PLAN.config["experiments"][wildcards.experiment]["title"] or wildcards.experiment
+    return PLAN.experiment_title(wildcards.experiment)
+
+
+def experiment_summaries():
+    return expand(summary_file("{experiment}.csv"), experiment=PLAN.experiments)
+
+
+def paper_item_summaries(wildcards):
+    """Summaries of the experiments feeding a paper table or figure (none: every cell 'not run')."""
+    return [summary_file(f"{e}.csv") for e in PAPER_FEEDERS[wildcards.item]]
+
+
+def paper_item_curves(wildcards):
+    """Learning curves of the experiments feeding a paper figure."""
+    return [summary_file(f"{e}_curves.csv") for e in PAPER_FEEDERS[wildcards.item]]
+
+
+def paper_tables():
+    return expand(os.path.join(TABLES_DIR, "{item}.csv"), item=catalog.names("tables"))
+
+
+def paper_figures():
+    return expand(
+        os.path.join(FIGURES_DIR, "{item}.png"), item=catalog.names("figures")
+    )
+
+
+def input_folder(name):
+    """A params function: the folder of a rule's named input files (all in one folder)."""
+
+    def folder(wildcards, input):
+        return os.path.dirname(input[name][0])
+
+    return folder
+
+
+def report_config_file(wildcards):
+    """The workflow config file in effect: the first --configfile, else the Snakefile's configfile."""
+    return workflow.configfiles[0]
 
 
 def all_targets():
-    return (
-        ["results/summary.csv", "results/report/index.html"]
-        + [f"results/summary/{e}.md" for e in PLAN.experiments]
+    return [SUMMARY, REPORT] + expand(
+        summary_file("{experiment}.md"), experiment=PLAN.experiments
     )

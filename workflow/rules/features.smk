@@ -1,5 +1,6 @@
 # Feature extraction (GPU): every view any score needs, cached per run and
-# evaluation set ("test", or "ood-<name>" for Table 4's OOD sets).
+# evaluation set ("test", or "ood-<name>" for Table 4's OOD sets), for the
+# trained encoder and the untrained-encoder baseline.
 rule features:
     input:
         run_file("trained.json"),
@@ -7,13 +8,16 @@ rule features:
         run_file("features/{evalset}/meta.json"),
     log:
         run_file("logs/features_{evalset}.log"),
+    threads: CONFIG["threads"]["features"]
+    resources:
+        gpu=CONFIG["gpu_per_job"],
+        gpu_slots=GPU_SLOTS,
+        runs_per_gpu=CONFIG["runs_per_gpu"],
+        mem_mb=CONFIG["resources"]["features_mem_mb"],
+        runtime=CONFIG["resources"]["features_runtime"],
     params:
         args=features_args,
-    threads: config["threads"]["features"]
-    resources:
-        gpu=config["gpu_per_job"],
-        mem_mb=config["resources"]["features_mem_mb"],
-        runtime=config["resources"]["features_runtime"],
     shell:
-        "firm-bench features {params.args} --gpu-slots {GPU_SLOTS} --runs-per-gpu {config[runs_per_gpu]}"
+        "firm-bench features {params.args}"
+        " --gpu-slots {resources.gpu_slots} --runs-per-gpu {resources.runs_per_gpu}"
         " --no-progress > {log} 2>&1"

@@ -6,11 +6,11 @@ rule score:
         run_file("scores/{evalset}/by_family/{family}.json"),
     log:
         run_file("logs/score_{evalset}_{family}.log"),
+    threads: CONFIG["threads"]["score"]
+    resources:
+        mem_mb=CONFIG["resources"]["score_mem_mb"],
+        runtime=CONFIG["resources"]["score_runtime"],
     params:
         args=score_args,
-    threads: config["threads"]["score"]
-    resources:
-        mem_mb=config["resources"]["score_mem_mb"],
-        runtime=config["resources"]["score_runtime"],
     shell:
         "OMP_NUM_THREADS={threads} firm-bench score {params.args} --out {output} > {log} 2>&1"

@@ -6,11 +6,11 @@ localrules:
 
 rule table:
     input:
-        "results/summary/{experiment}.csv",
+        summary_file("{experiment}.csv"),
     output:
-        "results/summary/{experiment}.md",
+        summary_file("{experiment}.md"),
     log:
-        "results/logs/table_{experiment}.log",
+        log_file("table_{experiment}.log"),
     params:
         title=experiment_title,
     shell:

@@ -1,18 +1,23 @@
 # Training (GPU). trained.json is written last by `firm-bench train`; the
 # checkpoints are NOT outputs, so Snakemake never deletes them as incomplete
-# and a killed job resumes from checkpoints/last.pt when it is rerun.
+# and a killed job resumes from checkpoints/last.pt when it is rerun. GPU
+# slots are resources, not params: params are a rerun trigger, and moving a
+# finished grid to a machine with another GPU count must not retrain it.
 rule train:
     output:
         run_file("trained.json"),
     log:
         run_file("logs/train.log"),
+    threads: CONFIG["threads"]["train"]
+    resources:
+        gpu=CONFIG["gpu_per_job"],
+        gpu_slots=GPU_SLOTS,
+        runs_per_gpu=CONFIG["runs_per_gpu"],
+        mem_mb=CONFIG["resources"]["train_mem_mb"],
+        runtime=CONFIG["resources"]["train_runtime"],
     params:
         args=train_args,
-    threads: config["threads"]["train"]
-    resources:
-        gpu=config["gpu_per_job"],
-        mem_mb=config["resources"]["train_mem_mb"],
-        runtime=config["resources"]["train_runtime"],
     shell:
-        "firm-bench train {params.args} --set threads={threads} --gpu-slots {GPU_SLOTS} --runs-per-gpu {config[runs_per_gpu]}"
+        "firm-bench train {params.args} --set threads={threads}"
+        " --gpu-slots {resources.gpu_slots} --runs-per-gpu {resources.runs_per_gpu}"
         " --no-progress --record-failure > {log} 2>&1"
