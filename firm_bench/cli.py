@@ -1,18 +1,23 @@
-"""The ``firm-bench`` command line.
+"""The ``firm-bench`` command line: every argparse definition of the package lives here.
 
 Subcommands parse their arguments and call one library function each, so
 Snakemake rules, tests and users reach the same code::
 
-    firm-bench run      [--preset P] [--config F] [--set k=v ...] [--run-dir D]
+    firm-bench run      [--preset P] [--config F] [--set k=v ...] [--run-dir D]   # train + features + score
     firm-bench train    [--preset P] [--config F] [--set k=v ...] [--run-dir D]
-    firm-bench features RUN_DIR
+    firm-bench features RUN_DIR [--evalset test|ood-<name>]
     firm-bench score    RUN_DIR [--scores cos kde ...] [--k 1 5]
+    firm-bench metrics | summarize | combine | table        # reading results (no torch)
+    firm-bench paper-table NAME | figure NAME | report [--partial]   # the paper's outputs
+    firm-bench plan TARGET                                   # runs and GPU-hours of a target
     firm-bench data check NAME [--root DIR] [--download]
-    firm-bench list     {datasets,losses,scores,outliers,encoders,schedules,presets}
-    firm-bench config   [--preset P] [--config F] [--set k=v ...]
+    firm-bench list {datasets,losses,scores,outliers,encoders,schedules,presets}
+    firm-bench config [--preset P] [--config F] [--set k=v ...]
+    firm-bench catalog [--write | --check]                  # the registry snapshot planning reads
 
-``run`` is train + features + score. A run directory holds its resolved
-config, so ``features`` and ``score`` need only the directory.
+A run directory holds its resolved config, so ``features`` and ``score``
+need only the directory. User errors (``core.errors.USER_ERRORS``) print one
+line and exit 2; a recorded training failure exits 1.
 """
 
 from __future__ import annotations

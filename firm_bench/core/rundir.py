@@ -1,17 +1,19 @@
-"""Run directories, atomic writes, provenance.
+"""The run directory: its layout (the one home of every path in it), atomic writes, status, provenance.
 
-One directory per run, named by content (never by timestamp)::
+One directory per run, named by content (never by timestamp; :class:`Run`)::
 
     results/runs/{dataset}/{cls}/{loss}/{outliers}/{recipe}/seed{seed}/
-        config.yaml  versions.json  status.json
-        curve.csv                      # epoch, auroc (learning curve)
+        config.yaml  versions.json  status.json  trained.json    # trained.json last: "training finished"
+        curve.csv                                  # epoch (0 = untrained), auroc, loss, lr, elapsed[, select_auroc]
         checkpoints/last.pt  checkpoints/best_test.pt
-        features/features.pt           # FeatureCache of every view
-        scores/{score}[_k{k}].json     # one file per score
-        metrics.json                   # every score's AUROC + the AULC
+        features/{evalset}/cache.pt  meta.json     # evalset: test, or ood-<name> (Table 4)
+        features/{evalset}/untrained/cache.pt      # the encoder at initialisation
+        scores/{evalset}/{score}[_k{k}].json       # one file per score (score_path)
+        metrics.json                               # every score's AUROC, the AULC, the recipe labels
 
 Every file is written to a temporary name in the same directory and then
-renamed, so a killed process never leaves a half-written file behind.
+renamed, so a killed process never leaves a half-written file behind. No
+torch at import: reading results needs none.
 """
 
 from __future__ import annotations

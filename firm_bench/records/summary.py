@@ -1,15 +1,15 @@
 """Aggregate run results into pandas tables.
 
 - :func:`experiment_rows`: one row per run x score (x k) of one experiment,
-  read from each run's ``metrics.json`` and ``scores/*.json``, with AUROC,
-  AULC and the run's recipe labels. A run or score that failed or is missing
+  read from each run's ``metrics.json`` (its score jobs write it), with
+  AUROC, the untrained-encoder baseline, AULC and the run's recipe labels. A run or score that failed or is missing
   is a row with ``status`` failed / missing and a ``reason``, and no number.
 - :func:`combine`: every experiment's rows into ``results/summary.csv``.
 - :func:`mean_std_table`: mean +/- std over seeds per configuration, as a
   Markdown table (the paper-shaped tables come from ``firm_bench.paper.tables``).
 
 Aggregation is staged (per experiment, then global) so that no single
-Snakemake job has thousands of inputs.
+Snakemake job has thousands of inputs. Reading results needs no torch.
 """
 
 from __future__ import annotations

@@ -109,8 +109,13 @@ def test_best_test_selects_by_the_rotation_score(tmp_path):
 
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_same_numbers(tmp_path):
-    """A run SIGKILLed mid-way and restarted ends with the uninterrupted run's numbers."""
-    sets = ["--set", "optim.epochs=4", "--set", "device=cpu", "--set", "threads=1", "--no-progress"]
+    """A run SIGKILLed mid-way and restarted ends with the uninterrupted run's numbers.
+
+    The kill must land mid-run (after the first checkpoint, before the end): the test fails, rather than
+    passing vacuously, if it lands after training finished.
+    """
+    epochs = 4
+    sets = ["--set", f"optim.epochs={epochs}", "--set", "device=cpu", "--set", "threads=1", "--no-progress"]
     base = [sys.executable, "-m", "firm_bench.cli", "train", "--preset", "smoke", *sets]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -127,11 +132,13 @@ def test_kill_and_resume_gives_the_same_numbers(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     interrupted_at = torch.load(ckpt, weights_only=False)["epoch"]
-    assert 1 <= interrupted_at < 4 or runs.read_status(killed)["state"] == "ok"
-    subprocess.run([*base, "--run-dir", str(killed)], check=True, env=env, capture_output=True)
+    assert 1 <= interrupted_at < epochs, interrupted_at
+    assert not (killed / runs.TRAINED_FILE).exists() and runs.read_status(killed)["state"] == "running"
+    resumed = subprocess.run([*base, "--run-dir", str(killed)], check=True, env=env, capture_output=True, text=True)
+    assert f"from its checkpoint at epoch {interrupted_at}/{epochs}" in resumed.stderr
 
     a, b = read_curve(straight), read_curve(killed)
-    assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == [0, 1, 2, 3, 4]  # 0: the untrained model
+    assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == list(range(epochs + 1))  # 0: the untrained model
     for ra, rb in zip(a, b):
         assert ra["auroc"] == pytest.approx(rb["auroc"], abs=1e-6)
         assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-5, nan_ok=True)  # epoch 0 has no loss

@@ -1,4 +1,4 @@
-"""The training loop's fast path (issue 6): the paper's recipe at GPU speed.
+"""The step engine: the training steps of an epoch at GPU speed (the paper's recipe, fast path).
 
 At the paper's batch of 32 images of 32 x 32 pixels a GPU does little
 arithmetic per step; the step is bound by the host: Python dispatch, kernel
