@@ -36,11 +36,14 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
+from firm_bench.core import catalog
 from firm_bench.paper import figures as figs
 from firm_bench.paper import tables as tabs
+from firm_bench.paper.labels import recipe_label
 from firm_bench.planning.grid import paper_item_feeders, paper_items
+from firm_bench.records.summary import read_curves, read_summaries
 
-__all__ = ["build_report", "paper_item_feeders", "paper_items", "provenance", "register_cli"]
+__all__ = ["build_report", "paper_item_feeders", "paper_items", "provenance"]
 
 
 # --------------------------------------------------------------------------- #
@@ -79,7 +82,7 @@ def provenance(summary: pd.DataFrame) -> dict:
         "commits": _counts(col("git_commit")),
         "versions": {k: _counts(col(k)) for k in _VERSION_KEYS},
         "hardware": {k: _counts(col(k)) for k in _HARDWARE_KEYS if k in table},
-        "recipes": tabs.recipe_label(runs),
+        "recipes": recipe_label(runs),
     }
 
 
@@ -127,9 +130,9 @@ def _summaries_on_disk(summary_dir: Path, experiments: Sequence[str]) -> tuple[d
     for exp in experiments:
         path, curve_path = summary_dir / f"{exp}.csv", summary_dir / f"{exp}_curves.csv"
         if path.is_file():
-            rows[exp] = tabs.read_summaries([path])
+            rows[exp] = read_summaries([path])
         if curve_path.is_file():
-            curves[exp] = figs.read_curves([curve_path])
+            curves[exp] = read_curves([curve_path])
     return rows, curves
 
 
@@ -200,7 +203,7 @@ def _page(items: list[_Item], prov: dict, meta: dict, tolerance: float) -> str:
     sections = []
     for i in items:
         links = " · ".join(f"<a href='{esc(href)}'>{esc(ext)}</a>" for ext, href in i.links)
-        body = "<br>".join(esc(line) for line in i.doc.splitlines()[1:] if line.strip())
+        body = esc(i.doc)
         sections.append(f"<section id='{i.name}'><h2>{esc(i.title)}</h2><p class='caption'>{body}</p>"
                         f"<p class='caption'>Fed by: {esc(', '.join(i.feeders) or 'no experiment of this config')}. "
                         f"{links}</p>{i.html}</section>")
@@ -248,11 +251,10 @@ def build_report(
     threads: int = 1,
 ) -> Path:
     """Write the report page (and, with ``partial``, the tables and figures it shows); returns its path."""
-    from firm_bench.core import config as config_mod
     from firm_bench.core import rundir as runs_mod
     from firm_bench.planning import grid as fw
 
-    config = fw.validate_config(config_mod.load_yaml(config_path))
+    config = fw.validate_config(fw.load_workflow_config(config_path))
     feeders = paper_item_feeders(config)
     out = Path(out)
     experiments = list(config["experiments"])
@@ -271,7 +273,7 @@ def build_report(
     for name in paper_items():
         kind = "table" if name in tabs.TABLES else "figure"
         spec = tabs.TABLES.get(name) if kind == "table" else figs.FIGURES.get(name)
-        item = _Item(name, spec.title, spec.doc, feeders[name], kind)
+        item = _Item(name, catalog.title(name), spec.doc, feeders[name], kind)
         items.append(_table_item(item, Path(tables_dir) / f"{name}.csv", out.parent, tolerance) if kind == "table"
                      else _figure_item(item, Path(figures_dir) / f"{name}.png", out.parent))
     summary = _concat(list(rows.values()))

@@ -5,6 +5,9 @@
   AUROC, the untrained-encoder baseline, AULC and the run's recipe labels. A run or score that failed or is missing
   is a row with ``status`` failed / missing and a ``reason``, and no number.
 - :func:`combine`: every experiment's rows into ``results/summary.csv``.
+- :func:`read_summaries` / :func:`read_curves`: experiment summaries and
+  learning curves read back as one frame each, every result once (what the
+  paper tables, figures and report are drawn from).
 - :func:`mean_std_table`: mean +/- std over seeds per configuration, as a
   Markdown table (the paper-shaped tables come from ``firm_bench.paper.tables``).
 
@@ -28,9 +31,12 @@ ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "see
 VALUE_COLUMNS = ["auroc", "aulc", "status", "reason", "untrained_auroc"]
 #: recipe labels of each row (records.metrics.recipe_labels; where they differ from the reference: docs/FAITHFULNESS.md);
 #: a summary written before a label existed reads it as unknown
-LABEL_COLUMNS = ["schedule", "checkpoint", "select_score", "bn_momentum", "head_init", "loss_form", "id_labels", "tau",
-                 "batch_size", "epochs", "normalization", "precision", "image_size", "eval_size", "eval_zoom", "batching",
-                 "train_seconds", "run_dir"]
+RECIPE_LABELS = ["schedule", "checkpoint", "select_score", "bn_momentum", "head_init", "loss_form", "id_labels", "tau",
+                 "batch_size", "epochs", "normalization", "precision", "image_size", "eval_size", "eval_zoom", "batching"]
+LABEL_COLUMNS = [*RECIPE_LABELS, "train_seconds", "run_dir"]
+#: recipe labels a summary (or a paper table's cell CSV) written before they existed lacks: read as unknown
+LATER_LABELS = ["loss_form", "id_labels", "select_score", "head_init", "normalization", "precision", "image_size",
+                "eval_size", "eval_zoom", "batching"]
 COLUMNS = ID_COLUMNS + VALUE_COLUMNS + LABEL_COLUMNS
 
 
@@ -117,6 +123,53 @@ def combine(paths: Iterable[str | Path]) -> pd.DataFrame:
     frames = [pd.read_csv(p, dtype={"cls": str}) for p in paths]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def read_summaries(paths: Iterable[str | Path] | pd.DataFrame) -> pd.DataFrame:
+    """Experiment summaries (``results/summary/<experiment>.csv``) as one frame, each result once.
+
+    Runs shared by experiments (Table 5 and Table 10a) appear once. ``ood`` is
+    the OOD set of the unlabeled multiclass protocol (Table 4): the summary's
+    ``evalset`` where it is not ``test``, else empty. A column of
+    :data:`COLUMNS` that an older summary lacks reads as unknown (``evalset``:
+    ``test``).
+    """
+    if isinstance(paths, pd.DataFrame):
+        df = paths.copy()
+    else:
+        paths = [Path(p) for p in paths]
+        for p in paths:
+            if not p.is_file():
+                raise FileNotFoundError(f"summary {p} does not exist; build it with `snakemake {p}`")
+        df = combine(paths)
+    for col in COLUMNS:
+        if col not in df.columns:
+            df[col] = "test" if col == "evalset" else None
+    text = ["experiment", "dataset", "loss", "outliers", "recipe", "score", "status", "reason", "run_dir", "schedule",
+            "checkpoint", *LATER_LABELS]
+    df = df.astype({c: object for c in text})
+    df["evalset"] = df["evalset"].fillna("test").astype(str)
+    df["ood"] = df["evalset"].where(df["evalset"] != "test", None)
+    df["cls"] = df["cls"].astype(str)
+    df["k"] = pd.to_numeric(df["k"], errors="coerce")
+    return df.drop_duplicates(["run_dir", "evalset", "score", "k"], keep="first").reset_index(drop=True)
+
+
+def read_curves(paths: Iterable[str | Path] | pd.DataFrame) -> pd.DataFrame:
+    """Learning curves (``results/summary/<experiment>_curves.csv``) as one frame, each run's curve once."""
+    if isinstance(paths, pd.DataFrame):
+        frames = [paths]
+    else:
+        frames = []
+        for p in map(Path, paths):
+            if not p.is_file():
+                raise FileNotFoundError(f"learning curves {p} do not exist; build them with `snakemake {p}`")
+            frames.append(pd.read_csv(p, dtype={"cls": str}))
+    frames = [f for f in frames if not f.empty]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
+    df = df.reindex(columns=list(dict.fromkeys([*CURVE_COLUMNS, *df.columns])))
+    df["cls"] = df["cls"].astype(str)
+    return df.drop_duplicates(["run_dir", "epoch"]).reset_index(drop=True)
 
 
 def _fmt(values: pd.Series, statuses: pd.Series) -> str:

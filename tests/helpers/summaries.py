@@ -8,10 +8,10 @@ import pandas as pd
 from firm_bench.core.catalog import score_family
 from firm_bench.datasets import DATASETS
 from firm_bench.paper import reported as rep
-from firm_bench.paper import tables as tabs
+from firm_bench.paper.labels import default_k
 from firm_bench.records.summary import COLUMNS
 
-K = tabs.default_k()
+K = default_k()
 
 
 def summary(experiment, datasets, classes, losses, outliers, scores, seeds=(0, 1), recipe="paper", auroc=0.9,

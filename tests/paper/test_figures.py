@@ -12,6 +12,9 @@ from firm_bench.core.rundir import cache_path
 from firm_bench.method.losses import get_loss
 from firm_bench.method.scores import FeatureCache
 from firm_bench.paper import figures as figs
+from firm_bench.paper.figures.curves import class_mean_curves
+from firm_bench.paper.figures.landscape import constructed_batch, landscape
+from firm_bench.paper.figures.sweep import sweep_rows
 from tests.helpers.summaries import summary
 
 
@@ -43,7 +46,7 @@ def hand_batch(s_in: float, s_out: float, n_id: int = 4, n_out: int = 4):
 @pytest.mark.parametrize("loss", ["ntxent", "supcon", "firm"])
 def test_landscape_equals_the_loss_computed_directly(loss):
     s_in, s_out = [-1 / 3, 0.0, 0.5, 1.0], [-1 / 3, 0.25, 1.0]
-    grid = figs.landscape(loss, s_in, s_out)
+    grid = landscape(loss, s_in, s_out)
     fn = get_loss(loss)
     for (i, a), (j, b) in itertools.product(enumerate(s_in), enumerate(s_out)):
         z, labels = hand_batch(a, b)
@@ -56,10 +59,10 @@ def test_landscape_uses_each_loss_in_its_reference_form():
     # SupCon as the reference ran it: concat (SupContrast L_out); NT-Xent and FIRM pairwise
     for loss, form, other in (("supcon", "concat", "pairwise"), ("ntxent", "pairwise", "concat"),
                               ("firm", "pairwise", "concat")):
-        grid = figs.landscape(loss, s, s)
+        grid = landscape(loss, s, s)
         assert grid[1, 1] == pytest.approx(float(get_loss(loss, form=form)(z, z, labels)), abs=1e-9)
         assert grid[1, 1] != pytest.approx(float(get_loss(loss, form=other)(z, z, labels)), abs=1e-6)
-        assert np.allclose(figs.landscape(loss, s, s, form=other)[1, 1], float(get_loss(loss, form=other)(z, z, labels)))
+        assert np.allclose(landscape(loss, s, s, form=other)[1, 1], float(get_loss(loss, form=other)(z, z, labels)))
 
 
 def test_fig2_says_which_form_each_panel_used(monkeypatch):
@@ -73,7 +76,7 @@ def test_fig2_says_which_form_each_panel_used(monkeypatch):
 
 
 def test_constructed_batch_has_the_prescribed_similarities():
-    z, labels = figs.constructed_batch(0.3, -0.2, n_id=3, n_out=5)
+    z, labels = constructed_batch(0.3, -0.2, n_id=3, n_out=5)
     gram = z @ z.T
     assert torch.allclose(torch.diagonal(gram), torch.ones(8, dtype=z.dtype))
     assert torch.allclose(gram[0, 1:3], torch.tensor([0.3, 0.3], dtype=z.dtype))
@@ -81,12 +84,12 @@ def test_constructed_batch_has_the_prescribed_similarities():
     assert torch.allclose(gram[:3, 3:], torch.zeros(3, 5, dtype=z.dtype), atol=1e-12)
     assert labels.tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
     with pytest.raises(ValueError, match="s_out=-0.5"):
-        figs.constructed_batch(0.0, -0.5, n_out=4)
+        constructed_batch(0.0, -0.5, n_out=4)
 
 
 def test_landscape_minima_are_where_the_paper_says():
     s = np.linspace(-1 / 3, 1, 9)
-    argmin = {loss: np.unravel_index(np.argmin(figs.landscape(loss, s, s)), (9, 9)) for loss in ("ntxent", "supcon", "firm")}
+    argmin = {loss: np.unravel_index(np.argmin(landscape(loss, s, s)), (9, 9)) for loss in ("ntxent", "supcon", "firm")}
     assert argmin["ntxent"] == (0, 0)  # inliers and outliers spread
     assert argmin["supcon"] == (8, 8)  # both groups collapse
     assert argmin["firm"] == (8, 0)  # inliers aligned, outliers spread
@@ -188,7 +191,7 @@ def test_footer_names_the_loss_forms(fixture_data):
 
 
 def test_sweep_reads_tau_and_batch_size_from_the_columns():
-    taus, sizes, note = figs._sweep_rows(sweep(), k=5)
+    taus, sizes, note = sweep_rows(sweep(), k=5)
     assert sorted(taus["tau"].unique()) == [0.05, 0.2, 0.5] and set(taus["batch_size"]) == {32}
     assert sorted(sizes["batch_size"].unique()) == [16, 32, 128] and set(sizes["tau"]) == {0.2}
     assert note == "base: tau 0.2, batch size 32"
@@ -197,7 +200,7 @@ def test_sweep_reads_tau_and_batch_size_from_the_columns():
 def test_class_mean_curves_need_every_class():
     c = curves(["cifar10"], [0, 1], ["firm"])
     c = c[~((c["cls"] == "1") & (c["epoch"] == 6))]  # class 1 has not reached epoch 6 yet
-    per = figs._class_mean_curves(c)
+    per = class_mean_curves(c)
     assert sorted(per["epoch"].unique()) == [2, 4]
     assert per.loc[(per["seed"] == 0) & (per["epoch"] == 2), "auroc_pct"].iloc[0] == pytest.approx(66.0)
 
@@ -262,3 +265,120 @@ def test_learning_curves_start_at_the_untrained_encoder():
     plain = figs.draw("fig4", figs.FigureData(summary("fig4", ["cifar10"], [0], ["firm"], ["rot"], ["cos"]),
                                               curves(["cifar10"], [0], ["firm"])))
     assert not [ln for ax in plain.axes for ln in ax.lines if ln.get_linestyle() == ":"]
+
+
+# --------------------------------------------------------------------------- #
+# legends beside the panels, never over them; classes by name
+# --------------------------------------------------------------------------- #
+#: CIFAR-10's classes in index order, as torchvision lists them (written out here, not read from the catalog)
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def laid_out(fig):
+    """The figure drawn once on an Agg canvas (constrained layout runs), and its renderer."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from firm_bench.paper.figures.common import RC
+
+    FigureCanvasAgg(fig)
+    with matplotlib.rc_context(RC):
+        fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def legend_overlaps(fig) -> list[tuple[str, str]]:
+    """(legend title or 'legend', panel title) for every figure legend whose box meets a panel's.
+
+    A panel's box is its tight box: the axes with its title, tick labels and
+    axis labels (a legend over a panel's title covers the panel too).
+    """
+    renderer = laid_out(fig)
+    hits = []
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            if not ax.get_visible() or not ax.axison:
+                continue
+            other = ax.get_tightbbox(renderer)
+            w = min(box.x1, other.x1) - max(box.x0, other.x0)
+            h = min(box.y1, other.y1) - max(box.y0, other.y0)
+            if w > 0.5 and h > 0.5:  # more than half a pixel of common area
+                hits.append((legend.get_title().get_text() or "legend", ax.get_title()))
+    return hits
+
+
+def test_the_overlap_check_sees_a_legend_over_a_panel(fixture_data):
+    rows, _ = fixture_data["sweep"]
+    fig = figs.draw("fig5", figs.FigureData(rows, pd.DataFrame()))
+    assert legend_overlaps(fig) == []
+    handles, labels = fig.legends[0].legend_handles, [t.get_text() for t in fig.legends[0].get_texts()]
+    fig.legend(handles, labels, title="over", loc="center")  # in the middle of the figure: over panels (b), (c)
+    assert {h[0] for h in legend_overlaps(fig)} == {"over"}
+
+
+@pytest.mark.parametrize("name", figs.FIGURES.names())
+def test_no_legend_covers_a_panel(name, fixture_data, monkeypatch):
+    spec = figs.FIGURES.get(name)
+    if spec.kind == "landscape":
+        monkeypatch.setitem(spec.params, "steps", 5)
+    rows, curve_rows = fixture_data[spec.kind]
+    fig = figs.draw(name, figs.FigureData(rows, curve_rows))
+    assert [ax.get_title() for ax in fig.axes if ax.get_legend() is not None] == []  # no legend inside a panel
+    labelled = spec.kind != "landscape" and any(ax.get_legend_handles_labels()[1] for ax in fig.axes)
+    assert len(fig.legends) == (1 if labelled else 0)  # the one legend of the figure (Figure 2 has none)
+    assert labelled or name in ("fig2", "fig7")  # the fixture has no texture class for Figure 7
+    assert legend_overlaps(fig) == [], name
+    renderer = fig.canvas.get_renderer()
+    for legend in fig.legends:  # and it is on the page
+        box, page = legend.get_window_extent(renderer), fig.bbox
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 + 0.5 and page.y0 <= box.y0 and box.y1 <= page.y1 + 0.5
+
+
+def test_panel_titles_stay_within_their_panel_column(fixture_data):
+    """Constrained layout makes no room for a title wider than its panel: Figure 5's would run into the legend."""
+    rows, _ = fixture_data["sweep"]
+    fig = figs.draw("fig5", figs.FigureData(rows, pd.DataFrame()))
+    renderer = laid_out(fig)
+    panels = sorted((ax for ax in fig.axes if ax.get_title()), key=lambda a: a.get_position().x0)
+    for left, right in zip(panels, panels[1:]):
+        assert left.title.get_window_extent(renderer).x1 <= right.get_tightbbox(renderer).x0, left.get_title()
+
+
+def test_sweep_legend_names_the_classes():
+    fig = figs.draw("fig5", figs.FigureData(sweep(), pd.DataFrame()))
+    (legend,) = fig.legends
+    assert legend.get_title().get_text() == "class"
+    assert [t.get_text() for t in legend.get_texts()] == [CIFAR10_NAMES[0], CIFAR10_NAMES[2], "mean"]
+
+
+def test_tsne_panels_name_index_classes_by_name(tmp_path):
+    """In miniature (no MVTec run) the panels are the stand-in's classes: named, not numbered."""
+    rows = summary("fig3", ["cifar10"], [3, 0], ["ntxent", "supcon", "firm"], ["rot"], ["cos"], seeds=(0,))
+    rows["run_dir"] = [str(tmp_path / d) for d in rows["run_dir"]]
+    for i, run_dir in enumerate(rows["run_dir"].unique()):
+        write_cache(run_dir, seed=i)
+    fig = figs.draw("fig3", figs.FigureData(rows, pd.DataFrame()))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == [f"{CIFAR10_NAMES[c]}: {loss} (seed 0)" for c in (0, 3) for loss in ("NT-Xent", "SupCon", "FIRM")]
+
+
+def test_tsne_class_lists_are_the_datasets_own():
+    from firm_bench.datasets import mvtec
+    from firm_bench.paper.figures.tsne import panel_classes
+
+    assert panel_classes(figs.FIGURES.get("fig6")) == list(mvtec.OBJECTS)
+    assert panel_classes(figs.FIGURES.get("fig7")) == list(mvtec.TEXTURES)
+    assert panel_classes(figs.FIGURES.get("fig3")) == ["metal_nut", "screw"]
+    bad = figs.FigureSpec("fig6", title="Figure 6: x", kind="tsne", params={"dataset": "mvtec", "class_group": "shiny"})
+    with pytest.raises(ValueError, match="no class group 'shiny'; valid: objects, textures"):
+        panel_classes(bad)
+
+
+def test_each_kind_has_its_drawing_function():
+    from firm_bench.paper.figures import curves as c, landscape as la, sweep as sw, tsne as ts
+
+    assert figs.DRAW == {"curves": c.draw_curves, "landscape": la.draw_landscape, "tsne": ts.draw_tsne,
+                         "sweep": sw.draw_sweep}
+    with pytest.raises(ValueError, match="unknown kind 'pie'"):
+        figs.FigureSpec("fig9", title="Figure 9: x", kind="pie")

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from firm_bench.cli import build_parser
+from firm_bench.paper import labels
 from firm_bench.paper import reported as rep
 from firm_bench.paper import tables as tabs
+from firm_bench.records.summary import read_summaries
 from tests.helpers import ROOT
 from tests.helpers.summaries import K, summary, summary_from_paper
 
@@ -153,12 +155,12 @@ def test_write_table_and_cli_round_trip(tmp_path, reported):
     for ext in ("md", "tex", "csv"):
         assert (tmp_path / "t" / f"table6.{ext}").stat().st_size > 0
     cells = tabs.read_cells(tmp_path / "t" / "table6.csv")
-    again = tabs.compare(tabs.TABLES.get("table6"), tabs.read_summaries([src]), reported)
+    again = tabs.compare(tabs.TABLES.get("table6"), read_summaries([src]), reported)
     assert tabs.agreement(cells) == tabs.agreement(again)
     assert tabs.render(tabs.TABLES.get("table6"), cells, "md") == (tmp_path / "t" / "table6.md").read_text().replace(
         "0.5 point", "1.0 point")
     with pytest.raises(FileNotFoundError, match="snakemake"):
-        tabs.read_summaries([tmp_path / "absent.csv"])
+        read_summaries([tmp_path / "absent.csv"])
 
 
 def test_rendering_from_results_imports_no_torch(tmp_path):
@@ -370,7 +372,7 @@ def test_caption_names_the_form_of_each_loss(reported, tmp_path):
     # the override: every loss pairwise, which the reference did not do for SupCon / SupCon*
     forced = tabs.render(spec, tabs.compare(spec, rows.assign(loss_form="pairwise"), reported), "md")
     assert "loss forms: all pairwise (N×N) — override; the reference ran SupCon/SupCon* in concat (2N×2N)" in forced
-    assert tabs.loss_form_label(rows, compact=True).startswith("loss forms: NT-Xent pairwise, SupCon concat")
+    assert labels.loss_form_label(rows, compact=True).startswith("loss forms: NT-Xent pairwise, SupCon concat")
     # a cell CSV written before the label existed reads back, the form unknown
     from firm_bench.records.summary import write_csv
 
@@ -380,11 +382,11 @@ def test_caption_names_the_form_of_each_loss(reported, tmp_path):
 
 def test_older_summaries_without_the_form_read_as_unknown(reported):
     rows = summary("e", ["cifar10"], range(10), ["firm", "supcon"], ["rot"], ["cos"]).drop(columns=["loss_form", "id_labels"])
-    df = tabs.read_summaries(rows)
+    df = read_summaries(rows)
     assert df["loss_form"].isna().all()
-    assert tabs.loss_form_label(df) == "loss forms: not recorded (results from before the label)"
+    assert labels.loss_form_label(df) == "loss forms: not recorded (results from before the label)"
     partly = df.assign(loss_form=df["loss"].map({"firm": "pairwise"}))
-    assert tabs.loss_form_label(partly) == ("loss forms: SupCon unknown, FIRM pairwise (N×N) — SupCon: form not "
+    assert labels.loss_form_label(partly) == ("loss forms: SupCon unknown, FIRM pairwise (N×N) — SupCon: form not "
                                             "recorded (older results)")
     text = tabs.render(tabs.TABLES.get("table10a"), tabs.compare(tabs.TABLES.get("table10a"), df, reported), "md")
     assert "loss forms: not recorded" in text
@@ -392,8 +394,8 @@ def test_older_summaries_without_the_form_read_as_unknown(reported):
 
 def test_id_labels_are_named_in_the_caption(reported):
     rows = summary("e", ["cifar10"], range(10), ["firm"], ["rot"], ["cos"], loss_form="pairwise", id_labels=True)
-    assert "in-distribution class labels used" in tabs.recipe_label(rows)
-    assert "class labels" not in tabs.recipe_label(rows.assign(id_labels=False))
+    assert "in-distribution class labels used" in labels.recipe_label(rows)
+    assert "class labels" not in labels.recipe_label(rows.assign(id_labels=False))
 
 
 # --------------------------------------------------------------------------- #

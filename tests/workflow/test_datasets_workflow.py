@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from firm_bench.paper import figures
-from firm_bench.paper.tables import read_summaries
+from firm_bench.records.summary import read_summaries
 from tests.helpers import data as fixtures
 from tests.helpers.snakemake import job_stats, snakemake
 
