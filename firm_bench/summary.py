@@ -162,7 +162,7 @@ def mean_std_table(df: pd.DataFrame, title: str = "") -> str:
         out_rows.append(row)
     headers = ["configuration", *classes, "mean over classes", "AULC"]
     shown = ["schedule", "checkpoint", "bn_momentum", "loss_form", "precision", "normalization", "eval_size", "eval_zoom"]
-    labels = df.drop_duplicates("run_dir")[[c for c in shown if c in df.columns]].astype(str)
+    labels = df.drop_duplicates("run_dir")[[c for c in shown if c in df.columns]].astype(object).fillna("unknown").astype(str)
     provenance = "; ".join(
         f"{col}: {', '.join(sorted(set(labels[col])))}" for col in labels.columns
     )
