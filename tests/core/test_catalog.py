@@ -81,10 +81,10 @@ def test_unknown_names_fail_listing_the_valid_ones():
 def test_planning_the_paper_grid_imports_no_torch():
     code = (
         "import sys, yaml\n"
-        "from firm_bench import workflow\n"
-        f"p = workflow.plan(yaml.safe_load(open({str(ROOT / 'workflow/config/paper.yaml')!r})))\n"
+        "from firm_bench.planning import grid\n"
+        f"p = grid.plan(yaml.safe_load(open({str(ROOT / 'workflow/config/paper.yaml')!r})))\n"
         "assert len(p.runs) > 1000, len(p.runs)\n"
-        "workflow.paper_item_feeders(p.config)\n"
+        "grid.paper_item_feeders(p.config)\n"
         "print(sorted(m for m in ('torch', 'torchvision', 'matplotlib') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
