@@ -85,7 +85,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}"
+                f"unknown {self.kind} {name!r}; valid: {', '.join(sorted(self.names()))}"
             ) from None
 
     def names(self) -> list[str]:

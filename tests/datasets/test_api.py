@@ -22,7 +22,7 @@ from tests.helpers.data import write_cifar10
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(UnknownNameError, match="unknown dataset 'cifar11'; valid: cifar10, "):
+    with pytest.raises(UnknownNameError, match="unknown dataset 'cifar11'; valid: cats_vs_dogs, cifar10, cifar100, "):
         get_dataset("cifar11")
     with pytest.raises(UnknownNameError, match="fmnist_mini"):
         load_split("mnist", "train")
