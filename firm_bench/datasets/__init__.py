@@ -43,8 +43,8 @@ from __future__ import annotations
 
 from firm_bench.core.errors import DatasetError
 
-# Importing a loader module registers its datasets; this order is DATASETS.names().
-from firm_bench.datasets import cats_vs_dogs, cifar, fashion_mnist, mini, mvtec, oe, ood_folders, svhn  # noqa: E402,F401,I001
+# Importing a loader module registers its datasets; this order (the paper's) is DATASETS.names() and the catalog's.
+from firm_bench.datasets import cifar, fashion_mnist, svhn, mini, mvtec, cats_vs_dogs, ood_folders, oe  # noqa: E402,F401,I001
 from firm_bench.datasets.base import (
     DATA_ENV,
     DATASETS,

@@ -1,4 +1,4 @@
-"""Cost planner: the runs, epochs, images and GPU-hours a paper target needs .
+"""Cost planner: the runs, epochs, images and GPU-hours a paper target needs.
 
 ``firm-bench plan TARGET`` expands TARGET (an experiment of the workflow
 config, a paper item such as ``table7`` that several experiments feed, or

@@ -1,4 +1,4 @@
-"""Training: the loop, the two learning-rate schedules, checkpoint and resume.
+"""Training: the loop, checkpoint and resume (the schedules: ``method.schedules``).
 
 The recipe (METHOD.md "Training recipe"): SGD with momentum and weight
 decay; every epoch the normal class's training images plus their synthetic
