@@ -197,6 +197,12 @@ def test_sweep_reads_tau_and_batch_size_from_the_columns():
     assert note == "base: tau 0.2, batch size 32"
 
 
+def test_sweep_of_runs_planned_but_not_scored_is_empty_not_an_error():
+    planned = sweep().assign(status="missing", tau=None, batch_size=None, auroc=None)
+    taus, sizes, note = sweep_rows(planned, k=5)
+    assert taus.empty and sizes.empty and note == "no scored runs"
+
+
 def test_class_mean_curves_need_every_class():
     c = curves(["cifar10"], [0, 1], ["firm"])
     c = c[~((c["cls"] == "1") & (c["epoch"] == 6))]  # class 1 has not reached epoch 6 yet
