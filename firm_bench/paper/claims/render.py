@@ -300,7 +300,7 @@ def forest_figure(results: Sequence[ClaimResult]):
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from firm_bench.paper.figures.common import RC, TEXT_WIDTH_IN
+    from firm_bench.paper.figures.common import RC, TEXT_WIDTH_IN, note
 
     shown = [r for r in results if r.stats is not None and math.isfinite(r.stats.estimate)]
     units = [u for u in UNITS if any(r.claim.unit == u for r in shown)]
@@ -339,8 +339,10 @@ def forest_figure(results: Sequence[ClaimResult]):
                     Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linewidth=0, markersize=3.2,
                            label="stand-in (not evidence)")]
         fig.legend(handles=handles, loc="outside upper center", ncols=3, frameon=False, fontsize=6)
+        text = "95 % intervals unadjusted; colour: the verdict after Holm's correction (results/claims.md)"
         if any(r.stand_in for r in shown):
-            fig.suptitle(f"Hollow markers: {STAND_IN_LABEL}", fontsize=6, x=0.0, ha="left", color="0.35")
+            text = f"Hollow markers: {STAND_IN_LABEL}. " + text
+        note(fig, text)
         return fig
 
 
