@@ -200,6 +200,8 @@ th{background:#f2f2f2}.agree{background:#c8f0c8}.disagree{background:#f6c6c6}.st
 .caption{font-size:13px;color:#444}.missing{color:#a60}section{margin:2em 0;overflow-x:auto}
 img{max-width:100%;border:1px solid #ddd}.broken{display:none;background:#f6c6c6;padding:.5em}
 .summary td.num{text-align:right}code{background:#f4f4f4;padding:0 3px}
+table.claims td{white-space:normal;vertical-align:top;min-width:6em;max-width:36em}
+tr.supported td:last-child{background:#c8f0c8}tr.contradicted td:last-child{background:#f6c6c6}
 """
 # Marks the page when an image fails to load (the headless-browser test reads data-broken-images).
 _SCRIPT = """

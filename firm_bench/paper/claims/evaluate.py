@@ -581,7 +581,7 @@ def evaluate_claims(summary_df: pd.DataFrame, curves_df: pd.DataFrame | None = N
                     claims: Sequence[Claim] | None = None, partial: bool = False, *, min_pairs: int = MIN_PAIRS,
                     alpha: float = ALPHA, n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED,
                     reported: pd.DataFrame | None = None, plan: Any = None) -> list[ClaimResult]:
-    """Test every claim on our summary rows (``summary.COLUMNS``) and learning curves (``CURVE_COLUMNS``).
+    """Test every claim on our summary rows (``records.summary.COLUMNS``) and learning curves (``CURVE_COLUMNS``).
 
     Works on partial results: a claim whose runs are absent is ``not run``
     (``pending`` with ``partial``), one with fewer than ``min_pairs`` pairs

@@ -269,15 +269,28 @@ def claims_html(results: Sequence[ClaimResult] | pd.DataFrame, *, forest_href: s
             "<p>" + ", ".join(f"{esc(v)}: {n}" for v, n in _counts(table)) + "</p>"]
     if forest_href:
         out.append(f'<img src="{esc(forest_href)}" alt="forest plot of the claims\' effects">')
-    out.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in _HEAD) + "</tr></thead><tbody>")
+    waiting = table["verdict"].isin(["not run", "pending"])
+    if (~waiting).any():
+        out.append(_html_rows(table[~waiting]))
+    if waiting.any():
+        out.append(f"<details><summary>{int(waiting.sum())} claims without results (not run / pending), "
+                   "each with what is missing</summary>" + _html_rows(table[waiting]) + "</details>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _html_rows(table: pd.DataFrame) -> str:
+    """The claims of ``table`` as an HTML table (columns :data:`_HEAD`; long cells wrap)."""
+    esc = html_mod.escape
+    out = ["<table class='claims'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in _HEAD) + "</tr></thead><tbody>"]
     for row in table.to_dict("records"):
         cls = _str(row["verdict"]).replace(" ", "-")
         says = f"“{esc(_str(row['quote']))}” ({esc(_str(row['source']))})"
         out.append(f'<tr class="{cls}"><td><b>{esc(_str(row["id"]))}</b><br>{esc(_str(row["claim"]))}</td>'
-                   f"<td style='white-space:normal'>{says}</td><td>{esc(_paper_text(row))}</td>"
+                   f"<td>{says}</td><td>{esc(_paper_text(row))}</td>"
                    f"<td>{esc(_ours_text(row))}</td><td>{_n_text(row)}</td><td>{esc(_p(row['p_holm']))}</td>"
-                   f"<td style='white-space:normal'>{esc(_verdict_text(row))}</td></tr>")
-    out.append("</tbody></table></section>")
+                   f"<td>{esc(_verdict_text(row))}</td></tr>")
+    out.append("</tbody></table>")
     return "\n".join(out)
 
 
