@@ -3,6 +3,7 @@
 #   snakemake --cores all --resources gpu=4                 # everything in the config
 #   snakemake --cores all results/tables/table1a.md         # one paper table
 #   snakemake --cores all results/report/index.html         # the replication report
+#   snakemake --cores all results/claims.md                  # the paper's claims, checked
 #   snakemake --cores all --configfile workflow/config/mini.yaml   # CPU miniature
 #   snakemake --profile workflow/profiles/slurm             # a SLURM cluster
 #
@@ -28,6 +29,7 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/paper_tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/claims.smk"
 include: "workflow/rules/report.smk"
 
 

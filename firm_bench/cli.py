@@ -9,6 +9,7 @@ Snakemake rules, tests and users reach the same code::
     firm-bench score    RUN_DIR [--scores cos kde ...] [--k 1 5]
     firm-bench metrics | summarize | combine | table        # reading results (no torch)
     firm-bench paper-table NAME | figure NAME | report [--partial]   # the paper's outputs
+    firm-bench claims [--config F] [--partial]               # the paper's claims, checked (results/claims.md)
     firm-bench plan TARGET                                   # runs and GPU-hours of a target
     firm-bench data check NAME [--root DIR] [--download]
     firm-bench list {datasets,losses,scores,outliers,encoders,schedules,presets}
@@ -262,7 +263,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(build_report(args.config, args.out, summary_dir=args.summary_dir, tables_dir=args.tables_dir,
                        figures_dir=args.figures_dir, partial=args.partial,
                        tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
-                       threads=args.threads))
+                       threads=args.threads, claims_csv=args.claims_csv, claims_forest=args.claims_forest))
+    return 0
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    """``firm-bench claims``: verdicts on the paper's claims from whatever summaries exist."""
+    from firm_bench.paper.claims import write_claims
+    from firm_bench.planning import grid
+
+    plan = grid.plan(grid.load_workflow_config(args.config))
+    missing: list[str] = []
+    if args.summaries is None:  # the config's experiments: the summaries and curves built so far
+        summary_dir = Path(args.summary_dir)
+        summaries = [summary_dir / f"{e}.csv" for e in plan.experiments]
+        missing = [str(p) for p in summaries if not p.is_file()]
+        summaries = [p for p in summaries if p.is_file()]
+        curves = [p.with_name(f"{p.stem}_curves.csv") for p in summaries]
+        curves = [p for p in curves if p.is_file()]
+    else:
+        summaries, curves = args.summaries, args.curves
+    for path in write_claims(summaries, curves, args.out, args.csv, None if args.no_forest else args.forest,
+                             args.partial, claims_file=args.claims_file, plan=plan, missing=missing,
+                             config_label=str(args.config)):
+        print(path)
     return 0
 
 
@@ -311,7 +335,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
-    """paper-table, figure, report, plan. Choices come from the catalog snapshot (no torch, no pandas)."""
+    """paper-table, figure, report, claims, plan. Choices come from the catalog snapshot (no torch, no pandas)."""
     from firm_bench.core import catalog
 
     tables, figures = catalog.names("tables"), catalog.names("figures")
@@ -337,7 +361,8 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_figure)
 
     p = sub.add_parser("report", help="the replication report: every paper table and figure in one HTML page",
-                       description="The replication report: one offline HTML page with every paper table and figure.")
+                       description="The replication report: one offline HTML page with every paper table and figure "
+                                   "and the paper's claims, checked.")
     p.add_argument("--config", default="workflow/config/paper.yaml", help="workflow config (default: %(default)s)")
     p.add_argument("--out", default="results/report/index.html", help="the page (default: %(default)s)")
     p.add_argument("--partial", action="store_true",
@@ -347,7 +372,33 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--figures-dir", default="figures")
     p.add_argument("--tolerance", type=float, default=None, help=TOLERANCE_HELP)
     p.add_argument("--threads", type=int, default=1, help="threads of the t-SNE figures (partial view)")
+    p.add_argument("--claims-csv", default="results/claims.csv",
+                   help="the claims table firm-bench claims wrote (complete view; default: %(default)s)")
+    p.add_argument("--claims-forest", default="results/claims_forest.png", help="its forest plot (complete view)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "claims", help="check the paper's claims on our runs: paired tests, Holm, a verdict per claim",
+        description="The paper's claims, checked (firm_bench/paper/claims.yaml; docs/CLAIMS.md): results/claims.md "
+                    "and .csv and a forest plot, from whatever summaries exist. A claim whose runs are absent reads "
+                    "'not run' ('pending' with --partial) and names what is missing.")
+    p.add_argument("--config", default="workflow/config/paper.yaml",
+                   help="workflow config whose experiments are read (a file, or a bundled one by name); "
+                        "default %(default)s")
+    p.add_argument("--summary-dir", default="results/summary",
+                   help="where the experiments' summaries are (<experiment>.csv, <experiment>_curves.csv)")
+    p.add_argument("--summaries", nargs="*", default=None,
+                   help="these summary files instead of the config's (each must exist unless --partial)")
+    p.add_argument("--curves", nargs="*", default=[], help="with --summaries: their learning curves")
+    p.add_argument("--out", default="results/claims.md", help="the verdicts, Markdown (default: %(default)s)")
+    p.add_argument("--csv", default="results/claims.csv", help="one row per claim, every statistic")
+    p.add_argument("--forest", default="results/claims_forest.png", help="forest plot PNG (a PDF beside it)")
+    p.add_argument("--no-forest", action="store_true", help="no forest plot")
+    p.add_argument("--claims-file", default=None,
+                   help="claims YAML (default: the packaged firm_bench/paper/claims.yaml)")
+    p.add_argument("--partial", action="store_true",
+                   help="runs still going: claims without results read 'pending', absent --summaries are skipped")
+    p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser("plan", help="runs, epochs, images and GPU-hours of a paper target",
                        description="Runs, epochs, images and GPU-hours a paper target needs, from a benchmark's throughput.")

@@ -17,7 +17,7 @@ PACKAGE = ROOT / "firm_bench"
 LAYERS = ["core", "method", "datasets", "records", "run", "planning", "paper", "top"]
 #: layers whose modules, imported alone, load no torch (reading results, planning, configs)
 TORCH_FREE = ["core", "records", "planning"]
-TORCH_FREE_PAPER = ["firm_bench.paper.reported"]
+TORCH_FREE_PAPER = ["firm_bench.paper.reported", "firm_bench.paper.claims"]
 
 
 def module_name(path: Path) -> str:

@@ -1,5 +1,6 @@
 """Works installed: a wheel of the package (not the checkout) carries every schema, preset, workflow config and
-data file the CLI needs, and the installed CLI plans a paper table and renders a partial report from any folder."""
+data file the CLI needs (the claims file too), and the installed CLI plans a paper table, checks the claims and
+renders a partial report from any folder."""
 
 import os
 import subprocess
@@ -14,7 +15,8 @@ from tests.helpers import ROOT
 #: package data the CLI reads at run time (pyproject.toml [tool.setuptools.package-data])
 DATA = ["firm_bench/schema/run.schema.yaml", "firm_bench/schema/workflow.schema.yaml", "firm_bench/schema/catalog.json",
         "firm_bench/presets/paper.yaml", "firm_bench/experiments/paper.yaml", "firm_bench/experiments/mini.yaml",
-        "firm_bench/paper/reported_results.csv", "firm_bench/paper/NOTES.md",
+        "firm_bench/paper/reported_results.csv", "firm_bench/paper/NOTES.md", "firm_bench/paper/claims.yaml",
+        "firm_bench/paper/claims/__init__.py", "firm_bench/paper/claims/render.py",
         "firm_bench/datasets/data/fmnist_mini.npz"]
 
 
@@ -57,3 +59,7 @@ def test_the_installed_cli_plans_and_reports_from_any_folder(wheel, tmp_path):
     assert "table1a" in cli("plan", "table1a") and "GPU-hours" in cli("plan", "table1a")
     cli("report", "--partial", "--out", str(work / "report" / "index.html"))
     assert (work / "report" / "partial" / "index.html").is_file() or (work / "report" / "index.html").is_file()
+    assert "t5.firm_gt_ntxent.auroc.cifar10" in (work / "report" / "index.html").read_text()  # the claims section
+    cli("claims", "--config", "mini")  # the packaged claims file, no summaries yet: every claim not run
+    md = (work / "results" / "claims.md").read_text()
+    assert md.count("| not run: ") == md.count("| **") > 150

@@ -3,7 +3,10 @@
 ``firm-bench report`` writes ``results/report/index.html``: for each paper
 table (``firm_bench.paper.tables.TABLES``) ours beside the paper's with the cells
 within the tolerance (default 1.0 AUROC point) counted and highlighted, each
-paper figure (``firm_bench.paper.figures.FIGURES``), and the provenance of the runs:
+paper figure (``firm_bench.paper.figures.FIGURES``), the paper's claims checked
+(``firm_bench.paper.claims``: each claim with our effect and 95 % interval
+beside the paper's statement, its verdict, and the forest plot), and the
+provenance of the runs:
 git commit, config and preset, recipe options (schedule, checkpoint choice,
 BN momentum, ...), library versions, hardware (each run's ``versions.json``)
 and wall-clock per run. The page has no script or style from the network
@@ -13,12 +16,14 @@ inline script flags any image that fails to load.
 Two modes:
 
 - complete (the Snakemake ``report`` rule): reads what the workflow rendered,
-  ``results/tables/<table>.csv`` and ``figures/<figure>.png``; an item not
+  ``results/tables/<table>.csv``, ``figures/<figure>.png`` and
+  ``results/claims.csv`` (with ``results/claims_forest.png``); an item not
   rendered yet is shown as such, with the command that builds it.
 - ``--partial``: while runs are still going, summarises every experiment of the
   config afresh from the run directories that exist (finished runs give
-  numbers, the others read "pending"), renders every table and figure into
-  ``<report dir>/partial/`` (never into the workflow's own outputs) and links those.
+  numbers, the others read "pending"), renders every table, figure and the
+  claims into ``<report dir>/partial/`` (never into the workflow's own outputs)
+  and links those.
 
 Which experiments feed which paper item comes from the workflow config
 (:func:`paper_item_feeders`).
@@ -37,6 +42,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from firm_bench.core import catalog
+from firm_bench.paper import claims as claims_mod
 from firm_bench.paper import figures as figs
 from firm_bench.paper import tables as tabs
 from firm_bench.paper.labels import recipe_label
@@ -165,6 +171,25 @@ def _figure_item(item: _Item, png: Path, page_dir: Path) -> _Item:
     return item
 
 
+def _claims_section(claims_csv: Path, forest: Path, page_dir: Path) -> tuple[str, str]:
+    """The claims section (from the claims table the workflow or the partial view wrote) and its summary line."""
+    md = claims_csv.with_suffix(".md")
+    if not claims_csv.is_file():
+        return (f"<section id='claims'><h2>The paper's claims, checked</h2><p class='missing'>not rendered yet: "
+                f"<code>snakemake {html.escape(str(md))}</code> (or <code>firm-bench claims</code>)</p></section>",
+                "not rendered")
+    table = claims_mod.read_claims_table(claims_csv)
+    links = [("md", _rel(md, page_dir)), ("csv", _rel(claims_csv, page_dir))]
+    href = _rel(forest, page_dir) if forest.is_file() else None
+    if href:
+        links += [("forest png", href), ("forest pdf", _rel(forest.with_suffix(".pdf"), page_dir))]
+    counts = table["verdict"].value_counts()
+    state = ", ".join(f"{v} {int(counts[v])}" for v in claims_mod.VERDICTS if counts.get(v, 0))
+    if claims_mod.stand_in_only(table):
+        state += f" ({claims_mod.STAND_IN_LABEL})"
+    return claims_mod.claims_html(table, forest_href=href, links=links), state
+
+
 # --------------------------------------------------------------------------- #
 # the page
 # --------------------------------------------------------------------------- #
@@ -175,6 +200,8 @@ th{background:#f2f2f2}.agree{background:#c8f0c8}.disagree{background:#f6c6c6}.st
 .caption{font-size:13px;color:#444}.missing{color:#a60}section{margin:2em 0;overflow-x:auto}
 img{max-width:100%;border:1px solid #ddd}.broken{display:none;background:#f6c6c6;padding:.5em}
 .summary td.num{text-align:right}code{background:#f4f4f4;padding:0 3px}
+table.claims td{white-space:normal;vertical-align:top;min-width:6em;max-width:36em}
+tr.supported td:last-child{background:#c8f0c8}tr.contradicted td:last-child{background:#f6c6c6}
 """
 # Marks the page when an image fails to load (the headless-browser test reads data-broken-images).
 _SCRIPT = """
@@ -187,7 +214,7 @@ window.addEventListener('load', function () {
 """
 
 
-def _page(items: list[_Item], prov: dict, meta: dict, tolerance: float) -> str:
+def _page(items: list[_Item], prov: dict, meta: dict, tolerance: float, claims: tuple[str, str] = ("", "")) -> str:
     esc = html.escape
     compared = [i.agreement for i in items if i.agreement is not None]
     within, total = sum(a.within for a in compared), sum(a.compared for a in compared)
@@ -200,6 +227,10 @@ def _page(items: list[_Item], prov: dict, meta: dict, tolerance: float) -> str:
         rows.append(f"<tr><td><a href='#{i.name}'>{esc(i.name)}</a></td><td>{esc(i.title)}</td>"
                     f"<td>{esc(', '.join(i.feeders) or 'none in this config')}</td>"
                     f"<td class='num {cls}'>{agree}</td><td>{esc(i.state)}</td></tr>")
+    claims_html, claims_state = claims
+    if claims_html:
+        rows.append("<tr><td><a href='#claims'>claims</a></td><td>The paper's claims, checked</td>"
+                    f"<td>all</td><td></td><td>{esc(claims_state)}</td></tr>")
     sections = []
     for i in items:
         links = " · ".join(f"<a href='{esc(href)}'>{esc(ext)}</a>" for ext, href in i.links)
@@ -228,6 +259,7 @@ def _page(items: list[_Item], prov: dict, meta: dict, tolerance: float) -> str:
 <table class="summary"><tr><th>item</th><th>paper item</th><th>experiments</th><th>agreement</th><th>state</th></tr>
 {''.join(rows)}</table>
 {''.join(sections)}
+{claims_html}
 <section id="provenance"><h2>Provenance</h2>
 <table>{kv({'code now': meta['commit'], 'code of the runs': prov['commits'], 'config': meta['config'],
             'preset': meta['preset'], 'recipes': prov['recipes']})}</table>
@@ -249,12 +281,15 @@ def build_report(
     partial: bool = False,
     tolerance: float = tabs.DEFAULT_TOLERANCE,
     threads: int = 1,
+    claims_csv: str | Path = "results/claims.csv",
+    claims_forest: str | Path = "results/claims_forest.png",
 ) -> Path:
-    """Write the report page (and, with ``partial``, the tables and figures it shows); returns its path."""
+    """Write the report page (and, with ``partial``, the tables, figures and claims it shows); returns its path."""
     from firm_bench.core import rundir as runs_mod
     from firm_bench.planning import grid as fw
 
     config = fw.validate_config(fw.load_workflow_config(config_path))
+    claims_csv, claims_forest = Path(claims_csv), Path(claims_forest)
     feeders = paper_item_feeders(config)
     out = Path(out)
     experiments = list(config["experiments"])
@@ -267,6 +302,11 @@ def build_report(
         for name in figs.FIGURES.names():
             figs.write_figure(name, _concat([rows[e] for e in feeders[name]]),
                               _concat([curves[e] for e in feeders[name]]), figures_dir, threads=threads, partial=True)
+        claims_dir = out.parent / "partial"
+        claims_csv, claims_forest = claims_dir / "claims.csv", claims_dir / "claims_forest.png"
+        claims_mod.write_claims(_concat(list(rows.values())), _concat(list(curves.values())),
+                                claims_dir / "claims.md", claims_csv, claims_forest, partial=True,
+                                plan=fw.plan(config), config_label=str(config_path))
     else:
         rows, _ = _summaries_on_disk(Path(summary_dir), experiments)
     items = []
@@ -285,4 +325,5 @@ def build_report(
         "time": time.strftime("%Y-%m-%d %H:%M:%S %z"), "config": str(config_path), "preset": config["preset"],
         "commit": runs_mod.git_commit() or "unknown",
     }
-    return runs_mod.atomic_write_text(out, _page(items, provenance(summary), meta, tolerance))
+    claims = _claims_section(claims_csv, claims_forest, out.parent)
+    return runs_mod.atomic_write_text(out, _page(items, provenance(summary), meta, tolerance, claims))

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from firm_bench.cli import build_parser
+from firm_bench.paper import claims as claims_mod
 from firm_bench.paper import figures as figs
 from firm_bench.paper import report
 from firm_bench.paper import tables as tabs
@@ -76,13 +77,16 @@ def complete(tmp_path_factory):
     tabs.write_table("table16", [], root / "results" / "tables")
     figs.write_figure("fig5", [root / "results" / "summary" / "fig5.csv"], [], root / "figures")
     figs.write_figure("fig1", [], [], root / "figures")
+    claims_mod.write_claims([src], [], root / "results" / "claims.md", root / "results" / "claims.csv",
+                            root / "results" / "claims_forest.png")
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump({"preset": "paper", "experiments": {
         "table5": {"datasets": ["cifar10"], "losses": ["ntxent", "supcon", "supcon_star", "firm"]},
         "fig5": {"datasets": ["cifar10"], "classes": [0], "scores": ["cos", "cos_norm"]}}}))
     page = report.build_report(config, root / "results" / "report" / "index.html",
                                summary_dir=root / "results" / "summary", tables_dir=root / "results" / "tables",
-                               figures_dir=root / "figures")
+                               figures_dir=root / "figures", claims_csv=root / "results" / "claims.csv",
+                               claims_forest=root / "results" / "claims_forest.png")
     return root, page
 
 
@@ -90,8 +94,8 @@ def test_complete_report_shows_every_item_with_working_links(complete):
     root, page = complete
     html = page.read_text()
     p = parse(page)
-    assert p.sections == [*report.paper_items(), "provenance"]
-    assert sorted(p.srcs) == ["../../figures/fig1.png", "../../figures/fig5.png"]
+    assert p.sections == [*report.paper_items(), "claims", "provenance"]
+    assert sorted(p.srcs) == ["../../figures/fig1.png", "../../figures/fig5.png", "../claims_forest.png"]
     for ref in p.srcs + p.hrefs:
         assert (page.parent / ref).is_file(), ref
     assert html.count("not rendered yet") == len(report.paper_items()) - 4
@@ -99,6 +103,31 @@ def test_complete_report_shows_every_item_with_working_links(complete):
     agreement = tabs.agreement(tabs.read_cells(root / "results" / "tables" / "table5.csv"))
     assert agreement.compared == 32 and f"<b>{agreement.within}/{agreement.compared}</b>" in html
     assert 'class="agree"' in html
+
+
+def test_complete_report_shows_each_claim_beside_the_papers_statement(complete):
+    """The claims section is rendered from results/claims.csv: our effect and CI, the paper's words, the verdict."""
+    root, page = complete
+    html = page.read_text()
+    table = claims_mod.read_claims_table(root / "results" / "claims.csv")
+    section = html[html.index("<section id=\"claims\">"):html.index("<section id=\"provenance\">")]
+    assert section.count("<tr class=") == len(table) == len(claims_mod.load_claims())
+    row = table.set_index("id").loc["t5.firm_gt_ntxent.auroc.cifar10"]
+    assert row["verdict"] in ("supported", "not significant", "contradicted")  # the paper's own rows, 2 seeds
+    line = next(x for x in section.split("<tr ") if "t5.firm_gt_ntxent.auroc.cifar10</b>" in x)
+    assert "FIRM consistently outperforms NT-Xent" in line and f"{row['estimate']:+.2f}%" in line
+    assert f"[{row['ci_low']:+.2f}%, {row['ci_high']:+.2f}%]" in line and row["verdict"] in line
+    assert "not run: no runs in the summaries" in section  # the claims of tables this workdir did not run
+    assert "href='../claims.md'" in section and "href='../claims_forest.pdf'" in section
+
+
+def test_a_report_without_the_claims_says_how_to_build_them(complete, tmp_path):
+    root, _ = complete
+    page = report.build_report(root / "config.yaml", tmp_path / "index.html", summary_dir=root / "results" / "summary",
+                               tables_dir=root / "results" / "tables", figures_dir=root / "figures",
+                               claims_csv=tmp_path / "absent" / "claims.csv")
+    html = page.read_text()
+    assert "<section id='claims'>" in html and f"snakemake {tmp_path / 'absent' / 'claims.md'}" in html
 
 
 def test_complete_report_states_the_provenance(complete):
@@ -121,9 +150,12 @@ def test_partial_report_renders_everything_and_marks_the_rest_pending(tmp_path, 
     for name in figs.FIGURES.names():
         assert (tmp_path / "report" / "partial" / "figures" / f"{name}.pdf").is_file()
     p = parse(page)
-    assert len(p.srcs) == len(figs.FIGURES) and all((page.parent / s).is_file() for s in p.srcs)
+    assert len(p.srcs) == len(figs.FIGURES) + 1 and all((page.parent / s).is_file() for s in p.srcs)
     html = page.read_text()
     assert "Partial view: 0 of 2 runs" in html and "pending" in html
+    claims = claims_mod.read_claims_table(tmp_path / "report" / "partial" / "claims.csv")
+    assert set(claims["verdict"]) == {"pending"}  # nothing has finished: every claim waits
+    assert "partial/claims_forest.png" in p.srcs and "Interim" in (tmp_path / "report" / "partial" / "claims.md").read_text()
     cells = tabs.read_cells(tmp_path / "report" / "partial" / "tables" / "table5.csv")
     assert set(cells.loc[cells["row"].isin(["NT-Xent cos", "FIRM cos"]), "ours_status"]) >= {"pending"}
     assert not (tmp_path / "results" / "tables").exists()  # the workflow's own outputs are untouched
@@ -135,9 +167,10 @@ def test_cli(complete, tmp_path):
     args = parser.parse_args(["report", "--config", str(root / "config.yaml"), "--out", str(tmp_path / "r.html"),
                               "--summary-dir", str(root / "results" / "summary"), "--tables-dir",
                               str(root / "results" / "tables"), "--figures-dir", str(root / "figures"),
-                              "--tolerance", "5"])
+                              "--tolerance", "5", "--claims-csv", str(root / "results" / "claims.csv")])
     assert args.func(args) == 0
     assert "≤ 5.0 AUROC point" in (tmp_path / "r.html").read_text()
+    assert "t5.firm_gt_ntxent.auroc.cifar10" in (tmp_path / "r.html").read_text()
 
 
 def chromium_dom(page: Path) -> str:
@@ -161,6 +194,7 @@ def test_report_opens_in_a_headless_browser_with_no_missing_image(complete, tmp_
     broken = tmp_path / "report" / "index.html"
     broken.parent.mkdir()
     shutil.copytree(page.parents[2] / "figures", tmp_path / "figures")
+    shutil.copy(page.parents[1] / "claims_forest.png", tmp_path / "claims_forest.png")  # ../claims_forest.png
     broken.write_text(page.read_text().replace("../../figures/fig5.png", "../figures/absent.png")
                       .replace("../../figures/", "../figures/"))
     assert 'data-broken-images="1"' in chromium_dom(broken)
@@ -174,3 +208,4 @@ def test_the_mini_workflow_plans_every_table_figure_and_the_report(tmp_path):
                     "results/report/index.html").stdout
     stats = job_stats(out)
     assert (stats["paper_table"], stats["paper_figure"], stats["report"]) == (len(tabs.TABLES), len(figs.FIGURES), 1)
+    assert stats["claims"] == 1

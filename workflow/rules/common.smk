@@ -26,6 +26,10 @@ SUMMARY = "results/summary.csv"
 TABLES_DIR = "results/tables"
 FIGURES_DIR = "figures"
 REPORT = "results/report/index.html"
+CLAIMS = "results/claims.md"
+CLAIMS_CSV = "results/claims.csv"
+CLAIMS_FOREST = "results/claims_forest.png"
+CLAIMS_FOREST_PDF = "results/claims_forest.pdf"
 LOGS = "results/logs"
 PAPER_FEEDERS = fw.paper_item_feeders(CONFIG)
 
@@ -121,6 +125,10 @@ def experiment_summaries():
     return expand(summary_file("{experiment}.csv"), experiment=PLAN.experiments)
 
 
+def experiment_curves():
+    return expand(summary_file("{experiment}_curves.csv"), experiment=PLAN.experiments)
+
+
 def paper_item_summaries(wildcards):
     """Summaries of the experiments feeding a paper table or figure (none: every cell 'not run')."""
     return [summary_file(f"{e}.csv") for e in PAPER_FEEDERS[wildcards.item]]
@@ -156,6 +164,6 @@ def report_config_file(wildcards):
 
 
 def all_targets():
-    return [SUMMARY, REPORT] + expand(
+    return [SUMMARY, CLAIMS, REPORT] + expand(
         summary_file("{experiment}.md"), experiment=PLAN.experiments
     )

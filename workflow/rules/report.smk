@@ -1,5 +1,6 @@
 # The replication report: results/report/index.html (firm_bench.paper.report),
-# one offline page with every paper table and figure, agreement with the paper
+# one offline page with every paper table and figure, the paper's claims
+# checked (results/claims.csv and its forest plot), agreement with the paper
 # and provenance. `firm-bench report --partial` gives the same page while runs
 # are still going (no Snakemake needed); `snakemake --report report.zip` gives
 # Snakemake's standard report of the registered tables and figures beside it.
@@ -12,6 +13,8 @@ rule report:
         tables=paper_tables(),
         figures=paper_figures(),
         summaries=experiment_summaries(),
+        claims=CLAIMS_CSV,
+        forest=CLAIMS_FOREST,
     output:
         REPORT,
     log:
@@ -22,4 +25,5 @@ rule report:
         figures_dir=input_folder("figures"),
     shell:
         "firm-bench report --config {params.config} --out {output} --tables-dir {params.tables_dir}"
-        " --figures-dir {params.figures_dir} > {log} 2>&1"
+        " --figures-dir {params.figures_dir} --claims-csv {input.claims} --claims-forest {input.forest}"
+        " > {log} 2>&1"
