@@ -31,12 +31,12 @@ ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "see
 VALUE_COLUMNS = ["auroc", "aulc", "status", "reason", "untrained_auroc"]
 #: recipe labels of each row (records.metrics.recipe_labels; where they differ from the reference: docs/FAITHFULNESS.md);
 #: a summary written before a label existed reads it as unknown
-RECIPE_LABELS = ["schedule", "checkpoint", "select_score", "bn_momentum", "head_init", "loss_form", "id_labels", "tau",
+RECIPE_LABELS = ["schedule", "momentum", "checkpoint", "select_score", "bn_momentum", "head_init", "loss_form", "id_labels", "tau",
                  "batch_size", "epochs", "normalization", "precision", "image_size", "eval_size", "eval_zoom", "batching"]
 LABEL_COLUMNS = [*RECIPE_LABELS, "train_seconds", "run_dir"]
 #: recipe labels a summary (or a paper table's cell CSV) written before they existed lacks: read as unknown
 LATER_LABELS = ["loss_form", "id_labels", "select_score", "head_init", "normalization", "precision", "image_size",
-                "eval_size", "eval_zoom", "batching"]
+                "eval_size", "eval_zoom", "batching", "momentum"]
 COLUMNS = ID_COLUMNS + VALUE_COLUMNS + LABEL_COLUMNS
 
 
