@@ -200,8 +200,9 @@ def mean_std_table(df: pd.DataFrame, title: str = "") -> str:
             cell = group[group["cls"].astype(str) == c]
             row.append(_fmt(cell["auroc"], cell["status"]) if len(cell) else "")
         per_seed = group[group["status"] == "ok"].groupby("seed")["auroc"].mean()
+        nothing = "failed" if (group["status"] == "failed").any() else "missing"  # as the cells (_fmt)
         row.append(f"{per_seed.mean() * 100:.1f} ± {per_seed.std(ddof=1) * 100:.1f}" if len(per_seed) > 1
-                   else (f"{per_seed.mean() * 100:.1f}" if len(per_seed) else "missing"))
+                   else (f"{per_seed.mean() * 100:.1f}" if len(per_seed) else nothing))
         aulc = group.drop_duplicates("run_dir")["aulc"].dropna()
         row.append(f"{aulc.mean() * 100:.1f}" if len(aulc) else "")
         out_rows.append(row)
