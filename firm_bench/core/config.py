@@ -311,6 +311,18 @@ def resolve(
     return validate(cfg)
 
 
+def differences(before: Mapping, after: Mapping, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs between two configs (absent keys: ``-``)."""
+    out = []
+    for key in list(dict.fromkeys([*before, *after])):
+        a, b = before.get(key, "-"), after.get(key, "-")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping from ``path`` with an error naming the file."""
     path = Path(path)

@@ -37,7 +37,9 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
     class labels (multi-class FIRM). ``momentum``: the SGD momentum that ran
     (``config.momentum_label``: ``cycled 0.95-0.85-0.95`` under onecycle, as
     the reference, or the held value). ``status``: the run's status.json, for
-    what only training knows (the precision it ran in).
+    what only training knows (the precision it ran in; each resume under
+    settings that change the rounding, ``resumed_under_other_settings``, e.g.
+    ``resumed at epoch 2: threads 2 -> 1``, None when there was none).
     """
     return {
         "preset": cfg["preset"],
@@ -56,6 +58,8 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
         "batch_size": cfg["optim"]["batch_size"],
         "normalization": cfg["dataset"]["normalization"],
         "precision": precision_of(status),
+        # resumed under settings that change the rounding (thread count, device, precision: run.numerics)
+        "resumed_under_other_settings": "; ".join((status or {}).get("resumed_under_other_settings") or []) or None,
         **protocol(cfg).labels(),
         "outlier_differences": outlier_differences(cfg["outliers"]["name"]),
     }

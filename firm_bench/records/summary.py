@@ -33,7 +33,7 @@ VALUE_COLUMNS = ["auroc", "aulc", "status", "reason", "untrained_auroc"]
 #: a summary written before a label existed reads it as unknown
 RECIPE_LABELS = ["schedule", "momentum", "checkpoint", "select_score", "bn_momentum", "head_init", "loss_form", "id_labels", "tau",
                  "batch_size", "epochs", "normalization", "precision", "image_size", "eval_size", "eval_zoom", "batching"]
-LABEL_COLUMNS = [*RECIPE_LABELS, "train_seconds", "run_dir"]
+LABEL_COLUMNS = [*RECIPE_LABELS, "resumed_under_other_settings", "train_seconds", "run_dir"]
 #: recipe labels a summary (or a paper table's cell CSV) written before they existed lacks: read as unknown
 LATER_LABELS = ["loss_form", "id_labels", "select_score", "head_init", "normalization", "precision", "image_size",
                 "eval_size", "eval_zoom", "batching", "momentum"]
