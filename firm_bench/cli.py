@@ -317,6 +317,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """``firm-bench status``: the runs of a workflow config (or every run under a directory), from their files."""
+    from firm_bench.records.status import find_run_dirs, format_status, grid_status
+
+    target = Path(args.target)
+    if target.is_dir():
+        root = str(target)
+        states = grid_status(find_run_dirs(target))
+        title = f"runs under {target}"
+    else:
+        from firm_bench.planning.grid import load_workflow_config, plan
+
+        p = plan(load_workflow_config(args.target), only=args.experiment or None)
+        if args.runs_root:
+            p.config["runs_root"] = args.runs_root
+        root = p.config["runs_root"]
+        experiments = {e: p.run_dirs(e) for e in p.experiments}
+        states = grid_status([d for dirs in experiments.values() for d in dirs], experiments)
+        title = f"grid of {args.target} (runs under {root})"
+    if args.json:
+        print(json.dumps([st.row() for st in states], indent=1))
+    else:
+        print(format_status(states, title, root=root, show_pending=args.pending), end="")
+    return 0
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     from firm_bench import build_catalog
     from firm_bench.core import catalog
@@ -456,6 +482,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_data_check)
 
     _add_paper_commands(sub)
+
+    p = sub.add_parser("status", help="the grid at a glance: runs done / running / stopped / failed / pending",
+                       description="The runs of a workflow config (or every run under a directory) at a glance, "
+                                   "from the run directories alone (no Snakemake, no torch): counts per state and "
+                                   "experiment, each running run's epoch and ETA, what stopped or failed and why.")
+    p.add_argument("target", nargs="?", default="workflow/config/paper.yaml",
+                   help="a workflow config (file, or a bundled one by name: paper, mini, smoke), or a directory of "
+                        "run directories (default: %(default)s)")
+    p.add_argument("--runs-root", default=None, help="with a workflow config: its runs_root, if elsewhere")
+    p.add_argument("--experiment", nargs="+", default=None, help="only these experiments of the config")
+    p.add_argument("--pending", action="store_true", help="also list the runs not started")
+    p.add_argument("--json", action="store_true", help="one JSON record per run instead")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("catalog", help="the catalog snapshot of every registered name (planning reads it)")
     group = p.add_mutually_exclusive_group()
