@@ -311,6 +311,27 @@ def resolve(
     return validate(cfg)
 
 
+#: keys added to the schema after runs were recorded without them -> the value the older firm-bench ran with
+#: (not merely today's default): a recorded config that lacks one is read with it
+ADDED_KEYS: dict[str, Any] = {
+    "optim.momentum_cycle": [0.85, 0.95],  # OneCycleLR's cycle_momentum defaults, always on before the key existed
+}
+
+
+def with_added_keys(recorded: Mapping) -> dict:
+    """A recorded run config with each :data:`ADDED_KEYS` key it lacks set to what the older firm-bench ran.
+
+    Only those keys: a recorded config is otherwise taken as it is (so a
+    truncated one does not pass for a complete one).
+    """
+    cfg = copy.deepcopy(dict(recorded))
+    for dotted, value in ADDED_KEYS.items():
+        section, key = dotted.split(".")
+        if isinstance(cfg.get(section), dict) and key not in cfg[section]:
+            cfg[section][key] = copy.deepcopy(value)
+    return cfg
+
+
 def differences(before: Mapping, after: Mapping, prefix: str = "") -> list[str]:
     """``key: old -> new`` for every dotted key whose value differs between two configs (absent keys: ``-``)."""
     out = []

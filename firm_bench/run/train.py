@@ -319,7 +319,7 @@ def _train(cfg: dict, run_dir: Path, progress: bool | str | None, data: RunData 
 
     previous = run_dir / runs.CONFIG_FILE
     if previous.exists() and (ckpt_dir / "last.pt").exists():
-        old = config_mod.load_yaml(previous)
+        old = config_mod.with_added_keys(config_mod.load_yaml(previous))  # keys added since: what ran then
         if _recipe_view(old) != _recipe_view(cfg):
             raise RecipeMismatch(str(run_dir), config_mod.differences(_recipe_view(old), _recipe_view(cfg)))
     try:

@@ -184,3 +184,13 @@ def test_image_size_is_bounded():
             config.resolve("smoke", overrides=[f"{key}=100000"])
         assert f"{key}: 100000 is greater than the maximum of 1024" in str(err.value)
     assert config.resolve("mini", overrides=["dataset.image_size=1024"])["dataset"]["image_size"] == 1024
+
+
+def test_a_config_recorded_before_momentum_cycle_reads_as_what_ran():
+    """Runs recorded before optim.momentum_cycle existed trained with OneCycleLR's cycle: read as such, so they resume."""
+    now = config.resolve("paper")
+    recorded = {**now, "optim": {k: v for k, v in now["optim"].items() if k != "momentum_cycle"}}
+    assert config.differences(recorded, now) == ["optim.momentum_cycle: '-' -> [0.85, 0.95]"]
+    assert config.differences(config.with_added_keys(recorded), now) == []
+    assert config.with_added_keys({"optim": {"momentum_cycle": None}})["optim"]["momentum_cycle"] is None  # kept
+    assert config.with_added_keys({}) == {}  # nothing else filled in

@@ -109,3 +109,19 @@ def test_sigint_checkpoints_and_a_resume_under_other_settings_is_recorded(tmp_pa
     assert runs.read_json(run / runs.TRAINED_FILE)["resumed_under_other_settings"] == want
     assert torch.load(ckpt, weights_only=False)["resumes"] == [{"epoch": epoch, "changes": ["threads 7 -> 1"]}]
     assert collect_metrics(cfg, run)["recipe"]["resumed_under_other_settings"] == want[0]
+
+
+def test_stop_requests_set_on_the_first_signal_and_stop_at_once_on_the_second(capsys):
+    from firm_bench.run.interrupt import stop_requests
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with stop_requests() as req:
+        assert not req.requested
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)  # the handler runs between bytecodes of the main thread
+        assert req.requested and req.name == "SIGTERM" and req.signum == signal.SIGTERM
+        assert "SIGTERM received: training stops at the end of the current epoch" in capsys.readouterr().err
+        with pytest.raises(KeyboardInterrupt):  # a second signal: what it would do without the handler
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before  # restored
