@@ -11,6 +11,7 @@ Snakemake rules, tests and users reach the same code::
     firm-bench paper-table NAME | figure NAME | report [--partial]   # the paper's outputs
     firm-bench claims [--config F] [--partial]               # the paper's claims, checked (results/claims.md)
     firm-bench plan TARGET                                   # runs and GPU-hours of a target
+    firm-bench status [WORKFLOW_CONFIG | RUNS_DIR]            # the grid at a glance (no torch)
     firm-bench data check NAME [--root DIR] [--download]
     firm-bench list {datasets,losses,scores,outliers,encoders,schedules,presets}
     firm-bench config [--preset P] [--config F] [--set k=v ...]
@@ -18,7 +19,9 @@ Snakemake rules, tests and users reach the same code::
 
 A run directory holds its resolved config, so ``features`` and ``score``
 need only the directory. User errors (``core.errors.USER_ERRORS``) print one
-line and exit 2; a recorded training failure exits 1.
+line and exit 2; a recorded training failure exits 1; SIGINT / SIGTERM during
+training save a checkpoint at the epoch's end and exit 130 / 143, saying how
+to resume.
 """
 
 from __future__ import annotations
@@ -44,8 +47,19 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default=None, help="recipe name recorded in the config and run directory (default: the preset)")
     p.add_argument("--run-dir", default=None, help="run directory (default: results/runs/<dataset>/<cls>/...)")
     p.add_argument("--runs-root", default="results/runs", help="root of the default run directories")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_progress_args(p)
     _add_gpu_arg(p)
+
+
+def _add_progress_args(p: argparse.ArgumentParser) -> None:
+    from firm_bench.run.monitor import MODES  # torch-free
+
+    p.add_argument("--progress", choices=MODES, default="auto",
+                   help="training progress: a bar (terminal), lines (log files: epoch, loss, AUROC, images/s, ETA), "
+                        "off; auto = bar on a terminal, else lines")
+    p.add_argument("--progress-every", type=int, default=None, metavar="N",
+                   help="with --progress lines: a line every N epochs (default: eval.every)")
+    p.add_argument("--no-progress", action="store_true", help="no progress output (= --progress off)")
 
 
 def _add_gpu_arg(p: argparse.ArgumentParser) -> None:
@@ -81,18 +95,26 @@ def _run_config(run_dir: Path) -> dict:
     return config_mod.validate(config_mod.load_yaml(path))
 
 
-def _progress(args: argparse.Namespace) -> bool:
-    return not getattr(args, "no_progress", False)
+def _progress(args: argparse.Namespace) -> bool | str:
+    if getattr(args, "no_progress", False):
+        return "off" if hasattr(args, "progress") else False
+    return getattr(args, "progress", True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from firm_bench.core.errors import TrainingFailed
     from firm_bench.run.train import train
 
+    from firm_bench.core.errors import RecipeMismatch
+
     cfg, run_dir = _resolve(args)
     _take_gpu_slot(args)
     try:
-        result = train(cfg, run_dir, progress=_progress(args))
+        result = train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
+    except RecipeMismatch as exc:
+        if args.in_workflow:
+            raise config_mod.ConfigError(exc.in_workflow()) from None
+        raise
     except TrainingFailed as exc:
         if not args.record_failure:
             raise
@@ -182,13 +204,14 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from firm_bench.run.features import extract_run_features
+    from firm_bench.run.monitor import progress_mode
     from firm_bench.run.score import score_run
     from firm_bench.run.train import train
 
     cfg, run_dir = _resolve(args)
     _take_gpu_slot(args)
-    train(cfg, run_dir, progress=_progress(args))
-    extract_run_features(cfg, run_dir, progress=_progress(args))
+    train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
+    extract_run_features(cfg, run_dir, progress=progress_mode(_progress(args)) == "bar")
     score_run(cfg, run_dir)
     print(f"run directory: {run_dir}")
     _print_scores(runs.read_json(run_dir / "metrics.json"))
@@ -318,6 +341,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """``firm-bench status``: the runs of a workflow config (or every run under a directory), from their files."""
+    from firm_bench.records.status import find_run_dirs, format_status, grid_status
+
+    target = Path(args.target)
+    if target.is_dir():
+        root = str(target)
+        states = grid_status(find_run_dirs(target))
+        title = f"runs under {target}"
+    else:
+        from firm_bench.planning.grid import load_workflow_config, plan
+
+        p = plan(load_workflow_config(args.target), only=args.experiment or None)
+        if args.runs_root:
+            p.config["runs_root"] = args.runs_root
+        root = p.config["runs_root"]
+        experiments = {e: p.run_dirs(e) for e in p.experiments}
+        states = grid_status([d for dirs in experiments.values() for d in dirs], experiments)
+        title = f"grid of {args.target} (runs under {root})"
+    if args.json:
+        print(json.dumps([st.row() for st in states], indent=1))
+    else:
+        print(format_status(states, title, root=root, show_pending=args.pending), end="")
+    return 0
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     from firm_bench import build_catalog
     from firm_bench.core import catalog
@@ -431,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument("--record-failure", action="store_true",
                            help="exit 0 when training fails (NaN loss): the failure is recorded as a result (workflow)")
+            p.add_argument("--in-workflow", action="store_true",
+                           help="a job of the Snakemake workflow: errors say what to do in the workflow")
 
     evalset_help = "evaluation set: test (the run's own protocol) or ood-<dataset> (Table 4's OOD sets)"
     p = sub.add_parser("features", help="extract and cache a trained run's features")
@@ -483,6 +534,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_paper_commands(sub)
 
+    p = sub.add_parser("status", help="the grid at a glance: runs done / running / stopped / failed / pending",
+                       description="The runs of a workflow config (or every run under a directory) at a glance, "
+                                   "from the run directories alone (no Snakemake, no torch): counts per state and "
+                                   "experiment, each running run's epoch and ETA, what stopped or failed and why.")
+    p.add_argument("target", nargs="?", default="workflow/config/paper.yaml",
+                   help="a workflow config (file, or a bundled one by name: paper, mini, smoke), or a directory of "
+                        "run directories (default: %(default)s)")
+    p.add_argument("--runs-root", default=None, help="with a workflow config: its runs_root, if elsewhere")
+    p.add_argument("--experiment", nargs="+", default=None, help="only these experiments of the config")
+    p.add_argument("--pending", action="store_true", help="also list the runs not started")
+    p.add_argument("--json", action="store_true", help="one JSON record per run instead")
+    p.set_defaults(func=cmd_status)
+
     p = sub.add_parser("catalog", help="the catalog snapshot of every registered name (planning reads it)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true", help="rewrite firm_bench/schema/catalog.json from the registries")
@@ -496,11 +560,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from firm_bench.core.errors import USER_ERRORS, TrainingFailed
+    import shlex
+
+    from firm_bench.core.errors import USER_ERRORS, TrainingFailed, TrainingInterrupted
 
     args = build_parser().parse_args(argv)
+    command = shlex.join(["firm-bench", *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.func(args)
+    except TrainingInterrupted as exc:
+        print(f"firm-bench: interrupted by {exc.signame} at epoch {exc.epoch}/{exc.epochs}: checkpoint saved in "
+              f"{exc.run_dir}/checkpoints/last.pt, status.json says interrupted. Resume with the same command: "
+              f"{command} (a Snakemake job: rerun snakemake; it resumes from the checkpoint)", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"firm-bench: interrupted (SIGINT); every file is written whole or not at all, so rerun the same "
+              f"command to continue: {command}", file=sys.stderr)
+        return 130
     except TrainingFailed as exc:
         print(f"firm-bench: training failed: {exc} (recorded in status.json)", file=sys.stderr)
         return 1

@@ -47,3 +47,23 @@ def test_console_script_runs_the_whole_pipeline(tmp_path):
     rc = subprocess.run([sys.executable, "-m", "firm_bench.cli", "score", str(run), "--scores", "locsvm", "--k", "1"],
                         capture_output=True, text=True)
     assert rc.returncode == 0 and (run / "scores" / "test" / "locsvm.json").exists()
+
+
+def test_a_checkpoint_of_another_recipe_says_what_to_do_where(capsys, tmp_path):
+    """From the command line: another --run-dir or delete the checkpoints. In the workflow (whose run directories
+    are named by the run): a new variant name, or delete the run directory; never "use another run directory"."""
+    from firm_bench.core import config
+    from firm_bench.core import rundir as runs
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"")  # refused before it is read
+    runs.atomic_write_text(run / runs.CONFIG_FILE, config.dump(config.resolve("smoke", overrides=["device=cpu"])))
+    args = ["train", "--preset", "smoke", "--set", "device=cpu", "--set", "loss.tau=0.5", "--run-dir", str(run)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "holds a checkpoint of a different config (loss.tau: 0.2 -> 0.5)" in err and "another --run-dir" in err
+    assert main([*args, "--in-workflow"]) == 2
+    err = capsys.readouterr().err
+    assert "trained under another recipe (loss.tau: 0.2 -> 0.5)" in err and "experiments.<name>.variants" in err
+    assert f"delete {run} " in err and "rerun snakemake" in err and "another --run-dir" not in err

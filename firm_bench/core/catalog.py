@@ -258,6 +258,12 @@ def loss_form(name: str, setting: str = "reference") -> str:
     return str(facts["reference_form"])
 
 
+def schedule_momentum(name: str) -> str:
+    """What learning-rate schedule ``name`` does with the SGD momentum: ``cycle`` (it sets every step's
+    momentum from ``optim.momentum_cycle``) or ``constant`` (``optim.momentum`` is held); ``method.schedules``."""
+    return str(entry("optim.schedule", name).get("momentum", "constant"))
+
+
 def loss_takes_id_classes(name: str) -> bool:
     """Whether loss ``name`` takes (N, 2) labels with in-distribution classes (``loss.id_labels``)."""
     return bool(entry("loss.name", name).get("id_classes", False))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
@@ -141,8 +142,8 @@ def validate(cfg: dict) -> dict:
     _fill_defaults(schema, cfg)
     validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
+    lines = non_finite(cfg)
+    if errors or lines:
         for err in errors:
             if err.validator == "additionalProperties":
                 allowed = sorted(err.schema.get("properties", {}))
@@ -156,8 +157,67 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
+def non_finite(node: Any, path: str = "") -> list[str]:
+    """A problem line for every NaN or infinite number in ``node`` (nested dicts and lists), naming its key.
+
+    JSON-schema bounds do not catch them (every comparison with NaN is false,
+    so ``minimum: 0`` lets NaN through), and YAML reads ``.nan`` / ``.inf``
+    (and ``--set`` reads ``nan`` / ``inf``) as floats.
+    """
+    if isinstance(node, dict):
+        return [line for key, value in node.items() for line in non_finite(value, f"{path}.{key}" if path else str(key))]
+    if isinstance(node, list):
+        return [line for i, value in enumerate(node) for line in non_finite(value, f"{path}[{i}]")]
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"{path or '<top level>'}: {node} is not a finite number (NaN and infinity are refused for every "
+                "numeric key; give a finite value)"]
+    return []
+
+
+def _default(section: str, key: str) -> Any:
+    """The schema default of ``section.key``."""
+    return _schema()["properties"][section]["properties"][key]["default"]
+
+
+def _check_momentum(optim: Mapping) -> list[str]:
+    """The momentum keys that would do nothing under the configured schedule (``catalog.schedule_momentum``).
+
+    A ``cycle`` schedule (onecycle) overwrites the SGD momentum every step with
+    its cycle ``optim.momentum_cycle`` (the reference's OneCycleLR), so a
+    non-default ``optim.momentum`` there changed nothing: refused. A
+    ``constant`` schedule (warmup_cosine) holds ``optim.momentum``, so a
+    non-default ``optim.momentum_cycle`` changes nothing: refused.
+    """
+    if optim["schedule"] not in catalog.names("optim.schedule", optim["schedule"]):
+        return []  # reported as an unknown name
+    cycles = catalog.schedule_momentum(optim["schedule"]) == "cycle"
+    momentum, cycle = optim["momentum"], optim["momentum_cycle"]
+    if cycles and cycle is not None and momentum != _default("optim", "momentum"):
+        return [f"optim.momentum: {momentum} has no effect under optim.schedule: {optim['schedule']}, which cycles the "
+                f"momentum between optim.momentum_cycle {list(cycle)} every step (as the reference's OneCycleLR did); "
+                "set optim.momentum_cycle instead, or optim.momentum_cycle: null to hold optim.momentum constant"]
+    if not cycles and cycle != _default("optim", "momentum_cycle"):
+        return [f"optim.momentum_cycle: {cycle} has no effect under optim.schedule: {optim['schedule']}, which holds "
+                f"optim.momentum ({momentum}) constant; remove it (only a cycling schedule such as onecycle uses it)"]
+    return []
+
+
+def momentum_label(cfg: Mapping) -> str:
+    """The momentum a validated run config trains with, as its outputs label it.
+
+    ``cycled 0.95-0.85-0.95`` (OneCycleLR: max at the start, base at the peak
+    learning rate, max at the end) or the held value, e.g. ``0.9``.
+    """
+    optim = cfg["optim"]
+    cycle = optim.get("momentum_cycle")
+    if catalog.schedule_momentum(optim["schedule"]) == "cycle" and cycle is not None:
+        base, peak = cycle
+        return f"cycled {peak:g}-{base:g}-{peak:g}"
+    return f"{optim['momentum']:g}"
+
+
 def _check_names(cfg: dict) -> None:
-    problems = []
+    problems = _check_momentum(cfg["optim"])
     for dotted in catalog.CONFIG_KEYS:
         section, key = dotted.split(".")
         value = cfg[section][key]
@@ -249,6 +309,39 @@ def resolve(
         cfg = deep_merge(cfg, extra)
     cfg = deep_merge(cfg, parse_overrides(overrides))
     return validate(cfg)
+
+
+#: keys added to the schema after runs were recorded without them -> the value the older firm-bench ran with
+#: (not merely today's default): a recorded config that lacks one is read with it
+ADDED_KEYS: dict[str, Any] = {
+    "optim.momentum_cycle": [0.85, 0.95],  # OneCycleLR's cycle_momentum defaults, always on before the key existed
+}
+
+
+def with_added_keys(recorded: Mapping) -> dict:
+    """A recorded run config with each :data:`ADDED_KEYS` key it lacks set to what the older firm-bench ran.
+
+    Only those keys: a recorded config is otherwise taken as it is (so a
+    truncated one does not pass for a complete one).
+    """
+    cfg = copy.deepcopy(dict(recorded))
+    for dotted, value in ADDED_KEYS.items():
+        section, key = dotted.split(".")
+        if isinstance(cfg.get(section), dict) and key not in cfg[section]:
+            cfg[section][key] = copy.deepcopy(value)
+    return cfg
+
+
+def differences(before: Mapping, after: Mapping, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs between two configs (absent keys: ``-``)."""
+    out = []
+    for key in list(dict.fromkeys([*before, *after])):
+        a, b = before.get(key, "-"), after.get(key, "-")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -19,6 +19,32 @@ class ConfigError(ValueError):
     """A run or workflow config is invalid; the message names the key and what is allowed."""
 
 
+class RecipeMismatch(ConfigError):
+    """A run directory holds a checkpoint trained under another recipe: resuming it would mix two recipes.
+
+    ``differences``: ``key: old -> new`` lines. The message says what to do
+    from the command line; :meth:`in_workflow` what to do in the Snakemake
+    workflow, whose run directories are named by the run, not chosen.
+    """
+
+    def __init__(self, run_dir: str, differences: list[str]) -> None:
+        self.run_dir, self.differences = str(run_dir), list(differences)
+        super().__init__(f"{run_dir} holds a checkpoint of a different config ({self.what()}); use another "
+                         f"--run-dir, or delete {run_dir}/checkpoints to start over")
+
+    def what(self) -> str:
+        shown = "; ".join(self.differences[:5]) or "the recipe differs"
+        return shown + (f"; and {len(self.differences) - 5} more" if len(self.differences) > 5 else "")
+
+    def in_workflow(self) -> str:
+        return (f"{self.run_dir} holds a checkpoint trained under another recipe ({self.what()}). A workflow names "
+                "each run directory by dataset/cls/loss/outliers/recipe/seed, so changed overrides of a recipe "
+                "(the workflow config's run_overrides or an experiment's variants) land in the old runs' directories. "
+                "Either give the changed overrides a new variant name (experiments.<name>.variants: a new recipe, "
+                f"trained into its own directories), or retrain this run under the new recipe: delete {self.run_dir} "
+                "(its checkpoints, features and scores are the old recipe's), then rerun snakemake")
+
+
 class DatasetError(RuntimeError):
     """The data of a dataset is missing or unreadable.
 
@@ -43,6 +69,23 @@ class DataProblem(Exception):
 
 class TrainingFailed(RuntimeError):
     """A run could not finish (non-finite loss, ...); recorded in its status.json as failed, with the reason."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT or SIGTERM at an epoch boundary, with a checkpoint; status.json says interrupted.
+
+    Not an error of the run: rerunning the same command resumes it. The
+    command line exits with the conventional status, 128 + the signal's
+    number (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int, signame: str, epoch: int, epochs: int, run_dir: str) -> None:
+        super().__init__(f"{signame} at epoch {epoch}/{epochs}; checkpoint {run_dir}/checkpoints/last.pt saved")
+        self.signum, self.signame, self.epoch, self.epochs, self.run_dir = signum, signame, epoch, epochs, run_dir
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 class NonFiniteLoss(RuntimeError):

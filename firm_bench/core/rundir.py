@@ -273,11 +273,22 @@ def read_curve(run_dir: str | Path) -> list[dict]:
         ]
 
 
+#: the states of status.json: interrupted = stopped on a signal with a checkpoint (resumes on rerun)
+STATUS_STATES = ("running", "ok", "failed", "interrupted")
+
+
 def write_status(run_dir: str | Path, state: str, **fields: Any) -> Path:
-    """status.json: ``state`` is running | ok | failed; failures carry a ``reason``."""
-    if state not in {"running", "ok", "failed"}:
-        raise ValueError(f"status state must be running, ok or failed, got {state!r}")
-    payload = {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields}
+    """status.json: ``state`` is one of :data:`STATUS_STATES`; failures carry a ``reason``.
+
+    ``time`` is when it was written (while running, training rewrites it as a
+    heartbeat, with ``pid`` and ``host``: ``records.status`` tells a dead run
+    from a live one by them); ``time_unix`` is the same instant in seconds.
+    """
+    if state not in STATUS_STATES:
+        raise ValueError(f"status state must be one of {', '.join(STATUS_STATES)}, got {state!r}")
+    now = time.time()
+    payload = {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+               "time_unix": round(now, 3), **fields}
     return atomic_write_json(Path(run_dir) / STATUS_FILE, payload)
 
 

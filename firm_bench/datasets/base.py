@@ -527,8 +527,58 @@ def probe_image(path: Path) -> tuple[int, int, str]:
                           "(not an image, or corrupted: replace it)") from e
 
 
+#: PIL modes of 8-bit RGB or grey pixels: read as they are (grey replicated to RGB)
+PLAIN_MODES = ("RGB", "L")
+#: what :func:`read_image` does with the other PIL modes (``firm-bench data check`` warns with it)
+MODE_NOTES = {
+    "I;16": "16-bit grey: scaled to 8 bits (round(x / 257), 65535 -> 255)",
+    "1": "1-bit black and white: read as 0 / 255",
+    "P": "palette colours: expanded to RGB",
+    "PA": "palette colours with alpha: expanded to RGB, alpha dropped",
+    "LA": "grey with alpha: alpha dropped",
+    "RGBA": "alpha dropped (transparent pixels keep their stored colour)",
+    "CMYK": "CMYK: converted to RGB by PIL's naive formula",
+    "I": "32-bit integer pixels: refused (convert the files to 8-bit)",
+    "F": "32-bit float pixels: refused (convert the files to 8-bit)",
+}
+REFUSED_MODES = ("I", "F")
+
+
+def _mode_key(mode: str) -> str:
+    return "I;16" if mode.startswith("I;16") else mode  # I;16, I;16B, I;16L, I;16N: one 16-bit grey
+
+
+def mode_warnings(modes: Iterable[str]) -> list[str]:
+    """``WARNING`` lines for the unusual PIL modes among ``modes`` (what reading does with each), for ``data check``."""
+    unusual = sorted({_mode_key(m) for m in modes} - set(PLAIN_MODES))
+    return [f"WARNING: images in mode {m}: {MODE_NOTES.get(m, 'converted to RGB by PIL')}" for m in unusual]
+
+
+def to_rgb8(im: "Image.Image", path: Path | str = "?") -> "Image.Image":  # noqa: F821
+    """An 8-bit RGB copy of a decoded PIL image, scaled (never clipped) from 16 bits.
+
+    ``convert("RGB")`` clips a 16-bit grey image (mode ``I;16``, 0..65535) at
+    255, turning most pixels white; here it is scaled: x8 = round(x16 / 257)
+    (65535 / 255 = 257 exactly, so 0 -> 0 and 65535 -> 255). 32-bit integer
+    and float images (modes ``I``, ``F``) have no known range: refused with
+    :class:`DataProblem`. Other modes (palette, alpha, 1-bit, CMYK) are PIL's
+    conversions (:data:`MODE_NOTES`).
+    """
+    from PIL import Image
+
+    mode = _mode_key(im.mode)
+    if mode == "I;16":
+        x = np.asarray(im).astype(np.uint32)  # native-endian values whatever the file's byte order
+        grey = ((2 * x + 257) // 514).astype(np.uint8)  # round(x / 257), never a tie
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode in REFUSED_MODES:
+        raise DataProblem(f"image {path} has mode {im.mode} ({MODE_NOTES[mode].split(':')[0]}); firm-bench reads 8- "
+                          "and 16-bit images: convert it to an 8-bit PNG (RGB or grey)")
+    return im.convert("RGB")
+
+
 def read_image(path: Path) -> "Image.Image":  # noqa: F821 (PIL imported lazily)
-    """Decode ``path`` fully as an RGB PIL image (grayscale replicated).
+    """Decode ``path`` fully as an 8-bit RGB PIL image (grayscale replicated, 16-bit scaled: :func:`to_rgb8`).
 
     Truncated or unreadable files raise :class:`DataProblem` naming the file,
     also when PIL's global ``ImageFile.LOAD_TRUNCATED_IMAGES`` was switched on
@@ -540,7 +590,9 @@ def read_image(path: Path) -> "Image.Image":  # noqa: F821 (PIL imported lazily)
     try:
         with Image.open(path) as im:
             im.load()
-            return im.convert("RGB")
+            return to_rgb8(im, path)
+    except DataProblem:
+        raise
     except Exception as e:  # PIL raises OSError ("image file is truncated"), ValueError, ...
         raise DataProblem(f"cannot read image {path}: {type(e).__name__}: {e} "
                           "(truncated or corrupted? replace it)") from e

@@ -62,6 +62,7 @@ from firm_bench.datasets.base import (
     fit_square,
     image_set,
     list_images,
+    mode_warnings,
     parallel_map,
     probe_image,
     read_image,
@@ -290,6 +291,7 @@ def check_cats_vs_dogs(root: str, download: bool) -> list[str]:
              f"source images: {len(paths)}, widths {min(ws)}-{max(ws)} px, heights "
              f"{min(hs)}-{max(hs)} px (headers and file ends checked); converted to "
              f"{SIZE}x{SIZE} (shorter side {SIZE}, area interpolation, centre crop)"]
+    lines += mode_warnings(s[2] for s in shapes)
     _, _, path, status = load_arrays(root, "test")
     lines.append(f"cache: {path} ({status})")
     return lines + split_report(DATASETS.get("cats_vs_dogs"), root, download)

@@ -53,6 +53,7 @@ from firm_bench.datasets.base import (
     class_lines,
     fit_square,
     list_images,
+    mode_warnings,
     parallel_map,
     probe_image,
     read_image,
@@ -235,6 +236,7 @@ def check_mvtec(root: str, download: bool) -> list[str]:
             + (f" (WARNING: {files.defect_images_without_mask} defect images without "
                "a ground_truth mask; not needed for image-level AUROC)"
                if files.defect_images_without_mask else ""))
+        lines += [f"  {line}" for line in mode_warnings(modes)]
         totals["train"] += len(files.train)
         totals["test"] += len(files.test)
         train_counts.append(len(files.train))

@@ -45,7 +45,9 @@ from firm_bench.datasets.base import (
     ImageSet,
     image_set,
     list_images,
+    mode_warnings,
     parallel_map,
+    probe_image,
     read_image,
     register,
     split_report,
@@ -140,6 +142,7 @@ def check_folder(fs: FolderSet, root: str, download: bool) -> list[str]:
     exts = sorted({p.suffix.lower() for p in paths})
     lines = [f"found: {folder}/ ({len(paths)} {'/'.join(exts)} images {where}; every one "
              f"decoded and checked to be {SIZE}x{SIZE})"]
+    lines += mode_warnings(m for _, _, m in parallel_map(probe_image, paths))
     return lines + split_report(DATASETS.get(fs.name), root, download)
 
 

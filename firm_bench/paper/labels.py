@@ -111,7 +111,7 @@ def loss_form_label(rows: pd.DataFrame, compact: bool = False) -> str:
 def recipe_label(rows: pd.DataFrame, compact: bool = False) -> str:
     """The recipe options of some summary (or cell) rows, as every table and figure states them.
 
-    Per recipe: schedule, checkpoint choice (with how it differs from the
+    Per recipe: schedule (with the momentum that ran, where recorded), checkpoint choice (with how it differs from the
     paper's), BN momentum, the form of each loss (``loss_form_label``), ID
     class labels where used, tau, batch size, epochs. ``compact``: one line
     over all rows (the recipes, schedule, checkpoint, BN momentum, loss forms),
@@ -132,13 +132,16 @@ def recipe_label(rows: pd.DataFrame, compact: bool = False) -> str:
         score = rec.get("select_score")
         return f" by {score} (k = eval.k)" if score and "best_test" in str(rec["checkpoint"]) else ""
 
+    def momentum(rec: dict) -> str:  # the SGD momentum that ran (records.metrics.recipe_labels)
+        return f" (momentum {rec['momentum']})" if rec.get("momentum") else ""
+
     if compact:
         rec = recipe_of(rows)
         return (f"recipe {'/'.join(sorted(rows['recipe'].unique()))}; schedule {rec['schedule']}; "
                 f"checkpoint {checkpoint(rec['checkpoint'])}{selection(rec)}; BN momentum {rec['bn_momentum']}; "
                 f"{loss_form_label(rows, compact=True)}{id_labels(rows)}; {protocol_label(rec, compact=True)}")
     return " | ".join(
-        f"{recipe}: schedule {rec['schedule']}, checkpoint {checkpoint(rec['checkpoint'])}{selection(rec)}, BN momentum "
+        f"{recipe}: schedule {rec['schedule']}{momentum(rec)}, checkpoint {checkpoint(rec['checkpoint'])}{selection(rec)}, BN momentum "
         f"{rec['bn_momentum']}, tau {rec['tau']}, batch size {rec['batch_size']}, {rec['epochs']} epochs"
         f"{id_labels(g)}; {loss_form_label(g)}; {protocol_label(rec)}"
         for recipe, g, rec in ((r, g, recipe_of(g)) for r, g in rows.groupby("recipe", sort=True)))

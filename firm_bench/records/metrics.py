@@ -15,7 +15,7 @@ from pathlib import Path
 
 from firm_bench.core import rundir as runs
 from firm_bench.core.catalog import loss_form, outlier_differences
-from firm_bench.core.config import protocol
+from firm_bench.core.config import momentum_label, protocol
 from firm_bench.core.rundir import TEST_EVALSET, read_curve
 from firm_bench.method.metrics import aulc
 
@@ -34,13 +34,18 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
     ``loss_form``: the form the loss trained in (pairwise | concat), resolved
     from ``loss_form_setting`` = ``loss.form`` (reference | pairwise | concat;
     ``catalog.loss_form``); ``id_labels``: whether the ID images kept their
-    class labels (multi-class FIRM). ``status``: the run's status.json, for
-    what only training knows (the precision it ran in).
+    class labels (multi-class FIRM). ``momentum``: the SGD momentum that ran
+    (``config.momentum_label``: ``cycled 0.95-0.85-0.95`` under onecycle, as
+    the reference, or the held value). ``status``: the run's status.json, for
+    what only training knows (the precision it ran in; each resume under
+    settings that change the rounding, ``resumed_under_other_settings``, e.g.
+    ``resumed at epoch 2: threads 2 -> 1``, None when there was none).
     """
     return {
         "preset": cfg["preset"],
         "recipe": cfg["recipe"],
         "schedule": cfg["optim"]["schedule"],
+        "momentum": momentum_label(cfg),
         "checkpoint": cfg["checkpoint"]["select"],
         "select_score": cfg["checkpoint"]["select_score"] if cfg["checkpoint"]["select"] == "best_test" else None,
         "bn_momentum": cfg["model"]["bn_momentum"],
@@ -53,6 +58,8 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
         "batch_size": cfg["optim"]["batch_size"],
         "normalization": cfg["dataset"]["normalization"],
         "precision": precision_of(status),
+        # resumed under settings that change the rounding (thread count, device, precision: run.numerics)
+        "resumed_under_other_settings": "; ".join((status or {}).get("resumed_under_other_settings") or []) or None,
         **protocol(cfg).labels(),
         "outlier_differences": outlier_differences(cfg["outliers"]["name"]),
     }

@@ -31,12 +31,12 @@ ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "see
 VALUE_COLUMNS = ["auroc", "aulc", "status", "reason", "untrained_auroc"]
 #: recipe labels of each row (records.metrics.recipe_labels; where they differ from the reference: docs/FAITHFULNESS.md);
 #: a summary written before a label existed reads it as unknown
-RECIPE_LABELS = ["schedule", "checkpoint", "select_score", "bn_momentum", "head_init", "loss_form", "id_labels", "tau",
+RECIPE_LABELS = ["schedule", "momentum", "checkpoint", "select_score", "bn_momentum", "head_init", "loss_form", "id_labels", "tau",
                  "batch_size", "epochs", "normalization", "precision", "image_size", "eval_size", "eval_zoom", "batching"]
-LABEL_COLUMNS = [*RECIPE_LABELS, "train_seconds", "run_dir"]
+LABEL_COLUMNS = [*RECIPE_LABELS, "resumed_under_other_settings", "train_seconds", "run_dir"]
 #: recipe labels a summary (or a paper table's cell CSV) written before they existed lacks: read as unknown
 LATER_LABELS = ["loss_form", "id_labels", "select_score", "head_init", "normalization", "precision", "image_size",
-                "eval_size", "eval_zoom", "batching"]
+                "eval_size", "eval_zoom", "batching", "momentum"]
 COLUMNS = ID_COLUMNS + VALUE_COLUMNS + LABEL_COLUMNS
 
 
@@ -200,8 +200,9 @@ def mean_std_table(df: pd.DataFrame, title: str = "") -> str:
             cell = group[group["cls"].astype(str) == c]
             row.append(_fmt(cell["auroc"], cell["status"]) if len(cell) else "")
         per_seed = group[group["status"] == "ok"].groupby("seed")["auroc"].mean()
+        nothing = "failed" if (group["status"] == "failed").any() else "missing"  # as the cells (_fmt)
         row.append(f"{per_seed.mean() * 100:.1f} ± {per_seed.std(ddof=1) * 100:.1f}" if len(per_seed) > 1
-                   else (f"{per_seed.mean() * 100:.1f}" if len(per_seed) else "missing"))
+                   else (f"{per_seed.mean() * 100:.1f}" if len(per_seed) else nothing))
         aulc = group.drop_duplicates("run_dir")["aulc"].dropna()
         row.append(f"{aulc.mean() * 100:.1f}" if len(aulc) else "")
         out_rows.append(row)

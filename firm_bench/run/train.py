@@ -18,7 +18,12 @@ resumed ends with the same numbers as an uninterrupted one (CPU; on CUDA up
 to non-deterministic kernels).
 
 A non-finite loss stops the run; ``status.json`` records it as failed with
-the reason.
+the reason. SIGINT and SIGTERM stop it at the end of the epoch in progress,
+with a checkpoint, ``interrupted`` in ``status.json`` and
+``TrainingInterrupted`` (``run.interrupt``). While it trains, ``status.json``
+is a heartbeat (epoch, ETA, process) and the log gets progress lines
+(``run.monitor``). A resume under settings that change the rounding (thread
+count, device, precision, ...: ``run.numerics``) is warned about and recorded.
 
 The steps themselves run in ``firm_bench.run.engine.TrainEngine``: the config's
 ``speed`` section picks the fast-path options (data resident on the device,
@@ -41,7 +46,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from firm_bench.core import config as config_mod
 from firm_bench.core import rundir as runs
-from firm_bench.core.errors import NonFiniteLoss, TrainingFailed
+from firm_bench.core.errors import NonFiniteLoss, RecipeMismatch, TrainingFailed, TrainingInterrupted
 from firm_bench.datasets import RunData, load_run_data
 from firm_bench.method.augment import AugmentConfig, TwoViewAugment
 from firm_bench.method.losses import build_loss, check_label_values, id_class_labels
@@ -61,6 +66,11 @@ from firm_bench.run.engine import (
 )
 from firm_bench.run.engine.options import cudnn_benchmark
 from firm_bench.run.features import as_extracted, encode
+from firm_bench.run.interrupt import StopRequest, stop_requests
+from firm_bench.run.monitor import Monitor
+from firm_bench.run.numerics import changes as numerics_changes
+from firm_bench.run.numerics import describe as describe_resumes
+from firm_bench.run.numerics import numerics
 
 
 @dataclass(frozen=True)
@@ -124,12 +134,6 @@ def evaluate_knn(
     if not rot:
         return cos
     return cos, auroc(torch.stack(sims).mean(dim=0).cpu().numpy(), targets)
-
-
-def _progress(total: int, initial: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="epoch", dynamic_ncols=True)
 
 
 @dataclass
@@ -290,27 +294,34 @@ def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOp
 def train(
     cfg: dict,
     run_dir: str | Path,
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     data: RunData | None = None,
+    progress_every: int | None = None,
 ) -> TrainResult:
-    """Train one run from a resolved config into ``run_dir``, resuming if it holds a checkpoint."""
+    """Train one run from a resolved config into ``run_dir``, resuming if it holds a checkpoint.
+
+    ``progress``: ``bar`` | ``lines`` | ``off`` | ``auto`` (None; True = bar,
+    False = off: ``run.monitor``), a line every ``progress_every`` epochs
+    (default ``eval.every``). SIGINT / SIGTERM: a checkpoint at the end of the
+    epoch in progress, then :class:`TrainingInterrupted`.
+    """
+    with stop_requests() as stop:
+        return _train(cfg, Path(run_dir), progress, data, progress_every, stop)
+
+
+def _train(cfg: dict, run_dir: Path, progress: bool | str | None, data: RunData | None,
+           progress_every: int | None, stop: StopRequest) -> TrainResult:
     cfg = config_mod.validate(cfg)
-    run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     device = runs.pick_device(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
-    if progress is None:
-        progress = sys.stderr.isatty()
 
     previous = run_dir / runs.CONFIG_FILE
     if previous.exists() and (ckpt_dir / "last.pt").exists():
-        old = config_mod.load_yaml(previous)
+        old = config_mod.with_added_keys(config_mod.load_yaml(previous))  # keys added since: what ran then
         if _recipe_view(old) != _recipe_view(cfg):
-            raise config_mod.ConfigError(
-                f"{run_dir} holds a checkpoint of a different config; "
-                "use another run directory or delete it to start over"
-            )
+            raise RecipeMismatch(str(run_dir), config_mod.differences(_recipe_view(old), _recipe_view(cfg)))
     try:
         opts = resolve_speed(cfg["speed"], device)
     except ValueError as exc:
@@ -325,6 +336,7 @@ def train(
 
     start_epoch, curve, best = 0, [], {"auroc": None, "epoch": None}
     elapsed_before = 0.0
+    settings, resumes = numerics(device, t.opts), []  # what determines the numbers, besides the config
     if (ckpt_dir / "last.pt").exists():
         state = torch.load(ckpt_dir / "last.pt", map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -333,7 +345,22 @@ def train(
         start_epoch, curve, best = state["epoch"], state["curve"], state["best"]
         elapsed_before = state.get("elapsed_s", 0.0)
         print(f"firm-bench: resuming {run_dir} from its checkpoint at epoch {start_epoch}/{epochs}", file=sys.stderr)
-    runs.write_status(run_dir, "running", epoch=start_epoch, epochs=epochs, speed=t.speed_record())
+        resumes = list(state.get("resumes", []))
+        changed = numerics_changes(state.get("numerics"), settings)
+        if changed and start_epoch < epochs:
+            resumes.append({"epoch": start_epoch, "changes": changed})
+            print(f"firm-bench: WARNING: resuming under other settings than epochs 1-{start_epoch} trained with "
+                  f"({', '.join(changed)}): the numbers will differ from an uninterrupted run in rounding; recorded "
+                  "as resumed_under_other_settings in status.json, trained.json and metrics.json (rerun under the "
+                  "earlier settings, or from scratch, for exact numbers)", file=sys.stderr)
+
+    def record() -> dict:
+        """The status fields of what only training knows: the speed options, resumes under other settings."""
+        return {"speed": t.speed_record(), "resumed_under_other_settings": describe_resumes(resumes)}
+
+    monitor = Monitor(run_dir, epochs, start_epoch, t.steps_per_epoch * t.batch, progress,
+                      progress_every or cfg["eval"]["every"], record, f"train {cfg['loss']['name']}")
+    monitor.beat(start_epoch, force=True)
 
     def save_checkpoint(epoch: int, elapsed: float) -> None:
         runs.atomic_torch_save(
@@ -347,6 +374,8 @@ def train(
                 "best": best,
                 "elapsed_s": elapsed,
                 "config": cfg,
+                "numerics": settings,
+                "resumes": resumes,
             },
         )
 
@@ -370,17 +399,29 @@ def train(
             runs.atomic_torch_save(ckpt_dir / "best_test.pt", {"model": model.state_dict(), "epoch": epoch})
 
     def fail(reason: str, epoch: int) -> TrainingFailed:
-        runs.write_status(run_dir, "failed", reason=reason, epoch=epoch, speed=t.speed_record())
+        monitor.close()
+        runs.write_status(run_dir, "failed", reason=reason, epoch=epoch, **record())
         runs.atomic_write_json(run_dir / runs.TRAINED_FILE, {"state": "failed", "reason": reason, "epoch": epoch})
         return TrainingFailed(reason)
 
+    def interrupted(epoch: int, saved: bool) -> TrainingInterrupted:
+        """Stopped on a signal at the end of ``epoch``: checkpoint (unless just saved), status, the exception."""
+        if not saved and epoch > start_epoch:
+            save_checkpoint(epoch, time.perf_counter() - t0)
+        monitor.close()
+        at = epoch if epoch > start_epoch else start_epoch  # the checkpoint's epoch
+        runs.write_status(run_dir, "interrupted", signal=stop.name, epoch=at, epochs=epochs,
+                          reason=f"{stop.name} at epoch {at}/{epochs}; resumes from its checkpoint on rerun", **record())
+        return TrainingInterrupted(int(stop.signum or 0), stop.name, at, epochs, str(run_dir))
+
     eval_cfg = cfg["eval"]
     t0 = time.perf_counter() - elapsed_before
+    if stop.requested:  # a signal while the data loaded: nothing trained in this process
+        raise interrupted(start_epoch, saved=True)
     if start_epoch == 0 and eval_cfg["at_start"] and not curve:
         model.eval()
         record_eval(0, float("nan"), 0.0)
     model.train()
-    bar = _progress(epochs, start_epoch, progress, f"train {cfg['loss']['name']}")
     epoch_loss = float("nan")
     upcoming = t.prepare(start_epoch + 1) if start_epoch < epochs else None
     for epoch in range(start_epoch + 1, epochs + 1):
@@ -395,14 +436,17 @@ def train(
             raise fail(f"non-finite loss ({bad[1]}) at epoch {epoch}, step {bad[0] + 1}", epoch)
         epoch_loss = float(values.double().mean())
         elapsed = time.perf_counter() - t0
-        if epoch % eval_cfg["every"] == 0 or epoch == epochs:
+        evaluated = epoch % eval_cfg["every"] == 0 or epoch == epochs
+        if evaluated:
             model.eval()
             record_eval(epoch, epoch_loss, elapsed)
-        if epoch % cfg["checkpoint"]["every"] == 0 or epoch == epochs:
+        saved = epoch % cfg["checkpoint"]["every"] == 0 or epoch == epochs
+        if saved:
             save_checkpoint(epoch, elapsed)
-        bar.update(1)
-        bar.set_postfix(loss=f"{epoch_loss:.4f}", auroc=f"{curve[-1]['auroc']:.4f}" if curve else "-")
-    bar.close()
+        monitor.epoch_done(epoch, epoch_loss, curve[-1]["auroc"] if evaluated and curve else None)
+        if stop.requested and epoch < epochs:
+            raise interrupted(epoch, saved)
+    monitor.close()
     elapsed = time.perf_counter() - t0
     final = curve[-1]["auroc"] if curve else None
     runs.write_status(
@@ -414,12 +458,12 @@ def train(
         best_test_auroc=best["auroc"],
         best_test_epoch=best["epoch"],
         train_seconds=round(elapsed, 3),
-        speed=t.speed_record(),
+        **record(),
     )
     runs.atomic_write_json(
         run_dir / runs.TRAINED_FILE,
         {"state": "ok", "epochs": epochs, "final_auroc": final, "best_test_auroc": best["auroc"], "best_test_epoch": best["epoch"],
-         "train_seconds": round(elapsed, 3), "speed": t.speed_record()},
+         "train_seconds": round(elapsed, 3), **record()},
     )
     return TrainResult(run_dir, epochs, final, best["auroc"], best["epoch"], elapsed)
 

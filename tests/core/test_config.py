@@ -116,3 +116,81 @@ def test_library_defaults_equal_the_schema():
     assert (aug.jitter_p, aug.blur_kernel, aug.blur_p) == (
         d["augment"]["jitter_p"], d["augment"]["blur_kernel"], d["augment"]["blur_p"])
     AugmentConfig.from_dict(d["augment"])  # every schema key is accepted
+
+
+# ---------------------------------------------------------------- non-finite numbers, the momentum that runs
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optim.momentum=nan", "optim.momentum"), ("optim.lr=nan", "optim.lr"), ("model.width=nan", "model.width"),
+    ("optim.lr=inf", "optim.lr"), ("loss.tau=.inf", "loss.tau"), ("optim.weight_decay=-.inf", "optim.weight_decay"),
+    ("augment.jitter=[0.4, .nan, 0.4, 0.4]", "augment.jitter[1]"), ("features.zoom=nan", "features.zoom"),
+    ("optim.momentum_cycle=[0.85, nan]", "optim.momentum_cycle[1]"),
+])
+def test_non_finite_numbers_are_refused_naming_the_key(override, key):
+    """NaN passes every JSON-schema bound (each comparison with NaN is false): refused for every key, named."""
+    with pytest.raises(ConfigError) as err:
+        config.resolve("smoke", overrides=[override])
+    assert f"{key}: " in str(err.value) and "not a finite number" in str(err.value)
+
+
+def test_every_numeric_schema_key_refuses_nan():
+    """Walk the schema: no number key, however bounded, lets NaN through."""
+    import math
+
+    def numeric_keys(node, path):
+        for key, sub in node.get("properties", {}).items():
+            types = sub.get("type")
+            types = types if isinstance(types, list) else [types]
+            if "object" in types:
+                yield from numeric_keys(sub, f"{path}{key}.")
+            elif "number" in types:
+                yield f"{path}{key}", None
+            elif "array" in types and "number" in [sub.get("items", {}).get("type")]:
+                yield f"{path}{key}", len(sub["default"] or [0, 0])
+
+    found = list(numeric_keys(config.load_schema(), ""))
+    assert len(found) >= 15  # model.width, optim.lr, optim.momentum, loss.tau, augment.*, features.zoom, ...
+    for key, n in found:
+        value = [math.nan] * n if n else math.nan
+        section, name = key.split(".")
+        with pytest.raises(ConfigError, match="not a finite number"):
+            config.validate({"preset": "smoke", section: {name: value}})
+
+
+def test_onecycle_refuses_a_momentum_it_would_overwrite():
+    """onecycle cycles the momentum (the reference's OneCycleLR): optim.momentum would do nothing there."""
+    for value in ("0.0", "0.5"):
+        with pytest.raises(ConfigError) as err:
+            config.resolve("paper", overrides=[f"optim.momentum={value}"])
+        text = str(err.value)
+        assert "optim.momentum" in text and "no effect under optim.schedule: onecycle" in text
+        assert "optim.momentum_cycle: null" in text  # says what to do
+    # the default and the paper preset pass, and label the momentum that runs
+    paper = config.resolve("paper")
+    assert paper["optim"]["momentum_cycle"] == [0.85, 0.95]  # PyTorch's OneCycleLR defaults, as the reference ran
+    assert config.momentum_label(paper) == "cycled 0.95-0.85-0.95"
+    held = config.resolve("paper", overrides=["optim.momentum_cycle=null", "optim.momentum=0.5"])
+    assert config.momentum_label(held) == "0.5"
+    cosine = config.resolve("paper", overrides=["optim.schedule=warmup_cosine", "optim.momentum=0.8"])
+    assert config.momentum_label(cosine) == "0.8"
+    with pytest.raises(ConfigError, match="optim.momentum_cycle: .* no effect under optim.schedule: warmup_cosine"):
+        config.resolve("paper", overrides=["optim.schedule=warmup_cosine", "optim.momentum_cycle=[0.8, 0.9]"])
+
+
+def test_image_size_is_bounded():
+    for key in ("dataset.image_size", "features.image_size"):
+        with pytest.raises(ConfigError) as err:
+            config.resolve("smoke", overrides=[f"{key}=100000"])
+        assert f"{key}: 100000 is greater than the maximum of 1024" in str(err.value)
+    assert config.resolve("mini", overrides=["dataset.image_size=1024"])["dataset"]["image_size"] == 1024
+
+
+def test_a_config_recorded_before_momentum_cycle_reads_as_what_ran():
+    """Runs recorded before optim.momentum_cycle existed trained with OneCycleLR's cycle: read as such, so they resume."""
+    now = config.resolve("paper")
+    recorded = {**now, "optim": {k: v for k, v in now["optim"].items() if k != "momentum_cycle"}}
+    assert config.differences(recorded, now) == ["optim.momentum_cycle: '-' -> [0.85, 0.95]"]
+    assert config.differences(config.with_added_keys(recorded), now) == []
+    assert config.with_added_keys({"optim": {"momentum_cycle": None}})["optim"]["momentum_cycle"] is None  # kept
+    assert config.with_added_keys({}) == {}  # nothing else filled in

@@ -18,7 +18,7 @@ from firm_bench.datasets import (
     mvtec,
     one_class_split,
 )
-from tests.helpers.data import assert_marker, write_mvtec
+from tests.helpers.data import assert_marker, write_mvtec, write_png16
 
 
 @pytest.fixture
@@ -157,3 +157,31 @@ def test_check_counts_headers_without_decoding(small, monkeypatch):
     assert "train: 6 images in 2 of 15 classes" in report and "test: 12 images" in report
     assert re.search(r"\n\s+1 cable\s+absent\n", report)
     assert "total: 18 images" in report
+
+
+def test_16bit_pngs_are_scaled_to_8_bits_not_clipped(tmp_path):
+    """A 16-bit grey PNG (mode I;16) in an MVTec class: every pixel round(x / 257), not convert('RGB')'s clip at 255;
+    `data check` warns about the mode."""
+    write_mvtec(tmp_path, classes=("grid",), size=32)
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 65536, (32, 32), dtype=np.uint16)
+    grey[0, :4] = [0, 128, 129, 65535]  # the ends and the rounding boundary (128/257 < 0.5 < 129/257)
+    write_png16(tmp_path / "grid" / "train" / "good" / "001.png", grey)
+    train, _, _ = one_class_split("mvtec", "grid", root=str(tmp_path), image_size=32)
+    got = train.images[1].numpy()
+    want = np.rint(grey.astype(np.float64) * 255 / 65535).astype(np.uint8)  # the full range mapped onto 0..255
+    assert np.array_equal(got[0], want) and np.array_equal(got[1], want) and np.array_equal(got[2], want)
+    assert got[0, 0, :4].tolist() == [0, 0, 1, 255]
+    assert (got == 255).mean() < 0.01  # clipped, ~99.6% of these pixels would be white
+    report = check_dataset("mvtec", root=str(tmp_path))
+    assert "grid: train/good 3;" in report and "I;16" in report
+    assert "WARNING: images in mode I;16: 16-bit grey: scaled to 8 bits" in report
+
+
+def test_32bit_images_are_refused_naming_the_file(tmp_path):
+    write_mvtec(tmp_path, classes=("bottle",), size=32)
+    path = tmp_path / "bottle" / "train" / "good" / "003.tif"  # PNG has no 32-bit mode; TIFF does
+    Image.fromarray(np.full((32, 32), 70000, np.int32), "I").save(path)  # 32-bit integer pixels: no known range
+    with pytest.raises(DatasetError, match=re.escape(f"image {path} has mode I") + ".*convert it to an 8-bit PNG"):
+        one_class_split("mvtec", "bottle", root=str(tmp_path), image_size=32)
+    assert "WARNING: images in mode I: 32-bit integer pixels: refused" in check_dataset("mvtec", root=str(tmp_path))

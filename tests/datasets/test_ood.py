@@ -27,6 +27,7 @@ from tests.helpers.data import (
     write_cifar100,
     write_oe,
     write_ood_folder,
+    write_png16,
     write_svhn,
 )
 
@@ -131,6 +132,19 @@ def test_folder_check_report(tmp_path):
     assert f"found: {tmp_path / 'LSUN_resize'}/ (6 .jpg images in 1 subfolder(s) LSUN_resize" \
         in report
     assert "test: 6 images, shape (3, 32, 32)" in report and "splits test" in report
+
+    assert "WARNING" not in report  # 8-bit RGB JPEGs: nothing unusual
+
+
+def test_folder_16bit_png_scaled_and_warned(tmp_path):
+    """CSI's *_fix sets are PNGs: a 16-bit grey one is scaled (round(x / 257)) and `data check` names the mode."""
+    write_ood_folder("lsun_fix", tmp_path)
+    grey = np.linspace(0, 65535, 32 * 32).round().astype(np.uint16).reshape(32, 32)
+    write_png16(tmp_path / "LSUN_fix" / "correct_resize_2.png", grey)
+    images = load_split("lsun_fix", "test", root=str(tmp_path)).images
+    want = np.rint(grey / 257.0).astype(np.uint8)
+    assert all(np.array_equal(images[2, c].numpy(), want) for c in range(3))
+    assert "WARNING: images in mode I;16: 16-bit grey: scaled to 8 bits" in check_dataset("lsun_fix", root=str(tmp_path))
 
 
 # ---------------------------------------------------------------- OE (300K random images)

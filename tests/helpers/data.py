@@ -185,6 +185,16 @@ def _save(path: Path, chw: np.ndarray, **kw) -> None:
     img.save(path, **kw)
 
 
+def write_png16(path: Path, grey: np.ndarray) -> None:
+    """Write uint16 (H, W) as a real 16-bit greyscale PNG (PIL mode "I;16"; PNG bit depth 16)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(np.ascontiguousarray(grey, dtype=np.uint16))
+    assert img.mode == "I;16", img.mode
+    img.save(path)
+    with Image.open(path) as back:  # what a reader of the file sees
+        assert back.mode == "I;16" and np.array_equal(np.asarray(back), grey)
+
+
 def _solid(colour: tuple[int, int, int], h: int, w: int) -> np.ndarray:
     return np.broadcast_to(np.array(colour, np.uint8)[:, None, None], (3, h, w)).copy()
 

@@ -17,6 +17,7 @@ from firm_bench.records.summary import (
     read_summaries,
     write_csv,
 )
+from tests.helpers.summaries import summary
 
 RECIPE = {"schedule": "onecycle", "checkpoint": "last", "bn_momentum": 0.9, "loss_form": "pairwise", "tau": 0.2}
 
@@ -94,3 +95,22 @@ def test_mean_std_table_is_the_mean_over_seeds_of_the_class_mean(tmp_path):
     seed_means = [(0.80 + 0.60) / 2 * 100, (0.90 + 0.70) / 2 * 100]
     assert cells[4] == f"{statistics.mean(seed_means):.1f} ± {statistics.stdev(seed_means):.1f}"
     assert "Recipe: schedule: onecycle" in text and "loss_form: pairwise" in text
+
+
+def _row(table: str, start: str) -> list[str]:
+    line = next(line for line in table.splitlines() if line.startswith(f"| {start}"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_an_all_failed_row_reads_failed_not_missing():
+    df = summary("e", ["cifar10"], [0, 1], ["firm", "ntxent"], ["rot"], ["cos"], seeds=(0, 1))
+    df = df[df["k"] == 5].copy()
+    failed = df["loss"] == "ntxent"
+    df.loc[failed, ["status", "auroc", "reason"]] = ["failed", None, "non-finite loss (nan) at epoch 3, step 1"]
+    table = mean_std_table(df, "t")
+    bad = _row(table, "cifar10 ntxent")
+    assert bad[1:4] == ["failed", "failed", "failed"], bad  # class 0, class 1, mean over classes
+    good = _row(table, "cifar10 firm")
+    assert good[3].startswith("90.") and "±" in good[3]
+    missing = df[~failed].assign(status="missing", auroc=None)
+    assert _row(mean_std_table(missing, "t"), "cifar10 firm")[1:4] == ["missing"] * 3

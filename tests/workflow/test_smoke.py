@@ -1,6 +1,7 @@
 """The smoke preset end to end through Snakemake's CLI on the CPU: run, no-op rerun, kill and resume."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,9 @@ def test_smoke_workflow_end_to_end(workdir):
     for name in ["config.yaml", "versions.json", "status.json", "curve.csv", "trained.json", "metrics.json",
                  "checkpoints/last.pt", "features/test/cache.pt", "scores/test/cos_k5.json", "logs/train.log"]:
         assert (run / name).exists(), name
+    log = (run / "logs" / "train.log").read_text()  # progress lines for log files, not a bar
+    assert re.search(r"^firm-bench: epoch 1/1 loss \d+\.\d{4} auroc 0\.\d{4} \d+ img/s elapsed \S+ eta 0:00:00$", log,
+                     flags=re.M), log
     # Snakemake's own report of the registered paper tables and figures, beside ours
     snakemake(workdir, "--report", "report.zip", "--configfile", CONFIGS / "smoke.yaml")
     with zipfile.ZipFile(workdir / "report.zip") as z:

@@ -3,6 +3,11 @@
 # and a killed job resumes from checkpoints/last.pt when it is rerun. GPU
 # slots are resources, not params: params are a rerun trigger, and moving a
 # finished grid to a machine with another GPU count must not retrain it.
+# `exec`: the shell becomes firm-bench, so SIGTERM (SLURM's --signal before
+# the time limit, a pre-emption) and SIGINT reach the trainer itself, which
+# checkpoints at the epoch's end and exits 143 / 130; its log gets a progress
+# line every eval.every epochs (epoch, loss, AUROC, images/s, ETA), and
+# `firm-bench status` reads its heartbeat.
 rule train:
     output:
         run_file("trained.json"),
@@ -18,6 +23,6 @@ rule train:
     params:
         args=train_args,
     shell:
-        "firm-bench train {params.args} --set threads={threads}"
+        "exec firm-bench train {params.args} --set threads={threads}"
         " --gpu-slots {resources.gpu_slots} --runs-per-gpu {resources.runs_per_gpu}"
-        " --no-progress --record-failure > {log} 2>&1"
+        " --progress lines --record-failure --in-workflow > {log} 2>&1"

@@ -1,0 +1,137 @@
+"""`firm-bench status`: a grid's runs done / running / stopped / failed / pending, from the run directories alone."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from firm_bench.cli import main
+from firm_bench.core import rundir as runs
+from firm_bench.planning.grid import load_workflow_config, plan
+from firm_bench.records.status import format_status, grid_status, run_state, stale_after
+from tests.helpers import ROOT
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped): what a killed trainer leaves in its status.json."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _running(run_dir, pid, host=None, epoch=5, epochs=30, beat_age=3.0, eta=250.0):
+    runs.write_status(run_dir, "running", epoch=epoch, epochs=epochs, pid=pid, host=host or socket.gethostname(),
+                      heartbeat_every_s=30.0, seconds_per_epoch=10.0, eta_s=eta)
+    status = runs.read_json(run_dir / runs.STATUS_FILE)
+    status["time_unix"] -= beat_age
+    runs.atomic_write_json(run_dir / runs.STATUS_FILE, status)
+
+
+def _finished(run_dir, scored=True):
+    runs.write_status(run_dir, "ok", epoch=30, epochs=30)
+    runs.atomic_write_json(run_dir / runs.TRAINED_FILE, {"state": "ok", "epochs": 30})
+    if scored:
+        runs.atomic_write_json(run_dir / runs.METRICS_FILE, {"scores": {}})
+
+
+def _failed(run_dir):
+    reason = "non-finite loss (nan) at epoch 3, step 2"
+    runs.write_status(run_dir, "failed", reason=reason, epoch=3)
+    runs.atomic_write_json(run_dir / runs.TRAINED_FILE, {"state": "failed", "reason": reason, "epoch": 3})
+
+
+@pytest.fixture
+def grid(tmp_path):
+    """The mini workflow config's 9 runs under tmp_path."""
+    p = plan(load_workflow_config(ROOT / "workflow" / "config" / "mini.yaml"))
+    dirs = list(dict.fromkeys(d.replace(p.config["runs_root"], str(tmp_path), 1)
+                              for e in p.experiments for d in p.run_dirs(e)))
+    assert len(dirs) == 9
+    return tmp_path, dirs
+
+
+def _status(capsys, root):
+    assert main(["status", str(ROOT / "workflow" / "config" / "mini.yaml"), "--runs-root", str(root)]) == 0
+    return capsys.readouterr().out
+
+
+def test_a_finished_grid(grid, capsys):
+    root, dirs = grid
+    for d in dirs:
+        _finished(Path(d), scored=d != dirs[0])
+    out = _status(capsys, root)
+    assert "9 runs: 9 done, 0 running, 0 stopped, 0 failed, 0 pending (8 of 9 done scored)" in out
+    per_experiment = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert set(per_experiment) == {"table1", "table5", "table8", "fig5"}
+    assert "done   4  running   0" in per_experiment["table1"]
+    assert "running:" not in out and "failed:" not in out
+
+
+def test_a_running_grid_with_a_killed_and_a_failed_run(grid, capsys):
+    root, dirs = grid
+    d = [Path(x) for x in dirs]
+    _finished(d[0])
+    _running(d[1], os.getpid())  # a live process on this host
+    _running(d[2], _dead_pid())  # its process is gone: kill -9
+    _running(d[3], 12345, host="node-17", beat_age=2 * 3600)  # another host, silent for 2 h
+    _running(d[4], 12345, host="node-17", beat_age=20.0, epoch=12, eta=100.0)  # another host, beating
+    _failed(d[5])
+    runs.write_status(d[6], "interrupted", signal="SIGTERM", epoch=7, epochs=30)
+    out = _status(capsys, root)
+    assert "9 runs: 1 done, 2 running, 3 stopped, 1 failed, 2 pending (1 of 1 done scored)" in out, out
+    rel = [str(x.relative_to(root)) for x in d]
+    line = next(line for line in out.splitlines() if rel[1] in line)
+    assert "epoch 5/30" in line and f"pid {os.getpid()} on {socket.gethostname()}" in line
+    assert "eta 0:04:0" in line  # 250 s at the heartbeat, ~3 s ago
+    assert "epoch 12/30, eta 0:01:20" in next(line for line in out.splitlines() if rel[4] in line)
+    assert "is gone: killed? last seen at epoch 5/30" in next(line for line in out.splitlines() if rel[2] in line)
+    assert "no heartbeat for 2.0 h (pid 12345 on node-17)" in next(line for line in out.splitlines() if rel[3] in line)
+    assert "non-finite loss (nan) at epoch 3, step 2" in next(line for line in out.splitlines() if rel[5] in line)
+    assert "interrupted by SIGTERM at epoch 7/30" in next(line for line in out.splitlines() if rel[6] in line)
+    assert out.index("running:") < out.index("stopped:") < out.index("failed:")
+    assert main(["status", "mini", "--runs-root", str(root), "--json"]) == 0
+    states = {r["run_dir"]: r["state"] for r in json.loads(capsys.readouterr().out)}
+    assert [states[x] for x in dirs] == ["done", "running", "stopped", "stopped", "running", "failed", "stopped",
+                                         "pending", "pending"]
+
+
+def test_a_failed_grid_and_a_directory_of_runs(grid, capsys):
+    root, dirs = grid
+    for x in dirs:
+        _failed(Path(x))
+    out = _status(capsys, root)
+    assert "9 runs: 0 done, 0 running, 0 stopped, 9 failed, 0 pending" in out
+    assert out.count("non-finite loss (nan) at epoch 3, step 2") == 9
+    assert main(["status", str(root)]) == 0  # no workflow config: every run directory found under it
+    assert "9 runs: 0 done, 0 running, 0 stopped, 9 failed" in capsys.readouterr().out
+
+
+def test_states_of_single_runs(tmp_path):
+    run = tmp_path / "r"
+    assert run_state(run).state == "pending"
+    run.mkdir()
+    (run / runs.STATUS_FILE).write_text('{"state": "runn')  # damaged from outside
+    st = run_state(run)
+    assert st.state == "stopped" and "status.json unreadable" in st.detail
+    runs.write_status(run, "running", epoch=0, epochs=5)  # an older firm-bench: no heartbeat, no pid
+    assert run_state(run).state == "unknown"
+    assert stale_after({"heartbeat_every_s": 30, "seconds_per_epoch": 400}) == 3 * (30 + 800)
+    assert stale_after({}) == 600
+    text = format_status(grid_status([run]), "t")
+    assert "1 runs: 0 done, 0 running, 0 stopped, 0 failed, 0 pending, 1 unknown" in text
+
+
+def test_status_needs_no_torch(grid):
+    root, dirs = grid
+    _running(Path(dirs[0]), os.getpid())
+    code = ("import sys; from firm_bench.cli import main; "
+            f"rc = main(['status', 'mini', '--runs-root', {str(root)!r}]); "
+            "assert 'torch' not in sys.modules and 'snakemake' not in sys.modules, 'imported torch'; sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert "1 running" in out.stdout
