@@ -3,6 +3,8 @@
 # and a killed job resumes from checkpoints/last.pt when it is rerun. GPU
 # slots are resources, not params: params are a rerun trigger, and moving a
 # finished grid to a machine with another GPU count must not retrain it.
+# `--exit-with $PPID`: the job stops when this Snakemake process dies (even
+# by SIGKILL), so a rerun never finds an orphaned trainer on its directory.
 rule train:
     output:
         run_file("trained.json"),
@@ -20,4 +22,4 @@ rule train:
     shell:
         "firm-bench train {params.args} --set threads={threads}"
         " --gpu-slots {resources.gpu_slots} --runs-per-gpu {resources.runs_per_gpu}"
-        " --no-progress --record-failure > {log} 2>&1"
+        " --no-progress --record-failure --exit-with $PPID > {log} 2>&1"
