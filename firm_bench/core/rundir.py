@@ -5,11 +5,12 @@ One directory per run, named by content (never by timestamp; :class:`Run`)::
     results/runs/{dataset}/{cls}/{loss}/{outliers}/{recipe}/seed{seed}/
         config.yaml  versions.json  status.json  trained.json    # trained.json last: "training finished"
         curve.csv                                  # epoch (0 = untrained), auroc, loss, lr, elapsed[, select_auroc]
-        checkpoints/last.pt  checkpoints/best_test.pt
+        checkpoints/last.pt  checkpoints/best_test.pt   # each with <file>.sha256 (checksum_path)
         features/{evalset}/cache.pt  meta.json     # evalset: test, or ood-<name> (Table 4)
         features/{evalset}/untrained/cache.pt      # the encoder at initialisation
         scores/{evalset}/{score}[_k{k}].json       # one file per score (score_path)
         metrics.json                               # every score's AUROC, the AULC, the recipe labels
+        .lock  features/{evalset}/.lock            # held by the command writing the directory (writing)
 
 Every file is written to a temporary name in the same directory and then
 renamed, so a killed process never leaves a half-written file behind; the
