@@ -48,6 +48,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", default=None, help="run directory (default: results/runs/<dataset>/<cls>/...)")
     p.add_argument("--runs-root", default="results/runs", help="root of the default run directories")
     _add_progress_args(p)
+    p.add_argument("--exit-with", type=int, default=None, metavar="PID",
+                   help="stop (SIGTERM) when process PID exits; the workflow passes Snakemake's PID, so a killed "
+                        "Snakemake leaves no training behind")
     _add_gpu_arg(p)
 
 
@@ -81,18 +84,23 @@ def _take_gpu_slot(args: argparse.Namespace) -> None:
 
 
 def _resolve(args: argparse.Namespace) -> tuple[dict, Path]:
-    cfg = config_mod.resolve(args.preset, args.config, args.overrides)
+    """The run config and directory; without --recipe the recipe names what the overrides change (a sweep
+    from the command line never shares a run directory: ``config.resolve(name_recipe=True)``)."""
+    cfg = config_mod.resolve(args.preset, args.config, args.overrides, name_recipe=not args.recipe)
     if args.recipe:
         cfg["recipe"] = args.recipe
     run_dir = Path(args.run_dir) if args.run_dir else runs.run_dir_for(cfg, args.runs_root)
+    if getattr(args, "exit_with", None) is not None:
+        from firm_bench.core.lock import exit_with
+
+        exit_with(args.exit_with)
     return cfg, run_dir
 
 
 def _run_config(run_dir: Path) -> dict:
-    path = run_dir / runs.CONFIG_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run directory? (run `firm-bench train` first)")
-    return config_mod.validate(config_mod.load_yaml(path))
+    """The run's recorded config, its checksum verified (``rundir.read_run_config``; never filled in from
+    a damaged file), validated."""
+    return config_mod.validate(runs.read_run_config(run_dir))
 
 
 def _progress(args: argparse.Namespace) -> bool | str:
@@ -210,9 +218,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg, run_dir = _resolve(args)
     _take_gpu_slot(args)
-    train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
-    extract_run_features(cfg, run_dir, progress=progress_mode(_progress(args)) == "bar")
-    score_run(cfg, run_dir)
+    with runs.writing(run_dir, "run"):  # the three steps as one: no other process between them
+        train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
+        extract_run_features(cfg, run_dir, progress=progress_mode(_progress(args)) == "bar")
+        score_run(cfg, run_dir)
     print(f"run directory: {run_dir}")
     _print_scores(runs.read_json(run_dir / "metrics.json"))
     return 0

@@ -41,7 +41,7 @@ def test_console_script_runs_the_whole_pipeline(tmp_path):
          "--set", "optim.epochs=1", "--set", "device=cpu", "--runs-root", str(tmp_path)],
         check=True, capture_output=True, text=True,
     ).stdout
-    run = tmp_path / "fmnist_mini" / "0" / "firm" / "rot" / "smoke" / "seed0"
+    run = tmp_path / "fmnist_mini" / "0" / "firm" / "rot" / "smoke+optim.epochs=1" / "seed0"  # device: not recipe
     assert f"run directory: {run}" in out
     assert "| cos_k5" in out and (run / "metrics.json").exists()
     rc = subprocess.run([sys.executable, "-m", "firm_bench.cli", "score", str(run), "--scores", "locsvm", "--k", "1"],

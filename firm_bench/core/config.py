@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
 import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
@@ -290,13 +293,86 @@ def protocol(cfg: Mapping) -> Protocol:
     )
 
 
+#: keys that never name a recipe: bookkeeping, where a run runs, what is scored afterwards, and the run
+#: directory's other levels (dataset, class, loss, outliers, seed)
+NOT_RECIPE = ("preset", "recipe", "recipe_overrides", "device", "threads", "scores", "seed", "dataset.name",
+              "dataset.cls", "dataset.root", "loss.name", "outliers.name")
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9._-]+")
+_MAX_SUFFIX = 60
+
+
+def leaves(cfg: Mapping, prefix: str = "") -> dict:
+    """A nested config as ``{dotted key: value}`` (lists and empty mappings are values)."""
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, Mapping) and value and key != "recipe_overrides":
+            out.update(leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+#: run-local knobs: a checkpoint is resumed (and its features extracted) whatever their values
+RUN_LOCAL = ("device", "threads", "scores", "features", "speed")
+
+
+def resume_view(cfg: Mapping) -> dict:
+    """The part of a config that must match to resume a checkpoint: everything but :data:`RUN_LOCAL`."""
+    return {k: v for k, v in cfg.items() if k not in RUN_LOCAL}
+
+
+def resume_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
+    """``key: recorded -> now`` for every key of :func:`resume_view` where two validated configs differ."""
+    a, b = leaves(resume_view(recorded)), leaves(resume_view(cfg))
+    return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+
+
+def recipe_differences(cfg: Mapping, base: Mapping) -> dict:
+    """The recipe keys (dotted) whose value in validated ``cfg`` differs from validated ``base``, sorted.
+
+    Leaves out :data:`NOT_RECIPE` (the run directory's other levels already
+    name the dataset, class, loss, outliers and seed).
+    """
+    a, b = leaves(cfg), leaves(base)
+
+    def recipe_key(k: str) -> bool:
+        return not any(k == n or k.startswith(n + ".") for n in NOT_RECIPE)
+
+    return {k: a.get(k) for k in sorted(set(a) | set(b)) if recipe_key(k) and a.get(k) != b.get(k)}
+
+
+def override_recipe_name(preset: str, differences: Mapping) -> str:
+    """``<preset>`` plus what differs from it: ``smoke+optim.lr=0.2+loss.tau=0.5`` when short and path-safe,
+    else ``smoke+<sha256 of the differences, 10 hex digits>``."""
+    if not differences:
+        return preset
+
+    def text(v: Any) -> str:
+        return json.dumps(v) if isinstance(v, (bool, type(None))) else str(v)
+
+    pairs = [f"{k}={text(v)}" for k, v in differences.items()]
+    suffix = "+".join(pairs)
+    if len(suffix) <= _MAX_SUFFIX and all(_SAFE_VALUE.fullmatch(text(v)) for v in differences.values()):
+        return f"{preset}+{suffix}"
+    digest = hashlib.sha256(json.dumps(dict(differences), sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{preset}+{digest}"
+
+
 def resolve(
     preset: str | None = None,
     config_file: str | Path | None = None,
     overrides: Iterable[str] = (),
     extra: Mapping | None = None,
+    name_recipe: bool = False,
 ) -> dict:
-    """Build and validate a run config: schema defaults < preset < file < extra < overrides."""
+    """Build and validate a run config: schema defaults < preset < file < extra < overrides.
+
+    ``name_recipe`` (the command line without ``--recipe``): when no layer
+    names the recipe, it is the preset's name plus what the other layers change
+    (:func:`override_recipe_name`), recorded as ``recipe_overrides``, so runs of
+    one preset with different overrides get different run directories.
+    """
     cfg: dict = {}
     if preset is not None:
         cfg = deep_merge(cfg, load_preset(preset))
@@ -308,6 +384,11 @@ def resolve(
     if extra:
         cfg = deep_merge(cfg, extra)
     cfg = deep_merge(cfg, parse_overrides(overrides))
+    if name_recipe and cfg.get("recipe") is None:
+        full = validate(cfg)
+        differences = recipe_differences(full, resolve(preset))
+        cfg = deep_merge(cfg, {"recipe": override_recipe_name(full["recipe"], differences),
+                               "recipe_overrides": differences})
     return validate(cfg)
 
 

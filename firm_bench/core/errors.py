@@ -96,6 +96,36 @@ class NonFiniteLoss(RuntimeError):
         self.step, self.value = step, value
 
 
-#: errors of the user's input (config, names, files, data): one line on the command line, exit status 2
+class RunDirLocked(RuntimeError):
+    """Another live process holds a run directory's lock (``core.lock``).
+
+    The message names the holder (PID, host, command, since when) and what to
+    do: wait, stop it, or give the other run its own directory.
+    """
+
+
+class DamagedFile(RuntimeError):
+    """A run file that cannot be trusted: unreadable, truncated, failing its checksum, or contradicting
+    the run's other records (a short learning curve, a config unlike its checkpoint's).
+
+    ``path`` is the file, ``what`` what it is, ``fix`` what to do (which step to rerun, or what to
+    delete); the message says all three.
+    """
+
+    def __init__(self, path: object, problem: str, what: str, fix: str) -> None:
+        super().__init__(f"{path} ({what}) {problem}; {fix}")
+        self.path, self.problem, self.what, self.fix = path, problem, what, fix
+
+
+class DiskFull(RuntimeError):
+    """No space left on the device (or the quota is used up) while writing ``path``; the previous file is untouched."""
+
+    def __init__(self, path: object, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+#: errors of the user's input or of the run directory (config, names, files, data, locks, damaged or
+#: unwritable files): one line on the command line, exit status 2
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, UnknownNameError, DatasetError, FileNotFoundError,
-                                                 ValueError)
+                                                 ValueError, RunDirLocked, DamagedFile, DiskFull)

@@ -5,30 +5,47 @@ One directory per run, named by content (never by timestamp; :class:`Run`)::
     results/runs/{dataset}/{cls}/{loss}/{outliers}/{recipe}/seed{seed}/
         config.yaml  versions.json  status.json  trained.json    # trained.json last: "training finished"
         curve.csv                                  # epoch (0 = untrained), auroc, loss, lr, elapsed[, select_auroc]
-        checkpoints/last.pt  checkpoints/best_test.pt
+        checkpoints/last.pt  checkpoints/best_test.pt   # each with <file>.sha256 (checksum_path)
         features/{evalset}/cache.pt  meta.json     # evalset: test, or ood-<name> (Table 4)
         features/{evalset}/untrained/cache.pt      # the encoder at initialisation
         scores/{evalset}/{score}[_k{k}].json       # one file per score (score_path)
         metrics.json                               # every score's AUROC, the AULC, the recipe labels
+        .lock  features/{evalset}/.lock            # held by the command writing the directory (writing)
 
 Every file is written to a temporary name in the same directory and then
-renamed, so a killed process never leaves a half-written file behind. No
-torch at import: reading results needs none.
+renamed, so a killed process never leaves a half-written file behind; the
+temporary files of a killed write (named with their writer's host and PID)
+are removed by the next command on the run directory (:func:`writing`).
+Every reader names the file, says what it is and what to do when it is
+damaged (:class:`~firm_bench.core.errors.DamagedFile`); checkpoints and
+feature caches carry a sha256 record (``<file>.sha256``) verified on load,
+``config.yaml`` a checksum line, and the learning curve is checked against
+the recipe and the checkpoint before AULC is computed (:func:`checked_curve`).
+A command that writes a run directory holds its lock (:func:`writing`,
+``core.lock``). No torch at import: reading results needs none.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import io
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+
+from firm_bench.core import lock as locks
+from firm_bench.core.errors import DamagedFile, DiskFull
 
 if TYPE_CHECKING:  # torch is imported where needed: reading results (tables, reports) needs no torch
     import torch
@@ -48,29 +65,98 @@ def score_path(run_dir: str | Path, evalset: str, score: str, k: int | None) -> 
     return Path(run_dir) / "scores" / evalset / f"{score_key(score, k)}.json"
 
 
-def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], Any]) -> Path:
+def _temp_tag() -> str:
+    """``<host>-<pid>`` of this process, as temporary file names carry it (host: letters, digits, '-')."""
+    return f"{re.sub(r'[^A-Za-z0-9-]', '-', locks.host())[:64]}-{os.getpid()}"
+
+
+#: a temporary file of :func:`atomic_write`: ``.<name>.<host>-<pid>.<random>.tmp``
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>[0-9]+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def atomic_write(
+    path: str | Path, write: Callable[[io.BufferedWriter], Any], before_replace: Callable[[Path], Any] | None = None
+) -> Path:
     """Call ``write(fh)`` on a temporary file beside ``path``, fsync, then rename it to ``path``.
 
     The one place every firm-bench file is written: a failure (disk full,
     interrupt, kill) leaves any previous ``path`` untouched and no half-written
-    file; the temporary file is removed. Files are created 0644 (mkstemp's
-    0600 would hide results and caches from other users of a shared root).
+    file; the temporary file is removed (after a kill, by the next command on
+    the run directory: its name carries this process's host and PID). Files are
+    created 0644 (mkstemp's 0600 would hide results and caches from other users
+    of a shared root). ``before_replace(tmp)`` runs on the complete temporary
+    file just before the rename (the checksum record of :func:`atomic_torch_save`).
+    A full disk (ENOSPC, EDQUOT, also when torch's zip writer reports it) raises
+    :class:`DiskFull` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_temp_tag()}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        _raise_if_full(exc, path)
+        raise
     try:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        if before_replace is not None:
+            before_replace(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        _raise_if_full(exc, path)
         raise
     return path
+
+
+def _raise_if_full(exc: BaseException, path: Path) -> None:
+    """Raise :class:`DiskFull` for ``path`` when ``exc`` is, or was caused by, a full disk or quota.
+
+    torch's zip writer turns the OSError of a failed write into ``RuntimeError:
+    [enforce fail at inline_container.cc] ...``: the OSError is its context.
+    """
+    if isinstance(exc, DiskFull):
+        return
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        code = getattr(cur, "errno", None)
+        if code in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(cur):
+            why = "disk quota exceeded" if code == errno.EDQUOT else "no space left on device"
+            raise DiskFull(path, f"{why} writing {path}: free space on its file system (`df -h {path.parent}`) "
+                                 f"and rerun the command; the previous {path.name}, if any, is untouched") from exc
+        cur = cur.__cause__ or cur.__context__
+
+
+def remove_stale_temps(root: str | Path, everything_under: str | Path | None = None) -> list[Path]:
+    """Remove the temporary files that killed :func:`atomic_write` calls left below ``root``; returns them.
+
+    A temporary file is removed when its writer (host and PID in its name) is
+    a process of this host that no longer runs, or, whatever its name, when it
+    lies below ``everything_under`` (a directory the caller holds exclusively,
+    so no live writer can own it).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    me, removed = _temp_tag().rsplit("-", 1)[0], []
+    sole = Path(everything_under) if everything_under is not None else None
+    for tmp in root.rglob(".*.tmp"):
+        m = _TEMP.match(tmp.name)
+        ours = sole is not None and (tmp == sole or sole in tmp.parents)
+        dead = m is not None and m["host"] == me and not locks.pid_alive(int(m["pid"]))
+        if tmp.is_file() and (ours or dead):
+            with contextlib.suppress(OSError):
+                size = tmp.stat().st_size
+                tmp.unlink()
+                removed.append(tmp)
+                print(f"firm-bench: removed {tmp} ({size / 1e6:.1f} MB), left by a killed write", file=sys.stderr)
+    return removed
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -85,10 +171,80 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
-def atomic_torch_save(path: str | Path, obj: Any) -> Path:
+CHECKSUM_SUFFIX = ".sha256"  # <file>.sha256: the sha256 record of a checkpoint or feature cache
+_LAST_SHA: dict[str, str] = {}  # path -> sha256 of the file this process last wrote there
+
+
+def checksum_path(path: str | Path) -> Path:
+    """``<file>.sha256``: the JSON record (sha256, bytes, ...) of a file written by :func:`atomic_torch_save`."""
+    path = Path(path)
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_torch_save(path: str | Path, obj: Any, record: Mapping | None = None) -> Path:
+    """``torch.save`` atomically, with a checksum record ``<file>.sha256`` verified by :func:`torch_load`.
+
+    The record (``sha256``, ``bytes``, ``previous``, plus ``record``'s fields)
+    is written before the file is renamed into place and names the file it
+    replaces as ``previous``, so a kill between the two renames leaves a file
+    that still verifies (the previous one).
+    """
     import torch
 
-    return atomic_write(Path(path), lambda fh: torch.save(obj, fh))
+    path = Path(path)
+    key = os.path.realpath(path)
+    previous = _LAST_SHA.get(key)
+    if previous is None and path.is_file():
+        previous = file_sha256(path)
+
+    written: list[str] = []
+
+    def record_checksum(tmp: Path) -> None:
+        written.append(file_sha256(tmp))
+        atomic_write_json(checksum_path(path), {"sha256": written[0], "bytes": tmp.stat().st_size,
+                                                "previous": previous, **(record or {})})
+
+    _LAST_SHA.pop(key, None)
+    atomic_write(path, lambda fh: torch.save(obj, fh), before_replace=record_checksum)
+    _LAST_SHA[key] = written[0]
+    return path
+
+
+def torch_load(path: str | Path, *, map_location: Any = None, weights_only: bool = False) -> Any:
+    """``torch.load`` of a checkpoint or feature cache, verified against its checksum record first.
+
+    A file that fails its record (flipped bytes, truncation) or that torch
+    cannot read raises :class:`DamagedFile` naming it, what it is and what to
+    do. A file without a record (written before records existed) is loaded
+    unverified. A missing file raises FileNotFoundError.
+    """
+    import torch
+
+    path = Path(path)
+    what, fix = describe(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} ({what}) does not exist; {fix}")
+    rec_path = checksum_path(path)
+    if rec_path.is_file():
+        rec = read_json(rec_path)
+        sha = file_sha256(path)
+        if sha not in (rec.get("sha256"), rec.get("previous")):
+            raise DamagedFile(path, f"does not match its checksum record {rec_path.name} (sha256 {sha[:12]}..., "
+                                    f"recorded {str(rec.get('sha256'))[:12]}...): its bytes changed after it was "
+                                    "written", what, fix)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except Exception as exc:  # noqa: BLE001 -- torch reports damage as RuntimeError, EOFError, UnpicklingError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DamagedFile(path, f"cannot be read ({type(exc).__name__}: {first[:200]})", what, fix) from None
 
 
 def _json_default(obj: Any) -> Any:
@@ -100,7 +256,58 @@ def _json_default(obj: Any) -> Any:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A run file's JSON; a damaged one (truncated, not JSON, not UTF-8) raises :class:`DamagedFile`
+    naming it, what it is and what to do (:func:`describe`)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise DamagedFile(path, f"is damaged ({exc})", *describe(path)) from None
+
+
+def _train_again(run_dir: Path) -> str:
+    return (f"rerun the run's training, `firm-bench train --config {run_dir / CONFIG_FILE} --run-dir {run_dir}` "
+            "(it resumes from its checkpoint and rewrites the file)")
+
+
+def describe(path: str | Path) -> tuple[str, str]:
+    """What a run file is and what to do when it is damaged: ``(what, fix)``, from its place in the layout."""
+    path = Path(path)
+    name, parts = path.name, path.parts
+    if name.endswith(CHECKSUM_SUFFIX):
+        what, fix = describe(path.with_name(name[: -len(CHECKSUM_SUFFIX)]))
+        return f"the checksum record of {what}", fix
+    if "features" in parts:
+        i = len(parts) - 1 - parts[::-1].index("features")
+        run_dir, evalset = Path(*parts[:i]), parts[i + 1] if i + 1 < len(parts) - 1 else TEST_EVALSET
+        model = " (encoder at initialisation)" if UNTRAINED in parts[i:] else ""
+        what = "the feature metadata" if name == "meta.json" else "the feature cache" + model
+        return (f"{what} of evaluation set {evalset}",
+                f"rerun `firm-bench features {run_dir} --evalset {evalset}`")
+    if "scores" in parts and name.endswith(".json"):
+        i = len(parts) - 1 - parts[::-1].index("scores")
+        run_dir, evalset = Path(*parts[:i]), parts[i + 1]
+        m = re.fullmatch(r"(.+)_k([0-9]+)", path.stem)
+        which = f"--scores {m[1]} --k {m[2]}" if m else f"--scores {path.stem}"
+        return (f"the {path.stem} score record of evaluation set {evalset}",
+                f"rerun `firm-bench score {run_dir} --evalset {evalset} {which}`")
+    if "checkpoints" in parts:
+        run_dir = path.parent.parent
+        again = f"`firm-bench train --config {run_dir / CONFIG_FILE} --run-dir {run_dir}`"
+        if name.startswith("last.pt"):
+            return ("the training checkpoint",
+                    f"delete it (`rm {path}*`) and rerun the run's training, which then starts from scratch ({again})")
+        return "the best-on-test checkpoint", f"delete {path.parent} and rerun the run's training from scratch ({again})"
+    run_dir = path.parent
+    if name == CONFIG_FILE:
+        fix = (f"rerun `firm-bench train` with the run's recipe and `--run-dir {run_dir}` (it is checked against "
+               f"the checkpoint and re-recorded), or delete {run_dir} to start over")
+        return "the run's recorded config", fix
+    if name == METRICS_FILE:
+        return "the run's metrics", f"rerun `firm-bench metrics {run_dir}` (it rebuilds the file from the score files)"
+    kinds = {STATUS_FILE: "the run's training status", TRAINED_FILE: "the training-finished record",
+             CURVE_FILE: "the learning curve", "versions.json": "the run's library versions and hardware"}
+    return kinds.get(name, f"a file of run directory {run_dir}"), _train_again(run_dir)
 
 
 @dataclass(frozen=True, order=True)
@@ -231,8 +438,9 @@ TRAINED_FILE = "trained.json"  # written last by training: the workflow's "train
 CURVE_FIELDS = ("epoch", "auroc", "loss", "lr", "elapsed_s")
 
 
-def write_curve(run_dir: str | Path, rows: list[dict]) -> Path:
-    """curve.csv of the learning curve rows (:data:`CURVE_FIELDS`, plus ``select_auroc`` where the rows have it)."""
+def curve_text(rows: list[dict]) -> str:
+    """The text of curve.csv for the learning curve rows (:data:`CURVE_FIELDS`, plus ``select_auroc`` where
+    the rows have it): what :func:`write_curve` writes and what its checksum records are computed from."""
     import csv
 
     buf = io.StringIO()
@@ -240,7 +448,19 @@ def write_curve(run_dir: str | Path, rows: list[dict]) -> Path:
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return atomic_write_text(Path(run_dir) / CURVE_FILE, buf.getvalue())
+    return buf.getvalue()
+
+
+def curve_record(rows: list[dict]) -> dict:
+    """What training records about its learning curve (in the checkpoint's checksum record and trained.json):
+    the evaluated epochs and the sha256 of curve.csv's text."""
+    return {"curve_epochs": [int(r["epoch"]) for r in rows],
+            "curve_sha256": hashlib.sha256(curve_text(rows).encode("utf-8")).hexdigest()}
+
+
+def write_curve(run_dir: str | Path, rows: list[dict]) -> Path:
+    """curve.csv of the learning curve rows (:func:`curve_text`)."""
+    return atomic_write_text(Path(run_dir) / CURVE_FILE, curve_text(rows))
 
 
 UNTRAINED = "untrained"  # the run's encoder at initialisation (the untrained-encoder baseline)
@@ -261,16 +481,142 @@ def meta_path(run_dir: str | Path, evalset: str = TEST_EVALSET) -> Path:
 
 
 def read_curve(run_dir: str | Path) -> list[dict]:
-    """The learning curve rows of a run (epoch as int, the rest as float)."""
+    """The learning curve rows of a run (epoch as int, the rest as float); [] without curve.csv.
+
+    A row that is incomplete or does not parse raises :class:`DamagedFile`. Only
+    the structure is checked here; :func:`checked_curve` checks the points
+    against the recipe and the checkpoint.
+    """
     import csv
 
     path = Path(run_dir) / CURVE_FILE
     if not path.exists():
         return []
-    with path.open() as fh:
-        return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)
-        ]
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)]
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as exc:  # a short row has None values
+        raise DamagedFile(path, f"is damaged ({exc or 'a short row'})", *describe(path)) from None
+
+
+def expected_curve_epochs(cfg: Mapping) -> list[int]:
+    """The epochs a finished training evaluated, from its recipe: 0 with ``eval.at_start``, then every
+    ``eval.every``-th epoch and the last (``optim.epochs``); none without a test set (``dataset.cls: all``
+    without ``dataset.ood``), as ``run.train`` evaluates."""
+    ds = cfg["dataset"]
+    if ds["cls"] == "all" and ds["ood"] is None:
+        return []
+    epochs, every = int(cfg["optim"]["epochs"]), int(cfg["eval"]["every"])
+    return [0] * bool(cfg["eval"]["at_start"]) + [e for e in range(1, epochs + 1) if e % every == 0 or e == epochs]
+
+
+def checked_curve(run_dir: str | Path, cfg: Mapping) -> list[dict]:
+    """The learning curve of a finished training, checked before AULC or the final AUROC are computed from it.
+
+    Its epochs must be the recipe's (:func:`expected_curve_epochs`) and its text
+    the one recorded at the end of training (trained.json) and with the last
+    checkpoint (its checksum record), where those records exist. Raises
+    :class:`DamagedFile` naming curve.csv and what to do.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / CURVE_FILE
+    rows = read_curve(run_dir)
+    got, want = [r["epoch"] for r in rows], expected_curve_epochs(cfg)
+    what, fix = describe(path)
+    if got != want:
+        e = cfg["eval"]
+        raise DamagedFile(path, f"holds {len(got)} points (epochs {_epochs(got)}), but the recipe (optim.epochs="
+                                f"{cfg['optim']['epochs']}, eval.every={e['every']}, eval.at_start="
+                                f"{str(e['at_start']).lower()}) evaluates {len(want)} (epochs {_epochs(want)})",
+                          what, fix)
+    text = path.read_bytes().decode("utf-8") if path.exists() else curve_text([])
+    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    for record in (run_dir / TRAINED_FILE, checksum_path(run_dir / "checkpoints" / "last.pt")):
+        rec = read_json(record) if record.is_file() else {}
+        if "curve_sha256" in rec and rec["curve_sha256"] != sha:
+            raise DamagedFile(path, f"differs from the curve recorded in {record} (its points were changed after "
+                                    "training wrote them)", what, fix)
+    return rows
+
+
+def _epochs(epochs: list[int]) -> str:
+    if not epochs:
+        return "none"
+    return ", ".join(map(str, epochs)) if len(epochs) <= 8 else f"{epochs[0]}, {epochs[1]}, ..., {epochs[-1]}"
+
+
+CONFIG_HEADER = "# firm-bench run config; sha256 of the text below: "
+
+
+def write_run_config(run_dir: str | Path, cfg: Mapping) -> Path:
+    """config.yaml: the run's resolved config, under a first line holding the sha256 of the text below it."""
+    import yaml
+
+    text = yaml.safe_dump(dict(cfg), sort_keys=False)
+    return atomic_write_text(Path(run_dir) / CONFIG_FILE,
+                             f"{CONFIG_HEADER}{hashlib.sha256(text.encode('utf-8')).hexdigest()}\n{text}")
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """The run's recorded config as written (not validated, no defaults filled in), its checksum verified.
+
+    A config.yaml whose text does not match its checksum line (truncated, edited,
+    or written by a firm-bench without the line) raises :class:`DamagedFile`:
+    filling the gaps with schema defaults would relabel the run. A missing one
+    raises FileNotFoundError.
+    """
+    import yaml
+
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    what, fix = describe(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: is {run_dir} a run directory? "
+                                "(run `firm-bench train` first)")
+    try:
+        head, _, text = path.read_bytes().decode("utf-8").partition("\n")
+    except UnicodeDecodeError as exc:
+        raise DamagedFile(path, f"is damaged ({exc})", what, fix) from None
+    if not head.startswith(CONFIG_HEADER):
+        raise DamagedFile(path, "has no checksum line (its first line), so it cannot be told from a truncated or "
+                                "edited copy", what, fix)
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != head[len(CONFIG_HEADER):].strip():
+        raise DamagedFile(path, "does not match its checksum line (truncated or edited after the run wrote it)",
+                          what, fix)
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DamagedFile(path, f"is not valid YAML ({exc})", what, fix) from None
+    if not isinstance(cfg, dict):
+        raise DamagedFile(path, "does not hold a YAML mapping", what, fix)
+    return cfg
+
+
+#: what a training started from scratch removes: everything the previous training's model produced
+PREVIOUS_OUTPUTS = (TRAINED_FILE, METRICS_FILE, CURVE_FILE, "scores", "features", "checkpoints/best_test.pt",
+                    "checkpoints/best_test.pt" + CHECKSUM_SUFFIX)
+
+
+def remove_previous_outputs(run_dir: str | Path) -> list[str]:
+    """Remove the results of a previous training (:data:`PREVIOUS_OUTPUTS`) from ``run_dir``; returns their names.
+
+    Called when a training starts from scratch (no checkpoint to resume): what
+    an older model left (trained.json, features, scores, metrics, curve) must
+    not be served as the new model's results until the new training ends.
+    trained.json goes first: it is the workflow's "training finished" marker.
+    """
+    run_dir = Path(run_dir)
+    removed = []
+    for name in PREVIOUS_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
 
 
 #: the states of status.json: interrupted = stopped on a signal with a checkpoint (resumes on rerun)
@@ -295,6 +641,46 @@ def write_status(run_dir: str | Path, state: str, **fields: Any) -> Path:
 def read_status(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / STATUS_FILE
     return read_json(path) if path.exists() else None
+
+
+#: how each command holds a run directory: (run lock, evaluation-set lock), each exclusive, shared or None.
+#: Training rewrites everything: the whole directory, exclusively. Feature extraction rewrites one evaluation
+#: set's features: that set exclusively, the directory shared (no training meanwhile). Scores and metrics
+#: write one file each, atomically, and metrics.json under its own lock, so a workflow's concurrent score
+#: jobs of one run proceed together; a training or a re-extraction of their features excludes them.
+WRITERS = {"train": ("exclusive", None), "run": ("exclusive", None), "features": ("shared", "exclusive"),
+           "score": ("shared", "shared"), "metrics": ("shared", None)}
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def writing(run_dir: str | Path, command: str, evalset: str | None = None) -> Iterator[Path]:
+    """Hold ``run_dir`` for ``command`` (:data:`WRITERS`) for the ``with`` block, and clean up after killed writes.
+
+    Raises :class:`~firm_bench.core.errors.RunDirLocked` at once when another
+    process holds it in a conflicting mode (naming it: PID, host, command).
+    Once held, the temporary files of killed writes are removed: all of them
+    in what is held exclusively, elsewhere those of dead processes of this host
+    (:func:`remove_stale_temps`).
+    """
+    run_dir = Path(run_dir)
+    run_mode, set_mode = WRITERS[command]
+    if run_mode != "exclusive" and not run_dir.is_dir():  # only training creates a run directory
+        raise FileNotFoundError(f"{run_dir} does not exist: is it a run directory? (run `firm-bench train` first)")
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    what = " ".join(["firm-bench", *sys.argv[1:]]) if prog in ("firm-bench", "cli.py") else f"firm-bench {command}"
+    what = what if len(what) <= 300 else what[:297] + "..."
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(locks.hold(run_dir / LOCK_FILE, exclusive=run_mode == "exclusive", command=what,
+                                       subject=f"run directory {run_dir}"))
+        sole = run_dir if run_mode == "exclusive" else None
+        if set_mode is not None and evalset is not None:
+            base = run_dir / "features" / evalset
+            stack.enter_context(locks.hold(base / LOCK_FILE, exclusive=set_mode == "exclusive", command=what,
+                                           subject=f"the {evalset} features of {run_dir}"))
+            sole = sole or (base if set_mode == "exclusive" else None)
+        remove_stale_temps(run_dir, everything_under=sole)
+        yield run_dir
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -13,7 +13,7 @@ import numpy as np
 if TYPE_CHECKING:
     pass
 
-__all__ = ["aulc", "auroc", "mean_std", "summarize"]
+__all__ = ["aulc", "auroc", "mean_std"]
 
 
 def auroc(scores: Sequence[float] | np.ndarray, targets: Sequence[int] | np.ndarray) -> float:

@@ -201,17 +201,20 @@ class FeatureCache:
             "test_crops": None if self.test_crops is None else self.test_crops.detach().cpu().contiguous(),
             "targets": self.targets.detach().cpu().contiguous(),
         }
-        from firm_bench.core.rundir import atomic_write
+        from firm_bench.core.rundir import atomic_torch_save
 
-        atomic_write(path, lambda f: torch.save(payload, f))
+        atomic_torch_save(path, payload)  # with its checksum record, verified by load
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FeatureCache:
-        """Read a cache written by ``save`` (``torch.load(weights_only=True)``, on the CPU)."""
+        """Read a cache written by ``save`` (``torch.load(weights_only=True)``, on the CPU), its checksum
+        verified (``rundir.torch_load``: a damaged cache raises DamagedFile naming it and what to do)."""
+        from firm_bench.core.rundir import torch_load
+
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"feature cache {path} does not exist; run `firm-bench features` first")
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch_load(path, map_location="cpu", weights_only=True)
         if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT:
             raise ValueError(f"{path} is not a firm-bench feature cache (no format={_CACHE_FORMAT!r} entry)")
         if data.get("version") != _CACHE_VERSION:

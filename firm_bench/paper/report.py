@@ -32,7 +32,6 @@ Which experiments feed which paper item comes from the workflow config
 from __future__ import annotations
 
 import html
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -42,6 +41,8 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from firm_bench.core import catalog
+from firm_bench.core import rundir as runs_mod
+from firm_bench.core.errors import DamagedFile
 from firm_bench.paper import claims as claims_mod
 from firm_bench.paper import figures as figs
 from firm_bench.paper import tables as tabs
@@ -78,7 +79,10 @@ def provenance(summary: pd.DataFrame) -> dict:
     records = []
     for row in runs.to_dict("records"):
         path = Path(row["run_dir"]) / "versions.json"
-        info = json.loads(path.read_text()) if path.is_file() else {}
+        try:
+            info = runs_mod.read_json(path) if path.is_file() else {}
+        except DamagedFile:  # provenance unknown for this run; its cells render
+            info = {}
         records.append({"run_dir": row["run_dir"], "recipe": row["recipe"], "status": status[row["run_dir"]],
                         "train_seconds": row.get("train_seconds"), "epochs": row.get("epochs"), **info})
     table = pd.DataFrame(records).sort_values("run_dir") if records else pd.DataFrame(columns=["run_dir", "status"])
@@ -285,7 +289,6 @@ def build_report(
     claims_forest: str | Path = "results/claims_forest.png",
 ) -> Path:
     """Write the report page (and, with ``partial``, the tables, figures and claims it shows); returns its path."""
-    from firm_bench.core import rundir as runs_mod
     from firm_bench.planning import grid as fw
 
     config = fw.validate_config(fw.load_workflow_config(config_path))

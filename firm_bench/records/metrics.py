@@ -16,7 +16,7 @@ from pathlib import Path
 from firm_bench.core import rundir as runs
 from firm_bench.core.catalog import loss_form, outlier_differences
 from firm_bench.core.config import momentum_label, protocol
-from firm_bench.core.rundir import TEST_EVALSET, read_curve
+from firm_bench.core.rundir import TEST_EVALSET, checked_curve, read_curve
 from firm_bench.method.metrics import aulc
 
 __all__ = ["collect_metrics", "precision_of", "recipe_labels", "write_metrics"]
@@ -70,10 +70,11 @@ def write_metrics(cfg: dict, run_dir: str | Path) -> dict:
 
     Score jobs of one run (one per family) may finish at the same time: the
     collect-and-write happens under a lock, so the last writer sees every score.
+    The run directory is held shared meanwhile (``rundir.writing``: no training).
     """
     import fcntl
 
-    with open(Path(run_dir) / ".metrics.lock", "w") as lock:
+    with runs.writing(run_dir, "metrics"), open(Path(run_dir) / ".metrics.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         metrics = collect_metrics(cfg, run_dir)
         runs.atomic_write_json(Path(run_dir) / runs.METRICS_FILE, metrics)
@@ -94,10 +95,15 @@ def collect_metrics(cfg: dict, run_dir: str | Path) -> dict:
         base = rec.get("untrained") or {}
         entry["untrained_auroc"] = base.get("auroc") if base.get("status") == "ok" else None
         evalsets.setdefault(path.parent.name, {})[path.stem] = entry
-    curve = read_curve(run_dir)
+    trained_file = run_dir / runs.TRAINED_FILE
+    trained = runs.read_json(trained_file) if trained_file.is_file() else {}
+    # a finished training's curve is checked against the recipe and the checkpoint (a short or edited
+    # curve.csv raises, naming the file); an unfinished one's gives no AULC or final AUROC
+    finished = trained.get("state") == "ok"
+    curve = checked_curve(run_dir, cfg) if finished else read_curve(run_dir)
     # AULC keeps the reference's points (epochs eval.every, 2 eval.every, ..., E): the epoch-0 point
     # (the untrained model, eval.at_start) is the baseline, shown in the figures, not integrated
-    aurocs = [row["auroc"] for row in curve if row["epoch"] > 0]
+    aurocs = [row["auroc"] for row in curve if row["epoch"] > 0] if finished else []
     start = [row["auroc"] for row in curve if row["epoch"] == 0]
     status = runs.read_status(run_dir) or {}
     metrics = {

@@ -3,7 +3,8 @@
 - :func:`experiment_rows`: one row per run x score (x k) of one experiment,
   read from each run's ``metrics.json`` (its score jobs write it), with
   AUROC, the untrained-encoder baseline, AULC and the run's recipe labels. A run or score that failed or is missing
-  is a row with ``status`` failed / missing and a ``reason``, and no number.
+  is a row with ``status`` failed / missing and a ``reason``, and no number; a run whose metrics.json or
+  status.json is damaged, ``damaged`` with the file and what to do as its reason.
 - :func:`combine`: every experiment's rows into ``results/summary.csv``.
 - :func:`read_summaries` / :func:`read_curves`: experiment summaries and
   learning curves read back as one frame each, every result once (what the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -26,6 +28,7 @@ import pandas as pd
 
 from firm_bench.core import rundir as runs
 from firm_bench.core.catalog import uses_k
+from firm_bench.core.errors import DamagedFile
 
 ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "seed", "evalset", "score", "k"]
 VALUE_COLUMNS = ["auroc", "aulc", "status", "reason", "untrained_auroc"]
@@ -68,8 +71,11 @@ def experiment_rows(
     for run_dir in run_dirs:
         ident = _parse_run_dir(run_dir)
         metrics_path = Path(run_dir) / runs.METRICS_FILE
-        metrics = _metrics(run_dir)
-        status = runs.read_status(run_dir) or {}
+        try:
+            metrics = _metrics(run_dir)
+            status = runs.read_status(run_dir) or {}
+        except DamagedFile as exc:  # one damaged run is one marked cell, never an aborted summary
+            metrics, status = None, {"state": "damaged", "reason": str(exc)}
         labels = dict(metrics["recipe"]) if metrics else {}
         base = {
             "experiment": experiment, **ident,
@@ -83,8 +89,8 @@ def experiment_rows(
                 key = runs.score_key(score, k)
                 row = {**base, "evalset": runs.ood_of(evalset) or evalset, "score": score, "k": k}
                 rec = (metrics or {}).get("evalsets", {}).get(evalset, {}).get(key)
-                if status.get("state") == "failed":
-                    row.update(status="failed", reason=status.get("reason"), auroc=None, aulc=None)
+                if status.get("state") in ("failed", "damaged"):
+                    row.update(status=status["state"], reason=status.get("reason"), auroc=None, aulc=None)
                 elif rec is None:
                     row.update(status="missing", reason=f"no {evalset}/{key} score in {metrics_path}", auroc=None)
                 else:
@@ -107,7 +113,12 @@ def experiment_curves(experiment: str, run_dirs: Iterable[str]) -> pd.DataFrame:
     rows = []
     for run_dir in dict.fromkeys(run_dirs):
         ident = _parse_run_dir(run_dir)
-        for point in read_curve(run_dir):
+        try:
+            curve = read_curve(run_dir)
+        except DamagedFile as exc:  # its rows (experiment_rows) say so; the other runs' curves are drawn
+            print(f"firm-bench: warning: {exc}", file=sys.stderr)
+            continue
+        for point in curve:
             rows.append({"experiment": experiment, **ident, "epoch": point["epoch"], "auroc": point["auroc"],
                          "loss_value": point["loss"], "elapsed_s": point["elapsed_s"], "run_dir": str(run_dir)})
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)

@@ -26,7 +26,9 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from firm_bench.core import config as config_mod
 from firm_bench.core import rundir as runs
+from firm_bench.core.errors import DamagedFile
 from firm_bench.core.rundir import TEST_EVALSET, cache_path, meta_path
 from firm_bench.datasets import evalset_data
 from firm_bench.method.augment import TEST_ZOOM, ensemble_crops, test_transform
@@ -101,7 +103,14 @@ def load_trained_model(run_dir: str | Path, cfg: dict, device: torch.device) -> 
     path = Path(run_dir) / "checkpoints" / name
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: train the run first (firm-bench train)")
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = runs.torch_load(path, map_location=device)  # checksum verified
+    recorded = state.get("config")
+    if isinstance(recorded, dict):  # the checkpoint's own config: config.yaml must describe this model
+        diff = config_mod.resume_differences(config_mod.validate(recorded), cfg)
+        if diff:
+            raise DamagedFile(Path(run_dir) / runs.CONFIG_FILE,
+                              f"is not the config {path} was trained with ({'; '.join(diff[:8])})",
+                              *runs.describe(Path(run_dir) / runs.CONFIG_FILE))
     model = create_model(cfg["model"]).to(device)
     model.load_state_dict(state["model"])
     model.eval()
@@ -166,8 +175,17 @@ def extract_run_features(
 
     A run whose training failed gets a ``features.json`` that says so (and no
     cache), so that its scores are recorded as failed rather than missing.
+    Holds the evaluation set's features exclusively (``rundir.writing``) and
+    removes its meta.json first, so an interrupted extraction is never taken
+    for a finished one.
     """
     run_dir = Path(run_dir)
+    with runs.writing(run_dir, "features", evalset):
+        meta_path(run_dir, evalset).unlink(missing_ok=True)
+        return _extract_run_features(cfg, run_dir, progress, evalset)
+
+
+def _extract_run_features(cfg: dict, run_dir: Path, progress: bool, evalset: str) -> Path:
     trained = run_dir / runs.TRAINED_FILE
     if trained.exists() and runs.read_json(trained).get("state") == "failed":
         reason = runs.read_json(trained).get("reason")

@@ -44,11 +44,20 @@ def score_run(
 ) -> dict:
     """Compute scores from the run's feature cache; write per-score JSON and metrics.json.
 
-    Returns the records computed by this call, keyed ``<score>[_k<k>]``.
+    Returns the records computed by this call, keyed ``<score>[_k<k>]``. Holds the
+    run directory and the evaluation set's features shared (``rundir.writing``):
+    score jobs of one run proceed together, a training or a re-extraction of
+    these features excludes them.
     """
+    run_dir = Path(run_dir)
+    with runs.writing(run_dir, "score", evalset):
+        return _score_run(cfg, run_dir, names, ks, evalset)
+
+
+def _score_run(cfg: dict, run_dir: Path, names: Sequence[str] | None, ks: Iterable[int] | None,
+               evalset: str) -> dict:
     from firm_bench.method.scores import FeatureCache  # torch: only where features are scored
 
-    run_dir = Path(run_dir)
     meta_file = meta_path(run_dir, evalset)
     if not meta_file.exists():
         raise FileNotFoundError(

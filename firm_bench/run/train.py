@@ -46,7 +46,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from firm_bench.core import config as config_mod
 from firm_bench.core import rundir as runs
-from firm_bench.core.errors import NonFiniteLoss, RecipeMismatch, TrainingFailed, TrainingInterrupted
+from firm_bench.core.errors import DamagedFile, NonFiniteLoss, RecipeMismatch, TrainingFailed, TrainingInterrupted
 from firm_bench.datasets import RunData, load_run_data
 from firm_bench.method.augment import AugmentConfig, TwoViewAugment
 from firm_bench.method.losses import build_loss, check_label_values, id_class_labels
@@ -304,29 +304,38 @@ def train(
     False = off: ``run.monitor``), a line every ``progress_every`` epochs
     (default ``eval.every``). SIGINT / SIGTERM: a checkpoint at the end of the
     epoch in progress, then :class:`TrainingInterrupted`.
+
+    Holds the run directory exclusively (``rundir.writing``): a second process
+    on it fails at once, naming this one. A checkpoint is resumed only when its
+    recorded config has this recipe (``config.resume_view``; the differing keys are
+    named otherwise, :class:`RecipeMismatch`); a training that starts from scratch
+    first removes what a previous model left (``rundir.remove_previous_outputs``).
     """
-    with stop_requests() as stop:
+    cfg = config_mod.validate(cfg)
+    with runs.writing(run_dir, "train"), stop_requests() as stop:
         return _train(cfg, Path(run_dir), progress, data, progress_every, stop)
 
 
 def _train(cfg: dict, run_dir: Path, progress: bool | str | None, data: RunData | None,
            progress_every: int | None, stop: StopRequest) -> TrainResult:
-    cfg = config_mod.validate(cfg)
     ckpt_dir = run_dir / "checkpoints"
     device = runs.pick_device(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
 
-    previous = run_dir / runs.CONFIG_FILE
-    if previous.exists() and (ckpt_dir / "last.pt").exists():
-        old = config_mod.with_added_keys(config_mod.load_yaml(previous))  # keys added since: what ran then
-        if _recipe_view(old) != _recipe_view(cfg):
-            raise RecipeMismatch(str(run_dir), config_mod.differences(_recipe_view(old), _recipe_view(cfg)))
+    state = runs.torch_load(ckpt_dir / "last.pt", map_location=device) if (ckpt_dir / "last.pt").exists() else None
+    if state is not None:
+        _check_resumable(cfg, state, ckpt_dir / "last.pt")
     try:
         opts = resolve_speed(cfg["speed"], device)
     except ValueError as exc:
         raise config_mod.ConfigError(str(exc)) from None
-    runs.atomic_write_text(previous, config_mod.dump(cfg))
+    if state is None:
+        removed = runs.remove_previous_outputs(run_dir)
+        if removed:
+            print(f"firm-bench: {run_dir} has no checkpoint: training from scratch; removed the previous "
+                  f"training's {', '.join(removed)}", file=sys.stderr)
+    runs.write_run_config(run_dir, cfg)
     runs.atomic_write_json(run_dir / "versions.json", runs.versions(device))
 
     data = data or load_run_data(cfg)
@@ -337,13 +346,13 @@ def _train(cfg: dict, run_dir: Path, progress: bool | str | None, data: RunData 
     start_epoch, curve, best = 0, [], {"auroc": None, "epoch": None}
     elapsed_before = 0.0
     settings, resumes = numerics(device, t.opts), []  # what determines the numbers, besides the config
-    if (ckpt_dir / "last.pt").exists():
-        state = torch.load(ckpt_dir / "last.pt", map_location=device, weights_only=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, curve, best = state["epoch"], state["curve"], state["best"]
         elapsed_before = state.get("elapsed_s", 0.0)
+        runs.write_curve(run_dir, curve)  # the checkpoint's copy: points evaluated after it are evaluated again
         print(f"firm-bench: resuming {run_dir} from its checkpoint at epoch {start_epoch}/{epochs}", file=sys.stderr)
         resumes = list(state.get("resumes", []))
         changed = numerics_changes(state.get("numerics"), settings)
@@ -377,6 +386,7 @@ def _train(cfg: dict, run_dir: Path, progress: bool | str | None, data: RunData 
                 "numerics": settings,
                 "resumes": resumes,
             },
+            record={"epoch": epoch, **runs.curve_record(curve)},
         )
 
     ck = cfg["checkpoint"]
@@ -396,7 +406,8 @@ def _train(cfg: dict, run_dir: Path, progress: bool | str | None, data: RunData 
         # the reference chose among its checkpoints of epochs eval.every, 2 eval.every, ...: never the untrained model
         if epoch > 0 and (best["auroc"] is None or select_value > best["auroc"]):
             best.update(auroc=select_value, epoch=epoch)
-            runs.atomic_torch_save(ckpt_dir / "best_test.pt", {"model": model.state_dict(), "epoch": epoch})
+            runs.atomic_torch_save(ckpt_dir / "best_test.pt", {"model": model.state_dict(), "epoch": epoch,
+                                                               "config": cfg}, record={"epoch": epoch})
 
     def fail(reason: str, epoch: int) -> TrainingFailed:
         monitor.close()
@@ -463,11 +474,17 @@ def _train(cfg: dict, run_dir: Path, progress: bool | str | None, data: RunData 
     runs.atomic_write_json(
         run_dir / runs.TRAINED_FILE,
         {"state": "ok", "epochs": epochs, "final_auroc": final, "best_test_auroc": best["auroc"], "best_test_epoch": best["epoch"],
-         "train_seconds": round(elapsed, 3), **record()},
+         "train_seconds": round(elapsed, 3), **record(), **runs.curve_record(curve)},
     )
     return TrainResult(run_dir, epochs, final, best["auroc"], best["epoch"], elapsed)
 
 
-def _recipe_view(cfg: dict) -> dict:
-    """The part of a config that must match to resume (everything but run-local knobs)."""
-    return {k: v for k, v in cfg.items() if k not in {"device", "threads", "scores", "features", "speed"}}
+def _check_resumable(cfg: dict, state: dict, path: Path) -> None:
+    """Refuse to resume a checkpoint whose recorded config is another recipe, naming the differing keys."""
+    recorded = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(recorded, dict):
+        raise DamagedFile(path, "records no config, so what it trained cannot be checked", *runs.describe(path))
+    # keys added to the schema since the checkpoint was written read as what ran then (config.ADDED_KEYS)
+    diff = config_mod.resume_differences(config_mod.validate(config_mod.with_added_keys(recorded)), cfg)
+    if diff:
+        raise RecipeMismatch(str(path.parent.parent), diff)

@@ -293,7 +293,7 @@ def test_cache_save_load_round_trip(tmp_path, crops):
     c = make_cache(8, crops=crops)
     path = tmp_path / "features" / "test.pt"
     c.save(path)
-    assert os.listdir(path.parent) == ["test.pt"]  # no temp file left behind
+    assert sorted(os.listdir(path.parent)) == ["test.pt", "test.pt.sha256"]  # its checksum record; no temp file
     back = FeatureCache.load(path)
     assert back.angles == c.angles
     for f in ("bank", "test", "targets"):
@@ -316,7 +316,8 @@ def test_cache_save_is_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         make_cache(10).save(path)
-    assert os.listdir(tmp_path) == ["f.pt"] and path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["f.pt", "f.pt.sha256"] and path.read_bytes() == before
+    assert FeatureCache.load(path).n_test == make_cache(9).n_test  # its record still verifies it
 
 
 def test_cache_load_errors(tmp_path):

@@ -209,3 +209,36 @@ def test_the_mini_workflow_plans_every_table_figure_and_the_report(tmp_path):
     stats = job_stats(out)
     assert (stats["paper_table"], stats["paper_figure"], stats["report"]) == (len(tabs.TABLES), len(figs.FIGURES), 1)
     assert stats["claims"] == 1
+
+
+def test_partial_report_marks_a_damaged_run_and_renders_the_rest(tmp_path, monkeypatch):
+    """A truncated metrics.json of one run is one 'damaged' cell naming the file, not an aborted report."""
+    from firm_bench.core import rundir as runs
+    from firm_bench.planning import grid
+    from firm_bench.records.metrics import recipe_labels
+    from firm_bench.records.summary import experiment_rows
+
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "mini.yaml"
+    config.write_text(yaml.safe_dump({"preset": "mini", "seeds": [0], "experiments": {
+        "table5": {"datasets": ["fmnist_mini"], "classes": [0], "losses": ["ntxent", "firm"], "scores": ["cos"]}}}))
+    monkeypatch.setitem(figs.FIGURES.get("fig2").params, "steps", 5)
+    plan = grid.plan(grid.load_workflow_config(config))
+    for run in plan.experiments["table5"]:
+        run_dir = Path(run.path(plan.config["runs_root"]))
+        runs.write_status(run_dir, "ok")
+        metrics = {"recipe": recipe_labels(grid.run_config(plan, run)), "aulc": 0.8, "evalsets": {"test": {
+            "cos_k5": {"score": "cos", "k": 5, "status": "ok", "auroc": 0.9, "reason": None, "untrained_auroc": 0.6}}}}
+        runs.atomic_write_json(run_dir / runs.METRICS_FILE, metrics)
+        if run.loss == "firm":
+            damaged = run_dir / runs.METRICS_FILE
+            damaged.write_bytes(damaged.read_bytes()[:200])
+    page = report.build_report(config, tmp_path / "report" / "index.html", partial=True)
+    cells = tabs.read_cells(tmp_path / "report" / "partial" / "tables" / "table5.csv")
+    firm, ntxent = (cells[(cells["row"] == row) & (cells["kind"] == "value")] for row in ("FIRM cos", "NT-Xent cos"))
+    assert "damaged" in set(firm["ours_status"]) and "ok" not in set(firm["ours_status"])  # others: "not run"
+    rows = experiment_rows("table5", plan.run_dirs("table5"), ["cos"], [5])  # the reason: in the summary
+    reason = rows.loc[rows["loss"] == "firm", "reason"].item()
+    assert f"{damaged} (the run's metrics) is damaged" in reason and "firm-bench metrics" in reason
+    assert "ok" in set(ntxent["ours_status"]) and 90.0 in set(ntxent["ours_mean"].round(3))
+    assert "Partial view: 1 of 2 runs" in page.read_text()

@@ -1,5 +1,6 @@
 """The smoke preset end to end through Snakemake's CLI on the CPU: run, no-op rerun, kill and resume."""
 
+import contextlib
 import os
 import re
 import signal
@@ -13,6 +14,8 @@ import pytest
 import torch
 import yaml
 
+from firm_bench.core import lock as locks
+from firm_bench.core import rundir as runs
 from tests.helpers.snakemake import CONFIGS, SNAKEFILE, snakemake
 
 
@@ -74,8 +77,15 @@ def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
                 break
         time.sleep(0.1)
     assert proc.poll() is None, "the workflow finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and its training job, at once
+    trainer = runs.read_json(ckpt.parent.parent / runs.LOCK_FILE)["pid"]  # the training job holds its run
+    os.kill(proc.pid, signal.SIGKILL)  # Snakemake alone: its training job must not outlive it
     proc.wait()
+    deadline = time.time() + 30
+    while locks.pid_alive(trainer) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not locks.pid_alive(trainer), "the training job outlived the killed Snakemake"
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever else was left in its group
     assert 2 <= epoch < 6
 
     # a SIGKILLed Snakemake leaves its directory lock behind: --unlock, then rerun

@@ -7,7 +7,9 @@
 # the time limit, a pre-emption) and SIGINT reach the trainer itself, which
 # checkpoints at the epoch's end and exits 143 / 130; its log gets a progress
 # line every eval.every epochs (epoch, loss, AUROC, images/s, ETA), and
-# `firm-bench status` reads its heartbeat.
+# `firm-bench status` reads its heartbeat. `--exit-with $PPID`: the job stops
+# when the Snakemake that started it dies (even by SIGKILL), so a rerun never
+# finds an orphaned trainer on its directory.
 rule train:
     output:
         run_file("trained.json"),
@@ -25,4 +27,4 @@ rule train:
     shell:
         "exec firm-bench train {params.args} --set threads={threads}"
         " --gpu-slots {resources.gpu_slots} --runs-per-gpu {resources.runs_per_gpu}"
-        " --progress lines --record-failure --in-workflow > {log} 2>&1"
+        " --progress lines --record-failure --in-workflow --exit-with $PPID > {log} 2>&1"

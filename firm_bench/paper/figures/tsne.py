@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from firm_bench.core.errors import DamagedFile
 from firm_bench.core.rundir import cache_path
 from firm_bench.paper.figures.common import (
     FigureData,
@@ -115,7 +116,12 @@ def draw_tsne(spec: FigureSpec, data: FigureData):
             empty_panel(ax, data.absent if run is None else ("pending" if data.partial else "features missing"))
             ax.set_title(title)
             continue
-        cache = FeatureCache.load(path)
+        try:
+            cache = FeatureCache.load(path)
+        except DamagedFile:  # one damaged cache is one marked panel
+            empty_panel(ax, "damaged")
+            ax.set_title(title)
+            continue
         targets = cache.targets.numpy()
         emb, idx = tsne_embedding(cache.test[0].numpy(), seed=int(run["seed"]), threads=data.threads,
                                   max_points=spec.params["max_points"], targets=targets)

@@ -9,7 +9,8 @@ ours - paper. All values are in percent (AUROC / AULC points; relative
 improvements in %).
 
 Cell states (never a 0, never a blank that reads as a number):
-``failed`` the run failed (reason in the CSV), ``missing`` an expected result
+``failed`` the run failed (reason in the CSV), ``damaged`` a file of the run is damaged (the
+file and what to do in the CSV), ``missing`` an expected result
 is absent, ``pending`` not finished yet (``--partial``), ``not run`` the
 paper reports it but this config has no such run, ``not rerun`` a literature
 method (reported row), ``not reported`` the paper has no number there.
@@ -98,7 +99,7 @@ def _paper_cells(spec: TableSpec, reported: pd.DataFrame) -> pd.DataFrame:
     return rows.rename(columns={"value_pct": "paper_value", "std_pct": "paper_std", "note": "paper_note"})
 
 
-_STATUS_PRIORITY = ("failed", "pending", "missing")
+_STATUS_PRIORITY = ("failed", "damaged", "pending", "missing")
 
 
 def combined_status(statuses: Sequence[str]) -> str:

@@ -154,7 +154,7 @@ def _outlier_notes(cells: pd.DataFrame) -> list[str]:
     """Where each outlier source of our rows knowingly differs from the reference code it follows."""
     from firm_bench.core import catalog
 
-    ran = cells.loc[cells["ours_status"].isin(["ok", "failed", "missing", "pending"]), "outliers"].dropna()
+    ran = cells.loc[cells["ours_status"].isin(["ok", "failed", "damaged", "missing", "pending"]), "outliers"].dropna()
     out = []
     for name in dict.fromkeys(ran):
         try:
