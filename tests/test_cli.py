@@ -56,9 +56,10 @@ def test_a_checkpoint_of_another_recipe_says_what_to_do_where(capsys, tmp_path):
     from firm_bench.core import rundir as runs
 
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "last.pt").write_bytes(b"")  # refused before it is read
-    runs.atomic_write_text(run / runs.CONFIG_FILE, config.dump(config.resolve("smoke", overrides=["device=cpu"])))
+    trained = config.resolve("smoke", overrides=["device=cpu"])
+    runs.write_run_config(run, trained)
+    # the checkpoint records the config it trained; it is refused before its weights are looked at
+    runs.atomic_torch_save(run / "checkpoints" / "last.pt", {"config": trained, "epoch": 1})
     args = ["train", "--preset", "smoke", "--set", "device=cpu", "--set", "loss.tau=0.5", "--run-dir", str(run)]
     assert main(args) == 2
     err = capsys.readouterr().err

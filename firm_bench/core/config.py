@@ -316,9 +316,14 @@ def leaves(cfg: Mapping, prefix: str = "") -> dict:
 RUN_LOCAL = ("device", "threads", "scores", "features", "speed")
 
 
+#: names of a recipe, not its values: two configs that differ only in them train the same numbers
+RECIPE_NAMES = ("preset", "recipe", "recipe_overrides")
+
+
 def resume_view(cfg: Mapping) -> dict:
-    """The part of a config that must match to resume a checkpoint: everything but :data:`RUN_LOCAL`."""
-    return {k: v for k, v in cfg.items() if k not in RUN_LOCAL}
+    """The part of a config that must match to resume a checkpoint: everything but :data:`RUN_LOCAL` and
+    :data:`RECIPE_NAMES` (the differing values themselves are compared)."""
+    return {k: v for k, v in cfg.items() if k not in RUN_LOCAL + RECIPE_NAMES}
 
 
 def resume_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
