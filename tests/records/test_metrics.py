@@ -48,7 +48,8 @@ def test_metrics_gather_every_score_file_of_every_evaluation_set(tmp_path):
 def test_aulc_leaves_out_the_untrained_point_and_final_is_the_last(tmp_path):
     points = [(0, 0.50), (1, 0.70), (2, 0.60), (3, 0.90)]
     runs.write_curve(tmp_path, [{"epoch": e, "auroc": a, "loss": 1.0, "lr": 0.1, "elapsed_s": e} for e, a in points])
-    m = collect_metrics(_cfg(), tmp_path)
+    runs.atomic_write_json(tmp_path / runs.TRAINED_FILE, {"state": "ok"})  # finished: its curve counts
+    m = collect_metrics(_cfg(**{"optim.epochs": 3, "eval.every": 1, "eval.at_start": "true"}), tmp_path)
     assert m["curve_points"] == 3
     assert m["final_auroc"] == pytest.approx(0.90) and m["best_test_auroc"] == pytest.approx(0.90)
     assert m["aulc"] == pytest.approx(_simpson_on_unit_interval([0.70, 0.60, 0.90]))
@@ -57,7 +58,8 @@ def test_aulc_leaves_out_the_untrained_point_and_final_is_the_last(tmp_path):
 
 def test_a_curve_of_one_point_has_no_aulc(tmp_path):
     runs.write_curve(tmp_path, [{"epoch": 1, "auroc": 0.7, "loss": 1.0, "lr": 0.1, "elapsed_s": 1}])
-    assert collect_metrics(_cfg(), tmp_path)["aulc"] is None
+    runs.atomic_write_json(tmp_path / runs.TRAINED_FILE, {"state": "ok"})
+    assert collect_metrics(_cfg(**{"optim.epochs": 1, "eval.every": 1, "eval.at_start": "false"}), tmp_path)["aulc"] is None
 
 
 def test_recipe_labels_follow_the_config():

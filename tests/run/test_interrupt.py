@@ -98,7 +98,8 @@ def test_sigint_checkpoints_and_a_resume_under_other_settings_is_recorded(tmp_pa
     state = torch.load(ckpt, weights_only=False)
     assert state["numerics"]["threads"] == 1 and state["numerics"]["precision"] == "fp32"
     state["numerics"]["threads"] = 7  # as if trained on a 7-thread machine until now
-    torch.save(state, ckpt)
+    record = {k: v for k, v in runs.read_json(runs.checksum_path(ckpt)).items() if k not in ("sha256", "bytes")}
+    runs.atomic_torch_save(ckpt, state, record=record)  # as training writes it: with its checksum record
     cfg = config.validate(config.load_yaml(run / runs.CONFIG_FILE))
     capsys.readouterr()
     train(cfg, run, progress="off")

@@ -107,9 +107,9 @@ def test_a_command_line_sweep_gets_one_run_directory_per_override(capsys):
     assert len(set(dirs.values())) == len(dirs) - 1  # all different but the run-local knobs
     crop = dirs[("augment.crop_scale=[0.5, 1.0]",)].split("/")[-2]
     assert crop.startswith("smoke+") and len(crop) == len("smoke+") + 10  # a list: a short hash
-    cfg = config.resolve("smoke", overrides=["optim.lr=0.2", "optim.momentum=0.8"], name_recipe=True)
-    assert cfg["recipe_overrides"] == {"optim.lr": 0.2, "optim.momentum": 0.8}  # recorded in the config
-    assert cfg["recipe"] == "smoke+optim.lr=0.2+optim.momentum=0.8"
+    cfg = config.resolve("smoke", overrides=["optim.lr=0.2", "optim.weight_decay=0.001"], name_recipe=True)
+    assert cfg["recipe_overrides"] == {"optim.lr": 0.2, "optim.weight_decay": 0.001}  # recorded in the config
+    assert cfg["recipe"] == "smoke+optim.lr=0.2+optim.weight_decay=0.001"
     named = config.resolve("smoke", overrides=["optim.lr=0.2", "recipe=mine"], name_recipe=True)
     assert named["recipe"] == "mine" and named["recipe_overrides"] == {}  # a named recipe is kept
 
