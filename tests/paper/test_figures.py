@@ -197,10 +197,14 @@ def test_sweep_reads_tau_and_batch_size_from_the_columns():
     assert note == "base: tau 0.2, batch size 32"
 
 
-def test_sweep_of_runs_planned_but_not_scored_is_empty_not_an_error():
-    planned = sweep().assign(status="missing", tau=None, batch_size=None, auroc=None)
-    taus, sizes, note = sweep_rows(planned, k=5)
-    assert taus.empty and sizes.empty and note == "no scored runs"
+@pytest.mark.parametrize("partial", [False, True])
+def test_a_sweep_whose_runs_have_not_finished_says_so(partial):
+    """Planned runs without results (a partial report) carry no tau or batch size: panels say pending / not run."""
+    rows = sweep().assign(status="missing", auroc=None, tau=None, batch_size=None)
+    assert sweep_rows(rows, k=5)[2] == "no finished runs"
+    fig = figs.draw("fig5", figs.FigureData(rows, pd.DataFrame(), partial=partial))
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts.count("pending" if partial else "not run") == 4
 
 
 def test_class_mean_curves_need_every_class():

@@ -27,6 +27,8 @@ def test_smoke_workflow_end_to_end(workdir):
     assert set(summary["status"]) == {"ok"} and summary["auroc"].between(0, 1).all()
     assert set(summary["loss"]) == {"firm", "ntxent"} and set(summary["score"]) == {"cos", "kde"}
     assert (summary["schedule"] == "onecycle").all() and (summary["checkpoint"] == "last").all()
+    claims = (workdir / "results" / "claims.md").read_text()  # the all target checks the paper's claims
+    assert "Stand-in data only" in claims and "| not run: " in claims
     table = (workdir / "results" / "summary" / "smoke.md").read_text()
     assert "fmnist_mini firm rot smoke cos k=5" in table and "checkpoint: last" in table
     curves = pd.read_csv(workdir / "results" / "summary" / "smoke_curves.csv")
@@ -44,6 +46,7 @@ def test_smoke_workflow_end_to_end(workdir):
         names = z.namelist()
     assert any(n.endswith("report.html") for n in names), names[:20]
     assert any("table5.md" in n for n in names) and any("fig4.png" in n for n in names), names
+    assert any(n.endswith("claims.md") for n in names) and any(n.endswith("claims_forest.png") for n in names)
     # nothing left to do on a rerun
     out = snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml", "-n").stdout
     assert "Nothing to be done" in out

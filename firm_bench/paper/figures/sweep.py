@@ -39,8 +39,8 @@ def sweep_rows(summary: pd.DataFrame, k: int) -> tuple[pd.DataFrame, pd.DataFram
     if base.empty:
         return rows.iloc[0:0], rows.iloc[0:0], "no runs"
     taus, sizes = base["tau"].dropna().unique(), base["batch_size"].dropna().unique()
-    if len(taus) == 0 and len(sizes) == 0:  # runs planned but none scored yet: their recipe labels are unknown
-        return rows.iloc[0:0], rows.iloc[0:0], "no scored runs"
+    if not len(taus) or not len(sizes):  # no base run has finished (the labels come with its results)
+        return rows.iloc[0:0], rows.iloc[0:0], "no finished runs"
     if len(taus) != 1 or len(sizes) != 1:
         raise ValueError(f"sweep: the base recipe {base['recipe'].iloc[0]!r} has several tau {list(taus)} or batch "
                          f"sizes {list(sizes)} in the summary; one value each is expected")
