@@ -5,6 +5,7 @@ Snakemake rules, tests and users reach the same code::
 
     firm-bench run      [--preset P] [--config F] [--set k=v ...] [--run-dir D]   # train + features + score
     firm-bench train    [--preset P] [--config F] [--set k=v ...] [--run-dir D]
+    firm-bench train-pack [--preset P] [--set k=v ...] --member DIR [k=v ...] --member DIR ...   # one fused model
     firm-bench features RUN_DIR [--evalset test|ood-<name>]
     firm-bench score    RUN_DIR [--scores cos kde ...] [--k 1 5]
     firm-bench metrics | summarize | combine | table        # reading results (no torch)
@@ -33,7 +34,7 @@ from firm_bench.core import config as config_mod
 from firm_bench.core import rundir as runs
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
+def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=None, help=f"bundled preset ({', '.join(config_mod.list_presets())})")
     p.add_argument("--config", default=None, help="YAML file of overrides (applied after the preset)")
     p.add_argument(
@@ -41,10 +42,14 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         help="override one key, e.g. --set optim.epochs=50 --set loss.name=ntxent (repeatable)",
     )
     p.add_argument("--recipe", default=None, help="recipe name recorded in the config and run directory (default: the preset)")
-    p.add_argument("--run-dir", default=None, help="run directory (default: results/runs/<dataset>/<cls>/...)")
-    p.add_argument("--runs-root", default="results/runs", help="root of the default run directories")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_gpu_arg(p)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    _add_recipe_args(p)
+    p.add_argument("--run-dir", default=None, help="run directory (default: results/runs/<dataset>/<cls>/...)")
+    p.add_argument("--runs-root", default="results/runs", help="root of the default run directories")
 
 
 def _add_gpu_arg(p: argparse.ArgumentParser) -> None:
@@ -98,6 +103,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"firm-bench: training failed: {exc} (recorded in {run_dir}/status.json)", file=sys.stderr)
         return 0
     print(json.dumps({"run_dir": str(run_dir), "final_auroc": result.final_auroc, "epochs": result.epochs}))
+    return 0
+
+
+def cmd_train_pack(args: argparse.Namespace) -> int:
+    from firm_bench.run.pack import train_pack
+
+    if not args.members:
+        raise config_mod.ConfigError("train-pack needs at least one --member RUN_DIR [KEY=VALUE ...]")
+    cfgs, run_dirs = [], []
+    for run_dir, *pairs in args.members:
+        cfg = config_mod.resolve(args.preset, args.config, [*args.overrides, *pairs])
+        if args.recipe:
+            cfg["recipe"] = args.recipe
+        cfgs.append(cfg)
+        run_dirs.append(Path(run_dir))
+    _take_gpu_slot(args)
+    results = train_pack(cfgs, run_dirs, progress=_progress(args))
+    states = [runs.read_json(r.run_dir / runs.TRAINED_FILE).get("state") for r in results]
+    print(json.dumps([{"run_dir": str(r.run_dir), "state": s, "final_auroc": r.final_auroc, "epochs": r.epochs}
+                      for r, s in zip(results, states)]))
+    failed = [str(r.run_dir) for r, s in zip(results, states) if s != "ok"]
+    if failed and not args.record_failure:
+        print(f"firm-bench: training failed for {', '.join(failed)} (recorded in their status.json)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -380,6 +409,19 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument("--record-failure", action="store_true",
                            help="exit 0 when training fails (NaN loss): the failure is recorded as a result (workflow)")
+
+    text = "train several compatible runs at once as one fused model (one GPU job; each run keeps its directory)"
+    p = sub.add_parser("train-pack", help=text, description=text + (
+        ". The options before the first --member apply to every run; each --member names a run directory "
+        "and the overrides of that run (seed, class, loss, outliers, ...). Runs may differ only in the keys "
+        "firm_bench.core.packs.PACK_VARYING lists. Finished runs are not trained again; each run resumes from "
+        "its own last checkpoint."))
+    _add_recipe_args(p)
+    p.add_argument("--member", dest="members", action="append", nargs="+", default=[], metavar=("RUN_DIR", "KEY=VALUE"),
+                   help="a run of the pack: its directory, then its own overrides (repeat per run)")
+    p.add_argument("--record-failure", action="store_true",
+                   help="exit 0 when runs fail (NaN loss): their failures are recorded as results (workflow)")
+    p.set_defaults(func=cmd_train_pack)
 
     evalset_help = "evaluation set: test (the run's own protocol) or ood-<dataset> (Table 4's OOD sets)"
     p = sub.add_parser("features", help="extract and cache a trained run's features")

@@ -375,6 +375,46 @@ class FusedFirmModel(nn.Module):
                 raise ValueError(f"load_run_state: {name} has shape {tuple(src.shape)}, a run's is {self._run_shapes[name]}")
             t.unflatten(0, (self.runs, -1))[k].copy_(src.reshape(t.shape[0] // self.runs, *t.shape[1:]))
 
+    @torch.no_grad()
+    def bind(self, models: Sequence[FirmModel], grads: bool = False) -> None:
+        """Make model k's parameters and buffers views of run k's slices of this model's tensors.
+
+        Afterwards the K ``FirmModel``s and the fused model share storage: a
+        fused update is seen by model k, a forward pass of model k moves its
+        BatchNorm statistics in the fused buffers, and model k's forward runs
+        the very kernels of a model trained alone (``speed.pack_kernels:
+        per_run``). ``grads``: also give the fused parameters zeroed
+        gradients and model k's parameters views of their slices, so that a
+        backward pass of model k accumulates its gradients into the fused
+        ``.grad`` (zero them in place with :meth:`zero_bound_grads`; never
+        ``zero_grad(set_to_none=True)``, which would unbind them). The models
+        must have been fused into this model (same names and shapes).
+        """
+        if len(models) != self.runs:
+            raise ValueError(f"bind: {len(models)} models for {self.runs} fused runs")
+        params, buffers = dict(self.named_parameters()), dict(self.named_buffers())
+        if grads:
+            for p in params.values():
+                p.grad = torch.zeros_like(p)
+        for k, model in enumerate(models):
+            for name, p in model.named_parameters():
+                p.data = params[name].detach().unflatten(0, (self.runs, -1))[k].view(self._run_shapes[name])
+                if grads:
+                    p.grad = params[name].grad.unflatten(0, (self.runs, -1))[k].view(self._run_shapes[name])
+            for mod_name, mod in model.named_modules():
+                for b_name, b in list(mod._buffers.items()):
+                    if b is None:
+                        continue
+                    full = f"{mod_name}.{b_name}" if mod_name else b_name
+                    mod._buffers[b_name] = buffers[full].unflatten(0, (self.runs, -1))[k].view(self._run_shapes[full])
+
+    @torch.no_grad()
+    def zero_bound_grads(self) -> None:
+        """Zero the fused gradients in place (the bound models' gradient views stay bound)."""
+        for p in self.parameters():
+            if p.grad is not None:
+                p.grad.zero_()
+
     def unfused(self, k: int) -> FirmModel:
         """Run k as a ``FirmModel`` on this model's device (its own tensors; same train/eval mode)."""
         model = copy.deepcopy(self._template[0]).to_empty(device=_device_of(self.encoder))

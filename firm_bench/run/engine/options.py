@@ -33,6 +33,7 @@ class SpeedOptions:
     cuda_graph: bool = False
     compile: bool = False
     compile_mode: str = "default"
+    pack_kernels: str = "per_run"  # a pack's kernels: grouped (one per layer for all runs) or per_run (exact)
 
     @classmethod
     def off(cls) -> "SpeedOptions":
@@ -73,6 +74,7 @@ def resolve_speed(speed: Mapping[str, Any], device: torch.device) -> SpeedOption
         cuda_graph=False,
         compile=bool(speed["compile"]),
         compile_mode=str(speed["compile_mode"]),
+        pack_kernels=_pack_kernels(speed.get("pack_kernels", "auto"), cuda),
     )
     if opts.compile_mode not in COMPILE_MODES:
         raise ValueError(f"speed.compile_mode={opts.compile_mode!r}; valid: {', '.join(COMPILE_MODES)}")
@@ -90,6 +92,18 @@ def resolve_speed(speed: Mapping[str, Any], device: torch.device) -> SpeedOption
     if graph is True and blockers:
         raise ValueError(f"speed.cuda_graph: true needs {', '.join(blockers)}; use auto or false")
     return replace(opts, cuda_graph=_auto(graph, "cuda_graph", not blockers))
+
+
+PACK_KERNELS = ("grouped", "per_run")
+
+
+def _pack_kernels(value: Any, cuda: bool) -> str:
+    """``speed.pack_kernels``: auto = grouped on CUDA (HFTA's fused kernels), per_run elsewhere (exact)."""
+    if value == "auto":
+        return "grouped" if cuda else "per_run"
+    if value not in PACK_KERNELS:
+        raise ValueError(f"speed.pack_kernels={value!r}: expected auto, {', '.join(PACK_KERNELS)}")
+    return str(value)
 
 
 def autocast_bf16(device: torch.device, bf16: bool) -> Any:
