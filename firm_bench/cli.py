@@ -57,14 +57,12 @@ def _add_gpu_arg(p: argparse.ArgumentParser) -> None:
         "--gpu-slots", type=int, default=0, metavar="N",
         help="pin this job to one of N local GPUs through lock-file slots (0: off; ignored under SLURM)",
     )
-    p.add_argument("--runs-per-gpu", type=int, default=1, metavar="R",
-                   help="with --gpu-slots: let R jobs share each GPU")
 
 
 def _take_gpu_slot(args: argparse.Namespace) -> None:
     from firm_bench.planning.gpu_slots import acquire_gpu_slot
 
-    gpu = acquire_gpu_slot(getattr(args, "gpu_slots", 0), runs_per_gpu=getattr(args, "runs_per_gpu", 1))
+    gpu = acquire_gpu_slot(getattr(args, "gpu_slots", 0))
     if gpu is not None:
         print(f"firm-bench: GPU slot on GPU {gpu} (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})",
               file=sys.stderr)
