@@ -419,8 +419,8 @@ def test_cuda_graph_captures_matches_eager_and_never_syncs(smoke_data):
             finally:
                 torch.cuda.set_sync_debug_mode("default")
         sites = [f"{w.filename}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
-        # none per step (an epoch has many steps); the H100 run reported one per epoch, its site
-        # still unknown (listed on failure)
-        assert t.steps_per_epoch >= 8 and len(sites) <= 1, f"host syncs in an epoch of {t.steps_per_epoch} steps ({t.engine.status}) at {sites}"
+        # none at all in an epoch of many steps (listed on failure); the per-epoch lr / momentum upload
+        # goes through one reused pinned buffer (run.engine.options.PinnedStage), not a new pinned copy
+        assert t.steps_per_epoch >= 8 and not sites, f"host syncs in an epoch of {t.steps_per_epoch} steps ({t.engine.status}) at {sites}"
         assert torch.isfinite(losses.cpu()).all()
     assert 0.0 <= graph.evaluate() <= 1.0

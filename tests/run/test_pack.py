@@ -335,3 +335,40 @@ def test_incompatible_runs_are_refused_with_the_key(tmp_path, datas):
                      datas=[datas[0], datas[0]])
     with pytest.raises(ConfigError, match="twice"):
         P.train_pack([smoke(), smoke()], [tmp_path / "e", tmp_path / "e"], progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (runs on a GPU machine)")
+def test_grouped_pack_cuda_graph_captures_and_never_syncs():
+    """On a GPU: the fused step of a pack is one CUDA graph (checked at capture), with no host sync in an epoch."""
+    import warnings
+
+    cuda = torch.device("cuda")
+    cfgs = [config.resolve("smoke", overrides=["device=cuda", "optim.epochs=4", *r]) for r in RUNS]
+    ts = [build_training(c, load_run_data(c), cuda) for c in cfgs]
+    assert ts[0].opts.cuda_graph and ts[0].opts.pack_kernels == "grouped"
+    fused = fuse([t.model for t in ts])
+    fused.bind([t.model for t in ts])
+    sgd = FusedSGD.of(fused, weight_decay=cfgs[0]["optim"]["weight_decay"])
+    engine = PackEngine(fused, sgd, [t.engine for t in ts], [False] * 3, ts[0].opts, cuda, ts[0].batch,
+                        ts[0].steps_per_epoch, P._epoch_rows(ts[0]), "grouped")
+
+    def inputs(epoch):
+        eds = [t.prepare(epoch) for t in ts]
+        sched = [t.engine._schedule()[:2] for t in ts]
+        return eds, torch.tensor([s[0] for s in sched]).T.contiguous(), torch.tensor([s[1] for s in sched]).T.contiguous()
+
+    first = engine.run_epoch(*inputs(1)).cpu()
+    assert engine.status["cuda_graph"] == "on", engine.status
+    assert torch.isfinite(first).all()
+    upcoming = inputs(2)
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            losses = engine.run_epoch(*upcoming)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    sites = [f"{w.filename}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
+    assert not sites, f"host syncs in a captured pack epoch at {sites}"
+    assert torch.isfinite(losses.cpu()).all() and not torch.equal(losses.cpu(), first)

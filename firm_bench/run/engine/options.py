@@ -131,3 +131,32 @@ def to_device(t: Tensor, device: torch.device, non_blocking: bool = False) -> Te
     if non_blocking and device.type == "cuda" and t.device.type == "cpu":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
+
+
+class PinnedStage:
+    """A reusable pinned host buffer for the small host-to-device copies of every epoch (lr, momentum).
+
+    ``copy_to(dst, values)`` writes ``values`` into the buffer and enqueues one
+    asynchronous copy into the device tensor ``dst``: no pinned allocation and
+    no host synchronisation per epoch (a ``to_device(torch.tensor(...), ...)``
+    pins a new buffer each time). Before the buffer is rewritten, an event
+    recorded after the last copy is queried (``cudaEventQuery``, which does
+    not wait); should that copy still be in flight, a fresh buffer is taken
+    instead of waiting. On a CPU device it is a plain copy.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.host = torch.empty(shape, dtype=dtype, pin_memory=self.cuda)
+        self.event = torch.cuda.Event() if self.cuda else None
+
+    def copy_to(self, dst: Tensor, values: Tensor) -> None:
+        if not self.cuda:
+            dst.copy_(values)
+            return
+        if not self.event.query():  # the last copy still reads the buffer: never wait for it
+            self.host = torch.empty_like(self.host, pin_memory=True)
+        self.host.copy_(values)
+        dst.copy_(self.host, non_blocking=True)
+        self.event.record()
+

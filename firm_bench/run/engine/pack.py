@@ -47,7 +47,7 @@ from torch import Tensor
 
 from firm_bench.run.engine.draws import DeviceAugment, EpochDraws
 from firm_bench.run.engine.fused import FusedFirmModel, FusedLoss, FusedSGD, masked_total, pack
-from firm_bench.run.engine.options import PACK_KERNELS, SpeedOptions, autocast_bf16, cudnn_benchmark, to_device
+from firm_bench.run.engine.options import PACK_KERNELS, PinnedStage, SpeedOptions, autocast_bf16, cudnn_benchmark, to_device
 from firm_bench.run.engine.steps import EpochData, GraphMode, TrainEngine
 
 PackKernels = Literal["grouped", "per_run"]
@@ -151,8 +151,8 @@ class PackEngine:
                 images=torch.zeros((K * M, *ref.images.shape[1:]), dtype=ref.images.dtype, device=self.device),
                 labels=torch.full((K * M, 2), -1, dtype=torch.int64, device=self.device),
                 order=torch.zeros((S, K * B), dtype=torch.int64, device=self.device),
-                lr=torch.zeros((S, K), dtype=torch.float32, device=self.device),
-                momentum=torch.zeros((S, K), dtype=torch.float32, device=self.device),
+                schedule=torch.zeros((2, S, K), dtype=torch.float32, device=self.device),  # lr, momentum
+                stage=PinnedStage((2, S, K), torch.float32, self.device),
                 losses=torch.zeros((S, K), dtype=torch.float32, device=self.device),
                 step=torch.zeros(1, dtype=torch.int64, device=self.device),
             )
@@ -178,10 +178,9 @@ class PackEngine:
                 st["draws"].order[:, cols].copy_(ed.draws.order, non_blocking=True)
                 st["draws"].sigma[:, cols].copy_(ed.draws.sigma, non_blocking=True)
                 st["draws"].apply[..., cols].copy_(ed.draws.apply, non_blocking=True)
-        staged = torch.stack([lr, momentum]).to(torch.float32)  # (2, steps, K) host values, one copy
-        staged = to_device(staged, self.device, True)
-        st["lr"].copy_(staged[0], non_blocking=True)
-        st["momentum"].copy_(staged[1], non_blocking=True)
+        # (2, steps, K) host values in one copy from a reused pinned buffer (no host sync per epoch)
+        st["stage"].copy_to(st["schedule"], torch.stack([lr, momentum]).to(torch.float32))
+        st["lr"], st["momentum"] = st["schedule"][0], st["schedule"][1]
         st["generators"] = [e.generator if e is not None else None for e in epochs]
         return st
 

@@ -15,7 +15,7 @@ from torch import Tensor
 from firm_bench.core.errors import NonFiniteLoss
 from firm_bench.method.augment import TwoViewAugment
 from firm_bench.run.engine.draws import DeviceAugment, EpochDraws
-from firm_bench.run.engine.options import SpeedOptions, autocast_bf16, cudnn_benchmark, to_device
+from firm_bench.run.engine.options import PinnedStage, SpeedOptions, autocast_bf16, cudnn_benchmark
 
 
 class EpochData(NamedTuple):
@@ -212,8 +212,8 @@ class TrainEngine:
                 labels=ed.labels,
                 order=ed.order.clone(),
                 draws=EpochDraws(*(t.clone() for t in ed.draws)),
-                lr=torch.empty(self.steps, dtype=torch.float32, device=self.device),
-                momentum=torch.empty(self.steps, dtype=torch.float32, device=self.device),
+                schedule=torch.empty((2, self.steps), dtype=torch.float32, device=self.device),  # lr, momentum
+                stage=PinnedStage((2, self.steps), torch.float32, self.device),
                 losses=torch.zeros(self.steps, dtype=torch.float32, device=self.device),
                 step=torch.zeros(1, dtype=torch.int64, device=self.device),
             )
@@ -226,8 +226,9 @@ class TrainEngine:
             st["order"].copy_(ed.order, non_blocking=True)
             for dst, src in zip(st["draws"], ed.draws):
                 dst.copy_(src, non_blocking=True)
-        st["lr"].copy_(to_device(torch.tensor(lrs, dtype=torch.float32), self.device, True), non_blocking=True)
-        st["momentum"].copy_(to_device(torch.tensor(moms, dtype=torch.float32), self.device, True), non_blocking=True)
+        # one copy from a reused pinned buffer: no pinned allocation, no host sync in a captured epoch
+        st["stage"].copy_to(st["schedule"], torch.tensor([lrs, moms], dtype=torch.float32))
+        st["lr"], st["momentum"] = st["schedule"][0], st["schedule"][1]
 
     def _body(self) -> None:
         """One training step reading only device buffers (the graph's content).
