@@ -296,27 +296,34 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     """``firm-bench plan``: print the cost table (or JSON) of a target."""
     from firm_bench.planning.cost import (
-        DEFAULT_SOURCE,
-        DEFAULT_VIEWS_PER_S,
         Throughput,
+        default_throughput,
         format_table,
         plan_cost,
         throughput_from_json,
     )
-    from firm_bench.planning.grid import load_workflow_config
+    from firm_bench.planning.grid import load_workflow_config, validate_config
 
     cfg = load_workflow_config(args.configfile)
+    if args.pack_runs is not None:
+        cfg = {**cfg, "pack_runs": args.pack_runs}
+    pack_runs = int(validate_config(cfg)["pack_runs"])
     if args.views_per_s:
         tp = Throughput(float(args.views_per_s), "--views-per-s")
     elif args.throughput_json:
-        tp = throughput_from_json(args.throughput_json, args.variant)
+        variant = args.variant
+        if variant is None and pack_runs > 1:  # the measured packs of that size, where the benchmark has them
+            measured = json.loads(Path(args.throughput_json).read_text()).get("results") or {}
+            variant = next((v for v in (f"fused{pack_runs}", f"fused{pack_runs}-grouped") if v in measured), None)
+        tp = throughput_from_json(args.throughput_json, variant)
     else:
-        tp = Throughput(DEFAULT_VIEWS_PER_S, DEFAULT_SOURCE)
+        tp = default_throughput(pack_runs)
     costs = plan_cost(cfg, args.target, tp)
     if args.json:
-        print(json.dumps({"throughput": tp.__dict__, "costs": [c.row() for c in costs]}, indent=2))
+        print(json.dumps({"throughput": tp.__dict__, "pack_runs": pack_runs, "costs": [c.row() for c in costs]},
+                         indent=2))
     else:
-        print(format_table(costs, tp))
+        print(format_table(costs, tp, pack_runs))
     return 0
 
 
@@ -386,6 +393,8 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
                    help="JSON of benchmarks/bench_fast.py (its best variant) or bench_train.py")
     p.add_argument("--variant", default=None, help="with --throughput-json: a bench_fast variant instead of the best")
     p.add_argument("--views-per-s", type=float, default=None, help="throughput to assume, training views/s per GPU")
+    p.add_argument("--pack-runs", type=int, default=None, metavar="K",
+                   help="plan with pack_runs K (default: the workflow config's): train jobs and the throughput of packs")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_plan)
 
