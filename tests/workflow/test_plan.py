@@ -189,6 +189,10 @@ def test_packs_hold_compatible_runs_of_the_same_experiments(paper):
             assert got == fw.run_config(plan, run)
         check_packable([c for _, c in built])
     assert fw.packs(fw.plan(paper)) and all(len(p.runs) == 1 for p in fw.packs(fw.plan(paper)))  # pack_runs: 1
+    mini = fw.plan({**yaml.safe_load((CONFIGS / "mini.yaml").read_text()), "pack_runs": 4})
+    for p in fw.packs(mini):  # the CPU miniature: every pack's members may share it
+        check_packable([c for _, c in _member_configs(mini, p)])
+    assert 2 <= max(len(p.runs) for p in fw.packs(mini)) <= 4
 
 
 @pytest.mark.slow
