@@ -8,8 +8,7 @@ run keeps its identity, exactly as ``firm_bench.run.train.train`` leaves a
 run trained alone: its own run directory with ``config.yaml``,
 ``versions.json``, ``status.json``, ``curve.csv``, ``checkpoints/last.pt``
 (its own model, torch.optim.SGD and scheduler state dicts, its curve and
-selection: a run directory a single ``firm-bench train`` resumes as well) and
-``best_test.pt``, and ``trained.json``, so that features, scores and metrics
+selection, in the format of a run trained alone) and ``best_test.pt``, and ``trained.json``, so that features, scores and metrics
 read it as any other run. What a pack adds is labelled: ``status.json`` and
 ``trained.json`` carry ``pack`` (its size, this run's index, the kernels,
 the members' directories).

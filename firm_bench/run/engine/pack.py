@@ -279,7 +279,8 @@ class PackEngine:
                     live[k] = False
                     continue
                 loss.backward()
-            self.sgd.step(lr_d[step], mom_d[step], live)
+            # every run training: the update without the mask's extra ops (the same arithmetic)
+            self.sgd.step(lr_d[step], mom_d[step], None if all(on) else live)
         return losses
 
     # ------------------------------------------------------------------ the graphed step
