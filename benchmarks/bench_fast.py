@@ -17,11 +17,13 @@ class 0 at 32 px stands in for a CIFAR-10 class):
 - ``fast-bf16`` / ``fast-channels-last`` / ``fast-compile``: the fast path
   plus bf16 or channels_last (CPU: ``auto`` leaves both off there) or
   torch.compile (on request only);
-- ``packR``: R processes of ``fast`` on the same device at once (the
-  workflow's ``runs_per_gpu``), reported as their summed views/s;
-- ``streamsR``: R runs (seeds) in one process, stepped together, each run's
-  CUDA graph replayed on its own stream (``speed.run_packed_epoch``): the
-  small kernels of different runs overlap, where processes only take turns.
+- ``fusedK`` (K = 4, 8, 16, 32, ...): K runs (seeds 0 .. K-1 of the same
+  recipe) trained as one horizontally fused model (``firm_bench.run.pack``:
+  ``PackEngine``, the pack's learning-curve evaluation batched), with the
+  kernels ``speed.pack_kernels`` resolves to (``auto``: grouped on CUDA,
+  per_run on the CPU); ``fusedK-grouped`` / ``fusedK-per_run`` force one.
+  Reported as the device's total views/s (all K runs) and per run, with
+  the pack's peak memory.
 
 Each variant runs in its own process (clean peak memory, its own cuDNN
 state). After a warm-up epoch, it trains whole epochs until ``--steps`` (or
@@ -33,8 +35,9 @@ training views/s (two views per sample), seconds per epoch of a CIFAR-10
 class (``--samples-per-epoch`` 20000 = 5000 images x 4 rotations, plus one
 evaluation of 15000 images every ``eval.every`` epochs, scaled per image),
 the projected GPU-hours of a 2000-epoch run and of Table 1a's FIRM column
-(10 classes x 5 seeds), peak memory, host syncs per epoch (CUDA), and every
-ratio to ``naive``. Output: a table on stderr, JSON on stdout and in
+(10 classes x 5 seeds; for a pack: device time per run, the pack's
+throughput shared by its K runs), peak memory, host syncs per epoch (CUDA)
+and where they happen (``sync_sites``), and every ratio to ``naive``. Output: a table on stderr, JSON on stdout and in
 ``--out``. Exit status 1 when a requested variant failed (its error is in
 the JSON). On a shared machine, ``--rounds N`` measures the variants in turn
 N times and reports each one's fastest round (every round's views/s and
@@ -42,6 +45,7 @@ N times and reports each one's fastest round (every round's views/s and
 
     python benchmarks/bench_fast.py --preset mini --epochs 2             # CPU, ~1-2 min
     python benchmarks/bench_fast.py --device cuda --preset paper --out bench_fast.json
+    python benchmarks/bench_fast.py --device cuda --preset paper --variants naive,fast,fused4,fused8,fused16,fused32
 """
 
 from __future__ import annotations
@@ -129,18 +133,6 @@ def peak_memory(device: torch.device) -> dict:
     return out
 
 
-def wait_barrier(barrier: str | None, rank: int, count: int) -> None:
-    """Processes of a pack start measuring together (files in a shared directory)."""
-    if not barrier:
-        return
-    Path(barrier, f"ready{rank}").touch()
-    deadline = time.time() + 600
-    while len(list(Path(barrier).glob("ready*"))) < count:
-        if time.time() > deadline:
-            raise BenchError("pack barrier: the other processes never got ready")
-        time.sleep(0.01)
-
-
 def measure_epochs(args: argparse.Namespace, steps_per_epoch: int) -> int:
     if args.steps:
         return max(1, -(-args.steps // steps_per_epoch))
@@ -156,7 +148,7 @@ def run_fast(args: argparse.Namespace, variant: str) -> dict:
     from firm_bench.datasets import load_run_data
     from firm_bench.run.train import build_training
 
-    overrides = FAST_VARIANTS["fast" if variant.startswith("pack") else variant]
+    overrides = FAST_VARIANTS[variant]
     cfg = resolve_config(args, overrides)
     device = runs.pick_device(cfg["device"])
     if args.threads:
@@ -171,7 +163,6 @@ def run_fast(args: argparse.Namespace, variant: str) -> dict:
         t.engine.run_epoch(t.prepare(epoch)).cpu()
     sync(device)
     warmup_s = time.perf_counter() - t0
-    wait_barrier(args.barrier, args.rank, args.pack_size)
     steps, start_wall = 0, time.time()
     t0 = time.perf_counter()
     upcoming = t.prepare(epoch + 1)
@@ -206,58 +197,91 @@ def run_fast(args: argparse.Namespace, variant: str) -> dict:
     }
 
 
-def run_streams(args: argparse.Namespace, size: int) -> dict:
-    """``size`` runs (seeds) in one process, stepped together, each run's graph on its own CUDA stream."""
+def fused_variant(variant: str) -> tuple[int, str | None] | None:
+    """``fusedK`` -> (K, None); ``fusedK-grouped`` / ``fusedK-per_run`` -> (K, kernels); anything else None."""
+    if not variant.startswith("fused"):
+        return None
+    size, _, kernels = variant[len("fused"):].partition("-")
+    if not size.isdigit() or int(size) < 1 or kernels not in ("", "grouped", "per_run"):
+        return None
+    return int(size), kernels or None
+
+
+def run_fused(args: argparse.Namespace, variant: str) -> dict:
+    """K runs (seeds 0 .. K-1) as one fused model: ``PackEngine`` steps, the pack's batched evaluation."""
     from firm_bench.core import rundir as runs
     from firm_bench.datasets import load_run_data
-    from firm_bench.run.engine import run_packed_epoch
+    from firm_bench.run.engine.fused import FusedSGD, fuse
+    from firm_bench.run.engine.pack import PackEngine
+    from firm_bench.run.pack import PackMember, _epoch_rows, evaluate_pack
     from firm_bench.run.train import build_training
 
-    cfgs = [resolve_config(args, [f"seed={seed}"]) for seed in range(size)]
+    size, kernels = fused_variant(variant)
+    extra = [f"speed.pack_kernels={kernels}"] if kernels else []
+    cfgs = [resolve_config(args, [f"seed={seed}", *extra]) for seed in range(size)]
     device = runs.pick_device(cfgs[0]["device"])
-    if device.type != "cuda":
-        raise BenchError(f"streams{size}: needs a CUDA device")
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_run_data(cfgs[0])
     ts = [build_training(cfg, data, device) for cfg in cfgs]
-    streams = [torch.cuda.Stream(device) for _ in ts]
-    engines = [t.engine for t in ts]
+    opts = ts[0].opts
+    fused = fuse([t.model for t in ts])
+    fused.bind([t.model for t in ts], grads=opts.pack_kernels == "per_run")
+    sgd = FusedSGD.of(fused, weight_decay=float(cfgs[0]["optim"]["weight_decay"]))
+    engine = PackEngine(fused, sgd, [t.engine for t in ts], [t.id_classes is not None for t in ts], opts, device,
+                        ts[0].batch, ts[0].steps_per_epoch, _epoch_rows(ts[0]), opts.pack_kernels)
     steps_per_epoch = ts[0].steps_per_epoch
+
+    def epoch_inputs(epoch: int) -> tuple[list, torch.Tensor, torch.Tensor]:
+        eds = [t.prepare(epoch) for t in ts]
+        sched = [t.engine._schedule()[:2] for t in ts]
+        lr = torch.tensor([s[0] for s in sched]).T.contiguous()
+        return eds, lr, torch.tensor([s[1] for s in sched]).T.contiguous()
+
     epochs_needed = measure_epochs(args, steps_per_epoch)
     t0 = time.perf_counter()
     epoch = 0
-    for _ in range(args.warmup_epochs):
+    for _ in range(args.warmup_epochs):  # capture, autotuning, allocator warm-up
         epoch += 1
-        for losses in run_packed_epoch(engines, [t.prepare(epoch) for t in ts], streams):
-            losses.cpu()
+        engine.run_epoch(*epoch_inputs(epoch)).cpu()
     sync(device)
     warmup_s = time.perf_counter() - t0
     steps, start_wall = 0, time.time()
     t0 = time.perf_counter()
-    upcoming = [t.prepare(epoch + 1) for t in ts]
-    while True:
+    upcoming = epoch_inputs(epoch + 1)
+    while True:  # as the pack trainer: the next epoch prepared while the device trains this one
         epoch += 1
-        out = run_packed_epoch(engines, upcoming, streams)
-        upcoming = [t.prepare(epoch + 1) for t in ts]
-        values = [losses.cpu() for losses in out]
+        losses = engine.run_epoch(*upcoming)
+        upcoming = epoch_inputs(epoch + 1)
+        values = losses.cpu()
         steps += size * steps_per_epoch
         if epoch - args.warmup_epochs >= epochs_needed and time.perf_counter() - t0 >= args.min_seconds:
             break
     sync(device)
     train_s = time.perf_counter() - t0
-    if not all(torch.isfinite(v).all() for v in values):
-        raise BenchError(f"streams{size}: non-finite training loss")
+    end_wall = time.time()
+    if not torch.isfinite(values).all():
+        raise BenchError(f"{variant}: non-finite training loss")
+    syncs, sync_sites = count_pack_syncs(engine, epoch_inputs(epoch + 1)) if device.type == "cuda" else (None, None)
     ev = eval_set(data, *eval_sizes(args, data))
-    t0 = time.perf_counter()
-    value = ts[0].evaluate(ev)
+    for t in ts:  # the timed evaluation on the CIFAR-sized sets
+        t.bank_images = ev.train_ids.to(device) if (opts.resident_data or opts.fast_eval) else ev.train_ids
+        t.test_images = ev.test_images.to(device) if (opts.resident_data or opts.fast_eval) else ev.test_images
+        t.data = ev
+    members = [PackMember(k, cfg, Path("."), t) for k, (cfg, t) in enumerate(zip(cfgs, ts))]
     sync(device)
+    t0 = time.perf_counter()
+    values = evaluate_pack(fused, members, list(range(size)), opts.pack_kernels)
+    sync(device)
+    eval_s = time.perf_counter() - t0
     return {
-        "variant": f"streams{size}", "runs": size, "steps": steps, "train_s": train_s, "warmup_s": round(warmup_s, 2),
-        "eval_s": time.perf_counter() - t0, "eval_images": len(ev.train_ids) + len(ev.test_images), "eval_auroc": value,
-        "batch_size": ts[0].batch, "host_syncs_per_epoch": None, "speed": ts[0].speed_record(),
-        "graphs": [t.engine.status["cuda_graph"] for t in ts], "eval_every": int(cfgs[0]["eval"]["every"]),
-        "start_wall": start_wall, "end_wall": time.time(), **peak_memory(device),
+        "variant": variant, "runs": size, "pack_kernels": opts.pack_kernels, "steps": steps, "train_s": train_s,
+        "warmup_s": round(warmup_s, 2), "eval_s": eval_s,
+        "eval_images": size * (len(ev.train_ids) + len(ev.test_images)), "eval_auroc": values[0][0],
+        "batch_size": ts[0].batch, "start_wall": start_wall, "end_wall": end_wall,
+        "host_syncs_per_epoch": syncs, "sync_sites": sync_sites,
+        "speed": {**opts.record(), "status": dict(engine.status)}, "eval_every": int(cfgs[0]["eval"]["every"]),
+        **peak_memory(device),
     }
 
 
@@ -283,6 +307,24 @@ def count_syncs(t: Any, epoch: int) -> tuple[int, dict[str, int]]:
             if "synchroniz" in str(w.message):
                 key = f"{stage} {Path(w.filename).name}:{w.lineno}"
                 sites[key] = sites.get(key, 0) + 1
+    losses.cpu()
+    return sum(sites.values()), sites
+
+
+def count_pack_syncs(engine: Any, inputs: tuple) -> tuple[int, dict[str, int]]:
+    """Host-device synchronisations while a pack trains one epoch (as :func:`count_syncs`)."""
+    sites: dict[str, int] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            losses = engine.run_epoch(*inputs)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for w in caught:
+        if "synchroniz" in str(w.message):
+            key = f"run_epoch {Path(w.filename).name}:{w.lineno}"
+            sites[key] = sites.get(key, 0) + 1
     losses.cpu()
     return sum(sites.values()), sites
 
@@ -494,6 +536,8 @@ def summarize(r: dict, args: argparse.Namespace, pack: int = 1) -> dict:
     return {
         "steps_per_s": round(r["steps"] / r["train_s"], 2),
         "views_per_s": round(views_per_s, 1),
+        "runs": pack,
+        "views_per_s_per_run": round(views_per_s / pack, 1),
         "eval_s": round(r["eval_s"], 3),
         "eval_s_per_image": per_image_eval,
         "s_per_epoch_cifar10_class": round(s_epoch, 3),
@@ -501,41 +545,6 @@ def summarize(r: dict, args: argparse.Namespace, pack: int = 1) -> dict:
         "run_wall_hours": round(gpu_h * pack, 3),
         "table1a_firm_gpu_hours": round(TABLE1A_FIRM_RUNS * gpu_h, 2),
     }
-
-
-def run_pack(args: argparse.Namespace, size: int) -> dict:
-    """``size`` processes of ``fast`` at once on the device; views/s summed over a common window."""
-    with tempfile.TemporaryDirectory() as barrier:
-        procs, files = [], []
-        for rank in range(size):
-            f = Path(barrier) / f"result{rank}.json"
-            cmd = [*worker_command(args, "fast", f), "--barrier", barrier, "--rank", str(rank), "--pack-size", str(size)]
-            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-            files.append(f)
-        errors = []
-        for p in procs:
-            try:
-                _, err = p.communicate(timeout=args.timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                _, err = p.communicate()
-                errors.append(f"timed out after {args.timeout} s")
-                continue
-            if p.returncode != 0:
-                errors.append(err.strip().splitlines()[-1] if err.strip() else f"exit {p.returncode}")
-        if errors:
-            raise BenchError(f"pack{size}: " + "; ".join(errors))
-        parts = [json.loads(f.read_text()) for f in files]
-    window = max(p["end_wall"] for p in parts) - min(p["start_wall"] for p in parts)
-    total = {
-        "variant": f"pack{size}", "processes": size, "steps": sum(p["steps"] for p in parts), "train_s": window,
-        "eval_s": max(p["eval_s"] for p in parts), "eval_images": parts[0]["eval_images"],
-        "batch_size": parts[0]["batch_size"], "eval_every": parts[0]["eval_every"], "warmup_s": max(p["warmup_s"] for p in parts),
-        "speed": parts[0]["speed"], "per_process_views_per_s": [round(2 * p["batch_size"] * p["steps"] / (p["end_wall"] - p["start_wall"]), 1) for p in parts],
-        "peak_gpu_mem_mb": parts[0].get("peak_gpu_mem_mb"), "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
-        "host_syncs_per_epoch": parts[0].get("host_syncs_per_epoch"),
-    }
-    return total
 
 
 def worker_command(args: argparse.Namespace, variant: str, result: Path) -> list[str]:
@@ -553,11 +562,7 @@ def worker_command(args: argparse.Namespace, variant: str, result: Path) -> list
 
 
 def run_variant(args: argparse.Namespace, variant: str) -> dict:
-    if variant.startswith("pack"):
-        size = int(variant[4:])
-        r = run_pack(args, size)
-        return {**r, **summarize(r, args, pack=size)}
-    packed = int(variant[len("streams"):]) if variant.startswith("streams") else 1
+    fused = fused_variant(variant)
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
         try:
@@ -569,13 +574,13 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict:
             tail = proc.stderr.strip().splitlines()[-3:] if proc.stderr.strip() else [f"exit status {proc.returncode}"]
             raise BenchError(f"{variant}: " + " | ".join(tail))
         r = json.loads(result.read_text())
-    return {**r, **summarize(r, args, pack=packed)}
+    return {**r, **summarize(r, args, pack=fused[0] if fused else 1)}
 
 
 def default_variants(device: str) -> list[str]:
     if device == "cuda":
-        return ["naive", "fast", "streams4", "pack4", "off", "fast-eager"]  # most telling first
-    return ["naive", "off", "fast"]
+        return ["naive", "fast", "fused4", "fused8", "fused16", "fused32", "off", "fast-eager"]  # most telling first
+    return ["naive", "off", "fast", "fused4", "fused8"]
 
 
 def environment(device: torch.device) -> dict:
@@ -590,21 +595,22 @@ def environment(device: torch.device) -> dict:
 
 
 def table(results: dict[str, dict]) -> str:
-    cols = [("variant", 12), ("steps/s", 9), ("views/s", 10), ("x naive", 8), ("s/epoch*", 9), ("x naive", 8),
-            ("GPU-h/run", 10), ("GPU-h 1a", 9), ("peak MB", 9), ("syncs/ep", 9)]
+    cols = [("variant", 16), ("K", 3), ("steps/s", 9), ("views/s", 10), ("per run", 9), ("x naive", 8),
+            ("s/epoch*", 9), ("x naive", 8), ("GPU-h/run", 10), ("GPU-h 1a", 9), ("peak MB", 9), ("syncs/ep", 9)]
     lines = [" ".join(f"{c:>{w}}" for c, w in cols)]
     for name, r in results.items():
         if "error" in r:
-            lines.append(f"{name:>12} failed: {r['error']}")
+            lines.append(f"{name:>16} failed: {r['error']}")
             continue
         peak = r.get("peak_gpu_mem_mb") or r.get("peak_rss_mb")
-        cells = [name, r["steps_per_s"], r["views_per_s"], r.get("views_per_s_vs_naive", "-"),
+        cells = [name, r.get("runs", 1), r["steps_per_s"], r["views_per_s"], r.get("views_per_s_per_run", "-"),
+                 r.get("views_per_s_vs_naive", "-"),
                  r["s_per_epoch_cifar10_class"], r.get("epoch_speedup_vs_naive", "-"), r["gpu_hours_per_run"],
                  r["table1a_firm_gpu_hours"], peak, r.get("host_syncs_per_epoch")]
         lines.append(" ".join(f"{str(c if c is not None else '-'):>{w}}" for c, (_, w) in zip(cells, cols)))
     lines.append("* device seconds per epoch of a CIFAR-10 class (20000 samples) incl. one 15000-image evaluation every "
                  "eval.every epochs; GPU-h/run: a 2000-epoch run; GPU-h 1a: Table 1a's FIRM column (50 runs); "
-                 "packs/streams: the device's summed throughput, so device time per run")
+                 "fusedK: the device's throughput of all K runs, so device time per run")
     return "\n".join(lines)
 
 
@@ -619,8 +625,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="naive DataLoader workers")
     ap.add_argument("--variants", default=None,
                     help="comma-separated: naive, off, fast, fast-eager, fast-bf16, fast-channels-last, fast-compile, "
-                         "packR, streamsR "
-                         "(default: naive,off,fast on CPU; naive,fast,streams4,pack4,off,fast-eager on CUDA)")
+                         "fusedK, fusedK-grouped, fusedK-per_run (K runs as one fused model) "
+                         "(default: naive,off,fast,fused4,fused8 on CPU; naive,fast,fused4,fused8,fused16,fused32,"
+                         "off,fast-eager on CUDA)")
     ap.add_argument("--fast-only", action="store_true", help="only the fast path")
     ap.add_argument("--naive-only", action="store_true", help="only the naive loop")
     ap.add_argument("--eval-bank", type=int, default=0, help="bank images of the timed evaluation")
@@ -641,9 +648,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--result", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--barrier", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--pack-size", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.fast_only and args.naive_only:
         ap.error("--fast-only and --naive-only exclude each other")
@@ -657,8 +661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:  # one variant, in this process
         if args.worker == "naive":
             result = run_naive(args)
-        elif args.worker.startswith("streams"):
-            result = run_streams(args, int(args.worker[len("streams"):]))
+        elif fused_variant(args.worker):
+            result = run_fused(args, args.worker)
         else:
             result = run_fast(args, args.worker)
         Path(args.result).write_text(json.dumps(result))
@@ -685,14 +689,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         variants = [v for v in variants if v != "naive"] or ["fast"]
     if args.naive_only:
         variants = ["naive"]
-    def known(v: str) -> bool:
-        return v in FAST_VARIANTS or v == "naive" or any(
-            v.startswith(p) and v[len(p):].isdigit() and int(v[len(p):]) > 0 for p in ("pack", "streams"))
-
-    unknown = [v for v in variants if not known(v)]
+    unknown = [v for v in variants if not (v in FAST_VARIANTS or v == "naive" or fused_variant(v))]
     if unknown:
-        print(f"bench_fast: unknown variant(s) {', '.join(unknown)}; valid: naive, {', '.join(FAST_VARIANTS)}, packR, "
-              "streamsR", file=sys.stderr)
+        print(f"bench_fast: unknown variant(s) {', '.join(unknown)}; valid: naive, {', '.join(FAST_VARIANTS)}, fusedK, "
+              "fusedK-grouped, fusedK-per_run", file=sys.stderr)
         return 2
     rounds: dict[str, list[dict]] = {v: [] for v in variants}
     for k in range(args.rounds):  # the variants in turn, round after round: load changes hit them alike
@@ -754,9 +754,10 @@ def build_report(args: argparse.Namespace, device: torch.device, results: dict[s
     ok = [r for r in results.values() if "error" not in r]
     if ok:
         best = max(ok, key=lambda r: r["views_per_s"])
-        report["best"] = {"variant": best["variant"], "views_per_s_per_gpu": best["views_per_s"],
-                          "gpu_hours_per_run": best["gpu_hours_per_run"],
-                          "eval_s_per_image": best["eval_s_per_image"]}
+        report["best"] = {"variant": best["variant"], "runs": best.get("runs", 1),
+                          "views_per_s_per_gpu": best["views_per_s"], "gpu_hours_per_run": best["gpu_hours_per_run"],
+                          "eval_s_per_image": best["eval_s_per_image"],
+                          "peak_memory_mb": best.get("peak_gpu_mem_mb") or best.get("peak_rss_mb")}
     return report
 
 

@@ -5,6 +5,7 @@ Snakemake rules, tests and users reach the same code::
 
     firm-bench run      [--preset P] [--config F] [--set k=v ...] [--run-dir D]   # train + features + score
     firm-bench train    [--preset P] [--config F] [--set k=v ...] [--run-dir D]
+    firm-bench train-pack [--preset P] [--set k=v ...] --member DIR [k=v ...] --member DIR ...   # one fused model
     firm-bench features RUN_DIR [--evalset test|ood-<name>]
     firm-bench score    RUN_DIR [--scores cos kde ...] [--k 1 5]
     firm-bench metrics | summarize | combine | table        # reading results (no torch)
@@ -37,7 +38,7 @@ from firm_bench.core import config as config_mod
 from firm_bench.core import rundir as runs
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
+def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=None, help=f"bundled preset ({', '.join(config_mod.list_presets())})")
     p.add_argument("--config", default=None, help="YAML file of overrides (applied after the preset)")
     p.add_argument(
@@ -45,8 +46,6 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         help="override one key, e.g. --set optim.epochs=50 --set loss.name=ntxent (repeatable)",
     )
     p.add_argument("--recipe", default=None, help="recipe name recorded in the config and run directory (default: the preset)")
-    p.add_argument("--run-dir", default=None, help="run directory (default: results/runs/<dataset>/<cls>/...)")
-    p.add_argument("--runs-root", default="results/runs", help="root of the default run directories")
     _add_progress_args(p)
     p.add_argument("--exit-with", type=int, default=None, metavar="PID",
                    help="stop (SIGTERM) when process PID exits; the workflow passes Snakemake's PID, so a killed "
@@ -65,19 +64,30 @@ def _add_progress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress output (= --progress off)")
 
 
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    _add_recipe_args(p)
+    p.add_argument("--run-dir", default=None, help="run directory (default: results/runs/<dataset>/<cls>/...)")
+    p.add_argument("--runs-root", default="results/runs", help="root of the default run directories")
+
+
+def _add_workflow_job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--record-failure", action="store_true",
+                   help="exit 0 when training fails (NaN loss): the failure is recorded as a result (workflow)")
+    p.add_argument("--in-workflow", action="store_true",
+                   help="a job of the Snakemake workflow: errors say what to do in the workflow")
+
+
 def _add_gpu_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--gpu-slots", type=int, default=0, metavar="N",
         help="pin this job to one of N local GPUs through lock-file slots (0: off; ignored under SLURM)",
     )
-    p.add_argument("--runs-per-gpu", type=int, default=1, metavar="R",
-                   help="with --gpu-slots: let R jobs share each GPU")
 
 
 def _take_gpu_slot(args: argparse.Namespace) -> None:
     from firm_bench.planning.gpu_slots import acquire_gpu_slot
 
-    gpu = acquire_gpu_slot(getattr(args, "gpu_slots", 0), runs_per_gpu=getattr(args, "runs_per_gpu", 1))
+    gpu = acquire_gpu_slot(getattr(args, "gpu_slots", 0))
     if gpu is not None:
         print(f"firm-bench: GPU slot on GPU {gpu} (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})",
               file=sys.stderr)
@@ -129,6 +139,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"firm-bench: training failed: {exc} (recorded in {run_dir}/status.json)", file=sys.stderr)
         return 0
     print(json.dumps({"run_dir": str(run_dir), "final_auroc": result.final_auroc, "epochs": result.epochs}))
+    return 0
+
+
+def cmd_train_pack(args: argparse.Namespace) -> int:
+    from firm_bench.run.pack import train_pack
+
+    if not args.members:
+        raise config_mod.ConfigError("train-pack needs at least one --member RUN_DIR [KEY=VALUE ...]")
+    cfgs, run_dirs = [], []
+    for run_dir, *pairs in args.members:
+        cfg = config_mod.resolve(args.preset, args.config, [*args.overrides, *pairs])
+        if args.recipe:
+            cfg["recipe"] = args.recipe
+        cfgs.append(cfg)
+        run_dirs.append(Path(run_dir))
+    _take_gpu_slot(args)
+    results = train_pack(cfgs, run_dirs, progress=_progress(args))
+    states = [runs.read_json(r.run_dir / runs.TRAINED_FILE).get("state") for r in results]
+    print(json.dumps([{"run_dir": str(r.run_dir), "state": s, "final_auroc": r.final_auroc, "epochs": r.epochs}
+                      for r, s in zip(results, states)]))
+    failed = [str(r.run_dir) for r, s in zip(results, states) if s != "ok"]
+    if failed and not args.record_failure:
+        print(f"firm-bench: training failed for {', '.join(failed)} (recorded in their status.json)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -325,27 +359,34 @@ def cmd_claims(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     """``firm-bench plan``: print the cost table (or JSON) of a target."""
     from firm_bench.planning.cost import (
-        DEFAULT_SOURCE,
-        DEFAULT_VIEWS_PER_S,
         Throughput,
+        default_throughput,
         format_table,
         plan_cost,
         throughput_from_json,
     )
-    from firm_bench.planning.grid import load_workflow_config
+    from firm_bench.planning.grid import load_workflow_config, validate_config
 
     cfg = load_workflow_config(args.configfile)
+    if args.pack_runs is not None:
+        cfg = {**cfg, "pack_runs": args.pack_runs}
+    pack_runs = int(validate_config(cfg)["pack_runs"])
     if args.views_per_s:
         tp = Throughput(float(args.views_per_s), "--views-per-s")
     elif args.throughput_json:
-        tp = throughput_from_json(args.throughput_json, args.variant)
+        variant = args.variant
+        if variant is None and pack_runs > 1:  # the measured packs of that size, where the benchmark has them
+            measured = json.loads(Path(args.throughput_json).read_text()).get("results") or {}
+            variant = next((v for v in (f"fused{pack_runs}", f"fused{pack_runs}-grouped") if v in measured), None)
+        tp = throughput_from_json(args.throughput_json, variant)
     else:
-        tp = Throughput(DEFAULT_VIEWS_PER_S, DEFAULT_SOURCE)
+        tp = default_throughput(pack_runs)
     costs = plan_cost(cfg, args.target, tp)
     if args.json:
-        print(json.dumps({"throughput": tp.__dict__, "costs": [c.row() for c in costs]}, indent=2))
+        print(json.dumps({"throughput": tp.__dict__, "pack_runs": pack_runs, "costs": [c.row() for c in costs]},
+                         indent=2))
     else:
-        print(format_table(costs, tp))
+        print(format_table(costs, tp, pack_runs))
     return 0
 
 
@@ -468,6 +509,8 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
                    help="JSON of benchmarks/bench_fast.py (its best variant) or bench_train.py")
     p.add_argument("--variant", default=None, help="with --throughput-json: a bench_fast variant instead of the best")
     p.add_argument("--views-per-s", type=float, default=None, help="throughput to assume, training views/s per GPU")
+    p.add_argument("--pack-runs", type=int, default=None, metavar="K",
+                   help="plan with pack_runs K (default: the workflow config's): train jobs and the throughput of packs")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_plan)
 
@@ -487,10 +530,19 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_args(p)
         p.set_defaults(func=func)
         if name == "train":
-            p.add_argument("--record-failure", action="store_true",
-                           help="exit 0 when training fails (NaN loss): the failure is recorded as a result (workflow)")
-            p.add_argument("--in-workflow", action="store_true",
-                           help="a job of the Snakemake workflow: errors say what to do in the workflow")
+            _add_workflow_job_args(p)
+
+    text = "train several compatible runs at once as one fused model (one GPU job; each run keeps its directory)"
+    p = sub.add_parser("train-pack", help=text, description=text + (
+        ". The options before the first --member apply to every run; each --member names a run directory "
+        "and the overrides of that run (seed, class, loss, outliers, ...). Runs may differ only in the keys "
+        "firm_bench.core.packs.PACK_VARYING lists. Finished runs are not trained again; each run resumes from "
+        "its own last checkpoint."))
+    _add_recipe_args(p)
+    p.add_argument("--member", dest="members", action="append", nargs="+", default=[], metavar=("RUN_DIR", "KEY=VALUE"),
+                   help="a run of the pack: its directory, then its own overrides (repeat per run)")
+    _add_workflow_job_args(p)
+    p.set_defaults(func=cmd_train_pack)
 
     evalset_help = "evaluation set: test (the run's own protocol) or ood-<dataset> (Table 4's OOD sets)"
     p = sub.add_parser("features", help="extract and cache a trained run's features")

@@ -45,6 +45,19 @@ def test_naive_and_fast_workers_measure_the_same_recipe(bench):
     packed = bench.summarize(fast, args, pack=4)  # the same device throughput shared by 4 runs
     assert packed["gpu_hours_per_run"] == s["gpu_hours_per_run"] and packed["run_wall_hours"] == pytest.approx(
         4 * s["gpu_hours_per_run"], rel=1e-2)
+    assert packed["views_per_s_per_run"] == pytest.approx(s["views_per_s"] / 4, rel=1e-3) and packed["runs"] == 4
+
+
+@pytest.mark.parametrize("variant", ["fused2", "fused2-grouped"])
+def test_fused_worker_measures_a_pack(bench, variant):
+    args = bench.parse_args(SMALL)
+    r = bench.run_fused(args, variant)
+    assert r["runs"] == 2 and r["steps"] == 2 * 12 and r["batch_size"] == 64 and r["train_s"] > 0
+    assert r["pack_kernels"] == ("grouped" if variant.endswith("grouped") else "per_run")
+    assert r["eval_images"] == 2 * (64 + 128) and 0.0 <= r["eval_auroc"] <= 1.0 and r["peak_rss_mb"] > 0
+    s = bench.summarize(r, args, pack=2)
+    assert s["views_per_s"] == pytest.approx(2 * 64 * 24 / r["train_s"], rel=1e-3)
+    assert s["views_per_s_per_run"] == pytest.approx(s["views_per_s"] / 2, rel=1e-3)
 
 
 def _fake(variant: str, views: float) -> dict:
@@ -54,8 +67,8 @@ def _fake(variant: str, views: float) -> dict:
 
 def test_report_ratios_table_json_and_exit_status(bench, monkeypatch, capsys, tmp_path):
     def fake_run(args, variant):
-        if variant == "pack2":
-            raise bench.BenchError("pack2: out of memory")
+        if variant == "fused2":
+            raise bench.BenchError("fused2: out of memory")
         r = _fake(variant, {"naive": 1000.0, "fast": 10000.0}[variant])
         return {**r, **bench.summarize(r, args)}
 
@@ -67,10 +80,10 @@ def test_report_ratios_table_json_and_exit_status(bench, monkeypatch, capsys, tm
     assert fast["views_per_s_vs_naive"] == 10.0 and fast["epoch_speedup_vs_naive"] > 5
     assert report["best"]["variant"] == "fast" and report["best"]["views_per_s_per_gpu"] == 10000.0
     assert "x naive" in capsys.readouterr().err
-    assert bench.main(["--device", "cpu", "--variants", "naive,fast,pack2"]) == 1  # a failed variant: exit 1
+    assert bench.main(["--device", "cpu", "--variants", "naive,fast,fused2"]) == 1  # a failed variant: exit 1
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["results"]["pack2"]["error"] == "pack2: out of memory"
-    assert "failed: pack2" in captured.err
+    assert json.loads(captured.out)["results"]["fused2"]["error"] == "fused2: out of memory"
+    assert "failed: fused2" in captured.err
 
 
 def test_rounds_alternate_the_variants_and_report_each_ones_fastest(bench, monkeypatch, tmp_path):
@@ -94,8 +107,8 @@ def test_rounds_alternate_the_variants_and_report_each_ones_fastest(bench, monke
 
 
 def test_bad_invocations_exit_with_a_message(bench, capsys):
-    assert bench.main(["--device", "cpu", "--variants", "naive,turbo,pack0"]) == 2
-    assert "unknown variant(s) turbo, pack0" in capsys.readouterr().err
+    assert bench.main(["--device", "cpu", "--variants", "naive,turbo,fused0,pack4,streams4"]) == 2
+    assert "unknown variant(s) turbo, fused0, pack4, streams4" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         bench.main(["--fast-only", "--naive-only"])
     assert info.value.code == 2
@@ -105,5 +118,7 @@ def test_bad_invocations_exit_with_a_message(bench, capsys):
 
 
 def test_default_variants(bench):
-    assert bench.default_variants("cpu") == ["naive", "off", "fast"]
-    assert {"fast-eager", "pack4", "streams4"} <= set(bench.default_variants("cuda"))
+    assert bench.default_variants("cpu") == ["naive", "off", "fast", "fused4", "fused8"]
+    assert {"fast-eager", "fused4", "fused8", "fused16", "fused32"} <= set(bench.default_variants("cuda"))
+    assert bench.fused_variant("fused16") == (16, None) and bench.fused_variant("fused4-grouped") == (4, "grouped")
+    assert bench.fused_variant("fused0") is None and bench.fused_variant("fast") is None

@@ -15,8 +15,8 @@ from tests.helpers import ROOT
 #: package data the CLI reads at run time (pyproject.toml [tool.setuptools.package-data])
 DATA = ["firm_bench/schema/run.schema.yaml", "firm_bench/schema/workflow.schema.yaml", "firm_bench/schema/catalog.json",
         "firm_bench/presets/paper.yaml", "firm_bench/experiments/paper.yaml", "firm_bench/experiments/mini.yaml",
-        "firm_bench/paper/reported_results.csv", "firm_bench/paper/NOTES.md", "firm_bench/paper/claims.yaml",
-        "firm_bench/paper/claims/__init__.py", "firm_bench/paper/claims/render.py",
+        "firm_bench/schema/throughput.yaml", "firm_bench/paper/reported_results.csv", "firm_bench/paper/NOTES.md",
+        "firm_bench/paper/claims.yaml", "firm_bench/paper/claims/__init__.py", "firm_bench/paper/claims/render.py",
         "firm_bench/datasets/data/fmnist_mini.npz"]
 
 

@@ -21,12 +21,17 @@ Time = training views / throughput + forward passes / (3 x throughput) (a
 forward pass costs about a third of a training view's forward + backward),
 each scaled by the model's cost relative to the benchmarked one: pixels
 ((S / 32)^2, ImageNet stem (S / 128)^2) times width^2. The throughput is the
-views/s of ``benchmarks/bench_fast.py``'s JSON (``--throughput-json``; its
-``best`` entry, packed runs included), or of ``bench_train.py``'s, or
-``--views-per-s``; the default, :data:`DEFAULT_VIEWS_PER_S`, is the one
-figure measured so far (see its comment). Throughput is measured at batch 32:
-the batch-size sweep's larger batches run faster per view, so their hours
-are upper bounds.
+views/s of ``benchmarks/bench_fast.py``'s JSON (``--throughput-json``: the
+``fusedK`` variant of the workflow's ``pack_runs`` K where it was measured,
+else its ``best`` entry), or of ``bench_train.py``'s, or ``--views-per-s``;
+the default comes from the measured figures in
+``firm_bench/schema/throughput.yaml`` (:func:`default_throughput`), each
+with its source: the GPU figure of packs of ``pack_runs`` runs where one was
+measured, else the single-run GPU figure, said so, with the CPU-measured
+speed-up of such packs beside it. A pack's views/s is the device's (all its
+runs), so its GPU-hours are device time per run. Throughput is measured at
+batch 32: the batch-size sweep's larger batches run faster per view, so
+their hours are upper bounds.
 """
 
 from __future__ import annotations
@@ -44,16 +49,18 @@ __all__ = [
     "DEFAULT_VIEWS_PER_S",
     "Cost",
     "Throughput",
+    "default_throughput",
     "plan_cost",
+    "throughput_figures",
     "throughput_from_json",
 ]
 
-# Measured: H100, benchmarks/bench_train.py --preset paper (batch 32), the loop before
-# the fast path: 26.8 steps/s = 1713 views/s (23.4 s per CIFAR-10-class epoch).
-# Replace with bench_fast.py's JSON (--throughput-json) for the fast path.
+# The single-run GPU figure the planner falls back to (throughput.yaml, its default entry):
+# H100, benchmarks/bench_train.py --preset paper (batch 32, float32), the loop before the fast path.
 DEFAULT_VIEWS_PER_S = 1713.0
 DEFAULT_SOURCE = "H100, pre-fast-path loop (bench_train.py, paper preset): 1713 views/s"
 FORWARD_FRACTION = 1 / 3  # a forward pass ~ a third of a training view (forward + backward)
+THROUGHPUT_FILE = "throughput.yaml"  # package data of firm_bench.schema: the measured figures, with sources
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class Cost:
     train_views: float = 0.0
     forward_images: float = 0.0
     gpu_hours: float = 0.0
+    train_jobs: int = 0  # training jobs: runs, or with pack_runs > 1 the packs holding them
 
     def row(self) -> dict:
         def span(values: set[int]) -> str:
@@ -85,7 +93,7 @@ class Cost:
         return {"target": self.target, "experiments": ",".join(self.experiments), "runs": self.runs,
                 "epochs": span(self.epochs), "images_per_epoch": span(self.images_per_epoch),
                 "train_views": self.train_views, "forward_images": self.forward_images,
-                "gpu_hours": round(self.gpu_hours, 1)}
+                "gpu_hours": round(self.gpu_hours, 1), "train_jobs": self.train_jobs}
 
 
 def multiplicity(outliers: Mapping[str, Any]) -> int:
@@ -168,10 +176,18 @@ def plan_cost(workflow_cfg: Mapping[str, Any], target: str, throughput: Throughp
             cost.gpu_hours += c["hours"]
         return cost
 
-    out = [add(Cost(name, exps), sorted(set(p.experiments[name]))) for name, exps in groups.items()]
+    packs = workflow.packs(p)
+
+    def jobs(cost: Cost, runs) -> Cost:
+        wanted = set(runs)
+        cost.train_jobs = sum(1 for pack in packs if wanted & set(pack.runs))
+        return cost
+
+    out = [jobs(add(Cost(name, exps), sorted(set(p.experiments[name]))), p.experiments[name])
+           for name, exps in groups.items()]
     if len(out) > 1:
         every = sorted({r for exps in groups.values() for e in exps for r in p.experiments[e]})
-        out.append(add(Cost(f"{target} (distinct runs)", sorted(groups)), every))
+        out.append(jobs(add(Cost(f"{target} (distinct runs)", sorted(groups)), every), every))
     return out
 
 
@@ -188,7 +204,7 @@ def throughput_from_json(path: str | Path, variant: str | None = None) -> Throug
             raise ValueError(f"{path}: no measured variant {variant!r}; measured: {', '.join(data.get('results', {}))}")
         gpu = data.get("environment", {}).get("gpu") or data.get("environment", {}).get("device", "?")
         return Throughput(float(r["views_per_s"]), f"{where} ({variant}, {gpu})", r.get("eval_s_per_image"))
-    if "best" in data:
+    if "best" in data:  # a pack variant's views/s is the device's (all its runs)
         b = data["best"]
         gpu = data.get("environment", {}).get("gpu") or data.get("environment", {}).get("device", "?")
         return Throughput(float(b["views_per_s_per_gpu"]), f"{where} ({b['variant']}, {gpu})", b.get("eval_s_per_image"))
@@ -197,12 +213,52 @@ def throughput_from_json(path: str | Path, variant: str | None = None) -> Throug
     raise ValueError(f"{path}: no views_per_s found (expected bench_fast.py or bench_train.py output)")
 
 
-def format_table(costs: Sequence[Cost], throughput: Throughput) -> str:
-    head = ("target", "runs", "epochs", "images/epoch", "train views", "GPU-hours")
-    rows = [(c.target, str(c.runs), c.row()["epochs"], c.row()["images_per_epoch"], f"{c.train_views:.3g}",
-             f"{c.gpu_hours:,.1f}") for c in costs]
+def throughput_figures() -> list[dict]:
+    """The measured throughput figures (``firm_bench/schema/throughput.yaml``), each with its device and source."""
+    from importlib import resources
+
+    import yaml
+
+    text = resources.files("firm_bench.schema").joinpath(THROUGHPUT_FILE).read_text()
+    return list((yaml.safe_load(text) or {}).get("figures") or [])
+
+
+def default_throughput(pack_runs: int = 1, figures: Sequence[Mapping[str, Any]] | None = None) -> Throughput:
+    """The throughput to plan ``pack_runs``-run packs at, from the measured figures, saying where it comes from.
+
+    A GPU figure of packs of exactly ``pack_runs`` runs, where one was
+    measured; else the default single-run GPU figure (the entry marked
+    ``default``), labelled as such, with the CPU-measured views/s of such
+    packs relative to runs one after another beside it where that was
+    measured (``bench_fast.py`` on the CPU: not a GPU figure, only a sign).
+    """
+    figures = list(throughput_figures() if figures is None else figures)
+    gpu = [f for f in figures if f.get("kind") == "gpu" and int(f.get("pack_runs", 1)) == pack_runs]
+    if gpu and pack_runs > 1:
+        f = gpu[0]
+        return Throughput(float(f["views_per_s"]), f"{f['device']}, packs of {pack_runs} ({f['variant']}): "
+                                                   f"{float(f['views_per_s']):,.0f} views/s [{f['source']}]")
+    base = next((f for f in figures if f.get("default")), None)
+    views = float(base["views_per_s"]) if base else DEFAULT_VIEWS_PER_S
+    source = (f"{base['device']}, {base['variant']}: {views:,.0f} views/s [{base['source']}]" if base else DEFAULT_SOURCE)
+    if pack_runs == 1:
+        return Throughput(views, source)
+    cpu = [f for f in figures if f.get("kind") == "cpu" and int(f.get("pack_runs", 1)) == pack_runs]
+    note = (f"; on the CPU ({cpu[0]['device']}) packs of {pack_runs} measured {float(cpu[0]['vs_runs_alone']):.2f}x "
+            f"the views/s of runs one after another [{cpu[0]['source']}]") if cpu else ""
+    return Throughput(views, f"packs of {pack_runs} not measured on a GPU: the single-run figure, an upper bound on "
+                             f"GPU-hours: {source}{note}")
+
+
+def format_table(costs: Sequence[Cost], throughput: Throughput, pack_runs: int = 1) -> str:
+    head = ("target", "runs", "train jobs", "epochs", "images/epoch", "train views", "GPU-hours")
+    rows = [(c.target, str(c.runs), str(c.train_jobs), c.row()["epochs"], c.row()["images_per_epoch"],
+             f"{c.train_views:.3g}", f"{c.gpu_hours:,.1f}") for c in costs]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))]
     lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in rows]
     lines.append(f"throughput: {throughput.views_per_s:,.0f} training views/s per GPU ({throughput.source})")
+    if pack_runs > 1:
+        lines.append(f"pack_runs: {pack_runs} (train jobs: packs of up to {pack_runs} runs as one fused model, one GPU "
+                     "each; GPU-hours are device time per run at the pack's throughput)")
     return "\n".join(lines)

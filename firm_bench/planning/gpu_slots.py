@@ -49,29 +49,25 @@ def acquire_gpu_slot(
     poll_s: float = 0.5,
     timeout_s: float | None = None,
     set_env: bool = True,
-    runs_per_gpu: int = 1,
 ) -> int | None:
     """Take a free slot (waiting if all are busy) and return its GPU index.
 
-    There are ``n_gpus * runs_per_gpu`` slots; slot ``s`` belongs to GPU
-    ``s % n_gpus``, so jobs spread over the GPUs before doubling up (a batch-32
-    ResNet-18 leaves a large GPU mostly idle: ``runs_per_gpu`` > 1 packs
-    several runs on each). Sets ``CUDA_VISIBLE_DEVICES`` to that GPU (an entry
-    of an already set ``CUDA_VISIBLE_DEVICES`` list, else the index). Returns
-    None and does nothing when ``n_gpus`` is 0 or inside a SLURM job.
+    One slot per GPU: a job has its GPU to itself (several small runs share
+    a GPU as one pack, ``firm-bench train-pack``, not as processes: four
+    processes on an H100 gave no more views/s than one). Sets
+    ``CUDA_VISIBLE_DEVICES`` to that GPU (an entry of an already set
+    ``CUDA_VISIBLE_DEVICES`` list, else the index). Returns None and does
+    nothing when ``n_gpus`` is 0 or inside a SLURM job.
     """
     if n_gpus <= 0 or os.environ.get("SLURM_JOB_ID"):
         return None
-    if runs_per_gpu < 1:
-        raise ValueError(f"runs_per_gpu must be >= 1, got {runs_per_gpu}")
-    n_slots = n_gpus * runs_per_gpu
     lock_dir = Path(lock_dir or default_lock_dir())
     lock_dir.mkdir(parents=True, exist_ok=True)
     visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
-        for slot in range(n_slots):
-            fd = os.open(lock_dir / f"gpu{slot}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        for gpu in range(n_gpus):
+            fd = os.open(lock_dir / f"gpu{gpu}.lock", os.O_RDWR | os.O_CREAT, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -80,12 +76,11 @@ def acquire_gpu_slot(
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             _HELD.append(fd)
-            gpu = slot % n_gpus
             if set_env:
                 os.environ["CUDA_VISIBLE_DEVICES"] = visible[gpu] if gpu < len(visible) else str(gpu)
             return gpu
         if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"no free GPU slot among {n_slots} in {lock_dir} after {timeout_s} s")
+            raise TimeoutError(f"no free GPU slot among {n_gpus} in {lock_dir} after {timeout_s} s")
         time.sleep(poll_s)
 
 

@@ -282,6 +282,76 @@ def train_args(p: Plan, run: Run) -> str:
     return f"{cli_args(p, run)} --run-dir {shlex.quote(run.path(p.config['runs_root']))}"
 
 
+@dataclass(frozen=True)
+class Pack:
+    """Runs trained together as one fused model (``firm-bench train-pack``): one job, one GPU.
+
+    ``name`` is the Snakemake rule's (``train_pack_<n>``, numbered in plan order).
+    """
+
+    name: str
+    runs: tuple[Run, ...]
+
+
+def _pack_group(p: Plan, run: Run, shapes: dict) -> tuple:
+    """What runs of one pack share: the recipe, the dataset, the step shapes and the experiments that need them.
+
+    Runs of one recipe and dataset differ only in ``dataset.cls``, ``loss.name``,
+    ``outliers.name`` and ``seed``, all of which may differ within a pack
+    (``core.packs.PACK_VARYING``); the step shapes (ID images per epoch, from
+    the registered sizes, and the outlier source's multiplicity) must be
+    equal. Grouping also by the set of experiments that use a run keeps a
+    single target's jobs to its own runs: every pack a target needs holds
+    only runs the target needs.
+    """
+    key = (run.dataset, run.outliers, run.recipe)
+    if key not in shapes:
+        outliers = run_config(p, run)["outliers"]
+        shapes[key] = catalog.outlier(run.outliers).multiplicity(outliers)
+    entry = catalog.dataset(run.dataset)
+    try:
+        n_ids = entry.size("train") if run.cls == "all" else entry.size("train_per_class", run.cls)
+    except ValueError:  # no registered size: only runs of the same class are known to match
+        n_ids = f"class {run.cls}"
+    return (run.recipe, run.dataset, run.cls == "all", str(n_ids), shapes[key],
+            tuple(sorted(p.runs[run].experiments)))
+
+
+def packs(p: Plan) -> list[Pack]:
+    """The plan's runs in packs of at most ``pack_runs`` compatible runs (``pack_runs: 1``: one run each).
+
+    Runs are taken in their sorted order (dataset, class, loss, outliers,
+    recipe, seed) within each group (:func:`_pack_group`) and cut into packs
+    of ``pack_runs``; the last pack of a group may be smaller.
+    """
+    size = int(p.config["pack_runs"])
+    groups: dict[tuple, list[Run]] = {}
+    shapes: dict = {}
+    for run in sorted(p.runs):
+        groups.setdefault(_pack_group(p, run, shapes) if size > 1 else (run,), []).append(run)
+    out = []
+    for members in groups.values():
+        for i in range(0, len(members), size):
+            out.append(Pack(f"train_pack_{len(out)}", tuple(members[i : i + size])))
+    return out
+
+
+def pack_args(p: Plan, pack: Pack) -> str:
+    """``firm-bench train-pack`` arguments of a pack: the overrides all its runs share, then each member's own.
+
+    A run's overrides (:func:`run_overrides`) name each key once, so splitting
+    them into shared and per-member pairs gives every member its own config.
+    """
+    per_run = [dict(pair.split("=", 1) for pair in run_overrides(p, run)) for run in pack.runs]
+    shared = {k: v for k, v in per_run[0].items() if all(r.get(k) == v for r in per_run[1:])}
+    args = ["--preset", p.config["preset"], "--recipe", pack.runs[0].recipe]
+    for key, value in shared.items():
+        args += ["--set", f"{key}={value}"]
+    for run, pairs in zip(pack.runs, per_run):
+        args += ["--member", run.path(p.config["runs_root"]), *(f"{k}={v}" for k, v in pairs.items() if k not in shared)]
+    return " ".join(shlex.quote(a) for a in args)
+
+
 def features_args(p: Plan, run: Run, evalset: str) -> str:
     """``firm-bench features`` arguments of the features rule: run directory and evaluation set."""
     return f"{shlex.quote(run.path(p.config['runs_root']))} --evalset {evalset}"
@@ -324,7 +394,10 @@ def paper_item_feeders(config: Mapping) -> dict[str, list[str]]:
 
 
 def job_counts(p: Plan, experiments: Iterable[str] | None = None) -> dict[str, int]:
-    """Jobs per rule needed to build ``experiments`` from nothing (for the dry-run benchmark/tests)."""
+    """Jobs per rule needed to build ``experiments`` from nothing (for the dry-run benchmark/tests).
+
+    With ``pack_runs`` > 1 the training jobs are the packs (``train_pack``: every ``train_pack_<n>`` rule).
+    """
     exps = list(experiments) if experiments is not None else list(p.experiments)
     runs = {r for e in exps for r in p.experiments[e]}
     score_jobs = {
@@ -335,8 +408,12 @@ def job_counts(p: Plan, experiments: Iterable[str] | None = None) -> dict[str, i
         for f in p.experiment_families(e)
     }
     feature_jobs = {(r, ev) for e in exps for r in p.experiments[e] for ev in p.experiment_evalsets(e)}
+    if int(p.config["pack_runs"]) > 1:  # one job per pack (rules train_pack_<n>), counted together
+        trains = {"train_pack": sum(1 for pack in packs(p) if set(pack.runs) & runs)}
+    else:
+        trains = {"train": len(runs)}
     return {
-        "train": len(runs),
+        **trains,
         "features": len(feature_jobs),
         "score": len(score_jobs),
         "summarize_experiment": len(exps),

@@ -118,3 +118,39 @@ def test_cli_prints_the_table_and_json(capsys, tmp_path):
     args = parser.parse_args(["plan", "all", "--configfile", str(tmp_path / "none.yaml")])
     with pytest.raises(FileNotFoundError, match="--configfile"):
         args.func(args)
+
+
+def test_packs_plan_fewer_jobs_at_the_pack_throughput(paper_cfg):
+    """pack_runs: the same runs and hours' inputs, one training job per pack, the throughput of packs where measured."""
+    tp = P.Throughput(20000.0, "test", eval_s_per_image=1e-4)
+    (alone,) = P.plan_cost(paper_cfg, "table1a", tp)
+    (packed,) = P.plan_cost({**paper_cfg, "pack_runs": 8}, "table1a", tp)
+    assert alone.train_jobs == alone.runs == packed.runs == 100 and 13 <= packed.train_jobs < 20
+    assert packed.train_views == alone.train_views and packed.gpu_hours == alone.gpu_hours  # same throughput given
+    figures = [
+        {"device": "G", "kind": "gpu", "variant": "fast", "pack_runs": 1, "views_per_s": 1000, "default": True,
+         "source": "s1"},
+        {"device": "G", "kind": "gpu", "variant": "fused8", "pack_runs": 8, "views_per_s": 9000, "source": "s8"},
+        {"device": "C", "kind": "cpu", "variant": "fused4", "pack_runs": 4, "views_per_s": 50, "vs_runs_alone": 1.3,
+         "source": "c4"},
+    ]
+    assert P.default_throughput(1, figures).views_per_s == 1000
+    eight = P.default_throughput(8, figures)
+    assert eight.views_per_s == 9000 and "packs of 8" in eight.source and "s8" in eight.source
+    four = P.default_throughput(4, figures)  # no GPU figure for packs of 4: the single-run one, said so
+    assert four.views_per_s == 1000 and "not measured on a GPU" in four.source and "1.30x" in four.source
+    shipped = P.throughput_figures()  # the package's figures: each has its device, kind, views/s and source
+    assert shipped and all({"device", "kind", "views_per_s", "source"} <= set(f) for f in shipped)
+    assert sum(1 for f in shipped if f.get("default")) == 1 and P.default_throughput(1).views_per_s == P.DEFAULT_VIEWS_PER_S
+
+
+def test_cli_plans_with_pack_runs(capsys, tmp_path):
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"environment": {"gpu": "H200"}, "best": {"variant": "fused32", "views_per_s_per_gpu": 9e4},
+                                 "results": {"fast": {"views_per_s": 1e4}, "fused8": {"views_per_s": 5e4}}}))
+    args = build_parser().parse_args(["plan", "table1a", "--configfile", str(PAPER), "--pack-runs", "8",
+                                      "--throughput-json", str(bench), "--json"])
+    assert args.func(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["pack_runs"] == 8 and data["throughput"]["views_per_s"] == 5e4 and "fused8" in data["throughput"]["source"]
+    assert data["costs"][0]["train_jobs"] < data["costs"][0]["runs"]

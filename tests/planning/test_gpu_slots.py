@@ -14,8 +14,7 @@ HOLDER = r"""
 import json, os, sys, time
 from firm_bench.planning.gpu_slots import acquire_gpu_slot
 n, lock_dir, hold, out = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
-per_gpu = int(sys.argv[5]) if len(sys.argv) > 5 else 1
-slot = acquire_gpu_slot(n, lock_dir, poll_s=0.02, runs_per_gpu=per_gpu)
+slot = acquire_gpu_slot(n, lock_dir, poll_s=0.02)
 start = time.time()
 time.sleep(hold)
 end = time.time()
@@ -24,8 +23,8 @@ with open(out, "w") as fh:
 """
 
 
-def _spawn(n, lock_dir, hold, out, env=None, per_gpu=1):
-    return subprocess.Popen([sys.executable, "-c", HOLDER, str(n), str(lock_dir), str(hold), str(out), str(per_gpu)],
+def _spawn(n, lock_dir, hold, out, env=None):
+    return subprocess.Popen([sys.executable, "-c", HOLDER, str(n), str(lock_dir), str(hold), str(out)],
                             env={**os.environ, **(env or {})})
 
 
@@ -46,17 +45,6 @@ def test_concurrent_jobs_never_share_a_slot(tmp_path, n_slots, n_jobs):
     # with at least as many slots as jobs, all ran at once
     if n_jobs <= n_slots:
         assert len({j["slot"] for j in jobs}) == n_jobs
-
-
-def test_runs_per_gpu_spreads_jobs_then_packs(tmp_path):
-    """2 GPUs x 2 runs per GPU: 4 concurrent jobs, exactly two on each GPU."""
-    procs = [_spawn(2, tmp_path / "locks", 0.6, tmp_path / f"job{i}.json", {"CUDA_VISIBLE_DEVICES": ""}, per_gpu=2)
-             for i in range(4)]
-    for p in procs:
-        assert p.wait(timeout=60) == 0
-    jobs = [json.loads((tmp_path / f"job{i}.json").read_text()) for i in range(4)]
-    assert sorted(j["slot"] for j in jobs) == [0, 0, 1, 1]
-    assert max(j["start"] for j in jobs) < min(j["end"] for j in jobs)  # all four ran at once
 
 
 def test_slot_maps_through_existing_visible_devices(tmp_path, monkeypatch):

@@ -19,8 +19,10 @@ def test_snakefiles_are_snakefmt_formatted():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_lint_reports_only_the_justified_warning(tmp_path):
-    out = snakemake(tmp_path, "--lint", "--configfile", CONFIGS / "smoke.yaml", check=False)
+@pytest.mark.parametrize("pack_runs", [1, 4])  # 4: the training rules are one rule per pack
+def test_lint_reports_only_the_justified_warning(tmp_path, pack_runs):
+    out = snakemake(tmp_path, "--lint", "--configfile", CONFIGS / "smoke.yaml", "--config", f"pack_runs={pack_runs}",
+                    check=False)
     text = out.stdout + out.stderr
     lints = set(re.findall(r"^\s+\* (.+?):\s*$", text, flags=re.M))
     assert lints, f"no lint output parsed: {text[-2000:]}"  # control: the parser sees Snakemake's lints

@@ -143,3 +143,70 @@ def test_run_config_round_trip(paper):
     assert cfg["model"]["bn_momentum"] == 0.9 and cfg["recipe"] == "paper-tau0.5" and cfg["preset"] == "paper"
     args = fw.cli_args(plan, run)
     assert "--recipe paper-tau0.5" in args and "loss.tau=0.5" in args
+
+
+# ---------------------------------------------------------------- packs (pack_runs)
+
+
+def _member_configs(plan, pack):
+    """Each member's config as `firm-bench train-pack` builds it from the pack's arguments."""
+    import shlex
+
+    from firm_bench.cli import build_parser
+    from firm_bench.core import config
+
+    args = build_parser().parse_args(["train-pack", *shlex.split(fw.pack_args(plan, pack))])
+    cfgs = []
+    for run_dir, *pairs in args.members:
+        cfg = config.resolve(args.preset, None, [*args.overrides, *pairs])
+        cfg["recipe"] = args.recipe
+        cfgs.append((run_dir, cfg))
+    return cfgs
+
+
+def test_packs_hold_compatible_runs_of_the_same_experiments(paper):
+    from firm_bench.core.packs import check_packable
+
+    cfg = {**paper, "pack_runs": 8}
+    plan = fw.plan(cfg)
+    packs = fw.packs(plan)
+    members = [r for p in packs for r in p.runs]
+    assert sorted(members) == sorted(plan.runs) and len(set(members)) == len(members)  # every run once
+    assert max(len(p.runs) for p in packs) == 8 and len(packs) < len(plan.runs) / 4
+    assert len({p.name for p in packs}) == len(packs)
+    for p in packs:
+        assert len({frozenset(plan.runs[r].experiments) for r in p.runs}) == 1  # one target trains only its own
+        assert len({(r.recipe, r.dataset) for r in p.runs}) == 1
+    # a target's runs are whole packs
+    for exp, runs in plan.experiments.items():
+        wanted = set(runs)
+        assert all(set(p.runs) <= wanted or not set(p.runs) & wanted for p in packs), exp
+    # the arguments of a pack give every member its planned config, and the members may share a pack
+    for p in packs[:: max(1, len(packs) // 12)]:
+        built = _member_configs(plan, p)
+        assert [d for d, _ in built] == [r.path(plan.config["runs_root"]) for r in p.runs]
+        for (_, got), run in zip(built, p.runs):
+            assert got == fw.run_config(plan, run)
+        check_packable([c for _, c in built])
+    assert fw.packs(fw.plan(paper)) and all(len(p.runs) == 1 for p in fw.packs(fw.plan(paper)))  # pack_runs: 1
+    mini = fw.plan({**yaml.safe_load((CONFIGS / "mini.yaml").read_text()), "pack_runs": 4})
+    for p in fw.packs(mini):  # the CPU miniature: every pack's members may share it
+        check_packable([c for _, c in _member_configs(mini, p)])
+    assert 2 <= max(len(p.runs) for p in fw.packs(mini)) <= 4
+
+
+@pytest.mark.slow
+def test_dry_run_of_packed_targets(paper, tmp_path):
+    """pack_runs: 8: one job per pack, and one table target runs only the packs of its own runs."""
+    path = tmp_path / "paper8.yaml"
+    path.write_text(yaml.safe_dump({**paper, "pack_runs": 8}))
+    plan = fw.plan({**paper, "pack_runs": 8})
+    out = snakemake(tmp_path, "results/summary/table1a.md", "-n", "--quiet", "rules", "--configfile", path).stdout
+    stats = job_stats(out)
+    wanted = set(plan.experiments["table1a"])
+    packs = [p for p in fw.packs(plan) if set(p.runs) & wanted]
+    assert sum(v for k, v in stats.items() if k.startswith("train_pack_")) == len(packs) and "train" not in stats
+    assert {k for k in stats if k.startswith("train_pack_")} == {p.name for p in packs}
+    assert sum(len(p.runs) for p in packs) == len(wanted) == expected_jobs(paper, ["table1a"])["train"]
+    assert stats["features"] == expected_jobs(paper, ["table1a"])["features"]
+    assert fw.job_counts(plan, ["table1a"])["train_pack"] == len(packs)

@@ -1,6 +1,7 @@
 """The smoke preset end to end through Snakemake's CLI on the CPU: run, no-op rerun, kill and resume."""
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -50,9 +51,9 @@ def test_smoke_workflow_end_to_end(workdir):
     # nothing left to do on a rerun
     out = snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml", "-n").stdout
     assert "Nothing to be done" in out
-    # nor on another machine: GPU slots, runs per GPU and threads are not params (rerun triggers)
+    # nor on another machine: GPU slots and threads are not params (rerun triggers)
     out = snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml", "-n",
-                    "--config", "gpu_slots=4", "runs_per_gpu=2", "--set-threads", "train=2", "score=2").stdout
+                    "--config", "gpu_slots=4", "--set-threads", "train=2", "score=2").stdout
     assert "Nothing to be done" in out, out[-3000:]
 
 
@@ -100,3 +101,27 @@ def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
     assert list(curve["epoch"]) == [0, 1, 2, 3, 4, 5, 6]
     summary = pd.read_csv(workdir / "results" / "summary.csv")
     assert set(summary["status"]) == {"ok"}
+
+
+@pytest.mark.slow
+def test_packed_runs_give_the_same_metrics_as_runs_alone(tmp_path):
+    """pack_runs: 4 trains the smoke grid's two runs as one pack (one job); every run's metrics equal pack_runs: 1
+    (on the CPU a pack uses per_run kernels: the numbers of training alone, bit for bit)."""
+    target = "results/summary/smoke.csv"
+    cfg = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
+    cfg["experiments"]["smoke"]["scores"] = ["cos"]  # one score job per run: CI time
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    alone, packed = tmp_path / "alone", tmp_path / "packed"
+    snakemake(alone, target, "--cores", "2", "--configfile", path)
+    out = snakemake(packed, target, "--cores", "2", "--configfile", path, "--config", "pack_runs=4")
+    assert "train_pack_0" in out.stdout + out.stderr and not list((packed / "results/runs").rglob("logs/train.log"))
+    runs_dirs = sorted(p.parent.relative_to(alone) for p in alone.glob("results/runs/**/metrics.json"))
+    assert len(runs_dirs) == 2
+    for run in runs_dirs:
+        a, b = (json.loads((root / run / "metrics.json").read_text()) for root in (alone, packed))
+        assert a["scores"] == b["scores"] and a["aulc"] == b["aulc"] and a["final_auroc"] == b["final_auroc"]
+        pack = json.loads((packed / run / "trained.json").read_text())["speed"]["pack"]
+        assert pack["runs"] == 2 and pack["kernels"] == "per_run"
+    columns = ["dataset", "cls", "loss", "score", "k", "auroc", "aulc", "status"]
+    pd.testing.assert_frame_equal(pd.read_csv(alone / target)[columns], pd.read_csv(packed / target)[columns])

@@ -21,6 +21,8 @@ RUNS = CONFIG["runs_root"]
 # One wildcard for the run: dataset/cls/loss/outliers/recipe/seedN (Run.id).
 RUN = os.path.join(RUNS, "{run}")
 GPU_SLOTS = CONFIG["gpu_slots"] if CONFIG["gpu_slots"] is not None else count_gpus()
+PACKED = CONFIG["pack_runs"] > 1  # train runs in packs (train.smk: one rule per pack)
+PACKS = fw.packs(PLAN) if PACKED else []
 SUMMARY_DIR = "results/summary"
 SUMMARY = "results/summary.csv"
 TABLES_DIR = "results/tables"
@@ -78,6 +80,11 @@ def log_file(name):
 
 def train_args(wildcards):
     return fw.train_args(PLAN, Run.parse(wildcards.run))
+
+
+def pack_outputs(pack):
+    """The trained.json of every run of a pack (the outputs of its rule)."""
+    return [os.path.join(run.path(RUNS), "trained.json") for run in pack.runs]
 
 
 def features_args(wildcards):

@@ -12,12 +12,11 @@ rule features:
     resources:
         gpu=CONFIG["gpu_per_job"],
         gpu_slots=GPU_SLOTS,
-        runs_per_gpu=CONFIG["runs_per_gpu"],
         mem_mb=CONFIG["resources"]["features_mem_mb"],
         runtime=CONFIG["resources"]["features_runtime"],
     params:
         args=features_args,
     shell:
         "firm-bench features {params.args}"
-        " --gpu-slots {resources.gpu_slots} --runs-per-gpu {resources.runs_per_gpu}"
+        " --gpu-slots {resources.gpu_slots}"
         " --no-progress > {log} 2>&1"

@@ -55,8 +55,10 @@ Exactness on the CPU: ``resident_data``, ``predraw``, ``fast_loss``,
 equals a run with them off bit for bit (tests/test_speed.py).
 
 Modules: ``options`` (the resolved options, device helpers), ``draws``
-(an epoch's augmentation parameters, ``DeviceAugment``), ``engine`` (the
-steps of an epoch, the CUDA graph, several runs in one process). The
+(an epoch's augmentation parameters, ``DeviceAugment``), ``steps`` (the
+steps of an epoch, the CUDA graph), ``fused`` (K runs of one shape as one
+horizontally fused model: grouped convolutions, batched heads, per-run SGD)
+and ``pack`` (the steps of an epoch of such a pack, ``PackEngine``). The
 learning-curve evaluation, with ``fast_eval`` on or off, is
 ``firm_bench.run.train.evaluate_knn``.
 """
@@ -64,7 +66,7 @@ learning-curve evaluation, with ``fast_eval`` on or off, is
 from firm_bench.core.errors import NonFiniteLoss
 from firm_bench.run.engine.draws import N_TRIES, DeviceAugment, EpochDraws, draw_epoch
 from firm_bench.run.engine.options import COMPILE_MODES, SpeedOptions, resolve_speed, to_device
-from firm_bench.run.engine.steps import EpochData, TrainEngine, first_non_finite, run_packed_epoch
+from firm_bench.run.engine.steps import EpochData, TrainEngine, first_non_finite
 
 __all__ = [
     "COMPILE_MODES",
@@ -78,6 +80,5 @@ __all__ = [
     "draw_epoch",
     "first_non_finite",
     "resolve_speed",
-    "run_packed_epoch",
     "to_device",
 ]

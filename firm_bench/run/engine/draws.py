@@ -55,6 +55,16 @@ class EpochDraws(NamedTuple):
         """The slice of a step given as a device tensor of shape (1,) (no host read)."""
         return EpochDraws(*(t.index_select(0, step)[0] for t in self))
 
+    @staticmethod
+    def concat(parts: Sequence["EpochDraws"]) -> "EpochDraws":
+        """Several runs' draws side by side on the sample axis (run r's 2B columns after run r-1's).
+
+        Works for whole epochs and for one step's slices alike (the sample
+        axis is the last but for ``factors`` and ``order``).
+        """
+        axes = (-1, -2, -2, -1, -1)  # crop, factors, order, sigma, apply
+        return EpochDraws(*(torch.cat([p[i] for p in parts], dim=axis) for i, axis in enumerate(axes)))
+
     def to(self, device: torch.device, non_blocking: bool = False) -> "EpochDraws":
         return EpochDraws(*(to_device(t, device, non_blocking) for t in self))
 
@@ -162,7 +172,19 @@ class DeviceAugment:
         The two views go through each op together: half the kernel launches
         of two separate passes, each op per sample as before (same numbers).
         """
-        x = to_float(torch.cat([x_uint8, x_uint8]))
+        return self.views(torch.cat([x_uint8, x_uint8]), d)
+
+    def views(self, x2_uint8: Tensor, d: EpochDraws) -> Tensor:
+        """The augmented views (N, 3, size, size) of uint8 images already laid out as the draws' columns.
+
+        Column n of the draws augments row n of ``x2_uint8``; every op works
+        per sample, so a batch of several runs' [view 1; view 2] blocks with
+        their draws concatenated column-wise (a fused pack) gives each run's
+        views exactly as :meth:`both` gives them run by run. ``mean`` and
+        ``std`` may be per sample, (N, 3, 1, 1) (runs with their own
+        normalisation).
+        """
+        x = to_float(x2_uint8)
         x = resized_crop(x, CropParams(*d.crop), self.size)
         if any(self.active):
             x = torch.where(d.apply[0].view(-1, 1, 1, 1), self._jitter(x, d.factors, d.order), x)

@@ -33,6 +33,7 @@ class SpeedOptions:
     cuda_graph: bool = False
     compile: bool = False
     compile_mode: str = "default"
+    pack_kernels: str = "per_run"  # a pack's kernels: grouped (one per layer for all runs) or per_run (exact)
 
     @classmethod
     def off(cls) -> "SpeedOptions":
@@ -73,6 +74,7 @@ def resolve_speed(speed: Mapping[str, Any], device: torch.device) -> SpeedOption
         cuda_graph=False,
         compile=bool(speed["compile"]),
         compile_mode=str(speed["compile_mode"]),
+        pack_kernels=_pack_kernels(speed.get("pack_kernels", "auto"), cuda),
     )
     if opts.compile_mode not in COMPILE_MODES:
         raise ValueError(f"speed.compile_mode={opts.compile_mode!r}; valid: {', '.join(COMPILE_MODES)}")
@@ -90,6 +92,18 @@ def resolve_speed(speed: Mapping[str, Any], device: torch.device) -> SpeedOption
     if graph is True and blockers:
         raise ValueError(f"speed.cuda_graph: true needs {', '.join(blockers)}; use auto or false")
     return replace(opts, cuda_graph=_auto(graph, "cuda_graph", not blockers))
+
+
+PACK_KERNELS = ("grouped", "per_run")
+
+
+def _pack_kernels(value: Any, cuda: bool) -> str:
+    """``speed.pack_kernels``: auto = grouped on CUDA (HFTA's fused kernels), per_run elsewhere (exact)."""
+    if value == "auto":
+        return "grouped" if cuda else "per_run"
+    if value not in PACK_KERNELS:
+        raise ValueError(f"speed.pack_kernels={value!r}: expected auto, {', '.join(PACK_KERNELS)}")
+    return str(value)
 
 
 def autocast_bf16(device: torch.device, bf16: bool) -> Any:
@@ -117,3 +131,32 @@ def to_device(t: Tensor, device: torch.device, non_blocking: bool = False) -> Te
     if non_blocking and device.type == "cuda" and t.device.type == "cpu":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
+
+
+class PinnedStage:
+    """A reusable pinned host buffer for the small host-to-device copies of every epoch (lr, momentum).
+
+    ``copy_to(dst, values)`` writes ``values`` into the buffer and enqueues one
+    asynchronous copy into the device tensor ``dst``: no pinned allocation and
+    no host synchronisation per epoch (a ``to_device(torch.tensor(...), ...)``
+    pins a new buffer each time). Before the buffer is rewritten, an event
+    recorded after the last copy is queried (``cudaEventQuery``, which does
+    not wait); should that copy still be in flight, a fresh buffer is taken
+    instead of waiting. On a CPU device it is a plain copy.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.host = torch.empty(shape, dtype=dtype, pin_memory=self.cuda)
+        self.event = torch.cuda.Event() if self.cuda else None
+
+    def copy_to(self, dst: Tensor, values: Tensor) -> None:
+        if not self.cuda:
+            dst.copy_(values)
+            return
+        if not self.event.query():  # the last copy still reads the buffer: never wait for it
+            self.host = torch.empty_like(self.host, pin_memory=True)
+        self.host.copy_(values)
+        dst.copy_(self.host, non_blocking=True)
+        self.event.record()
+

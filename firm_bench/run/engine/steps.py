@@ -5,10 +5,9 @@ See the package docstring (``firm_bench.run.engine``) for the options.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from typing import Any, Callable, Literal, NamedTuple, Sequence
+from typing import Any, Callable, Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -16,7 +15,7 @@ from torch import Tensor
 from firm_bench.core.errors import NonFiniteLoss
 from firm_bench.method.augment import TwoViewAugment
 from firm_bench.run.engine.draws import DeviceAugment, EpochDraws
-from firm_bench.run.engine.options import SpeedOptions, autocast_bf16, cudnn_benchmark, to_device
+from firm_bench.run.engine.options import PinnedStage, SpeedOptions, autocast_bf16, cudnn_benchmark
 
 
 class EpochData(NamedTuple):
@@ -213,8 +212,8 @@ class TrainEngine:
                 labels=ed.labels,
                 order=ed.order.clone(),
                 draws=EpochDraws(*(t.clone() for t in ed.draws)),
-                lr=torch.empty(self.steps, dtype=torch.float32, device=self.device),
-                momentum=torch.empty(self.steps, dtype=torch.float32, device=self.device),
+                schedule=torch.empty((2, self.steps), dtype=torch.float32, device=self.device),  # lr, momentum
+                stage=PinnedStage((2, self.steps), torch.float32, self.device),
                 losses=torch.zeros(self.steps, dtype=torch.float32, device=self.device),
                 step=torch.zeros(1, dtype=torch.int64, device=self.device),
             )
@@ -227,8 +226,9 @@ class TrainEngine:
             st["order"].copy_(ed.order, non_blocking=True)
             for dst, src in zip(st["draws"], ed.draws):
                 dst.copy_(src, non_blocking=True)
-        st["lr"].copy_(to_device(torch.tensor(lrs, dtype=torch.float32), self.device, True), non_blocking=True)
-        st["momentum"].copy_(to_device(torch.tensor(moms, dtype=torch.float32), self.device, True), non_blocking=True)
+        # one copy from a reused pinned buffer: no pinned allocation, no host sync in a captured epoch
+        st["stage"].copy_to(st["schedule"], torch.tensor([lrs, moms], dtype=torch.float32))
+        st["lr"], st["momentum"] = st["schedule"][0], st["schedule"][1]
 
     def _body(self) -> None:
         """One training step reading only device buffers (the graph's content).
@@ -352,48 +352,3 @@ class TrainEngine:
             )
             return
         self.status["cuda_graph"] = "on"
-
-
-def run_packed_epoch(
-    engines: Sequence[TrainEngine], epochs: Sequence[EpochData], streams: Sequence[Any] | None = None
-) -> list[Tensor]:
-    """One epoch of several runs in one process, step by step (several runs per GPU).
-
-    At each step, run r's graphed step is replayed on ``streams[r]``, so the
-    small kernels of different runs execute concurrently on the GPU (processes
-    sharing a GPU only take turns). Runs stay independent: each has its own
-    model, buffers, data and draws, and ends the epoch as it would alone.
-    ``streams`` None runs them in turn on the current stream (CPU tests).
-    The engines need the same steps per epoch and ``speed.cuda_graph`` (a run
-    whose graph falls back trains its epoch eagerly, by itself). Returns each
-    run's per-step losses (device); the caller checks them.
-    """
-    if len({e.steps for e in engines}) > 1:
-        raise ValueError(f"packed runs need equal steps per epoch, got {[e.steps for e in engines]}")
-
-    def on(i: int) -> Any:
-        return torch.cuda.stream(streams[i]) if streams else contextlib.nullcontext()
-
-    main = torch.cuda.current_stream() if streams else None
-    losses: list[Tensor | None] = [None] * len(engines)
-    live = []
-    with cudnn_benchmark(any(e.opts.cudnn_benchmark for e in engines) or torch.backends.cudnn.benchmark):
-        for i, (engine, ed) in enumerate(zip(engines, epochs)):
-            if streams:
-                streams[i].wait_stream(main)  # the epoch's tensors were made on the main stream
-            with on(i):
-                if engine.graph_mode != "off" and engine._begin_graph_epoch(ed):
-                    live.append(i)
-                else:
-                    losses[i] = engine._eager_epoch(ed) if engine.graph_mode != "off" else engine.run_epoch(ed)
-        for step in range(engines[0].steps):
-            for i in live:
-                with on(i):
-                    engines[i]._run_body(step)
-        for i in live:
-            with on(i):
-                losses[i] = engines[i]._static["losses"].clone()
-    if streams:
-        for stream in streams:  # later work (and frees) on the main stream come after every run's epoch
-            main.wait_stream(stream)
-    return losses  # type: ignore[return-value]

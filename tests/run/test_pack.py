@@ -1,0 +1,374 @@
+"""Tests of firm_bench/run/pack.py: a pack of K runs leaves every run as training it alone would.
+
+Tolerances, and why. With ``speed.pack_kernels: per_run`` (the CPU default)
+each run's forward and backward go through its own view of the fused
+weights, the kernels of a run trained alone, and the fused SGD update is
+torch's arithmetic: the references are met bit for bit (``==``), curves,
+checkpoints, optimiser and scheduler states, scores.
+
+With ``grouped`` kernels (HFTA: one grouped convolution / batched matrix
+product per layer for all runs, the CUDA default) the same sums are added
+in another order, about 1e-7 relative per operation (first-step loss:
+LOSS_REL below). This recipe amplifies any rounding difference about 100x
+per step (``test_the_recipe_amplifies_rounding``: a 1e-7 relative change of
+one run's weights, as a change of kernel or thread count would make, moves
+its loss by more than 1e-3 within an epoch), so whole grouped runs can only
+be compared with training alone at a learning rate small enough that the
+trajectories stay together (1e-5: the learning curve still moves by 0.1
+AUROC between epochs); there the losses agree to LOSS_REL and the AUROCs to
+AUROC_ABS (200 test images: one swapped pair moves the AUROC by 1/3600).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from firm_bench.core import config
+from firm_bench.core import rundir as runs
+from firm_bench.core.errors import ConfigError, TrainingFailed
+from firm_bench.core.rundir import read_curve
+from firm_bench.datasets import load_run_data
+from firm_bench.run import pack as P
+from firm_bench.run.engine.fused import FusedSGD, fuse
+from firm_bench.run.engine.pack import PackEngine
+from firm_bench.run.features import extract_run_features
+from firm_bench.run.score import score_run
+from firm_bench.run.train import build_training, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+CPU = torch.device("cpu")
+LOSS_REL = 2e-5  # grouped kernels, lr 1e-5: relative difference of an epoch's mean loss (observed <= 3e-7)
+AUROC_ABS = 2e-3  # grouped kernels, lr 1e-5: learning-curve AUROC (observed 0: no pair swapped)
+
+#: one pack: different seeds, classes, losses (pairwise and concat forms), temperatures
+RUNS = [
+    ("seed=0",),
+    ("seed=1", "loss.name=ntxent", "loss.tau=0.5"),
+    ("seed=2", "dataset.cls=3", "loss.name=supcon", "loss.tau=0.1"),
+]
+
+
+def smoke(*overrides: str) -> dict:
+    return config.resolve("smoke", overrides=["device=cpu", "threads=1", *overrides])
+
+
+def small(data):
+    """64 training images (4 steps of 64 with rotations), every 5th test image: whole runs in seconds."""
+    return dataclasses.replace(data, train_ids=data.train_ids[:64], train_labels=data.train_labels[:64],
+                               test_images=data.test_images[::5], test_targets=data.test_targets[::5])
+
+
+@pytest.fixture(scope="module")
+def datas():
+    """Each class's small data, loaded once."""
+    return {cls: small(load_run_data(smoke(f"dataset.cls={cls}"))) for cls in (0, 3)}
+
+
+def data_of(cfg, datas):
+    return datas[int(cfg["dataset"]["cls"])]
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory, datas):
+    """Every run of RUNS trained by itself (train()), the reference of the packs."""
+    root = tmp_path_factory.mktemp("alone")
+    for i, extra in enumerate(RUNS):
+        cfg = smoke(*extra)
+        train(cfg, root / f"run{i}", progress=False, data=data_of(cfg, datas))
+    return root
+
+
+def comparable(rows):
+    """Curve rows without the wall clock; NaN (the epoch-0 loss) made comparable."""
+    return [{k: ("nan" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k != "elapsed_s"}
+            for r in rows]
+
+
+def checkpoint(run_dir, name="last.pt"):
+    return torch.load(run_dir / "checkpoints" / name, weights_only=False)
+
+
+def assert_same_checkpoint(a, b):
+    assert a["epoch"] == b["epoch"] and a.keys() == b.keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    oa, ob = a["optimizer"], b["optimizer"]
+    assert oa["param_groups"] == ob["param_groups"] and oa["state"].keys() == ob["state"].keys()
+    assert all(torch.equal(oa["state"][i]["momentum_buffer"], ob["state"][i]["momentum_buffer"]) for i in oa["state"])
+    assert a["scheduler"] == b["scheduler"] and comparable(a["curve"]) == comparable(b["curve"]) and a["best"] == b["best"]
+
+
+# ---------------------------------------------------------------- equivalence
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_a_pack_ends_every_run_as_training_it_alone(k, tmp_path, datas, alone):
+    """per_run kernels (CPU default): curves, checkpoints, records of every run equal training it alone, bit for bit."""
+    cfgs = [smoke(*extra) for extra in RUNS[:k]]
+    dirs = [tmp_path / f"run{i}" for i in range(k)]
+    results = P.train_pack(cfgs, dirs, progress=False, datas=[data_of(c, datas) for c in cfgs])
+    for i, (d, result) in enumerate(zip(dirs, results)):
+        ref = alone / f"run{i}"
+        assert comparable(read_curve(d)) == comparable(read_curve(ref))
+        assert [r["epoch"] for r in read_curve(d)] == [0, 1, 2]
+        assert_same_checkpoint(checkpoint(d), checkpoint(ref))
+        assert config.load_yaml(d / "config.yaml") == config.load_yaml(ref / "config.yaml")
+        mine, theirs = runs.read_json(d / runs.TRAINED_FILE), runs.read_json(ref / runs.TRAINED_FILE)
+        assert mine.keys() == theirs.keys() and mine["final_auroc"] == theirs["final_auroc"] == result.final_auroc
+        assert mine["speed"]["pack"] == {"runs": k, "kernels": "per_run", "members": [str(x) for x in dirs], "index": i}
+        assert {k2: v for k2, v in mine["speed"].items() if k2 != "pack"}.keys() == theirs["speed"].keys()
+        assert runs.read_status(d)["state"] == "ok" and runs.read_status(d).keys() == runs.read_status(ref).keys()
+    if k == 3:  # downstream code reads a packed run as any other: the same scores
+        for d, ref in ((dirs[2], alone / "run2"),):
+            for run in (d, ref):
+                cfg = config.load_yaml(run / "config.yaml")
+                cfg["features"].update(angles=[0], crops=0, untrained=False)  # a quick cache (the same for both)
+                extract_run_features(cfg, run)
+                score_run(cfg, run, names=["cos", "kde"], ks=[5])
+            assert runs.read_json(d / "metrics.json")["scores"] == runs.read_json(ref / "metrics.json")["scores"]
+
+
+def test_grouped_kernels_match_training_alone_within_rounding(tmp_path, datas):
+    """grouped kernels (HFTA, the CUDA default) at lr 1e-5: every run's curve as alone within LOSS_REL / AUROC_ABS."""
+    extra = ("optim.lr=0.00001", "speed.pack_kernels=grouped")
+    cfgs = [smoke(*r, *extra) for r in RUNS]
+    for i, cfg in enumerate(cfgs):
+        train(cfg, tmp_path / f"alone{i}", progress=False, data=data_of(cfg, datas))
+    dirs = [tmp_path / f"pack{i}" for i in range(3)]
+    P.train_pack(cfgs, dirs, progress=False, datas=[data_of(c, datas) for c in cfgs])
+    moved = []
+    for i, d in enumerate(dirs):
+        got, want = read_curve(d), read_curve(tmp_path / f"alone{i}")
+        assert [r["epoch"] for r in got] == [r["epoch"] for r in want] == [0, 1, 2]
+        assert got[0]["auroc"] == pytest.approx(want[0]["auroc"], abs=AUROC_ABS)  # the untrained encoder
+        for g, w in zip(got[1:], want[1:]):
+            assert g["loss"] == pytest.approx(w["loss"], rel=LOSS_REL) and g["lr"] == w["lr"]
+            assert g["auroc"] == pytest.approx(w["auroc"], abs=AUROC_ABS)
+        moved.append(max(abs(r["auroc"] - want[0]["auroc"]) for r in want))
+        assert runs.read_json(d / runs.TRAINED_FILE)["speed"]["pack"]["kernels"] == "grouped"
+    assert max(moved) > 10 * AUROC_ABS  # the runs did learn: the tolerance is far below what training changed
+    losses = [read_curve(tmp_path / f"alone{i}")[1]["loss"] for i in range(3)]
+    assert min(abs(a - b) for a in losses for b in losses if a != b) > 0.1  # the runs are told apart
+
+
+def test_the_recipe_amplifies_rounding(datas):
+    """Why grouped kernels are compared at a small learning rate: a 1e-7 change of one run's weights, trained
+    alone twice, moves its losses by > 1e-3 within an epoch of the smoke recipe (the same holds for any change
+    of kernel, thread count or device)."""
+    cfg = smoke()
+    a, b = build_training(cfg, datas[0], CPU), build_training(cfg, datas[0], CPU)
+    with torch.no_grad():
+        for p in b.model.parameters():
+            p.mul_(1 + 1e-7)
+    la, lb = a.engine.run_epoch(a.prepare(1)), b.engine.run_epoch(b.prepare(1))
+    rel = ((la - lb).abs() / la.abs()).tolist()
+    assert rel[0] < 1e-5 and max(rel) > 1e-3, rel
+
+
+def test_grouped_graph_body_equals_grouped_eager_steps(datas):
+    """The graphed pack step's body (device buffers only), run eagerly on the CPU, trains as the eager steps."""
+    cfgs = [smoke(*r, "speed.pack_kernels=grouped") for r in RUNS]
+
+    def pack_of(graph_mode):
+        ts = [build_training(c, data_of(c, datas), CPU) for c in cfgs]
+        fused = fuse([t.model for t in ts])
+        fused.bind([t.model for t in ts])
+        sgd = FusedSGD.of(fused, weight_decay=cfgs[0]["optim"]["weight_decay"])
+        engine = PackEngine(fused, sgd, [t.engine for t in ts], [False] * 3, ts[0].opts, CPU, ts[0].batch,
+                            ts[0].steps_per_epoch, P._epoch_rows(ts[0]), "grouped", graph_mode=graph_mode)
+        return ts, fused, engine
+
+    out = []
+    for mode in ("off", "body"):
+        ts, fused, engine = pack_of(mode)
+        losses = []
+        for epoch in (1, 2):
+            eds = [t.prepare(epoch) for t in ts]
+            sched = [t.engine._schedule()[:2] for t in ts]
+            lr = torch.tensor([s[0] for s in sched]).T.contiguous()
+            mom = torch.tensor([s[1] for s in sched]).T.contiguous()
+            losses.append(engine.run_epoch(eds, lr, mom))
+        out.append((torch.stack(losses), fused.state_dict()))
+    assert torch.equal(out[0][0], out[1][0])
+    assert all(torch.equal(out[0][1][k], out[1][1][k]) for k in out[0][1])
+
+
+# ---------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize("kernels", ["per_run", "grouped"])
+def test_a_nan_run_is_recorded_failed_and_the_others_go_on(kernels, tmp_path, datas, alone):
+    """Run 1's loss turns non-finite (lr 1e30): it fails as it fails alone, the others end as without it."""
+    bad = ("seed=1", "optim.lr=1e30")
+    cfg_bad = smoke(*bad)
+    with pytest.raises(TrainingFailed):
+        train(cfg_bad, tmp_path / "bad_alone", progress=False, data=datas[0])
+    reason = runs.read_json(tmp_path / "bad_alone" / runs.TRAINED_FILE)["reason"]
+    assert "non-finite loss" in reason
+    cfgs = [smoke(*RUNS[0], f"speed.pack_kernels={kernels}"), smoke(*bad, f"speed.pack_kernels={kernels}"),
+            smoke(*RUNS[2], f"speed.pack_kernels={kernels}")]
+    dirs = [tmp_path / f"run{i}" for i in range(3)]
+    results = P.train_pack(cfgs, dirs, progress=False, datas=[data_of(c, datas) for c in cfgs])
+    failed = runs.read_json(dirs[1] / runs.TRAINED_FILE)
+    assert failed["state"] == "failed" and runs.read_status(dirs[1])["state"] == "failed"
+    assert failed["reason"] == reason and results[1].final_auroc is None  # the same step and value as alone
+    if kernels == "per_run":  # the others: exactly as alone
+        for i in (0, 2):
+            assert comparable(read_curve(dirs[i])) == comparable(read_curve(alone / f"run{i}"))
+            assert_same_checkpoint(checkpoint(dirs[i]), checkpoint(alone / f"run{i}"))
+    else:  # the others: exactly as in a grouped pack whose run 1 trains normally (no NaN reaches them)
+        good = [smoke(*r, "speed.pack_kernels=grouped") for r in RUNS]
+        ref = [tmp_path / f"ref{i}" for i in range(3)]
+        P.train_pack(good, ref, progress=False, datas=[data_of(c, datas) for c in good])
+        for i in (0, 2):
+            assert comparable(read_curve(dirs[i])) == comparable(read_curve(ref[i]))
+            assert all(torch.equal(a, b) for a, b in zip(checkpoint(dirs[i])["model"].values(),
+                                                          checkpoint(ref[i])["model"].values()))
+    for i in (0, 2):
+        assert runs.read_json(dirs[i] / runs.TRAINED_FILE)["state"] == "ok"
+
+
+# ---------------------------------------------------------------- resume
+
+
+def test_a_rerun_trains_only_the_unfinished_runs(tmp_path, datas, alone):
+    cfgs = [smoke(*r) for r in RUNS[:2]]
+    dirs = [tmp_path / "run0", tmp_path / "run1"]
+    train(cfgs[0], dirs[0], progress=False, data=datas[0])  # run 0 finished before
+    before = {p: p.stat().st_mtime_ns for p in dirs[0].rglob("*") if p.is_file()}
+    P.train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
+    assert {p: p.stat().st_mtime_ns for p in dirs[0].rglob("*") if p.is_file()} == before  # not touched
+    assert comparable(read_curve(dirs[1])) == comparable(read_curve(alone / "run1"))
+    # a run whose last checkpoint is final but whose trained.json is gone (Snakemake removes a rerun job's
+    # outputs): its records are written again, nothing is retrained
+    (dirs[1] / runs.TRAINED_FILE).unlink()
+    curve = (dirs[1] / "curve.csv").read_text()
+    P.train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
+    assert runs.read_json(dirs[1] / runs.TRAINED_FILE)["state"] == "ok" and (dirs[1] / "curve.csv").read_text() == curve
+
+
+def test_runs_resumed_at_different_epochs_join_the_pack(tmp_path, datas, alone, monkeypatch):
+    """Killed between two runs' checkpoint writes: run 0 at epoch 1, run 1 at epoch 0. The rerun trains run 1's
+    first epoch alone in the pack, then both; every number as uninterrupted."""
+    cfgs = [smoke(*r, "optim.epochs=3", "checkpoint.every=1") for r in RUNS[:2]]
+    ds = [data_of(c, datas) for c in cfgs]
+    ref = [tmp_path / "ref0", tmp_path / "ref1"]
+    P.train_pack(cfgs, ref, progress=False, datas=ds)
+    dirs = [tmp_path / "run0", tmp_path / "run1"]
+    real_save, saves = runs.atomic_torch_save, []
+
+    class Killed(Exception):
+        pass
+
+    def save(path, obj):
+        if path.name == "last.pt":
+            saves.append(path)
+            if len(saves) == 2:  # run 0's epoch-1 checkpoint is written, run 1's is not
+                raise Killed
+        return real_save(path, obj)
+
+    monkeypatch.setattr(runs, "atomic_torch_save", save)
+    with pytest.raises(Killed):
+        P.train_pack(cfgs, dirs, progress=False, datas=ds)
+    monkeypatch.setattr(runs, "atomic_torch_save", real_save)
+    assert checkpoint(dirs[0])["epoch"] == 1 and not (dirs[1] / "checkpoints" / "last.pt").exists()
+    P.train_pack(cfgs, dirs, progress=False, datas=ds)
+    for d, r in zip(dirs, ref):
+        assert comparable(read_curve(d)) == comparable(read_curve(r))
+        assert_same_checkpoint(checkpoint(d), checkpoint(r))
+
+
+@pytest.mark.slow
+def test_kill_and_resume_of_a_pack_gives_the_same_numbers(tmp_path):
+    """A pack SIGKILLed mid-way (firm-bench train-pack) and restarted ends every run as the uninterrupted pack."""
+    epochs = 3
+    base = [sys.executable, "-m", "firm_bench.cli", "train-pack", "--preset", "smoke", "--set", f"optim.epochs={epochs}",
+            "--set", "eval.every=3", "--set", "device=cpu", "--set", "threads=1", "--no-progress"]
+
+    def members(root):
+        return ["--member", str(root / "a"), "seed=0", "--member", str(root / "b"), "seed=1", "loss.name=ntxent"]
+
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    out = subprocess.run([*base, *members(straight)], check=True, env=env, capture_output=True, text=True)
+    assert [r["state"] for r in json.loads(out.stdout.strip().splitlines()[-1])] == ["ok", "ok"]
+    proc = subprocess.Popen([*base, *members(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = killed / "b" / "checkpoints" / "last.pt"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if ckpt.exists() and torch.load(ckpt, weights_only=False)["epoch"] >= 1:
+                break
+        except Exception:  # being replaced right now
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted_at = torch.load(ckpt, weights_only=False)["epoch"]
+    assert 1 <= interrupted_at < epochs, interrupted_at
+    assert not (killed / "b" / runs.TRAINED_FILE).exists()
+    resumed = subprocess.run([*base, *members(killed)], check=True, env=env, capture_output=True, text=True)
+    assert "from its checkpoint at epoch" in resumed.stderr
+    for name in ("a", "b"):
+        assert comparable(read_curve(straight / name)) == comparable(read_curve(killed / name))
+        assert_same_checkpoint(checkpoint(straight / name), checkpoint(killed / name))
+
+
+# ---------------------------------------------------------------- compatibility
+
+
+def test_incompatible_runs_are_refused_with_the_key(tmp_path, datas):
+    with pytest.raises(ConfigError, match="model.width differs"):
+        P.train_pack([smoke(), smoke("model.width=0.125")], [tmp_path / "a", tmp_path / "b"], progress=False)
+    with pytest.raises(ConfigError, match="training rows per epoch is 64, not 256"):
+        P.train_pack([smoke(), smoke("outliers.name=none")], [tmp_path / "c", tmp_path / "d"], progress=False,
+                     datas=[datas[0], datas[0]])
+    with pytest.raises(ConfigError, match="twice"):
+        P.train_pack([smoke(), smoke()], [tmp_path / "e", tmp_path / "e"], progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (runs on a GPU machine)")
+def test_grouped_pack_cuda_graph_captures_and_never_syncs():
+    """On a GPU: the fused step of a pack is one CUDA graph (checked at capture), with no host sync in an epoch."""
+    import warnings
+
+    cuda = torch.device("cuda")
+    cfgs = [config.resolve("smoke", overrides=["device=cuda", "optim.epochs=4", *r]) for r in RUNS]
+    ts = [build_training(c, load_run_data(c), cuda) for c in cfgs]
+    assert ts[0].opts.cuda_graph and ts[0].opts.pack_kernels == "grouped"
+    fused = fuse([t.model for t in ts])
+    fused.bind([t.model for t in ts])
+    sgd = FusedSGD.of(fused, weight_decay=cfgs[0]["optim"]["weight_decay"])
+    engine = PackEngine(fused, sgd, [t.engine for t in ts], [False] * 3, ts[0].opts, cuda, ts[0].batch,
+                        ts[0].steps_per_epoch, P._epoch_rows(ts[0]), "grouped")
+
+    def inputs(epoch):
+        eds = [t.prepare(epoch) for t in ts]
+        sched = [t.engine._schedule()[:2] for t in ts]
+        return eds, torch.tensor([s[0] for s in sched]).T.contiguous(), torch.tensor([s[1] for s in sched]).T.contiguous()
+
+    first = engine.run_epoch(*inputs(1)).cpu()
+    assert engine.status["cuda_graph"] == "on", engine.status
+    assert torch.isfinite(first).all()
+    upcoming = inputs(2)
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            losses = engine.run_epoch(*upcoming)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    sites = [f"{w.filename}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
+    assert not sites, f"host syncs in a captured pack epoch at {sites}"
+    assert torch.isfinite(losses.cpu()).all() and not torch.equal(losses.cpu(), first)
