@@ -28,11 +28,12 @@ to resume.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Sequence
 
 from firm_bench.core import config as config_mod
 from firm_bench.core import rundir as runs
@@ -119,20 +120,28 @@ def _progress(args: argparse.Namespace) -> bool | str:
     return getattr(args, "progress", True)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from firm_bench.core.errors import TrainingFailed
-    from firm_bench.run.train import train
-
+@contextlib.contextmanager
+def _workflow_errors(args: argparse.Namespace) -> Iterator[None]:
+    """A recipe mismatch in a workflow job says what to do in the workflow (``--in-workflow``)."""
     from firm_bench.core.errors import RecipeMismatch
 
-    cfg, run_dir = _resolve(args)
-    _take_gpu_slot(args)
     try:
-        result = train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
+        yield
     except RecipeMismatch as exc:
         if args.in_workflow:
             raise config_mod.ConfigError(exc.in_workflow()) from None
         raise
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from firm_bench.core.errors import TrainingFailed
+    from firm_bench.run.train import train
+
+    cfg, run_dir = _resolve(args)
+    _take_gpu_slot(args)
+    try:
+        with _workflow_errors(args):
+            result = train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
     except TrainingFailed as exc:
         if not args.record_failure:
             raise
@@ -155,7 +164,8 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
         cfgs.append(cfg)
         run_dirs.append(Path(run_dir))
     _take_gpu_slot(args)
-    results = train_pack(cfgs, run_dirs, progress=_progress(args))
+    with _workflow_errors(args):
+        results = train_pack(cfgs, run_dirs, progress=_progress(args), progress_every=args.progress_every)
     states = [runs.read_json(r.run_dir / runs.TRAINED_FILE).get("state") for r in results]
     print(json.dumps([{"run_dir": str(r.run_dir), "state": s, "final_auroc": r.final_auroc, "epochs": r.epochs}
                       for r, s in zip(results, states)]))

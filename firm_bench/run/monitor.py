@@ -27,8 +27,8 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from firm_bench.core import rundir as runs
 
@@ -71,13 +71,15 @@ class Monitor:
 
     ``images_per_epoch``: training images (ID + outliers) per epoch, for the
     throughput; ``fields()``: extra status fields (the resolved speed
-    options, resumes under other settings), read at every heartbeat.
+    options, resumes under other settings), read at every heartbeat;
+    ``label``: a prefix of the progress lines (a pack's runs: the run's name).
     """
 
     def __init__(self, run_dir: str | Path, epochs: int, start_epoch: int, images_per_epoch: int,
                  progress: bool | str | None = None, every: int = 10, fields: Callable[[], dict] = dict,
-                 desc: str = "train") -> None:
+                 desc: str = "train", label: str = "") -> None:
         self.run_dir, self.epochs, self.start_epoch = Path(run_dir), epochs, start_epoch
+        self.label = f"{label}: " if label else ""
         self.images_per_epoch, self.every, self.fields = images_per_epoch, max(1, int(every)), fields
         self.mode = progress_mode(progress)
         self.t0 = time.monotonic()
@@ -127,7 +129,7 @@ class Monitor:
         last_epoch, last_t = self.last_line
         rate = (epoch - last_epoch) * self.images_per_epoch / (now - last_t) if now > last_t else math.nan
         self.last_line = (epoch, now)
-        text = (f"firm-bench: epoch {epoch}/{self.epochs} loss {loss:.4f}"
+        text = (f"firm-bench: {self.label}epoch {epoch}/{self.epochs} loss {loss:.4f}"
                 + (f" auroc {auroc:.4f}" if auroc is not None else "")
                 + f" {rate:.0f} img/s elapsed {clock(now - self.t0)} eta {clock(self.eta(epoch))}")
         print(text, file=sys.stderr, flush=True)

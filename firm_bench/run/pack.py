@@ -39,17 +39,21 @@ epoch) are not trained again.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from firm_bench.core import config as config_mod
 from firm_bench.core import rundir as runs
+from firm_bench.core.errors import RecipeMismatch, TrainingInterrupted
 from firm_bench.core.packs import check_packable, check_shapes
 from firm_bench.datasets import RunData, load_run_data
 from firm_bench.method.metrics import auroc
@@ -59,51 +63,65 @@ from firm_bench.run.engine.fused import FusedFirmModel, FusedSGD, fuse
 from firm_bench.run.engine.options import autocast_bf16, cudnn_benchmark
 from firm_bench.run.engine.pack import PackEngine
 from firm_bench.run.features import rotate
-from firm_bench.run.train import ROTATIONS, TrainResult, Training, _progress, _recipe_view, build_training
+from firm_bench.run.interrupt import StopRequest, stop_requests
+from firm_bench.run.ledger import RunLedger, TrainResult
+from firm_bench.run.monitor import Monitor, progress_mode
+from firm_bench.run.numerics import numerics
+from firm_bench.run.train import ROTATIONS, Training, build_training
 
 __all__ = ["PackMember", "evaluate_pack", "train_pack"]
 
 
 @dataclass
 class PackMember:
-    """One run of a pack: its config, directory, ``Training``, and where it stands.
+    """One run of a pack: its config, directory, ``Training``, records (``RunLedger``) and where it stands.
 
     state: ``waiting`` (resumed at a later epoch than the pack: joins when
     the pack reaches ``start_epoch``), ``training``, ``failed``, ``done``.
+    ``saved``: the epoch of its last checkpoint.
     """
 
     index: int
     cfg: dict
     run_dir: Path
     t: Training
-    start_epoch: int = 0
-    curve: list[dict] = field(default_factory=list)
-    best: dict = field(default_factory=lambda: {"auroc": None, "epoch": None})
-    elapsed_before: float = 0.0
+    ledger: RunLedger
     state: str = "training"
     loss: float = float("nan")
+    saved: int = 0
+    monitor: Monitor | None = None
+    result: TrainResult | None = None
 
     @property
-    def ckpt_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+    def start_epoch(self) -> int:
+        return self.ledger.start_epoch
 
     @property
-    def selecting(self) -> bool:
-        return self.cfg["checkpoint"]["select"] == "best_test"
+    def curve(self) -> list[dict]:
+        return self.ledger.curve
 
     @property
     def select_by_rot(self) -> bool:
-        return self.selecting and self.cfg["checkpoint"]["select_score"] == "rot"
+        return self.ledger.select_by_rot
 
 
-def _finished(run_dir: Path) -> dict | None:
-    """The run's ``trained.json`` when it finished (ok or failed), else None."""
+def _finished(cfg: dict, run_dir: Path) -> dict | None:
+    """The run's ``trained.json`` when it finished (ok or failed) under this recipe, else None.
+
+    A finished run of another recipe (its ``config.yaml`` differs in a
+    recipe key) raises :class:`RecipeMismatch`, as resuming its checkpoint would.
+    """
     path = run_dir / runs.TRAINED_FILE
-    if path.exists():
-        record = runs.read_json(path)
-        if record.get("state") in ("ok", "failed"):
-            return record
-    return None
+    if not path.exists():
+        return None
+    record = runs.read_json(path)
+    if record.get("state") not in ("ok", "failed"):
+        return None
+    recorded = config_mod.validate(config_mod.with_added_keys(runs.read_run_config(run_dir)))
+    diff = config_mod.resume_differences(recorded, cfg)
+    if diff:
+        raise RecipeMismatch(str(run_dir), diff)
+    return record
 
 
 def _result_of(run_dir: Path, record: dict) -> TrainResult:
@@ -224,15 +242,22 @@ def _data_for(cfgs: Sequence[dict], datas: Sequence[RunData | None] | None) -> l
 def train_pack(
     cfgs: Sequence[dict],
     run_dirs: Sequence[str | Path],
-    progress: bool | None = None,
+    progress: bool | str | None = None,
     datas: Sequence[RunData | None] | None = None,
+    progress_every: int | None = None,
 ) -> list[TrainResult]:
     """Train the K runs ``cfgs`` into ``run_dirs`` as one fused model; each resumes from its own checkpoint.
 
     Returns one ``TrainResult`` per run (a failed run's has ``final_auroc``
-    None; its ``trained.json`` and ``status.json`` say why). Raises
-    ConfigError when the runs cannot share a pack (the key that differs) or
-    a run directory holds a checkpoint of another config.
+    None; its ``trained.json`` and ``status.json`` say why). Holds every run
+    directory exclusively, as ``train`` holds one (``rundir.writing``).
+    Raises ConfigError when the runs cannot share a pack (the key that
+    differs), :class:`RecipeMismatch` when a run directory holds a checkpoint
+    or finished run of another recipe, and on SIGINT / SIGTERM
+    :class:`TrainingInterrupted` after every unfinished run saved its
+    checkpoint at the end of the epoch in progress (``status.json``:
+    interrupted). ``progress``: as ``train`` (``lines``: each run's lines,
+    prefixed with its directory's name; ``bar``: one bar for the pack).
     """
     cfgs = [config_mod.validate(c) for c in cfgs]
     run_dirs = [Path(d) for d in run_dirs]
@@ -240,44 +265,42 @@ def train_pack(
         raise ValueError(f"train_pack: {len(cfgs)} configs for {len(run_dirs)} run directories")
     if len({d.resolve() for d in run_dirs}) != len(run_dirs):
         raise config_mod.ConfigError(f"a pack lists a run directory twice: {', '.join(map(str, run_dirs))}")
-    names = [str(d) for d in run_dirs]
-    check_packable(cfgs, names)
-    results: list[TrainResult | None] = [None] * len(cfgs)
-    todo = []
-    for i, run_dir in enumerate(run_dirs):
-        record = _finished(run_dir)
-        if record is not None:  # finished before (ok or failed): not trained again
-            results[i] = _result_of(run_dir, record)
-        else:
-            todo.append(i)
-    if todo:
-        trained = _train_members([cfgs[i] for i in todo], [run_dirs[i] for i in todo], progress,
-                                 [datas[i] for i in todo] if datas is not None else None)
-        for i, result in zip(todo, trained):
-            results[i] = result
+    check_packable(cfgs, [str(d) for d in run_dirs])
+    with contextlib.ExitStack() as held:
+        for run_dir in run_dirs:
+            held.enter_context(runs.writing(run_dir, "train"))
+        stop = held.enter_context(stop_requests("the pack's training"))
+        results: list[TrainResult | None] = [None] * len(cfgs)
+        todo = []
+        for i, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs)):
+            record = _finished(cfg, run_dir)
+            if record is not None:  # finished before (ok or failed) under this recipe: not trained again
+                results[i] = _result_of(run_dir, record)
+            else:
+                todo.append(i)
+        if todo:
+            trained = _train_members([cfgs[i] for i in todo], [run_dirs[i] for i in todo], progress,
+                                     [datas[i] for i in todo] if datas is not None else None, progress_every, stop)
+            for i, result in zip(todo, trained):
+                results[i] = result
     return results  # type: ignore[return-value]
 
 
-def _train_members(cfgs: list[dict], run_dirs: list[Path], progress: bool | None,
-                   datas: Sequence[RunData | None] | None) -> list[TrainResult]:
+def _train_members(cfgs: list[dict], run_dirs: list[Path], progress: bool | str | None,
+                   datas: Sequence[RunData | None] | None, progress_every: int | None,
+                   stop: StopRequest) -> list[TrainResult]:
     device = runs.pick_device(cfgs[0]["device"])
     if cfgs[0]["threads"]:
         torch.set_num_threads(cfgs[0]["threads"])
-    if progress is None:
-        progress = sys.stderr.isatty()
     try:
         opts = resolve_speed(cfgs[0]["speed"], device)
     except ValueError as exc:
         raise config_mod.ConfigError(str(exc)) from None
-    for cfg, run_dir in zip(cfgs, run_dirs):  # as train(): a checkpoint of another config is refused
-        previous = run_dir / runs.CONFIG_FILE
-        if previous.exists() and (run_dir / "checkpoints" / "last.pt").exists():
-            if _recipe_view(config_mod.load_yaml(previous)) != _recipe_view(cfg):
-                raise config_mod.ConfigError(f"{run_dir} holds a checkpoint of a different config; "
-                                             "use another run directory or delete it to start over")
-    for cfg, run_dir in zip(cfgs, run_dirs):
-        runs.atomic_write_text(run_dir / runs.CONFIG_FILE, config_mod.dump(cfg))
-        runs.atomic_write_json(run_dir / "versions.json", runs.versions(device))
+    settings = numerics(device, opts)
+    ledgers = [RunLedger(cfg, run_dir, settings) for cfg, run_dir in zip(cfgs, run_dirs)]
+    states = [ledger.checkpoint_state(device) for ledger in ledgers]  # every check before anything is written
+    for ledger, state in zip(ledgers, states):
+        ledger.open(state, device)
 
     datas = _data_for(cfgs, datas)
     ts = [build_training(cfg, data, device, opts) for cfg, data in zip(cfgs, datas)]
@@ -291,44 +314,43 @@ def _train_members(cfgs: list[dict], run_dirs: list[Path], progress: bool | None
     fused.bind([t.model for t in ts], grads=kernels == "per_run")
     wds = [float(c["optim"]["weight_decay"]) for c in cfgs]
     sgd = FusedSGD.of(fused, weight_decay=wds[0] if len(set(wds)) == 1 else wds)
-    members = [PackMember(k, cfg, run_dir, t) for k, (cfg, run_dir, t) in enumerate(zip(cfgs, run_dirs, ts))]
+    members = [PackMember(k, cfg, run_dir, t, ledger)
+               for k, (cfg, run_dir, t, ledger) in enumerate(zip(cfgs, run_dirs, ts, ledgers))]
     epochs = int(cfgs[0]["optim"]["epochs"])
-    for m in members:  # resume each run from its own checkpoint
-        path = m.ckpt_dir / "last.pt"
-        if not path.exists():
+    engine = PackEngine(fused, sgd, [t.engine for t in ts], [t.id_classes is not None for t in ts], opts, device,
+                        ts[0].batch, ts[0].steps_per_epoch, rows[0], kernels)
+    pack_info = {"runs": K, "kernels": kernels, "members": names}
+    for m, state in zip(members, states):
+        m.ledger.speed = functools.partial(lambda i: {**opts.record(), "status": dict(engine.status),
+                                                      "pack": {**pack_info, "index": i}}, m.index)
+        if state is None:
             continue
-        state = torch.load(path, map_location=device, weights_only=False)
-        fused.load_run_state(m.index, state["model"])
+        fused.load_run_state(m.index, state["model"])  # resume each run from its own checkpoint
         m.t.optimizer.load_state_dict(state["optimizer"])
         sgd.load_run_state(m.index, state["optimizer"])
         m.t.optimizer.state.clear()  # the momentum lives in the fused SGD
         m.t.scheduler.load_state_dict(state["scheduler"])
-        m.start_epoch, m.curve, m.best = int(state["epoch"]), state["curve"], state["best"]
-        m.elapsed_before = float(state.get("elapsed_s", 0.0))
-        print(f"firm-bench: resuming {m.run_dir} from its checkpoint at epoch {m.start_epoch}/{epochs}", file=sys.stderr)
-    engine = PackEngine(fused, sgd, [t.engine for t in ts], [t.id_classes is not None for t in ts], opts, device,
-                        ts[0].batch, ts[0].steps_per_epoch, rows[0], kernels)
-    pack_info = {"runs": K, "kernels": kernels, "members": names}
-
-    def speed(m: PackMember) -> dict:
-        return {**opts.record(), "status": dict(engine.status), "pack": {**pack_info, "index": m.index}}
+        m.ledger.resume(state)
 
     start = min(m.start_epoch for m in members)
+    mode = progress_mode(progress)
+    common = Path(os.path.commonpath([d.resolve() for d in run_dirs])) if K > 1 else run_dirs[0].resolve().parent
+    every = progress_every or cfgs[0]["eval"]["every"]
     for m in members:
         m.state = "training" if m.start_epoch == start else "waiting"
-        runs.write_status(m.run_dir, "running", epoch=m.start_epoch, epochs=epochs, speed=speed(m))
+        shown = mode if mode == "lines" or (mode == "bar" and m.index == 0) else "off"
+        m.monitor = Monitor(m.run_dir, epochs, m.start_epoch, m.t.steps_per_epoch * m.t.batch, shown, every,
+                            m.ledger.fields, f"train pack of {K}", label=str(m.run_dir.resolve().relative_to(common)) if mode == "lines" else "")
+        m.monitor.beat(m.start_epoch, force=True)
     t0 = time.perf_counter()
 
     def elapsed(m: PackMember) -> float:
-        return time.perf_counter() - t0 + m.elapsed_before
+        return time.perf_counter() - t0 + m.ledger.elapsed_before
 
     def save_checkpoint(m: PackMember, epoch: int) -> None:
-        runs.atomic_torch_save(m.ckpt_dir / "last.pt", {
-            "model": fused.state_dict_of(m.index),
-            "optimizer": sgd.state_dict_of(m.index, m.t.optimizer.param_groups[0]),
-            "scheduler": m.t.scheduler.state_dict(),
-            "epoch": epoch, "curve": m.curve, "best": m.best, "elapsed_s": elapsed(m), "config": m.cfg,
-        })
+        m.ledger.save_checkpoint(epoch, elapsed(m), fused.state_dict_of(m.index),
+                                 sgd.state_dict_of(m.index, m.t.optimizer.param_groups[0]), m.t.scheduler.state_dict())
+        m.saved = epoch
 
     def record_evals(which: list[int], epoch: int) -> None:
         which = [i for i in which if len(members[i].t.data.test_targets)]  # cls: all without dataset.ood: none
@@ -336,34 +358,35 @@ def _train_members(cfgs: list[dict], run_dirs: list[Path], progress: bool | None
         for i in which:
             m = members[i]
             value, select_value = values[i]
-            row = {"epoch": epoch, "auroc": value, "loss": m.loss, "lr": m.t.optimizer.param_groups[0]["lr"],
-                   "elapsed_s": elapsed(m)}
-            if m.selecting:
-                row["select_auroc"] = select_value
-            m.curve.append(row)
-            runs.write_curve(m.run_dir, m.curve)
-            if epoch > 0 and (m.best["auroc"] is None or select_value > m.best["auroc"]):
-                m.best.update(auroc=select_value, epoch=epoch)
-                runs.atomic_torch_save(m.ckpt_dir / "best_test.pt", {"model": fused.state_dict_of(i), "epoch": epoch})
+            m.ledger.add_point(epoch, value, select_value, m.loss, m.t.optimizer.param_groups[0]["lr"],
+                               elapsed(m) if epoch else 0.0, functools.partial(fused.state_dict_of, i))
 
     def fail(m: PackMember, reason: str, epoch: int) -> None:
         m.state = "failed"
-        runs.write_status(m.run_dir, "failed", reason=reason, epoch=epoch, speed=speed(m))
-        runs.atomic_write_json(m.run_dir / runs.TRAINED_FILE, {"state": "failed", "reason": reason, "epoch": epoch,
-                                                                "pack": {**pack_info, "index": m.index}})
+        m.monitor.close()
+        m.ledger.fail(reason, epoch, pack={**pack_info, "index": m.index})
         print(f"firm-bench: {m.run_dir}: training failed: {reason}; it leaves the pack", file=sys.stderr)
 
     def finish(m: PackMember) -> None:
         m.state = "done"
-        final = m.curve[-1]["auroc"] if m.curve else None
-        seconds = round(elapsed(m), 3)
-        runs.write_status(m.run_dir, "ok", stage="trained", epoch=epochs, final_auroc=final,
-                          best_test_auroc=m.best["auroc"], best_test_epoch=m.best["epoch"], train_seconds=seconds,
-                          speed=speed(m))
-        runs.atomic_write_json(m.run_dir / runs.TRAINED_FILE, {
-            "state": "ok", "epochs": epochs, "final_auroc": final, "best_test_auroc": m.best["auroc"],
-            "best_test_epoch": m.best["epoch"], "train_seconds": seconds, "speed": speed(m)})
+        m.monitor.close()
+        m.result = m.ledger.finish(elapsed(m))
 
+    def interrupted(epoch: int) -> TrainingInterrupted:
+        """Stopped on a signal at the end of ``epoch``: every unfinished run's checkpoint, status, the exception."""
+        stops = []
+        for m in members:
+            if m.state == "training" and epoch > m.saved:
+                save_checkpoint(m, epoch)
+            if m.state in ("training", "waiting"):
+                m.monitor.close()
+                stops.append(m.ledger.interrupted(stop.name, stop.signum, m.saved))
+        return stops[0]
+
+    for m in members:
+        m.saved = m.start_epoch
+    if stop.requested:  # a signal while the data loaded: nothing trained in this process
+        raise interrupted(start)
     fused.train()
     at_start = [m.index for m in members if m.start_epoch == 0 and m.cfg["eval"]["at_start"] and not m.curve]
     if at_start:
@@ -373,14 +396,19 @@ def _train_members(cfgs: list[dict], run_dirs: list[Path], progress: bool | None
     for m in members:
         if m.start_epoch >= epochs:  # its last checkpoint is the final one: only the records are missing
             finish(m)
-    bar = _progress(epochs, start, progress, f"train pack of {K}")
-    for epoch in range(start + 1, epochs + 1):
+    epoch = start
+    while epoch < epochs:
+        epoch += 1
         for m in members:
             if m.state == "waiting" and m.start_epoch == epoch - 1:
                 m.state = "training"
         active = [m for m in members if m.state == "training"]
-        if not active:
-            break
+        if not active:  # the runs in training failed: on to the epoch where the next waiting one joins
+            waiting = [m.start_epoch for m in members if m.state == "waiting"]
+            if not waiting:
+                break
+            epoch = min(waiting)
+            continue
         engine.set_live([m.state == "training" for m in members])
         lr = torch.zeros((ts[0].steps_per_epoch, K))
         momentum = torch.zeros_like(lr)
@@ -411,16 +439,12 @@ def _train_members(cfgs: list[dict], run_dirs: list[Path], progress: bool | None
         for m in ok:
             if epoch % m.cfg["checkpoint"]["every"] == 0 or epoch == epochs:
                 save_checkpoint(m, epoch)
+            m.monitor.epoch_done(epoch, m.loss, m.curve[-1]["auroc"] if m.index in due_eval and m.curve else None)
             if epoch == epochs:
                 finish(m)
-        bar.update(1)
-        bar.set_postfix(live=f"{len(ok)}/{K}")
-    bar.close()
-    out = []
-    for m in members:
-        record = _finished(m.run_dir) or {}
-        out.append(_result_of(m.run_dir, record))
-    return out
+        if stop.requested and epoch < epochs and any(m.state in ("training", "waiting") for m in members):
+            raise interrupted(epoch)
+    return [m.result or _result_of(m.run_dir, runs.read_json(m.run_dir / runs.TRAINED_FILE)) for m in members]
 
 
 def _epoch_rows(t: Training) -> int:

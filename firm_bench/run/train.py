@@ -36,7 +36,6 @@ trains an epoch, the host prepares the next one (outliers, shuffle, draws).
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,7 +45,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from firm_bench.core import config as config_mod
 from firm_bench.core import rundir as runs
-from firm_bench.core.errors import DamagedFile, NonFiniteLoss, RecipeMismatch, TrainingFailed, TrainingInterrupted
+from firm_bench.core.errors import NonFiniteLoss, TrainingFailed, TrainingInterrupted
 from firm_bench.datasets import RunData, load_run_data
 from firm_bench.method.augment import AugmentConfig, TwoViewAugment
 from firm_bench.method.losses import build_loss, check_label_values, id_class_labels
@@ -67,20 +66,9 @@ from firm_bench.run.engine import (
 from firm_bench.run.engine.options import cudnn_benchmark
 from firm_bench.run.features import as_extracted, encode
 from firm_bench.run.interrupt import StopRequest, stop_requests
+from firm_bench.run.ledger import RunLedger, TrainResult
 from firm_bench.run.monitor import Monitor
-from firm_bench.run.numerics import changes as numerics_changes
-from firm_bench.run.numerics import describe as describe_resumes
 from firm_bench.run.numerics import numerics
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    run_dir: Path
-    epochs: int
-    final_auroc: float | None
-    best_auroc: float | None
-    best_epoch: int | None
-    elapsed_s: float
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -318,115 +306,57 @@ def train(
 
 def _train(cfg: dict, run_dir: Path, progress: bool | str | None, data: RunData | None,
            progress_every: int | None, stop: StopRequest) -> TrainResult:
-    ckpt_dir = run_dir / "checkpoints"
     device = runs.pick_device(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
-
-    state = runs.torch_load(ckpt_dir / "last.pt", map_location=device) if (ckpt_dir / "last.pt").exists() else None
-    if state is not None:
-        _check_resumable(cfg, state, ckpt_dir / "last.pt")
     try:
         opts = resolve_speed(cfg["speed"], device)
     except ValueError as exc:
         raise config_mod.ConfigError(str(exc)) from None
-    if state is None:
-        removed = runs.remove_previous_outputs(run_dir)
-        if removed:
-            print(f"firm-bench: {run_dir} has no checkpoint: training from scratch; removed the previous "
-                  f"training's {', '.join(removed)}", file=sys.stderr)
-    runs.write_run_config(run_dir, cfg)
-    runs.atomic_write_json(run_dir / "versions.json", runs.versions(device))
+    ledger = RunLedger(cfg, run_dir, numerics(device, opts))
+    state = ledger.checkpoint_state(device)
+    ledger.open(state, device)
 
     data = data or load_run_data(cfg)
     t = build_training(cfg, data, device, opts)
+    ledger.speed = t.speed_record
     model, optimizer, scheduler = t.model, t.optimizer, t.scheduler
-    epochs = int(cfg["optim"]["epochs"])
-
-    start_epoch, curve, best = 0, [], {"auroc": None, "epoch": None}
-    elapsed_before = 0.0
-    settings, resumes = numerics(device, t.opts), []  # what determines the numbers, besides the config
+    epochs = ledger.epochs
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start_epoch, curve, best = state["epoch"], state["curve"], state["best"]
-        elapsed_before = state.get("elapsed_s", 0.0)
-        runs.write_curve(run_dir, curve)  # the checkpoint's copy: points evaluated after it are evaluated again
-        print(f"firm-bench: resuming {run_dir} from its checkpoint at epoch {start_epoch}/{epochs}", file=sys.stderr)
-        resumes = list(state.get("resumes", []))
-        changed = numerics_changes(state.get("numerics"), settings)
-        if changed and start_epoch < epochs:
-            resumes.append({"epoch": start_epoch, "changes": changed})
-            print(f"firm-bench: WARNING: resuming under other settings than epochs 1-{start_epoch} trained with "
-                  f"({', '.join(changed)}): the numbers will differ from an uninterrupted run in rounding; recorded "
-                  "as resumed_under_other_settings in status.json, trained.json and metrics.json (rerun under the "
-                  "earlier settings, or from scratch, for exact numbers)", file=sys.stderr)
-
-    def record() -> dict:
-        """The status fields of what only training knows: the speed options, resumes under other settings."""
-        return {"speed": t.speed_record(), "resumed_under_other_settings": describe_resumes(resumes)}
+        ledger.resume(state)
+    start_epoch, curve = ledger.start_epoch, ledger.curve
 
     monitor = Monitor(run_dir, epochs, start_epoch, t.steps_per_epoch * t.batch, progress,
-                      progress_every or cfg["eval"]["every"], record, f"train {cfg['loss']['name']}")
+                      progress_every or cfg["eval"]["every"], ledger.fields, f"train {cfg['loss']['name']}")
     monitor.beat(start_epoch, force=True)
 
     def save_checkpoint(epoch: int, elapsed: float) -> None:
-        runs.atomic_torch_save(
-            ckpt_dir / "last.pt",
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "curve": curve,
-                "best": best,
-                "elapsed_s": elapsed,
-                "config": cfg,
-                "numerics": settings,
-                "resumes": resumes,
-            },
-            record={"epoch": epoch, **runs.curve_record(curve)},
-        )
-
-    ck = cfg["checkpoint"]
-    selecting = ck["select"] == "best_test"  # the reference's test-set model selection (labelled)
-    select_by_rot = selecting and ck["select_score"] == "rot"
+        ledger.save_checkpoint(epoch, elapsed, model.state_dict(), optimizer.state_dict(), scheduler.state_dict())
 
     def record_eval(epoch: int, loss_value: float, elapsed: float) -> None:
         if len(data.test_targets) == 0:  # cls: all without dataset.ood: nothing to evaluate on
             return
-        value, select_value = t.evaluate(rot=True) if select_by_rot else (t.evaluate(),) * 2
+        value, select_value = t.evaluate(rot=True) if ledger.select_by_rot else (t.evaluate(),) * 2
         model.train()
-        row = {"epoch": epoch, "auroc": value, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"], "elapsed_s": elapsed}
-        if selecting:
-            row["select_auroc"] = select_value
-        curve.append(row)
-        runs.write_curve(run_dir, curve)
-        # the reference chose among its checkpoints of epochs eval.every, 2 eval.every, ...: never the untrained model
-        if epoch > 0 and (best["auroc"] is None or select_value > best["auroc"]):
-            best.update(auroc=select_value, epoch=epoch)
-            runs.atomic_torch_save(ckpt_dir / "best_test.pt", {"model": model.state_dict(), "epoch": epoch,
-                                                               "config": cfg}, record={"epoch": epoch})
+        ledger.add_point(epoch, value, select_value, loss_value, optimizer.param_groups[0]["lr"], elapsed,
+                         model.state_dict)
 
     def fail(reason: str, epoch: int) -> TrainingFailed:
         monitor.close()
-        runs.write_status(run_dir, "failed", reason=reason, epoch=epoch, **record())
-        runs.atomic_write_json(run_dir / runs.TRAINED_FILE, {"state": "failed", "reason": reason, "epoch": epoch})
-        return TrainingFailed(reason)
+        return ledger.fail(reason, epoch)
 
     def interrupted(epoch: int, saved: bool) -> TrainingInterrupted:
         """Stopped on a signal at the end of ``epoch``: checkpoint (unless just saved), status, the exception."""
         if not saved and epoch > start_epoch:
             save_checkpoint(epoch, time.perf_counter() - t0)
         monitor.close()
-        at = epoch if epoch > start_epoch else start_epoch  # the checkpoint's epoch
-        runs.write_status(run_dir, "interrupted", signal=stop.name, epoch=at, epochs=epochs,
-                          reason=f"{stop.name} at epoch {at}/{epochs}; resumes from its checkpoint on rerun", **record())
-        return TrainingInterrupted(int(stop.signum or 0), stop.name, at, epochs, str(run_dir))
+        return ledger.interrupted(stop.name, stop.signum, max(epoch, start_epoch))  # the checkpoint's epoch
 
     eval_cfg = cfg["eval"]
-    t0 = time.perf_counter() - elapsed_before
+    t0 = time.perf_counter() - ledger.elapsed_before
     if stop.requested:  # a signal while the data loaded: nothing trained in this process
         raise interrupted(start_epoch, saved=True)
     if start_epoch == 0 and eval_cfg["at_start"] and not curve:
@@ -458,33 +388,4 @@ def _train(cfg: dict, run_dir: Path, progress: bool | str | None, data: RunData 
         if stop.requested and epoch < epochs:
             raise interrupted(epoch, saved)
     monitor.close()
-    elapsed = time.perf_counter() - t0
-    final = curve[-1]["auroc"] if curve else None
-    runs.write_status(
-        run_dir,
-        "ok",
-        stage="trained",
-        epoch=epochs,
-        final_auroc=final,
-        best_test_auroc=best["auroc"],
-        best_test_epoch=best["epoch"],
-        train_seconds=round(elapsed, 3),
-        **record(),
-    )
-    runs.atomic_write_json(
-        run_dir / runs.TRAINED_FILE,
-        {"state": "ok", "epochs": epochs, "final_auroc": final, "best_test_auroc": best["auroc"], "best_test_epoch": best["epoch"],
-         "train_seconds": round(elapsed, 3), **record(), **runs.curve_record(curve)},
-    )
-    return TrainResult(run_dir, epochs, final, best["auroc"], best["epoch"], elapsed)
-
-
-def _check_resumable(cfg: dict, state: dict, path: Path) -> None:
-    """Refuse to resume a checkpoint whose recorded config is another recipe, naming the differing keys."""
-    recorded = state.get("config") if isinstance(state, dict) else None
-    if not isinstance(recorded, dict):
-        raise DamagedFile(path, "records no config, so what it trained cannot be checked", *runs.describe(path))
-    # keys added to the schema since the checkpoint was written read as what ran then (config.ADDED_KEYS)
-    diff = config_mod.resume_differences(config_mod.validate(config_mod.with_added_keys(recorded)), cfg)
-    if diff:
-        raise RecipeMismatch(str(path.parent.parent), diff)
+    return ledger.finish(time.perf_counter() - t0)

@@ -12,31 +12,12 @@ import pytest
 from firm_bench.core import lock as locks
 from firm_bench.core import rundir as runs
 from firm_bench.core.errors import RunDirLocked
+from tests.helpers.holders import holder, stop
 
 
-def _holder(run, command, evalset=None, then="time.sleep(120)"):
-    """A python process that holds ``run`` for ``command`` and prints 'held' once it does."""
-    run.mkdir(parents=True, exist_ok=True)
-    code = textwrap.dedent(f"""
-        import sys, time
-        from firm_bench.core import rundir
-        with rundir.writing({str(run)!r}, {command!r}, {evalset!r}):
-            print("held", flush=True)
-            {then}
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "held", proc.stderr.read()
-    return proc
-
-
-def _stop(proc):
-    proc.kill()
-    proc.wait()
-
-
-def test_a_second_writer_is_refused_at_once_naming_the_holder(tmp_path):
+def test_a_second_writer_is_refused_at_once_naming_theholder(tmp_path):
     run = tmp_path / "run"
-    proc = _holder(run, "train")
+    proc = holder(run, "train")
     try:
         for command, evalset in [("train", None), ("features", "test"), ("score", "test"), ("metrics", None)]:
             t0 = time.perf_counter()
@@ -47,14 +28,14 @@ def test_a_second_writer_is_refused_at_once_naming_the_holder(tmp_path):
             assert f"run directory {run}" in msg and f"PID {proc.pid} on {locks.host()}" in msg, msg
             assert "firm-bench train" in msg and f"kill {proc.pid}" in msg and "--run-dir" in msg
     finally:
-        _stop(proc)
+        stop(proc)
     with runs.writing(run, "train"):  # free again once the holder is gone
         pass
 
 
 def test_training_is_refused_while_scores_are_written_and_score_jobs_share(tmp_path):
     run = tmp_path / "run"
-    proc = _holder(run, "score", "test")
+    proc = holder(run, "score", "test")
     try:
         with runs.writing(run, "score", "test"), runs.writing(run, "metrics"):  # the workflow's score jobs
             pass
@@ -65,12 +46,12 @@ def test_training_is_refused_while_scores_are_written_and_score_jobs_share(tmp_p
         with runs.writing(run, "features", "ood-svhn"):  # another evaluation set's features are free
             pass
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def test_the_lock_of_a_killed_process_is_taken_over(tmp_path, capfd):
     run = tmp_path / "run"
-    proc = _holder(run, "train")
+    proc = holder(run, "train")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert str(proc.pid) in (run / runs.LOCK_FILE).read_text()  # its record stays behind
@@ -88,7 +69,7 @@ def test_locks_are_reentrant_within_a_process(tmp_path):
             pass
         with runs.writing(run, "metrics"):
             pass
-    proc = _holder(run, "train", then="pass")  # and released afterwards
+    proc = holder(run, "train", then="pass")  # and released afterwards
     proc.wait()
 
 
@@ -114,7 +95,7 @@ def test_a_process_exits_with_the_one_it_watches(tmp_path):
     finally:
         for p in (parent, child):
             if p.poll() is None:
-                _stop(p)
+                stop(p)
 
 
 def test_only_training_creates_a_run_directory(tmp_path):

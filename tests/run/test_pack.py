@@ -35,7 +35,12 @@ import torch
 
 from firm_bench.core import config
 from firm_bench.core import rundir as runs
-from firm_bench.core.errors import ConfigError, TrainingFailed
+from firm_bench.core.errors import (
+    ConfigError,
+    RecipeMismatch,
+    RunDirLocked,
+    TrainingFailed,
+)
 from firm_bench.core.rundir import read_curve
 from firm_bench.datasets import load_run_data
 from firm_bench.run import pack as P
@@ -44,6 +49,7 @@ from firm_bench.run.engine.pack import PackEngine
 from firm_bench.run.features import extract_run_features
 from firm_bench.run.score import score_run
 from firm_bench.run.train import build_training, train
+from tests.helpers.holders import holder, stop
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -245,9 +251,12 @@ def test_a_rerun_trains_only_the_unfinished_runs(tmp_path, datas, alone):
     cfgs = [smoke(*r) for r in RUNS[:2]]
     dirs = [tmp_path / "run0", tmp_path / "run1"]
     train(cfgs[0], dirs[0], progress=False, data=datas[0])  # run 0 finished before
-    before = {p: p.stat().st_mtime_ns for p in dirs[0].rglob("*") if p.is_file()}
+    def written(run_dir):  # its files, but the lock file (a holder's record, rewritten by whoever holds it)
+        return {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != runs.LOCK_FILE}
+
+    before = written(dirs[0])
     P.train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
-    assert {p: p.stat().st_mtime_ns for p in dirs[0].rglob("*") if p.is_file()} == before  # not touched
+    assert written(dirs[0]) == before  # not touched
     assert comparable(read_curve(dirs[1])) == comparable(read_curve(alone / "run1"))
     # a run whose last checkpoint is final but whose trained.json is gone (Snakemake removes a rerun job's
     # outputs): its records are written again, nothing is retrained
@@ -270,12 +279,12 @@ def test_runs_resumed_at_different_epochs_join_the_pack(tmp_path, datas, alone, 
     class Killed(Exception):
         pass
 
-    def save(path, obj):
+    def save(path, obj, record=None):
         if path.name == "last.pt":
             saves.append(path)
             if len(saves) == 2:  # run 0's epoch-1 checkpoint is written, run 1's is not
                 raise Killed
-        return real_save(path, obj)
+        return real_save(path, obj, record)
 
     monkeypatch.setattr(runs, "atomic_torch_save", save)
     with pytest.raises(Killed):
@@ -289,8 +298,14 @@ def test_runs_resumed_at_different_epochs_join_the_pack(tmp_path, datas, alone, 
 
 
 @pytest.mark.slow
-def test_kill_and_resume_of_a_pack_gives_the_same_numbers(tmp_path):
-    """A pack SIGKILLed mid-way (firm-bench train-pack) and restarted ends every run as the uninterrupted pack."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_kill_and_resume_of_a_pack_gives_the_same_numbers(tmp_path, sig):
+    """A pack killed mid-way (firm-bench train-pack) and restarted ends every run as the uninterrupted pack.
+
+    SIGKILL: each run resumes from its last periodic checkpoint. SIGTERM (a SLURM time limit, a pre-emption):
+    the pack ends the epoch in progress, every run saves its checkpoint there and reads ``interrupted``, and
+    the command exits 143.
+    """
     epochs = 3
     base = [sys.executable, "-m", "firm_bench.cli", "train-pack", "--preset", "smoke", "--set", f"optim.epochs={epochs}",
             "--set", "eval.every=3", "--set", "device=cpu", "--set", "threads=1", "--no-progress"]
@@ -312,11 +327,16 @@ def test_kill_and_resume_of_a_pack_gives_the_same_numbers(tmp_path):
         except Exception:  # being replaced right now
             pass
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    assert proc.wait() == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + signal.SIGTERM)
     interrupted_at = torch.load(ckpt, weights_only=False)["epoch"]
     assert 1 <= interrupted_at < epochs, interrupted_at
     assert not (killed / "b" / runs.TRAINED_FILE).exists()
+    if sig == signal.SIGTERM:  # both runs stopped at the same epoch's end, with their checkpoints
+        for name in ("a", "b"):
+            status = runs.read_status(killed / name)
+            assert status["state"] == "interrupted" and status["signal"] == "SIGTERM", status
+            assert status["epoch"] == checkpoint(killed / name)["epoch"] == interrupted_at
     resumed = subprocess.run([*base, *members(killed)], check=True, env=env, capture_output=True, text=True)
     assert "from its checkpoint at epoch" in resumed.stderr
     for name in ("a", "b"):
@@ -335,6 +355,42 @@ def test_incompatible_runs_are_refused_with_the_key(tmp_path, datas):
                      datas=[datas[0], datas[0]])
     with pytest.raises(ConfigError, match="twice"):
         P.train_pack([smoke(), smoke()], [tmp_path / "e", tmp_path / "e"], progress=False)
+
+
+def test_a_pack_holds_every_run_directory(tmp_path):
+    """A second process on one of the pack's run directories: the pack is refused at once, naming it; nothing written."""
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    proc = holder(dirs[1], "train")
+    try:
+        with pytest.raises(RunDirLocked, match=f"PID {proc.pid}"):
+            P.train_pack([smoke(), smoke("seed=1")], dirs, progress=False)
+    finally:
+        stop(proc)
+    assert not (dirs[0] / runs.CONFIG_FILE).exists() and not (dirs[1] / runs.CONFIG_FILE).exists()
+
+
+def test_a_run_of_another_recipe_is_refused_naming_the_keys(tmp_path, datas):
+    """A pack member whose directory holds a finished run or a checkpoint of another recipe: RecipeMismatch, as alone."""
+    cfgs = [smoke("optim.epochs=1"), smoke("optim.epochs=1", "seed=1")]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    P.train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
+    changed = [smoke("optim.epochs=1", "optim.lr=0.01"), cfgs[1]]
+    with pytest.raises(RecipeMismatch, match="optim.lr"):  # run a finished: its config.yaml is another recipe's
+        P.train_pack(changed, dirs, progress=False, datas=[datas[0], datas[0]])
+    (dirs[0] / runs.TRAINED_FILE).unlink()
+    with pytest.raises(RecipeMismatch, match="optim.lr"):  # its final checkpoint, too
+        P.train_pack(changed, dirs, progress=False, datas=[datas[0], datas[0]])
+
+
+def test_a_packs_progress_lines_name_their_run(tmp_path, datas, capfd):
+    """--progress lines for a pack: each run's lines, prefixed with its place in the pack; status.json heartbeats."""
+    cfgs = [smoke("optim.epochs=2"), smoke("optim.epochs=2", "seed=1")]
+    dirs = [tmp_path / "cls0" / "seed0", tmp_path / "cls0" / "seed1"]
+    P.train_pack(cfgs, dirs, progress="lines", datas=[datas[0], datas[0]], progress_every=1)
+    err = capfd.readouterr().err
+    for name in ("seed0", "seed1"):
+        assert f"firm-bench: {name}: epoch 1/2 loss " in err and f"firm-bench: {name}: epoch 2/2 loss " in err, err
+    assert runs.read_status(dirs[1])["state"] == "ok"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (runs on a GPU machine)")
