@@ -213,6 +213,7 @@ def run_fused(args: argparse.Namespace, variant: str) -> dict:
     from firm_bench.datasets import load_run_data
     from firm_bench.run.engine.fused import FusedSGD, fuse
     from firm_bench.run.engine.pack import PackEngine
+    from firm_bench.run.ledger import RunLedger
     from firm_bench.run.pack import PackMember, _epoch_rows, evaluate_pack
     from firm_bench.run.train import build_training
 
@@ -268,7 +269,7 @@ def run_fused(args: argparse.Namespace, variant: str) -> dict:
         t.bank_images = ev.train_ids.to(device) if (opts.resident_data or opts.fast_eval) else ev.train_ids
         t.test_images = ev.test_images.to(device) if (opts.resident_data or opts.fast_eval) else ev.test_images
         t.data = ev
-    members = [PackMember(k, cfg, Path("."), t) for k, (cfg, t) in enumerate(zip(cfgs, ts))]
+    members = [PackMember(k, cfg, Path("."), t, RunLedger(cfg, Path("."), {})) for k, (cfg, t) in enumerate(zip(cfgs, ts))]
     sync(device)
     t0 = time.perf_counter()
     values = evaluate_pack(fused, members, list(range(size)), opts.pack_kernels)

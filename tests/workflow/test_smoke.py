@@ -103,25 +103,40 @@ def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
     assert set(summary["status"]) == {"ok"}
 
 
+#: (workflow config, its experiment, summary target, run_overrides, runs, runs per pack) of the packed-workflow test.
+#: mini: its Table 1 experiment alone (two classes x two seeds of FIRM: one pack of four), 2 of its 6 epochs
+#: (CI time; the pack's grouping and arithmetic do not depend on the epoch count).
+PACKED_WORKFLOWS = {
+    "smoke": ("smoke.yaml", "smoke", "results/summary/smoke.csv", {}, 2, 2),
+    "mini": ("mini.yaml", "table1", "results/summary/table1.csv", {"optim.epochs": 2, "eval.every": 1,
+                                                                     "checkpoint.every": 1}, 4, 4),
+}
+
+
 @pytest.mark.slow
-def test_packed_runs_give_the_same_metrics_as_runs_alone(tmp_path):
-    """pack_runs: 4 trains the smoke grid's two runs as one pack (one job); every run's metrics equal pack_runs: 1
-    (on the CPU a pack uses per_run kernels: the numbers of training alone, bit for bit)."""
-    target = "results/summary/smoke.csv"
-    cfg = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
-    cfg["experiments"]["smoke"]["scores"] = ["cos"]  # one score job per run: CI time
-    path = tmp_path / "smoke.yaml"
+@pytest.mark.parametrize("name", PACKED_WORKFLOWS)
+def test_packed_runs_give_the_same_metrics_as_runs_alone(tmp_path, name):
+    """pack_runs: 4 trains the grid's compatible runs as packs (one job each); every run's metrics equal
+    pack_runs: 1 (on the CPU a pack uses per_run kernels: the numbers of training alone, bit for bit)."""
+    config, experiment, target, overrides, n_runs, pack_size = PACKED_WORKFLOWS[name]
+    cfg = yaml.safe_load((CONFIGS / config).read_text())
+    cfg["experiments"] = {experiment: {**cfg["experiments"][experiment], "scores": ["cos"]}}  # CI time
+    cfg.pop("k", None)
+    cfg["experiments"][experiment].pop("k", None)
+    cfg["run_overrides"] = {**cfg.get("run_overrides", {}), **overrides}
+    path = tmp_path / config
     path.write_text(yaml.safe_dump(cfg))
     alone, packed = tmp_path / "alone", tmp_path / "packed"
     snakemake(alone, target, "--cores", "2", "--configfile", path)
     out = snakemake(packed, target, "--cores", "2", "--configfile", path, "--config", "pack_runs=4")
     assert "train_pack_0" in out.stdout + out.stderr and not list((packed / "results/runs").rglob("logs/train.log"))
     runs_dirs = sorted(p.parent.relative_to(alone) for p in alone.glob("results/runs/**/metrics.json"))
-    assert len(runs_dirs) == 2
+    assert len(runs_dirs) == n_runs
     for run in runs_dirs:
         a, b = (json.loads((root / run / "metrics.json").read_text()) for root in (alone, packed))
         assert a["scores"] == b["scores"] and a["aulc"] == b["aulc"] and a["final_auroc"] == b["final_auroc"]
+        assert a["aulc"] is not None and all(s["status"] == "ok" for s in a["scores"].values())
         pack = json.loads((packed / run / "trained.json").read_text())["speed"]["pack"]
-        assert pack["runs"] == 2 and pack["kernels"] == "per_run"
+        assert pack["runs"] == pack_size and pack["kernels"] == "per_run"
     columns = ["dataset", "cls", "loss", "score", "k", "auroc", "aulc", "status"]
     pd.testing.assert_frame_equal(pd.read_csv(alone / target)[columns], pd.read_csv(packed / target)[columns])
