@@ -18,7 +18,7 @@ must be equal. Why each may differ:
 - ``loss``: each run's loss is computed on its own slice of the projections.
 - ``outliers``: each run draws its own outliers (the number of rows per epoch
   must match; as above).
-- ``optim.lr``, ``momentum``, ``weight_decay``, ``schedule`` and its
+- ``optim.lr``, ``momentum``, ``momentum_cycle``, ``weight_decay``, ``schedule`` and its
   parameters: the fused SGD applies each run's own values per slice, and each
   run's own scheduler gives its values step by step.
 - ``eval.k``, ``checkpoint.select``, ``checkpoint.select_score``: per-run
@@ -53,6 +53,7 @@ PACK_VARYING: tuple[str, ...] = (
     "outliers",
     "optim.lr",
     "optim.momentum",
+    "optim.momentum_cycle",
     "optim.weight_decay",
     "optim.schedule",
     "optim.pct_start",

@@ -118,8 +118,8 @@ class RunLedger:
         changed = numerics_changes(state.get("numerics"), self.settings)
         if changed and self.start_epoch < self.epochs:
             self.resumes.append({"epoch": self.start_epoch, "changes": changed})
-            print(f"firm-bench: WARNING: {self.run_dir}: resuming under other settings than epochs "
-                  f"1-{self.start_epoch} trained with ({', '.join(changed)}): the numbers will differ from an "
+            print(f"firm-bench: WARNING: resuming under other settings than epochs 1-{self.start_epoch} of "
+                  f"{self.run_dir} trained with ({', '.join(changed)}): the numbers will differ from an "
                   "uninterrupted run in rounding; recorded as resumed_under_other_settings in status.json, "
                   "trained.json and metrics.json (rerun under the earlier settings, or from scratch, for exact "
                   "numbers)", file=sys.stderr)

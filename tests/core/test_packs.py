@@ -14,8 +14,8 @@ def cfg(*overrides):
 def test_runs_differing_in_the_varying_keys_share_a_key():
     base = pack_key(cfg())
     for pairs in (["seed=3"], ["dataset.cls=4"], ["loss.name=supcon", "loss.tau=0.5", "loss.form=concat"],
-                  ["outliers.name=cutpaste"], ["optim.lr=0.1", "optim.momentum=0.8", "optim.weight_decay=0.0"],
-                  ["optim.schedule=warmup_cosine"], ["eval.k=1", "checkpoint.select=best_test"],
+                  ["outliers.name=cutpaste"], ["optim.lr=0.1", "optim.momentum_cycle=[0.8,0.9]", "optim.weight_decay=0.0"],
+                  ["optim.schedule=warmup_cosine", "optim.momentum=0.8"], ["eval.k=1", "checkpoint.select=best_test"],
                   ["features.crops=0", "scores.names=[cos]"]):
         assert pack_key(cfg(*pairs)) == base, pairs
 

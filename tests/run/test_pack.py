@@ -144,6 +144,22 @@ def test_a_pack_ends_every_run_as_training_it_alone(k, tmp_path, datas, alone):
             assert runs.read_json(d / "metrics.json")["scores"] == runs.read_json(ref / "metrics.json")["scores"]
 
 
+def test_runs_of_different_optimiser_settings_and_schedules_train_as_alone(tmp_path, datas):
+    """Per-run learning rate, momentum (cycle), weight decay and schedule: each run's own values on its slice."""
+    cfgs = [smoke("optim.momentum_cycle=[0.8,0.9]", "optim.lr=0.1"),
+            smoke("seed=1", "optim.schedule=warmup_cosine", "optim.warmup_epochs=1", "optim.lr=0.02",
+                  "optim.momentum=0.8", "optim.weight_decay=0.001")]
+    for i, cfg in enumerate(cfgs):
+        train(cfg, tmp_path / f"alone{i}", progress=False, data=datas[0])
+    dirs = [tmp_path / "pack0", tmp_path / "pack1"]
+    P.train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
+    for i, d in enumerate(dirs):
+        assert comparable(read_curve(d)) == comparable(read_curve(tmp_path / f"alone{i}"))
+        assert_same_checkpoint(checkpoint(d), checkpoint(tmp_path / f"alone{i}"))
+    groups = [checkpoint(d)["optimizer"]["param_groups"][0] for d in dirs]
+    assert groups[0]["weight_decay"] != groups[1]["weight_decay"] and groups[0]["lr"] != groups[1]["lr"]
+
+
 def test_grouped_kernels_match_training_alone_within_rounding(tmp_path, datas):
     """grouped kernels (HFTA, the CUDA default) at lr 1e-5: every run's curve as alone within LOSS_REL / AUROC_ABS."""
     extra = ("optim.lr=0.00001", "speed.pack_kernels=grouped")
