@@ -141,3 +141,6 @@ def test_packed_runs_give_the_same_metrics_as_runs_alone(tmp_path, name):
         assert pack["runs"] == pack_size and pack["kernels"] == "per_run"
     columns = ["dataset", "cls", "loss", "score", "k", "auroc", "aulc", "status"]
     pd.testing.assert_frame_equal(pd.read_csv(alone / target)[columns], pd.read_csv(packed / target)[columns])
+    status = subprocess.run([sys.executable, "-m", "firm_bench.cli", "status", str(path), "--runs-root",
+                             str(packed / "results" / "runs"), "--json"], capture_output=True, text=True, check=True)
+    assert [r["state"] for r in json.loads(status.stdout)] == ["done"] * n_runs  # packed runs read as any other
