@@ -51,6 +51,7 @@ N times and reports each one's fastest round (every round's views/s and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -62,7 +63,7 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -286,28 +287,33 @@ def run_fused(args: argparse.Namespace, variant: str) -> dict:
     }
 
 
-def count_syncs(t: Any, epoch: int) -> tuple[int, dict[str, int]]:
-    """Host-device synchronisations while preparing and training one epoch (CUDA's sync debug mode).
+@contextlib.contextmanager
+def recording_syncs(sites: dict[str, int], stage: str) -> Iterator[None]:
+    """Count the host-device synchronisations inside the block (CUDA's sync debug mode) into ``sites``.
 
-    Returns their number and where they happened: "stage file:line" (the
-    Python line that called the synchronising operation) -> count.
+    Key: "stage file:line" (the Python line that called the synchronising
+    operation) -> count.
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for w in caught:
+        if "synchroniz" in str(w.message):
+            key = f"{stage} {Path(w.filename).name}:{w.lineno}"
+            sites[key] = sites.get(key, 0) + 1
+
+
+def count_syncs(t: Any, epoch: int) -> tuple[int, dict[str, int]]:
+    """Host-device synchronisations while preparing and training one epoch: their number and sites."""
     sites: dict[str, int] = {}
-    for stage in ("prepare", "run_epoch"):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                if stage == "prepare":
-                    ed = t.prepare(epoch)
-                else:
-                    losses = t.engine.run_epoch(ed)
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-        for w in caught:
-            if "synchroniz" in str(w.message):
-                key = f"{stage} {Path(w.filename).name}:{w.lineno}"
-                sites[key] = sites.get(key, 0) + 1
+    with recording_syncs(sites, "prepare"):
+        ed = t.prepare(epoch)
+    with recording_syncs(sites, "run_epoch"):
+        losses = t.engine.run_epoch(ed)
     losses.cpu()
     return sum(sites.values()), sites
 
@@ -315,17 +321,8 @@ def count_syncs(t: Any, epoch: int) -> tuple[int, dict[str, int]]:
 def count_pack_syncs(engine: Any, inputs: tuple) -> tuple[int, dict[str, int]]:
     """Host-device synchronisations while a pack trains one epoch (as :func:`count_syncs`)."""
     sites: dict[str, int] = {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            losses = engine.run_epoch(*inputs)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    for w in caught:
-        if "synchroniz" in str(w.message):
-            key = f"run_epoch {Path(w.filename).name}:{w.lineno}"
-            sites[key] = sites.get(key, 0) + 1
+    with recording_syncs(sites, "run_epoch"):
+        losses = engine.run_epoch(*inputs)
     losses.cpu()
     return sum(sites.values()), sites
 

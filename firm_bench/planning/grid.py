@@ -140,7 +140,20 @@ def validate_config(cfg: Mapping) -> dict:
     if errors:
         lines = [f"{'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}" for e in errors]
         raise ConfigError("invalid workflow config:\n  " + "\n  ".join(lines))
+    res = cfg["resources"]
+    if res["train_signal_s"] >= 60 * res["train_runtime"]:
+        raise ConfigError(f"resources.train_signal_s: {res['train_signal_s']} s is not before the end of a training "
+                          f"job (resources.train_runtime: {res['train_runtime']} min); lower it or raise train_runtime")
     return cfg
+
+
+def train_slurm_extra(cfg: Mapping) -> str:
+    """The training jobs' extra sbatch options (their ``slurm_extra`` resource): SIGTERM before the time limit.
+
+    ``--signal=TERM@<resources.train_signal_s>``, not ``B:``, which would signal
+    only the batch shell (the Snakemake that waits for the job).
+    """
+    return f"--signal=TERM@{int(cfg['resources']['train_signal_s'])}"
 
 
 def recipe_name(preset: str, variant: str) -> str:

@@ -4,7 +4,8 @@
 # is rerun. GPU slots are resources, not params: params are a rerun trigger,
 # and moving a finished grid to a machine with another GPU count must not
 # retrain it. `exec`: the shell becomes firm-bench, so SIGTERM (SLURM's
-# --signal before the time limit, a pre-emption) and SIGINT reach the trainer
+# --signal before the time limit: slurm_extra, resources.train_signal_s of the
+# workflow config; a pre-emption) and SIGINT reach the trainer
 # itself, which checkpoints at the epoch's end and exits 143 / 130; its log
 # gets a progress line every eval.every epochs (epoch, loss, AUROC, images/s,
 # ETA), and `firm-bench status` reads its heartbeat. `--exit-with $PPID`: the
@@ -27,6 +28,7 @@ if not PACKED:
             gpu_slots=GPU_SLOTS,
             mem_mb=CONFIG["resources"]["train_mem_mb"],
             runtime=CONFIG["resources"]["train_runtime"],
+            slurm_extra=TRAIN_SLURM_EXTRA,
         params:
             args=train_args,
         shell:
@@ -50,6 +52,7 @@ for pack in PACKS if PACKED else []:
             gpu_slots=GPU_SLOTS,
             mem_mb=CONFIG["resources"]["train_mem_mb"],
             runtime=CONFIG["resources"]["train_runtime"] * len(pack.runs),
+            slurm_extra=TRAIN_SLURM_EXTRA,
         params:
             args=fw.pack_args(PLAN, pack),
         shell:

@@ -48,7 +48,7 @@ from torch import Tensor
 from firm_bench.run.engine.draws import DeviceAugment, EpochDraws
 from firm_bench.run.engine.fused import FusedFirmModel, FusedLoss, FusedSGD, masked_total, pack
 from firm_bench.run.engine.options import PACK_KERNELS, PinnedStage, SpeedOptions, autocast_bf16, cudnn_benchmark, to_device
-from firm_bench.run.engine.steps import EpochData, GraphMode, TrainEngine
+from firm_bench.run.engine.steps import EpochData, GraphMode, TrainEngine, capture_checked
 
 PackKernels = Literal["grouped", "per_run"]
 
@@ -309,49 +309,17 @@ class PackEngine:
         return not self.status["cuda_graph"].startswith("fallback")
 
     def _capture(self) -> None:
-        """As ``TrainEngine._capture``: warm up (= the eager reference of steps 0, 1), capture, replay, compare."""
-        state = self._state()
-        params = list(self.fused.parameters())
-        snapshot = [t.detach().clone() for t in state]
-
-        def restore() -> None:
-            with torch.no_grad():
-                for t, saved in zip(state, snapshot):
-                    t.copy_(saved)
-
-        def update_norms(reference: list[Tensor]) -> tuple[float, float]:
-            start = snapshot[: len(params)]
-            diff = sum(float(((p - r) ** 2).sum()) for p, r in zip(params, reference))
-            ref = sum(float(((r - p0) ** 2).sum()) for r, p0 in zip(reference, start))
-            return math.sqrt(diff), math.sqrt(ref)
-
+        """As ``TrainEngine._capture``: the fused step as one CUDA graph, checked against eager steps."""
         st = self._buffers
-        try:
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for step in (0, 1):
-                    self._run_body(step)
-                ref_losses = st["losses"][:2].clone()
-                ref_params = [p.detach().clone() for p in params]
-                restore()
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            self.fused.zero_grad(set_to_none=True)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._grouped_step(st, st["step"])
+
+        def set_graph(graph: Any) -> None:
             self._graph = graph
-            for step in (0, 1):
-                self._run_body(step)
-            got_losses = st["losses"][:2].clone()
-            diff, ref = update_norms(ref_params)
-        finally:
-            restore()
-        finite = torch.isfinite(ref_losses)
-        if not torch.equal(finite, torch.isfinite(got_losses)) or not torch.allclose(
-                got_losses[finite], ref_losses[finite], rtol=1e-3, atol=1e-4) or not diff <= 1e-2 * ref:
-            self._fallback(f"graph check failed: losses {got_losses.tolist()} vs eager {ref_losses.tolist()}, "
-                           f"update difference {diff:.3e} vs update {ref:.3e}")
+
+        failed = capture_checked(self._state(), list(self.fused.parameters()), st["losses"],
+                                 lambda: self._grouped_step(st, st["step"]), self._run_body,
+                                 lambda: self.fused.zero_grad(set_to_none=True), set_graph, self.device)
+        if failed:
+            self._fallback(failed)
             return
         self.status["cuda_graph"] = "on"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -302,53 +302,72 @@ class TrainEngine:
         return [*self._static["params"], *self.model.buffers(), *self._static["bufs"]]
 
     def _capture(self) -> None:
-        """Warm up on a side stream, capture the body, check two replays against eager steps.
+        """Capture the step as a CUDA graph, checked against eager steps (:func:`capture_checked`)."""
 
-        The check runs steps 0 and 1 of the epoch eagerly (the warm-up the
-        capture needs anyway), then replays them from the same state; the
-        losses and the parameter updates must agree (up to non-deterministic
-        kernels). The state is restored afterwards, whatever happens.
-        """
-        state = self._state()
-        params = self._static["params"]
-        snapshot = [t.detach().clone() for t in state]
-
-        def restore() -> None:
-            with torch.no_grad():
-                for t, saved in zip(state, snapshot):
-                    t.copy_(saved)
-
-        def update_norms(reference: list[Tensor]) -> tuple[float, float]:
-            start = snapshot[: len(params)]
-            diff = sum(float(((p - r) ** 2).sum()) for p, r in zip(params, reference))
-            ref = sum(float(((r - p0) ** 2).sum()) for r, p0 in zip(reference, start))
-            return math.sqrt(diff), math.sqrt(ref)
-
-        try:
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for step in (0, 1):  # warm-up = the eager reference of the check
-                    self._run_body(step)
-                ref_losses = self._static["losses"][:2].clone()
-                ref_params = [p.detach().clone() for p in params]
-                restore()
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            self.model.zero_grad(set_to_none=True)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._body()
+        def set_graph(graph: Any) -> None:
             self._graph = graph
-            for step in (0, 1):
-                self._run_body(step)
-            got_losses = self._static["losses"][:2].clone()
-            diff, ref = update_norms(ref_params)
-        finally:
-            restore()
-        if not torch.allclose(got_losses, ref_losses, rtol=1e-3, atol=1e-4) or not diff <= 1e-2 * ref:
-            self._fallback(
-                f"graph check failed: losses {got_losses.tolist()} vs eager {ref_losses.tolist()}, "
-                f"update difference {diff:.3e} vs update {ref:.3e}"
-            )
+
+        failed = capture_checked(self._state(), self._static["params"], self._static["losses"], self._body,
+                                 self._run_body, lambda: self.model.zero_grad(set_to_none=True), set_graph, self.device)
+        if failed:
+            self._fallback(failed)
             return
         self.status["cuda_graph"] = "on"
+
+
+def capture_checked(state: Sequence[Tensor], params: Sequence[Tensor], losses: Tensor, body: Callable[[], None],
+                    run_body: Callable[[int], None], zero_grad: Callable[[], None],
+                    set_graph: Callable[[Any], None], device: torch.device) -> str | None:
+    """Warm up on a side stream, capture ``body`` as a CUDA graph, check two replays against eager steps.
+
+    The check runs steps 0 and 1 of the epoch eagerly through ``run_body``
+    (the warm-up the capture needs anyway; their losses land in
+    ``losses[:2]``), then replays them from the same state: the losses (their
+    finite entries, and which are finite) and the parameter updates must agree
+    up to non-deterministic kernels. ``state`` (parameters, buffers, optimiser
+    state) is restored afterwards, whatever happens. Returns None when the
+    graph is good (``set_graph`` has installed it), else why it is not. Shared
+    by a run's ``TrainEngine`` and a pack's ``PackEngine``.
+    """
+    params = list(params)
+    snapshot = [t.detach().clone() for t in state]
+
+    def restore() -> None:
+        with torch.no_grad():
+            for t, saved in zip(state, snapshot):
+                t.copy_(saved)
+
+    def update_norms(reference: list[Tensor]) -> tuple[float, float]:
+        start = snapshot[: len(params)]
+        diff = sum(float(((p - r) ** 2).sum()) for p, r in zip(params, reference))
+        ref = sum(float(((r - p0) ** 2).sum()) for r, p0 in zip(reference, start))
+        return math.sqrt(diff), math.sqrt(ref)
+
+    try:
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for step in (0, 1):  # warm-up = the eager reference of the check
+                run_body(step)
+            ref_losses = losses[:2].clone()
+            ref_params = [p.detach().clone() for p in params]
+            restore()
+        torch.cuda.current_stream(device).wait_stream(side)
+        zero_grad()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            body()
+        set_graph(graph)
+        for step in (0, 1):
+            run_body(step)
+        got_losses = losses[:2].clone()
+        diff, ref = update_norms(ref_params)
+    finally:
+        restore()
+    finite = torch.isfinite(ref_losses)
+    if not torch.equal(finite, torch.isfinite(got_losses)) or not torch.allclose(
+            got_losses[finite], ref_losses[finite], rtol=1e-3, atol=1e-4) or not diff <= 1e-2 * ref:
+        set_graph(None)
+        return (f"graph check failed: losses {got_losses.tolist()} vs eager {ref_losses.tolist()}, "
+                f"update difference {diff:.3e} vs update {ref:.3e}")
+    return None
