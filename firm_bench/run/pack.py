@@ -339,8 +339,9 @@ def _train_members(cfgs: list[dict], run_dirs: list[Path], progress: bool | str 
     for m in members:
         m.state = "training" if m.start_epoch == start else "waiting"
         shown = mode if mode == "lines" or (mode == "bar" and m.index == 0) else "off"
+        label = str(m.run_dir.resolve().relative_to(common)) if mode == "lines" else ""
         m.monitor = Monitor(m.run_dir, epochs, m.start_epoch, m.t.steps_per_epoch * m.t.batch, shown, every,
-                            m.ledger.fields, f"train pack of {K}", label=str(m.run_dir.resolve().relative_to(common)) if mode == "lines" else "")
+                            m.ledger.fields, f"train pack of {K}", label=label)
         m.monitor.beat(m.start_epoch, force=True)
     t0 = time.perf_counter()
 
