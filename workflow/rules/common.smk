@@ -23,7 +23,9 @@ RUN = os.path.join(RUNS, "{run}")
 GPU_SLOTS = CONFIG["gpu_slots"] if CONFIG["gpu_slots"] is not None else count_gpus()
 PACKED = CONFIG["pack_runs"] > 1  # train runs in packs (train.smk: one rule per pack)
 PACKS = fw.packs(PLAN) if PACKED else []
-TRAIN_SLURM_EXTRA = fw.train_slurm_extra(CONFIG)  # SIGTERM before a training job's time limit
+TRAIN_SLURM_EXTRA = fw.train_slurm_extra(
+    CONFIG
+)  # SIGTERM before a training job's time limit
 SUMMARY_DIR = "results/summary"
 SUMMARY = "results/summary.csv"
 TABLES_DIR = "results/tables"
