@@ -384,11 +384,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.views_per_s:
         tp = Throughput(float(args.views_per_s), "--views-per-s")
     elif args.throughput_json:
-        variant = args.variant
-        if variant is None and pack_runs > 1:  # the measured packs of that size, where the benchmark has them
-            measured = json.loads(Path(args.throughput_json).read_text()).get("results") or {}
-            variant = next((v for v in (f"fused{pack_runs}", f"fused{pack_runs}-grouped") if v in measured), None)
-        tp = throughput_from_json(args.throughput_json, variant)
+        tp = throughput_from_json(args.throughput_json, args.variant, pack_runs)
     else:
         tp = default_throughput(pack_runs)
     costs = plan_cost(cfg, args.target, tp)

@@ -333,6 +333,15 @@ def resume_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
             if a.get(k) != b.get(k)]
 
 
+def recorded_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
+    """:func:`resume_differences` of a config a run recorded (a checkpoint's, a ``config.yaml``) and validated ``cfg``.
+
+    The recorded one is read as what ran then: keys added to the schema since
+    it was written take the values of that time (:func:`with_added_keys`), then it is validated.
+    """
+    return resume_differences(validate(with_added_keys(recorded)), cfg)
+
+
 def recipe_differences(cfg: Mapping, base: Mapping) -> dict:
     """The recipe keys (dotted) whose value in validated ``cfg`` differs from validated ``base``, sorted.
 

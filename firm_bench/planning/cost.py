@@ -191,13 +191,20 @@ def plan_cost(workflow_cfg: Mapping[str, Any], target: str, throughput: Throughp
     return out
 
 
-def throughput_from_json(path: str | Path, variant: str | None = None) -> Throughput:
-    """Views/s from a benchmark's JSON: bench_fast.py (``best``, or ``results[variant]``) or bench_train.py."""
+def throughput_from_json(path: str | Path, variant: str | None = None, pack_runs: int = 1) -> Throughput:
+    """Views/s from a benchmark's JSON: bench_fast.py (``best``, or ``results[variant]``) or bench_train.py.
+
+    Without ``variant`` and with ``pack_runs`` > 1: the measured packs of that
+    size (``fused<K>``, else ``fused<K>-grouped``) where the benchmark has them.
+    """
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"cannot read throughput JSON {str(path)!r}: {exc}") from None
     where = f"{path}"
+    if variant is None and pack_runs > 1:
+        measured = data.get("results") or {}
+        variant = next((v for v in (f"fused{pack_runs}", f"fused{pack_runs}-grouped") if v in measured), None)
     if variant:
         r = (data.get("results") or {}).get(variant)
         if not r or "views_per_s" not in r:

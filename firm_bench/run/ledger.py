@@ -191,7 +191,6 @@ def check_resumable(cfg: dict, state: dict, path: Path) -> None:
     recorded = state.get("config") if isinstance(state, dict) else None
     if not isinstance(recorded, dict):
         raise DamagedFile(path, "records no config, so what it trained cannot be checked", *runs.describe(path))
-    # keys added to the schema since the checkpoint was written read as what ran then (config.ADDED_KEYS)
-    diff = config_mod.resume_differences(config_mod.validate(config_mod.with_added_keys(recorded)), cfg)
+    diff = config_mod.recorded_differences(recorded, cfg)
     if diff:
         raise RecipeMismatch(str(path.parent.parent), diff)

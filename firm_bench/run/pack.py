@@ -117,8 +117,7 @@ def _finished(cfg: dict, run_dir: Path) -> dict | None:
     record = runs.read_json(path)
     if record.get("state") not in ("ok", "failed"):
         return None
-    recorded = config_mod.validate(config_mod.with_added_keys(runs.read_run_config(run_dir)))
-    diff = config_mod.resume_differences(recorded, cfg)
+    diff = config_mod.recorded_differences(runs.read_run_config(run_dir), cfg)
     if diff:
         raise RecipeMismatch(str(run_dir), diff)
     return record
