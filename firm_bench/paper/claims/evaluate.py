@@ -13,12 +13,15 @@ import pandas as pd
 from firm_bench.core import catalog
 from firm_bench.paper import reported as rep
 from firm_bench.paper.claims.spec import STATISTICS, UNTRAINED, Claim, Side, _matched, _thaw, load_claims
-from firm_bench.paper.claims.stats import ALPHA, BOOTSTRAP_SEED, N_RESAMPLES, EffectStats, effect_stats, holm
+from firm_bench.paper.claims.inputs import check_curves, check_summary
+from firm_bench.paper.claims.stats import (ALPHA, BOOTSTRAP_SEED, N_RESAMPLES, EffectStats, effect_stats, holm,
+                                           one_sided_t_p, t_test, within_seed_correlation)
 from firm_bench.records.summary import read_curves, read_summaries
 
-#: no verdict from fewer pairs than this
-MIN_PAIRS = 3
-VERDICTS: tuple[str, ...] = ("supported", "contradicted", "not significant", "too few", "not run", "pending")
+#: no verdict from fewer seeds than this (n of the test: the seeds; two seeds give a t test on one degree of freedom)
+MIN_PAIRS = 2
+VERDICTS: tuple[str, ...] = ("supported", "contradicted", "not significant", "withheld", "too few", "not run",
+                             "pending")
 
 
 # --------------------------------------------------------------------------- #
@@ -255,17 +258,8 @@ def _last(curve: tuple[np.ndarray, np.ndarray]) -> float:
 # --------------------------------------------------------------------------- #
 # the paper's numbers
 # --------------------------------------------------------------------------- #
-def paper_cell(reported: pd.DataFrame | Mapping[str, pd.DataFrame], cell: Mapping[str, Any]) -> float:
-    """The paper's number of one cell of reported_results.csv (our vocabulary), in %.
-
-    ``reported``: ``reported.load_reported()`` (or its rows split by table).
-    ``cell``: table, metric, dataset, and loss (our runs' rows) or method (a
-    literature row), optional cls (``mean``, one class, or a list: the mean of
-    those classes' numbers), ood (Table 4's OOD set or ``mean``), outliers (any
-    of a list) and score. An unstated paper label matches any of ours
-    (``reported.matches``); stated labels are preferred. Raises KeyError naming
-    the cell when it is absent or ambiguous.
-    """
+def _paper_rows(reported: pd.DataFrame | Mapping[str, pd.DataFrame], cell: Mapping[str, Any]) -> list[pd.Series]:
+    """The reported_results.csv row of each class of ``cell`` (see :func:`paper_cell`); KeyError names the cell."""
     table, metric = str(cell["table"]), str(cell["metric"])
     rows = reported.get(table) if isinstance(reported, Mapping) else reported[reported["paper_table"] == table]
     if rows is None:
@@ -284,7 +278,7 @@ def paper_cell(reported: pd.DataFrame | Mapping[str, pd.DataFrame], cell: Mappin
     outliers = cell.get("outliers")
     outliers = list(outliers) if isinstance(outliers, (list, tuple)) else [outliers]
     score = cell.get("score")
-    values = []
+    out = []
     for c in classes:
         r = rows[rows["cls"] == c]
         keep = [(outliers == [None] or any(rep.matches(po, o) for o in outliers))
@@ -297,12 +291,43 @@ def paper_cell(reported: pd.DataFrame | Mapping[str, pd.DataFrame], cell: Mappin
         if len(r) > 1:
             raise KeyError(f"reported_results.csv has {len(r)} cells for {dict(cell)} (class {c!r}): "
                            f"methods {sorted(set(r['method']))}, notes {sorted(set(r['note']))[:2]}")
-        values.append(float(r["value_pct"].iloc[0]))
-    return float(np.mean(values))
+        out.append(r.iloc[0])
+    return out
 
 
-def _paper_side_cell(claim: Claim, role: str, side: Side, a: Side) -> dict:
-    """The reported_results.csv cell of one side (``paper`` table and overrides; constants: their own)."""
+def paper_cell(reported: pd.DataFrame | Mapping[str, pd.DataFrame], cell: Mapping[str, Any]) -> float:
+    """The paper's number of one cell of reported_results.csv (our vocabulary), in %.
+
+    ``reported``: ``reported.load_reported()`` (or its rows split by table).
+    ``cell``: table, metric, dataset, and loss (our runs' rows) or method (a
+    literature row), optional cls (``mean``, one class, or a list: the mean of
+    those classes' numbers), ood (Table 4's OOD set or ``mean``), outliers (any
+    of a list) and score. An unstated paper label matches any of ours
+    (``reported.matches``); stated labels are preferred. Raises KeyError naming
+    the cell when it is absent or ambiguous.
+    """
+    return float(np.mean([float(r["value_pct"]) for r in _paper_rows(reported, cell)]))
+
+
+def paper_cell_std(reported: pd.DataFrame | Mapping[str, pd.DataFrame], cell: Mapping[str, Any]) -> float:
+    """The spread the paper prints beside one cell (std over its five runs, in %); NaN where it prints none.
+
+    A mean over a list of classes has no printed spread (NaN): the paper prints
+    the std of its all-class mean only.
+    """
+    rows = _paper_rows(reported, cell)
+    if len(rows) != 1:
+        return math.nan
+    v = pd.to_numeric(rows[0].get("std_pct"), errors="coerce")
+    return float(v) if pd.notna(v) else math.nan
+
+
+def _paper_side_cell(claim: Claim, role: str, side: Side, a: Side, classes: Sequence[str] | None = None) -> dict:
+    """The reported_results.csv cell of one side (``paper`` table and overrides; constants: their own).
+
+    ``classes``: our runs cover only these classes of an all-class side: the
+    paper's mean over the same classes (a list cell), not its printed mean.
+    """
     paper = _thaw(claim.paper) or {}
     over = dict(paper.get(role) or {})
     metric = claim.statistic if claim.statistic in ("auroc", "aulc") else "auroc"
@@ -311,6 +336,8 @@ def _paper_side_cell(claim: Claim, role: str, side: Side, a: Side) -> dict:
         ood, cls = ("mean" if ref.mean_over == "evalset" else ref.evalset[0]), "all"
     else:
         ood, cls = None, ("mean" if ref.cls == "all" else list(ref.cls))
+        if classes is not None and ref.cls == "all":
+            cls = sorted(classes, key=_class_order)
     if side.reported is not None:
         r = dict(side.reported)
         return {"table": r["table"], "method": r["method"], "dataset": a.dataset, "metric": metric,
@@ -321,11 +348,21 @@ def _paper_side_cell(claim: Claim, role: str, side: Side, a: Side) -> dict:
     return cell
 
 
-def paper_effect(claim: Claim, reported: pd.DataFrame | Mapping[str, pd.DataFrame]) -> tuple[float, dict[str, float]]:
+def _class_order(c: str) -> tuple:
+    return (0, int(c), "") if str(c).isdigit() else (1, 0, str(c))
+
+
+def _roles(claim: Claim) -> dict[str, Side]:
+    return {"a": claim.a, "b": claim.b, **({"vs_a": claim.vs[0], "vs_b": claim.vs[1]} if claim.vs else {})}
+
+
+def paper_effect(claim: Claim, reported: pd.DataFrame | Mapping[str, pd.DataFrame],
+                 classes: Sequence[str] | None = None) -> tuple[float, dict[str, float]]:
     """The paper's own effect of ``claim`` (from the tables it prints), and the numbers it comes from.
 
     NaN when the paper prints no number for a side (figures, learning curves).
-    Raises KeyError when a cited cell is not in reported_results.csv.
+    ``classes``: the paper's effect over these classes only (where its table
+    prints them). Raises KeyError when a cited cell is not in reported_results.csv.
     """
     if claim.paper is None and claim.b.reported is None:
         return math.nan, {}
@@ -333,20 +370,48 @@ def paper_effect(claim: Claim, reported: pd.DataFrame | Mapping[str, pd.DataFram
         return math.nan, {}
     reported = _by_table(reported)
     nums: dict[str, float] = {}
-    roles = {"a": claim.a, "b": claim.b, **({"vs_a": claim.vs[0], "vs_b": claim.vs[1]} if claim.vs else {})}
     if claim.paper is None:  # a literature constant without our side in the paper (not used by the file)
-        return math.nan, {"b": paper_cell(reported, _paper_side_cell(claim, "b", claim.b, claim.a))}
-    for role, side in roles.items():
+        return math.nan, {"b": paper_cell(reported, _paper_side_cell(claim, "b", claim.b, claim.a, classes))}
+    for role, side in _roles(claim).items():
         if side.value is not None:
             nums[role] = side.value
         else:
-            nums[role] = paper_cell(reported, _paper_side_cell(claim, role, side, claim.a))
+            nums[role] = paper_cell(reported, _paper_side_cell(claim, role, side, claim.a, classes))
     if claim.effect == "relative":
         return (nums["a"] / nums["b"] - 1) * 100, nums
     eff = nums["a"] - nums["b"]
     if claim.vs:
         eff -= nums["vs_a"] - nums["vs_b"]
     return eff, nums
+
+
+def paper_spread(claim: Claim, reported: pd.DataFrame | Mapping[str, pd.DataFrame]) -> float:
+    """The paper's sd over runs of its effect, from the stds it prints beside each side (NaN where one is missing).
+
+    The paper prints each side's std over its five runs, not the std of the
+    paired difference, so the sides are taken as independent: sd = sqrt(sum
+    of the sides' variances) (a constant of the text counts 0; a literature
+    row its own std). For a relative effect r = A/B - 1, the delta method:
+    100 sqrt(sd_A^2 + (A/B)^2 sd_B^2) / B.
+    """
+    if claim.paper is None:
+        return math.nan
+    reported = _by_table(reported)
+    sds, nums = {}, {}
+    for role, side in _roles(claim).items():
+        if side.value is not None:
+            sds[role], nums[role] = 0.0, side.value
+            continue
+        cell = _paper_side_cell(claim, role, side, claim.a)
+        # a literature row is a constant of our test: its own spread does not enter
+        sds[role] = 0.0 if side.reported is not None else paper_cell_std(reported, cell)
+        nums[role] = paper_cell(reported, cell)
+    if not all(math.isfinite(v) for v in sds.values()):
+        return math.nan
+    if claim.effect == "relative":
+        ratio = nums["a"] / nums["b"]
+        return 100 * math.sqrt(sds["a"] ** 2 + ratio ** 2 * sds["b"] ** 2) / nums["b"]
+    return math.sqrt(sum(v ** 2 for v in sds.values()))
 
 
 def stated_size(claim: Claim, reported: pd.DataFrame | Mapping[str, pd.DataFrame]) -> float:
@@ -371,9 +436,22 @@ def _by_table(reported: pd.DataFrame | Mapping[str, pd.DataFrame]) -> Mapping[st
 # --------------------------------------------------------------------------- #
 # evaluation
 # --------------------------------------------------------------------------- #
+#: the paper's runs per cell: "mean +/- std over five runs" (recipe.md); the coverage's seeds are out of these
+PAPER_SEEDS = 5
+
+
 @dataclass(frozen=True)
 class ClaimResult:
-    """The verdict on one claim, with our effect, its uncertainty and the paper's."""
+    """The verdict on one claim, with our effect, its uncertainty, its coverage, its power and the paper's effect.
+
+    ``n_pairs`` is n of the test: the seeds (each the mean over the claim's
+    cells, ``n_cells`` class x seed cells in all); ``n_units`` the seeds found.
+    ``p_pooled`` is the secondary pooled analysis (the cells as if
+    independent), never the verdict; ``within_seed_corr`` the measured
+    correlation of two cells' differences of the same seed. ``power``: whether
+    the paper's own numbers, reproduced exactly, could be supported at our n
+    and Holm position (docs/CLAIMS.md).
+    """
 
     claim: Claim
     verdict: str
@@ -387,6 +465,17 @@ class ClaimResult:
     paper_effect: float
     paper_numbers: Mapping[str, float]
     stated: float
+    n_cells: int = 0
+    n_classes: int = 0
+    n_classes_paper: int = 0
+    seeds: tuple[int, ...] = ()
+    paper_scope: str = ""
+    p_pooled: float = math.nan
+    within_seed_corr: float = math.nan
+    paper_sd: float = math.nan
+    paper_p: float = math.nan
+    power_n: int = 0
+    power: str = ""
     p_holm: float = math.nan
     p_holm_against: float = math.nan
     family: str = ""
@@ -394,7 +483,7 @@ class ClaimResult:
 
     @property
     def tested(self) -> bool:
-        return self.stats is not None and self.verdict not in ("too few", "not run", "pending")
+        return self.stats is not None and self.verdict not in ("too few", "not run", "pending", "withheld")
 
     @property
     def paper_in_ci(self) -> bool | None:
@@ -406,8 +495,9 @@ class ClaimResult:
         return bool(lo <= ref <= hi) if math.isfinite(lo) and math.isfinite(hi) else None
 
 
-def _units(claim: Claim, data: Mapping[str, _SideData]) -> tuple[pd.DataFrame, list[str], str | None]:
-    """The merged unit table (one row per unit, value_<role> / ok_<role> per side), its key and a problem."""
+def _units(claim: Claim, data: Mapping[str, _SideData]) -> tuple[pd.DataFrame, list[str], str | None, set | None]:
+    """The merged unit table (one row per unit, value_<role> / ok_<role> per side), its key, a problem, and the
+    classes (OOD sets) a ``mean_over`` side averages per seed."""
     matched = _matched(claim.sides(), claim.statistic)
     key = ["seed"] + [f for f in ("dataset", "loss", "outliers", "recipe", "cls", "evalset", "score", "k")
                       if matched[f] and f != claim.a.mean_over]
@@ -429,7 +519,7 @@ def _units(claim: Claim, data: Mapping[str, _SideData]) -> tuple[pd.DataFrame, l
             items = set(f[mean_over])
             dup = f.duplicated([*key, mean_over])
             if dup.any():
-                return pd.DataFrame(), key, _ambiguous(role, f[f.duplicated([*key, mean_over], keep=False)], key)
+                return pd.DataFrame(), key, _ambiguous(role, f[f.duplicated([*key, mean_over], keep=False)], key), None
             agg = []
             for k_vals, g in f.groupby(key, dropna=False, sort=True):
                 complete = set(g[mean_over]) == items and bool(g["ok"].all())
@@ -439,7 +529,7 @@ def _units(claim: Claim, data: Mapping[str, _SideData]) -> tuple[pd.DataFrame, l
                             "status": "ok" if complete else (_worst(list(bad)) if len(bad) else "missing")})
             f = pd.DataFrame(agg, columns=[*key, "value", "ok", "status"])
         elif f.duplicated(key).any():
-            return pd.DataFrame(), key, _ambiguous(role, f[f.duplicated(key, keep=False)], key)
+            return pd.DataFrame(), key, _ambiguous(role, f[f.duplicated(key, keep=False)], key), None
         keep = [*key, "value", "ok", "status"] + (["curve"] if "curve" in f else [])
         frames[role] = f[keep].rename(columns={c: f"{c}_{role}" for c in ("value", "ok", "status", "curve")})
     merged = None
@@ -450,7 +540,8 @@ def _units(claim: Claim, data: Mapping[str, _SideData]) -> tuple[pd.DataFrame, l
         merged[f"ok_{role}"] = merged[f"ok_{role}"].astype("boolean").fillna(False).astype(bool)
         merged[f"status_{role}"] = merged[f"status_{role}"].astype(object).where(
             merged[f"status_{role}"].notna(), "absent")
-    return merged.reset_index(drop=True), key, None
+    items = set(map(str, common_items)) if common_items is not None else None
+    return merged.reset_index(drop=True), key, None, items
 
 
 def _worst(statuses: Sequence[str]) -> str:
@@ -464,19 +555,6 @@ def _ambiguous(role: str, rows: pd.DataFrame, key: Sequence[str]) -> str:
     differ = [c for c in _IDENT if c not in key and c in rows and rows[c].astype(str).nunique() > 1]
     return (f"side {role} selects several rows per unit (they differ in {', '.join(differ) or 'nothing named'}: "
             f"e.g. {', '.join(sorted(set(rows['recipe'].astype(str))))}); narrow its selector")
-
-
-def _coverage(claim: Claim, data: Mapping[str, _SideData]) -> str:
-    a = data["a"].frame
-    if a.empty:
-        return ""
-    seeds = sorted({int(s) for s in a["seed"]})
-    if claim.a.evalset != ("test",):
-        what = f"OOD sets {len(set(a['evalset']))}/{len(claim.a.evalset)}"
-    else:
-        wanted = (len(catalog.dataset(str(claim.a.dataset)).classes) if claim.a.cls == "all" else len(claim.a.cls))
-        what = f"classes {a['cls'].nunique()}/{wanted}"
-    return f"{what}; seeds {','.join(map(str, seeds))}"
 
 
 def _missing_detail(claim: Claim, data: Mapping[str, _SideData], merged: pd.DataFrame, n: int,
@@ -505,6 +583,79 @@ def _missing_detail(claim: Claim, data: Mapping[str, _SideData], merged: pd.Data
     return "; ".join(parts)
 
 
+def _paper_classes(claim: Claim) -> tuple[str, int]:
+    """What the claim's side a averages over in the paper, and how many: ('classes', 10), ('OOD sets', 5)."""
+    a = claim.a
+    if a.evalset != ("test",):
+        return "OOD sets", len(a.evalset)
+    if a.cls != "all":
+        return "classes", len(a.cls)
+    return "classes", len(catalog.dataset(str(a.dataset)).classes)
+
+
+def _coverage(claim: Claim, n_items: int, seeds: Sequence[int]) -> str:
+    """'classes 9/10; seeds 3/5 (0,1,2)': what a verdict rests on, out of what the paper used."""
+    what, wanted = _paper_classes(claim)
+    seeds = sorted(int(s) for s in seeds)
+    return f"{what} {n_items}/{wanted}; seeds {len(seeds)}/{PAPER_SEEDS} ({','.join(map(str, seeds))})"
+
+
+def _rectangle(merged: pd.DataFrame, cell_key: Sequence[str], complete: np.ndarray) -> np.ndarray:
+    """Rows of ``merged`` in the largest complete cells x seeds block found greedily (a per-seed mean needs it).
+
+    A per-seed mean over cells compares like with like only when every seed
+    has the same cells. While some (cell, seed) is not paired, the cell or the
+    seed with the largest share of unpaired entries is dropped (a cell on a
+    tie: n is the seeds). Returns the mask of the rows kept (all paired).
+    """
+    if not len(merged):
+        return np.zeros(0, dtype=bool)
+    cells = (pd.MultiIndex.from_frame(merged[list(cell_key)].astype(str)).factorize()[0] if cell_key
+             else np.zeros(len(merged), dtype=int))
+    seeds = merged["seed"].astype(int).to_numpy()
+    grid = pd.DataFrame({"cell": cells, "seed": seeds, "ok": complete}).pivot_table(
+        index="cell", columns="seed", values="ok", aggfunc="all", fill_value=False).astype(bool)
+    while grid.size and not grid.to_numpy().all():
+        miss_cell, miss_seed = 1 - grid.mean(axis=1), 1 - grid.mean(axis=0)
+        if miss_cell.max() >= miss_seed.max():
+            grid = grid.drop(index=miss_cell.idxmax())
+        else:
+            grid = grid.drop(columns=miss_seed.idxmax())
+    return np.isin(cells, grid.index) & np.isin(seeds, grid.columns) & complete
+
+
+def _cell_values(claim: Claim, pairs: pd.DataFrame, constant: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per paired cell: the values compared (a, b; with vs: a - b and vs.a - vs.b) and the censored times."""
+    n = len(pairs)
+    censored = 0
+    if STATISTICS[claim.statistic].source == "pair" and n:
+        ta, tb = [], []
+        for ca, cb in zip(pairs["curve_a"], pairs["curve_b"]):
+            target = _last(cb)
+            (x, cx), (y, cy) = _epochs_to(target, ca), _epochs_to(target, cb)
+            ta.append(x)
+            tb.append(y)
+            censored += int(cx) + int(cy)
+        return np.array(ta), np.array(tb), censored
+    va = pairs["value_a"].to_numpy(dtype=float) if n else np.array([])
+    vb = np.full(n, constant) if claim.b.constant else (pairs["value_b"].to_numpy(dtype=float) if n else np.array([]))
+    if claim.vs and n:
+        va = va - vb
+        vb = pairs["value_vs_a"].to_numpy(dtype=float) - pairs["value_vs_b"].to_numpy(dtype=float)
+    return va, vb, censored
+
+
+def _items_used(claim: Claim, pairs: pd.DataFrame, cell_key: Sequence[str], items: set | None) -> list[str]:
+    """The classes (OOD sets) the verdict rests on."""
+    field_ = "evalset" if claim.a.evalset != ("test",) else "cls"
+    if field_ in cell_key:
+        return sorted({str(v) for v in pairs[field_]}, key=_class_order)
+    if claim.a.mean_over == field_ and items is not None:
+        return sorted(items, key=_class_order)
+    own = claim.a.evalset if field_ == "evalset" else claim.a.cls
+    return list(own) if own != "all" else []
+
+
 def _evaluate_one(claim: Claim, index: _Index, partial: bool, min_pairs: int, n_resamples: int,
                   seed: int) -> ClaimResult:
     reported = index.reported
@@ -516,65 +667,147 @@ def _evaluate_one(claim: Claim, index: _Index, partial: bool, min_pairs: int, n_
         stated = stated_size(claim, reported)
     except KeyError:
         stated = math.nan
+    try:
+        p_sd = paper_spread(claim, reported)
+    except KeyError:
+        p_sd = math.nan
     data = {role: _side_data(claim, side, index, partial) for role, side in claim.sides().items()}
     stand_ins = sorted({f"{d.dataset} for {s.dataset}" for d, s in zip(data.values(), claim.sides().values())
                         if d.stand_in})
+    what, wanted = _paper_classes(claim)
+    a_frame = data["a"].frame
+    seen_items = a_frame["evalset" if what == "OOD sets" else "cls"].nunique() if len(a_frame) else 0
     base = dict(claim=claim, paper_effect=p_eff, paper_numbers=p_nums, stated=stated, stand_in=bool(stand_ins),
-                stand_in_of="; ".join(stand_ins), coverage=_coverage(claim, data))
+                stand_in_of="; ".join(stand_ins), n_classes_paper=wanted, paper_sd=p_sd,
+                coverage=(_coverage(claim, seen_items, {int(s) for s in a_frame["seed"]}) + " found"
+                          if len(a_frame) else ""))
+    waiting = "pending" if partial else "not run"
     if any(d.n_rows == 0 for d in data.values()):
-        return ClaimResult(verdict="pending" if partial else "not run",
-                           detail=_missing_detail(claim, data, pd.DataFrame(), 0, index.plan), n_pairs=0, n_units=0, stats=None,
-                           **base)
-    merged, key, problem = _units(claim, data)
+        return ClaimResult(verdict=waiting, detail=_missing_detail(claim, data, pd.DataFrame(), 0, index.plan),
+                           n_pairs=0, n_units=0, stats=None, **base)
+    merged, key, problem, items = _units(claim, data)
     if problem:
         return ClaimResult(verdict="not run", detail=problem, n_pairs=0, n_units=0, stats=None, **base)
     complete = np.ones(len(merged), dtype=bool)
     for role in data:
         complete &= merged[f"ok_{role}"].to_numpy(dtype=bool)
-    pairs = merged[complete]
-    n = len(pairs)
-    censored = 0
-    if STATISTICS[claim.statistic].source == "pair" and n:
-        ta, tb = [], []
-        for ca, cb in zip(pairs["curve_a"], pairs["curve_b"]):
-            target = _last(cb)
-            (x, cx), (y, cy) = _epochs_to(target, ca), _epochs_to(target, cb)
-            ta.append(x)
-            tb.append(y)
-            censored += int(cx) + int(cy)
-        va, vb = np.array(ta), np.array(tb)
+    cell_key = [k for k in key if k != "seed"]
+    kept = _rectangle(merged, cell_key, complete)
+    pairs = merged[kept]
+    n_seeds_found = int(merged["seed"].nunique())
+    used = _items_used(claim, pairs, cell_key, items)
+    scope = ""
+    withheld = ""
+    prints = claim.paper is not None or claim.b.reported is not None  # the paper prints numbers for the claim
+    if prints and len(pairs) and claim.a.cls == "all" and what == "classes" and used and len(used) < wanted:
+        try:  # the paper's effect over the same classes, where its table prints them
+            p_eff, p_nums = paper_effect(claim, reported, classes=used)
+            scope = f"the paper's numbers are its mean over the same {len(used)} classes"
+        except KeyError:
+            scope = f"the paper prints only its mean over all {wanted} classes; ours covers {len(used)}"
+            if claim.b.reported is not None:
+                withheld = (f"vs reported withheld: {scope}, so the printed number is not comparable "
+                            f"(classes used: {', '.join(used)})")
+    base.update(paper_effect=p_eff, paper_numbers=p_nums, paper_scope=scope)
+    constant = math.nan
+    if claim.b.constant:
+        constant = (claim.b.value if claim.b.value is not None
+                    else _constant(claim, reported, used if scope.startswith("the paper's numbers") else None))
+    va, vb, censored = _cell_values(claim, pairs, constant)
+    cells = pd.DataFrame({"seed": pairs["seed"].astype(int).to_numpy(), "a": va, "b": vb})
+    if cell_key:
+        cells["cell"] = pd.MultiIndex.from_frame(pairs[cell_key].astype(str)).factorize()[0]
     else:
-        va = pairs["value_a"].to_numpy(dtype=float) if n else np.array([])
-        if claim.b.constant:
-            vb = np.full(n, claim.b.value if claim.b.value is not None else _constant(claim, reported))
-        else:
-            vb = pairs["value_b"].to_numpy(dtype=float) if n else np.array([])
-        if claim.vs and n:
-            va = va - vb
-            vb = pairs["value_vs_a"].to_numpy(dtype=float) - pairs["value_vs_b"].to_numpy(dtype=float)
-    detail = _missing_detail(claim, data, merged, n) if n < len(merged) else f"{n} unit{'s' if n != 1 else ''} paired"
+        cells["cell"] = 0
+    per_seed = cells.groupby("seed", sort=True)[["a", "b"]].mean()
+    seeds = tuple(int(s) for s in per_seed.index)
+    n = len(seeds)
+    n_cells = len(cells)
+    per_cell = n_cells // n if n else 0
+    icc, pooled = math.nan, math.nan
+    if n and per_cell > 1:
+        grid = cells.assign(d=cells["a"] - cells["b"]).pivot(index="cell", columns="seed", values="d")
+        icc = within_seed_correlation(grid.to_numpy())
+        pooled = t_test(cells["a"].to_numpy() - cells["b"].to_numpy(), claim.boundary, claim.alternative)
+    base.update(n_cells=n_cells, n_classes=len(used), seeds=seeds, within_seed_corr=icc, p_pooled=pooled,
+                coverage=_coverage(claim, len(used), seeds) if n else base["coverage"])
+    unit = (f"{n} seed{'s' if n != 1 else ''}" + (f", each the mean over {per_cell} paired cells" if per_cell > 1
+                                                  else ""))
+    dropped = len(merged) - n_cells
+    detail = unit + (("; " + _missing_detail(claim, data, merged, int(complete.sum()))) if dropped else "")
+    if dropped and int(complete.sum()) > n_cells:
+        detail += (f"; {int(complete.sum()) - n_cells} paired cells left out so that every seed has the same "
+                   "cells")
     if censored:
-        detail += f"; {censored} of {2 * n} times to target censored (never reached: last epoch + one interval)"
+        detail += f"; {censored} of {2 * n_cells} times to target censored (never reached: last epoch + one interval)"
     if n == 0:
-        verdict = "pending" if partial else "not run"
-        return ClaimResult(verdict=verdict, detail=detail, n_pairs=0, n_units=len(merged), stats=None, **base)
-    if claim.b.constant and not math.isfinite(float(vb[0])):
+        return ClaimResult(verdict=waiting, detail=detail, n_pairs=0, n_units=n_seeds_found, stats=None, **base)
+    if claim.b.constant and not math.isfinite(constant):
         return ClaimResult(verdict="not run", detail="the reported number is not in reported_results.csv",
-                           n_pairs=n, n_units=len(merged), stats=None, **base)
-    stats = effect_stats(va, vb, effect=claim.effect, alternative=claim.alternative, boundary=claim.boundary,
-                         n_resamples=n_resamples, seed=seed)
+                           n_pairs=n, n_units=n_seeds_found, stats=None, **base)
+    stats = effect_stats(per_seed["a"].to_numpy(), per_seed["b"].to_numpy(), effect=claim.effect,
+                         alternative=claim.alternative, boundary=claim.boundary, n_resamples=n_resamples, seed=seed)
+    if withheld:
+        return ClaimResult(verdict="withheld", detail=f"{withheld}; {detail}", n_pairs=n, n_units=n_seeds_found,
+                           stats=stats, **base)
     if n < min_pairs:
-        return ClaimResult(verdict="too few", detail=f"{n} pair{'s' if n != 1 else ''}, at least {min_pairs} "
-                                                     f"needed for a verdict; " + detail,
-                           n_pairs=n, n_units=len(merged), stats=stats, **base)
-    return ClaimResult(verdict="", detail=detail, n_pairs=n, n_units=len(merged), stats=stats, **base)
+        return ClaimResult(verdict="too few", detail=f"at least {min_pairs} seeds needed for a verdict; " + detail,
+                           n_pairs=n, n_units=n_seeds_found, stats=stats, **base)
+    return ClaimResult(verdict="", detail=detail, n_pairs=n, n_units=n_seeds_found, stats=stats, **base)
 
 
-def _constant(claim: Claim, reported: pd.DataFrame) -> float:
+def _constant(claim: Claim, reported: pd.DataFrame, classes: Sequence[str] | None = None) -> float:
     try:
-        return paper_cell(reported, _paper_side_cell(claim, "b", claim.b, claim.a))
+        return paper_cell(reported, _paper_side_cell(claim, "b", claim.b, claim.a, classes))
     except KeyError:
         return math.nan
+
+
+def family_of(claim: Claim, stand_in: bool) -> str:
+    """The Holm family of a claim: the paper's claims, our learning checks, each on real or stand-in data."""
+    name = "learns" if claim.kind == "learns" else "paper"
+    if stand_in:
+        return "stand-in" if name == "paper" else "stand-in learns"
+    return name
+
+
+def _paper_p(r: ClaimResult) -> tuple[int, float]:
+    """n and the one-sided t p our test would give if the paper's numbers were reproduced exactly (NaN: unknown).
+
+    The paper's effect as our mean, its printed spread (:func:`paper_spread`)
+    as our sd, at our n (the paper's :data:`PAPER_SEEDS` before runs exist).
+    """
+    n = r.n_pairs if r.n_pairs >= 2 else PAPER_SEEDS
+    if not (math.isfinite(r.paper_effect) and math.isfinite(r.paper_sd)):
+        return n, math.nan
+    return n, one_sided_t_p(r.paper_effect, r.paper_sd, n, r.claim.boundary, r.claim.alternative)
+
+
+def _power(results: Sequence[ClaimResult], alpha: float) -> list[dict]:
+    """Power in the open, for one Holm family: could each claim be supported if the paper were reproduced exactly?
+
+    Every claim's p from the paper's numbers (:func:`_paper_p`) goes through
+    the same Holm correction as the verdicts (both directions, one family);
+    a claim whose paper numbers are unknown counts as p = 1 (never rejected,
+    so it never helps another claim). Supported after Holm: "reproducible at
+    n = N", else "underpowered at n = N"; an effect the paper's own numbers
+    put on the other side: "the paper's own numbers do not show it".
+    """
+    np_ = [_paper_p(r) for r in results]
+    ps = np.array([p for _, p in np_], dtype=float)
+    known = np.isfinite(ps)
+    fam = np.where(known, ps, 1.0)
+    adj = holm(np.concatenate([fam, np.where(known, 1 - fam, 1.0)]))[:len(results)]
+    out = []
+    for (n, p), a in zip(np_, adj):
+        if not math.isfinite(p):
+            out.append(dict(power_n=n, paper_p=p, power=""))
+        elif p >= 0.5:
+            out.append(dict(power_n=n, paper_p=p, power="the paper's own numbers do not show it"))
+        else:
+            out.append(dict(power_n=n, paper_p=p,
+                            power=f"reproducible at n = {n}" if a < alpha else f"underpowered at n = {n}"))
+    return out
 
 
 def evaluate_claims(summary_df: pd.DataFrame, curves_df: pd.DataFrame | None = None,
@@ -583,15 +816,17 @@ def evaluate_claims(summary_df: pd.DataFrame, curves_df: pd.DataFrame | None = N
                     reported: pd.DataFrame | None = None, plan: Any = None) -> list[ClaimResult]:
     """Test every claim on our summary rows (``records.summary.COLUMNS``) and learning curves (``CURVE_COLUMNS``).
 
-    Works on partial results: a claim whose runs are absent is ``not run``
-    (``pending`` with ``partial``), one with fewer than ``min_pairs`` pairs
-    ``too few``. Holm's correction is applied over the tested claims, the
-    stand-in claims as a family of their own (module docstring). ``plan``
-    (``planning.grid.Plan`` of the config in effect): a side without runs
-    names the experiment that plans them, or says that none does.
+    The unit is the seed (docs/CLAIMS.md): a claim over several classes is
+    tested on the per-seed class means. Works on partial results: a claim
+    whose runs are absent is ``not run`` (``pending`` with ``partial``), one
+    with fewer than ``min_pairs`` seeds ``too few``. Holm's correction is
+    applied over both directions of every tested claim of a family
+    (:func:`family_of`). ``plan`` (``planning.grid.Plan`` of the config in
+    effect): a side without runs names the experiment that plans them, or
+    says that none does. Summaries are validated (``inputs.check_summary``).
     """
-    summary = read_summaries(summary_df if summary_df is not None else pd.DataFrame())
-    curves = read_curves(curves_df if curves_df is not None else pd.DataFrame())
+    summary = read_summaries(check_summary(summary_df if summary_df is not None else pd.DataFrame()))
+    curves = read_curves(check_curves(curves_df if curves_df is not None else pd.DataFrame()))
     if not curves.empty:
         curves["seed"] = pd.to_numeric(curves["seed"], errors="coerce").astype("Int64")
         curves["epoch"] = pd.to_numeric(curves["epoch"], errors="coerce")
@@ -603,23 +838,19 @@ def evaluate_claims(summary_df: pd.DataFrame, curves_df: pd.DataFrame | None = N
     index = _Index.build(summary, curves, reported, plan)
     results = [_evaluate_one(c, index, partial, min_pairs, n_resamples, seed) for c in claims]
     out: list[ClaimResult] = list(results)
-    for family in (False, True):
-        idx = [i for i, r in enumerate(results) if r.verdict == "" and r.stand_in == family]
-        adj_for = holm([results[i].stats.p_for for i in idx])
-        adj_against = holm([results[i].stats.p_against for i in idx])
-        m = int(np.isfinite([results[i].stats.p_for for i in idx]).sum()) if idx else 0
-        name = "stand-in" if family else "paper"
+    families = [family_of(r.claim, r.stand_in) for r in results]
+    for name in dict.fromkeys(families):
+        members = [i for i, f in enumerate(families) if f == name]
+        idx = [i for i in members if results[i].verdict == ""]
+        p_for = np.array([results[i].stats.p_for for i in idx], dtype=float)
+        p_against = np.array([results[i].stats.p_against for i in idx], dtype=float)
+        adj = holm(np.concatenate([p_for, p_against]))  # one family over both directions
+        m = int(np.isfinite(p_for).sum())
         for j, i in enumerate(idx):
-            pf, pa = float(adj_for[j]), float(adj_against[j])
+            pf, pa = float(adj[j]), float(adj[len(idx) + j])
             verdict = ("supported" if pf < alpha else "contradicted" if pa < alpha else "not significant")
-            r = results[i]
-            detail = r.detail
-            if verdict == "not significant" and r.stats.test == "wilcoxon" and 2.0 ** -r.n_pairs * m >= alpha:
-                detail += (f"; the differences are not normal (Shapiro-Wilk p = {r.stats.normality_p:.2g}), and with "
-                           f"{r.n_pairs} pairs the Wilcoxon test cannot reach p < {alpha}/{m} (its smallest p is "
-                           f"2^-{r.n_pairs})")
-            out[i] = dataclasses.replace(r, verdict=verdict, detail=detail, p_holm=pf, p_holm_against=pa,
-                                         family=name, family_size=m)
+            out[i] = dataclasses.replace(results[i], verdict=verdict, p_holm=pf, p_holm_against=pa, family=name,
+                                         family_size=m)
+        for i, power in zip(members, _power([out[i] for i in members], alpha)):
+            out[i] = dataclasses.replace(out[i], **power)
     return out
-
-

@@ -21,22 +21,25 @@ import numpy as np
 import pandas as pd
 
 from firm_bench.core import rundir
-from firm_bench.paper.claims.evaluate import MIN_PAIRS, VERDICTS, ClaimResult, evaluate_claims
+from firm_bench.paper.claims.evaluate import MIN_PAIRS, PAPER_SEEDS, VERDICTS, ClaimResult, evaluate_claims
+from firm_bench.paper.claims.inputs import read_curve_files, read_summary_files
 from firm_bench.paper.claims.spec import UNITS, Claim, load_claims
-from firm_bench.paper.claims.stats import ALPHA, BOOTSTRAP_SEED, CLT_PAIRS, N_RESAMPLES, NORMALITY_ALPHA
-from firm_bench.records.summary import CURVE_COLUMNS, read_curves, read_summaries
+from firm_bench.paper.claims.stats import ALPHA, BOOTSTRAP_SEED, EXACT_FLIPS, N_RESAMPLES
+from firm_bench.records.summary import CURVE_COLUMNS
 
 STAND_IN_LABEL = "stand-in, not evidence about the paper"
 CLAIM_COLUMNS = [
     "id", "group", "kind", "source", "quote", "claim", "statistic", "effect", "unit", "direction", "margin",
-    "side_a", "side_b", "vs", "verdict", "evidence", "stand_in", "stand_in_of", "detail", "coverage", "n_pairs",
-    "n_units", "estimate", "ci_method", "ci_low", "ci_high", "t_low", "t_high", "boot_low", "boot_high",
-    "normality_p", "test", "p_t", "p_wilcoxon", "p_t_against", "p_wilcoxon_against", "p_for", "p_against",
-    "p_holm", "p_holm_against", "family", "family_size", "mean_a", "mean_b", "paper_effect", "paper_a",
-    "paper_b", "stated", "paper_in_ci", "note", "derived_from",
+    "side_a", "side_b", "vs", "verdict", "evidence", "stand_in", "stand_in_of", "detail", "coverage", "n_classes",
+    "n_classes_paper", "n_seeds", "n_seeds_paper", "seeds", "n_pairs", "n_units", "n_cells", "estimate", "ci_low",
+    "ci_high", "boot_low", "boot_high", "sd", "p_t", "p_t_against", "p_flip", "p_flip_against", "p_for",
+    "p_against", "p_holm", "p_holm_against", "family", "family_size", "within_seed_corr", "p_pooled", "mean_a",
+    "mean_b", "paper_effect", "paper_a", "paper_b", "paper_scope", "paper_sd", "paper_p", "power_n", "power",
+    "stated", "paper_in_ci", "note", "derived_from",
 ]
 #: the header table's columns (Markdown and HTML)
-_HEAD = ["claim", "the paper says", "paper", "ours [95% CI]", "n", "p (Holm)", "verdict"]
+_HEAD = ["claim", "the paper says", "paper", "ours [95% CI]", "n seeds", "coverage", "p (Holm) for / against",
+         "sign-flip p", "verdict"]
 
 
 def _claim_text(c: Claim) -> str:
@@ -67,12 +70,16 @@ def claims_table(results: Sequence[ClaimResult]) -> pd.DataFrame:
             "paper_a": r.paper_numbers.get("a", math.nan), "paper_b": r.paper_numbers.get("b", math.nan),
             "stated": r.stated, "paper_in_ci": r.paper_in_ci, "note": c.note, "derived_from": ", ".join(c.derived_from),
         }
+        row.update(n_classes=r.n_classes if r.n_pairs else math.nan, n_classes_paper=r.n_classes_paper,
+                   n_seeds=len(r.seeds) if r.n_pairs else math.nan, n_seeds_paper=PAPER_SEEDS,
+                   seeds=",".join(map(str, r.seeds)), n_cells=r.n_cells, within_seed_corr=r.within_seed_corr,
+                   p_pooled=r.p_pooled, paper_scope=r.paper_scope, paper_sd=r.paper_sd, paper_p=r.paper_p,
+                   power_n=r.power_n, power=r.power)
         if s is not None:
             lo, hi = s.ci
-            row.update(estimate=s.estimate, ci_method=s.ci_method, ci_low=lo, ci_high=hi, t_low=s.t_low,
-                       t_high=s.t_high, boot_low=s.boot_low, boot_high=s.boot_high, normality_p=s.normality_p,
-                       test=s.test, p_t=s.p_t, p_wilcoxon=s.p_wilcoxon, p_t_against=s.p_t_against,
-                       p_wilcoxon_against=s.p_wilcoxon_against, p_for=s.p_for, p_against=s.p_against,
+            row.update(estimate=s.estimate, ci_low=lo, ci_high=hi, boot_low=s.boot_low, boot_high=s.boot_high,
+                       sd=s.sd, p_t=s.p_t, p_t_against=s.p_t_against, p_flip=s.p_flip,
+                       p_flip_against=s.p_flip_against, p_for=s.p_for, p_against=s.p_against,
                        mean_a=s.mean_a, mean_b=s.mean_b)
         rows.append(row)
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
@@ -121,10 +128,35 @@ def _p(v: Any) -> str:
     return f"{v:.2g}" if v >= 1e-4 else "<1e-4"
 
 
+def _holm_text(row: Mapping) -> str:
+    """Both Holm-adjusted p's, the verdict's side first named: 'for 0.003 / against 1' (a contradicted row leads
+    with its p against, so a '1' never reads as the evidence)."""
+    pf, pa = _p(row["p_holm"]), _p(row["p_holm_against"])
+    if not pf:
+        return ""
+    if _str(row["verdict"]) == "contradicted":
+        return f"against {pa} / for {pf}"
+    return f"for {pf} / against {pa}"
+
+
+def _flip_text(row: Mapping) -> str:
+    pf = _p(row["p_flip"])
+    if not pf:
+        return ""
+    return f"against {_p(row['p_flip_against'])}" if _str(row["verdict"]) == "contradicted" else pf
+
+
+def _power_text(row: Mapping) -> str:
+    power = _str(row["power"])
+    return power if power and not power.startswith("reproducible") else ""
+
+
 def _verdict_text(row: Mapping) -> str:
     text = _str(row["verdict"])
-    if text in ("not run", "pending", "too few"):
+    if text in ("not run", "pending", "too few", "withheld"):
         text += f": {_str(row['detail'])}"
+    if text != "supported" and _power_text(row):
+        text += f" ({_power_text(row)}: the paper's own effect and spread would not pass)"
     if row["stand_in"]:
         text += f" ({STAND_IN_LABEL}: {_str(row['stand_in_of'])})"
     return text
@@ -134,8 +166,7 @@ def _ours_text(row: Mapping) -> str:
     if not math.isfinite(_float(row["estimate"])):
         return ""
     unit = row["unit"]
-    method = "t" if row["ci_method"] == "t" else "bootstrap"
-    return f"{_num(row['estimate'], unit)} [{_num(row['ci_low'], unit)}, {_num(row['ci_high'], unit)}] ({method})"
+    return f"{_num(row['estimate'], unit)} [{_num(row['ci_low'], unit)}, {_num(row['ci_high'], unit)}]"
 
 
 def _paper_text(row: Mapping) -> str:
@@ -144,7 +175,21 @@ def _paper_text(row: Mapping) -> str:
         parts.append(_num(row["paper_effect"], row["unit"]))
     if math.isfinite(_float(row["stated"])):
         parts.append(f"stated {_num(row['stated'], row['unit'])}")
+    if _str(row["paper_scope"]):
+        parts.append(f"({_str(row['paper_scope'])})")
     return "; ".join(parts)
+
+
+def _coverage_text(row: Mapping) -> str:
+    text = _str(row["coverage"])
+    full = (_float(row["n_classes"]) == _float(row["n_classes_paper"])
+            and _float(row["n_seeds"]) == _float(row["n_seeds_paper"]))
+    if text and math.isfinite(_float(row["n_seeds"])) and not full:
+        text = f"**partial**: {text}"
+    rho = _float(row["within_seed_corr"])
+    if math.isfinite(rho):
+        text += f"; within-seed ρ {rho:+.2f}"
+    return text
 
 
 def _says_text(row: Mapping) -> str:
@@ -157,14 +202,35 @@ def _n_text(row: Mapping) -> str:
     return str(int(n)) if math.isfinite(n) and n > 0 else ""
 
 
+def _is_check(table: pd.DataFrame) -> pd.Series:
+    return table["kind"] == "learns"
+
+
 def _counts(table: pd.DataFrame) -> list[tuple[str, int]]:
     counts = table["verdict"].value_counts()
     return [(v, int(counts[v])) for v in VERDICTS if counts.get(v, 0)]
 
 
+def verdict_counts(table: pd.DataFrame) -> str:
+    """'paper's claims: supported 3, ...; our learning checks: supported 2, ...' (the two never mixed)."""
+    parts = []
+    for label, rows in (("paper's claims", table[~_is_check(table)]), ("our learning checks", table[_is_check(table)])):
+        if len(rows):
+            parts.append(f"{label} ({len(rows)}): " + ", ".join(f"{v} {n}" for v, n in _counts(rows)))
+    return "; ".join(parts)
+
+
 def _family_size(table: pd.DataFrame, family: str) -> int:
     sizes = pd.to_numeric(table.loc[table["family"] == family, "family_size"], errors="coerce").dropna()
     return int(sizes.iloc[0]) if len(sizes) else 0
+
+
+def _correlation_text(table: pd.DataFrame) -> str:
+    rho = pd.to_numeric(table["within_seed_corr"], errors="coerce").dropna()
+    if rho.empty:
+        return "not measured yet (no claim has two cells and two seeds paired)"
+    return (f"median {rho.median():+.2f} over {len(rho)} claims (range {rho.min():+.2f} to {rho.max():+.2f}; "
+            "per claim in the coverage column and the CSV's `within_seed_corr`)")
 
 
 def stand_in_only(table: pd.DataFrame) -> bool:
@@ -180,8 +246,39 @@ def _esc(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _method_lines(table: pd.DataFrame) -> list[str]:
+    """How to read the verdicts (both views; docs/CLAIMS.md has the full description)."""
+    fams = [(f, _family_size(table, f)) for f in ("paper", "learns", "stand-in", "stand-in learns")]
+    fams = ", ".join(f"{f} {m} claim{'s' if m != 1 else ''} ({2 * m} hypotheses)" for f, m in fams if m)
+    return [
+        "**Unit: the seed.** A claim about a mean over classes (OOD sets, MVTec generators) is tested on the "
+        "per-seed means over its cells, paired by seed (n = seeds, as the paper's \"mean ± std over five runs\"); a "
+        "per-class claim on that class's per-seed values. One seed gives every class and loss the same "
+        "initial weights, so the cells of a seed are not independent; the pooled class × seed t test (cells as if "
+        "independent) is in the CSV (`p_pooled`) as a secondary, labelled column, never the verdict. Measured "
+        f"within-seed correlation of the differences: {_correlation_text(table)}.",
+        "**Effect** (our A − B, or mean(A)/mean(B) − 1 in % for *relative* claims as the paper's \"Relative "
+        "Improvement\") with its **95 % paired t interval** (delta method for relative effects; unadjusted). "
+        "*Vs reported*: our per-seed means against the printed number, taken as exact.",
+        "**Test**: the one-sided paired t test of that mean (against 0, or the margin of \"does not outperform\" / "
+        "\"approaching\" claims). Beside it the **sign-flip permutation p** of the same mean (exact over all 2ⁿ "
+        f"sign patterns up to n = {EXACT_FLIPS}; its smallest value is 2⁻ⁿ, 1/32 at n = 5) as the robustness "
+        "check: it assumes symmetry, not normality. No normality pretest; no rank test.",
+        f"**Holm**, one family over both directions of every tested claim, family-wise α = {ALPHA} in all "
+        f"(so at most α of wrong verdicts, *supported* and *contradicted* together): {fams or 'no tested claim'}. "
+        "Our learning checks and stand-in claims are families of their own. *supported*: Holm-adjusted p for the "
+        "claim < α; *contradicted*: for the opposite; *not significant*: neither.",
+        f"**Power in the open**: *underpowered at n = N* marks a claim that could not be supported even if the "
+        "paper's numbers were reproduced exactly (its effect and printed spread, at our n, or the paper's "
+        f"{PAPER_SEEDS} seeds before runs exist, and Holm step).",
+        f"**Coverage**: classes and seeds used out of the paper's ({PAPER_SEEDS} seeds); *partial* where fewer. A "
+        "*vs reported* verdict on a subset of classes compares with the paper's mean over the same classes where "
+        "its table prints them, and is *withheld* otherwise.",
+        f"**No verdict from fewer than {MIN_PAIRS} seeds** (*too few*); *not run* names what is missing.",
+    ]
+
+
 def _header(table: pd.DataFrame, summary_note: str, partial: bool) -> list[str]:
-    paper_m, stand_m = _family_size(table, "paper"), _family_size(table, "stand-in")
     stand = int(table["stand_in"].sum())
     lines = ["# The paper's claims, checked", ""]
     if stand_in_only(table):
@@ -195,35 +292,25 @@ def _header(table: pd.DataFrame, summary_note: str, partial: bool) -> list[str]:
         "",
         "How to read it (docs/CLAIMS.md):",
         "",
-        "- **Effect**: the mean over pairs of A − B in AUROC (AULC) points, or in epochs; *relative* effects are "
-        "mean(A) / mean(B) − 1 in %, as the paper's \"Relative Improvement\". A pair is one class × seed "
-        "(Table 4: OOD set × seed; MVTec also per outlier generator) where both sides ran; a side that is a "
-        "mean over classes (OOD sets) is one value per seed. *Vs reported*: our values against the number the "
-        "paper prints, taken as a constant.",
-        f"- **95 % interval** (unadjusted): the paired t interval (delta method for relative effects) when "
-        f"n ≥ {CLT_PAIRS} pairs or the differences pass a Shapiro–Wilk check (p ≥ {NORMALITY_ALPHA}), else the "
-        f"paired bootstrap ({N_RESAMPLES:,} resamples of the pairs, percentile, seed {BOOTSTRAP_SEED}); which one "
-        "is shown after the interval. The CSV has both.",
-        "- **Test**: one-sided and paired, on the claimed side of the boundary (0, or the margin for \"does not "
-        "outperform\" / \"approaching\" claims): the paired t test where the t interval is used, else the Wilcoxon "
-        "signed-rank test (the CSV has both; Wilcoxon is the check).",
-        f"- **Holm** correction over every tested claim, family-wise α = {ALPHA} for each direction: "
-        f"{paper_m} claim{'s' if paper_m != 1 else ''} on the paper's data"
-        + (f", and {stand_m} stand-in claim{'s' if stand_m != 1 else ''} as a family of their own" if stand_m else "")
-        + ". *supported*: Holm-adjusted p < α for the claim; *contradicted*: for the opposite; *not significant*: "
-        "neither.",
-        f"- **No verdict from fewer than {MIN_PAIRS} pairs** (*too few*); *not run* names what is missing.",
-        "- **Paper** column: the paper's own effect from the numbers it prints (reported_results.csv), and the size "
-        "its text states, where it does.",
+        *[f"- {x}" for x in _method_lines(table)],
     ]
     if stand:
         lines.append(f"- **Stand-ins**: {stand} claim{'s are' if stand != 1 else ' is'} evaluated on a miniature "
                      f"standing in for a paper dataset (`fmnist_mini` for Fashion-MNIST); marked "
                      f"*{STAND_IN_LABEL}*. They exercise the path, they say nothing about the paper.")
-    lines += ["", "| verdict | claims |", "|---|---|"]
-    lines += [f"| {v} | {n} |" for v, n in _counts(table)]
     lines.append("")
+    for label, rows in (("the paper's claims", table[~_is_check(table)]),
+                        ("our learning checks (not the paper's claims)", table[_is_check(table)])):
+        if len(rows):
+            lines += [f"| verdict, {label} | claims |", "|---|---|"]
+            lines += [f"| {v} | {n} |" for v, n in _counts(rows)] + [""]
     return lines
+
+
+def _cells(row: Mapping) -> list[str]:
+    """One claim's cells of :data:`_HEAD` (plain text; the views escape them)."""
+    return [_str(row["claim"]), _says_text(row), _paper_text(row), _ours_text(row), _n_text(row),
+            _coverage_text(row), _holm_text(row), _flip_text(row), _verdict_text(row)]
 
 
 def claims_markdown(results: Sequence[ClaimResult] | pd.DataFrame, *, summary_note: str = "", partial: bool = False,
@@ -236,9 +323,9 @@ def claims_markdown(results: Sequence[ClaimResult] | pd.DataFrame, *, summary_no
     for group, rows in table.groupby("group", sort=False):
         lines += [f"## {group}", "", "| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
         for row in rows.to_dict("records"):
-            lines.append("| " + " | ".join(_esc(x) for x in [
-                f"**{row['id']}**: {_str(row['claim'])}", _says_text(row), _paper_text(row), _ours_text(row),
-                _n_text(row), _p(row["p_holm"]), _verdict_text(row)]) + " |")
+            cells = _cells(row)
+            cells[0] = f"**{row['id']}**: {cells[0]}"
+            lines.append("| " + " | ".join(_esc(x) for x in cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -250,10 +337,11 @@ def claims_html(results: Sequence[ClaimResult] | pd.DataFrame, *, forest_href: s
                 links: Sequence[tuple[str, str]] = ()) -> str:
     """The report's section (``<section id="claims">``): verdict counts, the forest plot, a row per claim.
 
-    Each row: the claim (its comparison), the paper's statement (quote and
-    source), the paper's own effect, ours with its 95 % interval, the pairs,
-    the Holm-adjusted p and the verdict (with what is missing, and the
-    stand-in label). ``links``: (label, href) of the Markdown / CSV.
+    Each row (columns :data:`_HEAD`): the claim, the paper's statement (quote
+    and source), the paper's own effect, ours with its 95 % interval, the
+    seeds, the coverage (with the within-seed correlation), both Holm-adjusted
+    p's, the sign-flip p and the verdict (with what is missing, the power and
+    the stand-in label). ``links``: (label, href) of the Markdown / CSV.
     """
     esc = html_mod.escape
     table = results if isinstance(results, pd.DataFrame) else claims_table(results)
@@ -262,11 +350,11 @@ def claims_html(results: Sequence[ClaimResult] | pd.DataFrame, *, forest_href: s
     if stand_in_only(table):
         out.append("<p class='missing'><b>Stand-in data only: nothing here is evidence about the paper.</b> Every "
                    "claim with results was evaluated on a miniature standing in for a paper dataset.</p>")
-    out += [f"<p class='caption'>Every testable claim of the paper's text (firm_bench/paper/claims.yaml). Paired "
-            f"tests over classes × seeds, one-sided; Holm over the tested claims (α = {ALPHA}); 95 % intervals "
-            f"unadjusted (t, or the paired bootstrap where the differences are not normal); no verdict from fewer "
-            f"than {MIN_PAIRS} pairs. Stand-in claims are {esc(STAND_IN_LABEL)}. docs/CLAIMS.md. {link_text}</p>",
-            "<p>" + ", ".join(f"{esc(v)}: {n}" for v, n in _counts(table)) + "</p>"]
+    method = "".join(f"<li>{esc(x).replace('**', '')}</li>" for x in _method_lines(table))
+    out += [f"<p class='caption'>Every testable claim of the paper's text (firm_bench/paper/claims.yaml). "
+            f"Stand-in claims are {esc(STAND_IN_LABEL)}. docs/CLAIMS.md. {link_text}</p>",
+            f"<details><summary>How to read it</summary><ul>{method}</ul></details>",
+            f"<p>{esc(verdict_counts(table))}</p>"]
     if forest_href:
         out.append(f'<img src="{esc(forest_href)}" alt="forest plot of the claims\' effects">')
     waiting = table["verdict"].isin(["not run", "pending"])
@@ -285,11 +373,9 @@ def _html_rows(table: pd.DataFrame) -> str:
     out = ["<table class='claims'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in _HEAD) + "</tr></thead><tbody>"]
     for row in table.to_dict("records"):
         cls = _str(row["verdict"]).replace(" ", "-")
-        says = f"“{esc(_str(row['quote']))}” ({esc(_str(row['source']))})"
-        out.append(f'<tr class="{cls}"><td><b>{esc(_str(row["id"]))}</b><br>{esc(_str(row["claim"]))}</td>'
-                   f"<td>{says}</td><td>{esc(_paper_text(row))}</td>"
-                   f"<td>{esc(_ours_text(row))}</td><td>{_n_text(row)}</td><td>{esc(_p(row['p_holm']))}</td>"
-                   f"<td>{esc(_verdict_text(row))}</td></tr>")
+        cells = [esc(x).replace("**", "") for x in _cells(row)]
+        cells[0] = f"<b>{esc(_str(row['id']))}</b><br>{cells[0]}"
+        out.append(f'<tr class="{cls}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
 
@@ -395,12 +481,12 @@ def _frames(summaries: Sequence[str | Path] | pd.DataFrame, curves: Sequence[str
         summary = summaries
     else:
         s_paths = paths(summaries)
-        summary = read_summaries(s_paths) if s_paths else pd.DataFrame()
+        summary = read_summary_files(s_paths) if s_paths else pd.DataFrame()
     if isinstance(curves, pd.DataFrame):
         crv = curves
     else:
         c_paths = paths(curves)
-        crv = read_curves(c_paths) if c_paths else pd.DataFrame(columns=CURVE_COLUMNS)
+        crv = read_curve_files(c_paths) if c_paths else pd.DataFrame(columns=CURVE_COLUMNS)
     return summary, crv, absent
 
 

@@ -1,10 +1,13 @@
-"""Paired statistics of one claim: effect, t and bootstrap intervals, one-sided tests, Holm.
+"""Paired statistics of one claim: effect, t interval, one-sided t test, sign-flip p, Holm, and helpers.
 
-See the package docstring (``firm_bench.paper.claims``) for how they are chosen and used.
+See docs/CLAIMS.md (the one description of the method) for how they are used.
+The unit is a seed (a claim about a mean over classes is tested on the per-seed
+class means, paired by seed); these functions only see the n paired values.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from dataclasses import dataclass
@@ -12,18 +15,18 @@ from typing import Sequence
 
 import numpy as np
 
-#: family-wise error rate of the Holm correction (each direction)
+#: family-wise error rate of the Holm correction (one family over both directions of every claim)
 ALPHA = 0.05
 #: confidence level of the intervals (unadjusted)
 LEVEL = 0.95
-#: resamples of the paired bootstrap
+#: resamples of the paired bootstrap (a column of the CSV; never the verdict)
 N_RESAMPLES = 10_000
-#: seed of the paired bootstrap (numpy.random.default_rng)
+#: seed of the paired bootstrap and of the Monte Carlo sign flips (numpy.random.default_rng)
 BOOTSTRAP_SEED = 0
-#: from this many pairs the t interval is used whatever the normality check says (central limit)
-CLT_PAIRS = 30
-#: Shapiro-Wilk p below which the differences count as not normal (bootstrap interval, Wilcoxon test)
-NORMALITY_ALPHA = 0.05
+#: up to this many pairs the sign-flip p enumerates all 2^n sign patterns (exact), beyond it samples them
+EXACT_FLIPS = 16
+#: sampled sign patterns beyond EXACT_FLIPS pairs
+N_FLIPS = 100_000
 
 
 def paired_t_interval(d: Sequence[float] | np.ndarray, level: float = LEVEL) -> tuple[float, float, float]:
@@ -108,10 +111,11 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
-def _t_test(d: np.ndarray, boundary: float, alternative: str) -> float:
+def t_test(d: np.ndarray, boundary: float, alternative: str) -> float:
     """One-sided one-sample t test of the differences against ``boundary`` (identical differences handled)."""
     from scipy import stats
 
+    d = np.asarray(d, dtype=float)
     if d.size < 2:
         return math.nan
     x = d - boundary
@@ -124,26 +128,72 @@ def _t_test(d: np.ndarray, boundary: float, alternative: str) -> float:
         return float(stats.ttest_1samp(x, 0.0, alternative=alternative).pvalue)
 
 
-def _wilcoxon(d: np.ndarray, boundary: float, alternative: str) -> float:
-    """One-sided Wilcoxon signed-rank test of the differences against ``boundary`` (zeros dropped)."""
+def sign_flip_p(d: np.ndarray, boundary: float, alternative: str, *, seed: int = BOOTSTRAP_SEED,
+                n_flips: int = N_FLIPS) -> float:
+    """One-sided sign-flip permutation p of the mean of d - boundary (a test of the mean under symmetry).
+
+    Every sign pattern of the centred differences x = d - boundary is equally
+    likely under the null of a distribution symmetric about the boundary; p is
+    the share of patterns whose mean is at least (``greater``; at most,
+    ``less``) the observed one. Exact (all 2^n patterns, the observed one
+    among them) up to :data:`EXACT_FLIPS` pairs, else ``n_flips`` seeded
+    patterns with the observed one counted in ((k + 1) / (N + 1)). Its
+    smallest possible p is 2^-n: at n = 5, 1/32.
+    """
+    x = np.asarray(d, dtype=float) - boundary
+    n = x.size
+    if n < 2:
+        return math.nan
+    if n <= EXACT_FLIPS:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+        extra = 0
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(n_flips, n))
+        extra = 1
+    means = signs @ x / n
+    obs = float(x.mean())
+    tol = 1e-12 * max(1.0, float(np.abs(x).max()))
+    hits = int(np.count_nonzero(means >= obs - tol if alternative == "greater" else means <= obs + tol))
+    return (hits + extra) / (len(signs) + extra)
+
+
+def within_seed_correlation(d: np.ndarray) -> float:
+    """Intraclass correlation of the differences of cells within a seed: ``d`` is cells x seeds, complete.
+
+    The two-way layout without replication, d_cs = mu + cell_c + seed_s + e_cs,
+    gives MS_seed = C sum_s (d_.s - d_..)^2 / (S - 1) and MS_err = sum (d_cs -
+    d_c. - d_.s + d_..)^2 / ((C - 1)(S - 1)); the correlation of two cells'
+    differences of the same seed is (MS_seed - MS_err) / (MS_seed + (C - 1)
+    MS_err). Near 0: cells behave as independent; near 1: a seed moves all its
+    cells together (then the seed is the unit). NaN below 2 cells or 2 seeds.
+    """
+    d = np.asarray(d, dtype=float)
+    if d.ndim != 2 or d.shape[0] < 2 or d.shape[1] < 2 or not np.isfinite(d).all():
+        return math.nan
+    c, s = d.shape
+    grand = d.mean()
+    cell, seed = d.mean(axis=1, keepdims=True), d.mean(axis=0, keepdims=True)
+    ms_seed = c * float(((seed - grand) ** 2).sum()) / (s - 1)
+    ms_err = float(((d - cell - seed + grand) ** 2).sum()) / ((c - 1) * (s - 1))
+    den = ms_seed + (c - 1) * ms_err
+    return (ms_seed - ms_err) / den if den > 0 else math.nan
+
+
+def one_sided_t_p(effect: float, sd: float, n: int, boundary: float, alternative: str) -> float:
+    """p of the one-sided t test for a sample of ``n`` differences with this mean and sd (sd 0: the sign decides)."""
     from scipy import stats
 
-    x = d - boundary
-    if d.size < 2:
+    if n < 2 or not (math.isfinite(effect) and math.isfinite(sd)):
         return math.nan
-    if np.count_nonzero(x) == 0:
-        return 0.5
-    nz = np.abs(x[x != 0])
-    exact = nz.size == x.size <= 50 and np.unique(nz).size == nz.size  # no zeros, no ties: the exact distribution
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(stats.wilcoxon(x, alternative=alternative, zero_method="wilcox",
-                                    method="exact" if exact else "asymptotic").pvalue)
+    x = (effect - boundary) * (1 if alternative == "greater" else -1)
+    if sd <= 0:
+        return 0.0 if x > 0 else (0.5 if x == 0 else 1.0)
+    return float(stats.t.sf(x / (sd / math.sqrt(n)), n - 1))
 
 
 @dataclass(frozen=True)
 class EffectStats:
-    """Our effect of one claim and its uncertainty (see the module docstring)."""
+    """Our effect of one claim on its n paired units (seeds) and its uncertainty (docs/CLAIMS.md)."""
 
     n: int
     estimate: float
@@ -151,40 +201,38 @@ class EffectStats:
     t_high: float
     boot_low: float
     boot_high: float
-    ci_method: str  # "t" | "bootstrap"
-    normality_p: float
-    test: str  # "t" | "wilcoxon"
     p_t: float
-    p_wilcoxon: float
     p_t_against: float
-    p_wilcoxon_against: float
+    p_flip: float
+    p_flip_against: float
     mean_a: float
     mean_b: float
+    sd: float  # sd of the paired differences (effect unit for differences, points for relative effects)
 
     @property
     def ci(self) -> tuple[float, float]:
-        return (self.t_low, self.t_high) if self.ci_method == "t" else (self.boot_low, self.boot_high)
+        """The 95 % interval shown: the paired t interval (delta method for a relative effect)."""
+        return self.t_low, self.t_high
 
     @property
     def p_for(self) -> float:
-        return self.p_t if self.test == "t" else self.p_wilcoxon
+        return self.p_t
 
     @property
     def p_against(self) -> float:
-        return self.p_t_against if self.test == "t" else self.p_wilcoxon_against
+        return self.p_t_against
 
 
 def effect_stats(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *, effect: str = "difference",
                  alternative: str = "greater", boundary: float = 0.0, n_resamples: int = N_RESAMPLES,
                  seed: int = BOOTSTRAP_SEED, level: float = LEVEL) -> EffectStats:
-    """Effect, both intervals and the one-sided paired tests of paired values ``a``, ``b`` (arrays of n).
+    """Effect, intervals and the one-sided paired tests of paired values ``a``, ``b`` (arrays of n).
 
-    The tests are on the differences d = a - b against ``boundary`` (for a
-    relative effect the sign of mean(a)/mean(b) - 1 is the sign of mean(d), so
-    they test the same ordering). ``alternative`` is the claimed side.
+    The tests are on the differences d = a - b against ``boundary``: the t test
+    (the verdict's) and the sign-flip permutation p (the robustness check).
+    For a relative effect mean(a)/mean(b) - 1 > 0 exactly when mean(d) > 0, so
+    they test the same ordering. ``alternative`` is the claimed side.
     """
-    from scipy import stats
-
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"paired values need equal 1-D shapes, got {a.shape} and {b.shape}")
@@ -196,18 +244,11 @@ def effect_stats(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
     else:
         est, t_lo, t_hi = paired_t_interval(d, level)
         boot = bootstrap_interval(d, effect="difference", n_resamples=n_resamples, seed=seed, level=level)
-    normal_p = math.nan
-    if n >= 3 and np.ptp(d) > 0:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            normal_p = float(stats.shapiro(d).pvalue)
-    use_t = n >= CLT_PAIRS or not (normal_p < NORMALITY_ALPHA)  # NaN (no spread, n < 3): t
     against = "less" if alternative == "greater" else "greater"
     return EffectStats(
         n=n, estimate=est, t_low=t_lo, t_high=t_hi, boot_low=boot[0], boot_high=boot[1],
-        ci_method="t" if use_t else "bootstrap", normality_p=normal_p, test="t" if use_t else "wilcoxon",
-        p_t=_t_test(d, boundary, alternative), p_wilcoxon=_wilcoxon(d, boundary, alternative),
-        p_t_against=_t_test(d, boundary, against), p_wilcoxon_against=_wilcoxon(d, boundary, against),
-        mean_a=float(a.mean()) if n else math.nan, mean_b=float(b.mean()) if n else math.nan)
-
-
+        p_t=t_test(d, boundary, alternative), p_t_against=t_test(d, boundary, against),
+        p_flip=sign_flip_p(d, boundary, alternative, seed=seed),
+        p_flip_against=sign_flip_p(d, boundary, against, seed=seed),
+        mean_a=float(a.mean()) if n else math.nan, mean_b=float(b.mean()) if n else math.nan,
+        sd=float(d.std(ddof=1)) if n > 1 else math.nan)
