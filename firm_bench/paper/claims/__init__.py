@@ -29,12 +29,14 @@ from firm_bench.paper.claims.evaluate import (
     PAPER_SEEDS,
     VERDICTS,
     ClaimResult,
+    check_claims,
     evaluate_claims,
     family_of,
     paper_cell,
     paper_cell_std,
     paper_effect,
     paper_spread,
+    read_claims,
     stated_size,
 )
 from firm_bench.paper.claims.inputs import (
@@ -96,10 +98,10 @@ __all__ = [
     "ALPHA", "BOOTSTRAP_SEED", "CLAIMS_PATH", "CLAIM_COLUMNS", "DIRECTIONS", "EFFECTS", "EXACT_FLIPS", "KINDS", "LEVEL",
     "MIN_PAIRS", "N_FLIPS", "N_RESAMPLES", "PAPER_SEEDS", "SIDE_DEFAULTS", "STAND_IN_LABEL", "STATISTICS", "UNITS",
     "UNTRAINED", "VERDICTS", "Claim", "ClaimResult", "ClaimsError", "EffectStats", "Side", "StatisticSpec",
-    "SummaryError", "bootstrap_interval", "check_curves", "check_summary", "claims_html", "claims_markdown",
+    "SummaryError", "bootstrap_interval", "check_claims", "check_curves", "check_summary", "claims_html", "claims_markdown",
     "claims_table", "effect_stats", "evaluate_claims", "family_of", "forest_figure", "holm", "load_claims",
     "one_sided_t_p", "paired_t_interval", "paper_cell", "paper_cell_std", "paper_effect", "paper_spread",
-    "parse_claims", "ratio_t_interval", "read_claims_table", "read_curve_files", "read_summary_files",
+    "parse_claims", "ratio_t_interval", "read_claims", "read_claims_table", "read_curve_files", "read_summary_files",
     "sign_flip_p", "stand_in_only", "stated_size", "t_test", "verdict_counts", "within_seed_correlation",
     "write_claims", "write_forest",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -12,7 +13,8 @@ import pandas as pd
 
 from firm_bench.core import catalog
 from firm_bench.paper import reported as rep
-from firm_bench.paper.claims.spec import STATISTICS, UNTRAINED, Claim, Side, _matched, _thaw, load_claims
+from firm_bench.paper.claims.spec import (CLAIMS_PATH, STATISTICS, UNTRAINED, Claim, Side, _matched, _thaw, load_claims,
+                                          problems_error)
 from firm_bench.paper.claims.inputs import check_curves, check_summary
 from firm_bench.paper.claims.stats import (ALPHA, BOOTSTRAP_SEED, N_RESAMPLES, EffectStats, effect_stats, holm,
                                            one_sided_t_p, t_test, within_seed_correlation)
@@ -424,6 +426,72 @@ def stated_size(claim: Claim, reported: pd.DataFrame | Mapping[str, pd.DataFrame
     cell = dict(st["reported"])
     cell.setdefault("dataset", claim.a.dataset)
     return paper_cell(_by_table(reported), cell)
+
+
+def _variants() -> set[str]:
+    """The workflow variants the paper config defines (a side's ``variant`` other than base is one of them)."""
+    from firm_bench.planning import grid
+
+    config = grid.load_workflow_config("paper")
+    return {str(v) for e in config["experiments"].values() for v in (e.get("variants") or {})}
+
+
+def check_claims(claims: Sequence[Claim], reported: pd.DataFrame | Mapping[str, pd.DataFrame] | None = None,
+                 where: str = "claims.yaml", variants: set[str] | None = None) -> list[tuple[str, str]]:
+    """What the parser cannot see: every cited cell of reported_results.csv (``paper:``, ``stated:``, a
+    reported side) and every variant name. Returns the problems as (claim id, message naming it and the key)."""
+    reported = _by_table(reported if reported is not None else rep.load_reported())
+    variants = variants if variants is not None else _variants()
+    out = []
+
+    def fail(cid: str, key: str, msg: str) -> None:
+        out.append((cid, f"{where}: claim {cid!r}: key {key!r}: {msg}"))
+
+    for c in claims:
+        if c.paper is not None:
+            table = str(dict(_thaw(c.paper))["table"])
+            if table not in reported:
+                fail(c.id, "paper.table", f"reported_results.csv has no table {table!r}; valid: "
+                                          f"{', '.join(sorted(reported))}")
+            else:
+                try:
+                    paper_effect(c, reported)
+                except KeyError as exc:
+                    fail(c.id, "paper", str(exc.args[0]))
+        elif c.b.reported is not None:
+            try:
+                paper_cell(reported, _paper_side_cell(c, "b", c.b, c.a))
+            except KeyError as exc:
+                fail(c.id, "b.reported", str(exc.args[0]))
+        if c.stated is not None:
+            try:
+                stated_size(c, reported)
+            except KeyError as exc:
+                fail(c.id, "stated.reported", str(exc.args[0]))
+        for role, side in c.sides().items():
+            if side.variant != "base" and side.variant not in variants:
+                fail(c.id, f"{role}.variant", f"no experiment of the paper config defines variant "
+                                              f"{side.variant!r}; valid: base, {', '.join(sorted(variants))}")
+    return out
+
+
+def read_claims(path: str | Path | None = None, *, partial: bool = False,
+                reported: pd.DataFrame | None = None) -> tuple[list[Claim], list[str]]:
+    """The claims file validated whole (its entries, then their cells and variants), every problem at once.
+
+    Raises one :class:`ClaimsError` listing them all; with ``partial`` the bad
+    claims are left out instead and their problems returned beside the
+    others (the outputs name them), so a bad claim never blocks the rest.
+    """
+    where = str(path if path is not None else CLAIMS_PATH)
+    problems: list[str] = []
+    claims = load_claims(path, problems=problems)
+    cells = check_claims(claims, reported, where)
+    problems += [msg for _, msg in cells]
+    if problems and not partial:
+        raise problems_error(where, problems)
+    bad = {cid for cid, _ in cells}
+    return [c for c in claims if c.id not in bad], problems
 
 
 def _by_table(reported: pd.DataFrame | Mapping[str, pd.DataFrame]) -> Mapping[str, pd.DataFrame]:

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from firm_bench.core import rundir
-from firm_bench.paper.claims.evaluate import MIN_PAIRS, PAPER_SEEDS, VERDICTS, ClaimResult, evaluate_claims
+from firm_bench.paper.claims.evaluate import (MIN_PAIRS, PAPER_SEEDS, VERDICTS, ClaimResult, evaluate_claims,
+                                              read_claims)
 from firm_bench.paper.claims.inputs import read_curve_files, read_summary_files
-from firm_bench.paper.claims.spec import UNITS, Claim, load_claims
+from firm_bench.paper.claims.spec import UNITS, Claim
 from firm_bench.paper.claims.stats import ALPHA, BOOTSTRAP_SEED, EXACT_FLIPS, N_RESAMPLES
 from firm_bench.records.summary import CURVE_COLUMNS
 
@@ -278,9 +279,12 @@ def _method_lines(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def _header(table: pd.DataFrame, summary_note: str, partial: bool) -> list[str]:
+def _header(table: pd.DataFrame, summary_note: str, partial: bool, problems: Sequence[str] = ()) -> list[str]:
     stand = int(table["stand_in"].sum())
     lines = ["# The paper's claims, checked", ""]
+    if problems:
+        lines += [f"**The claims file has {len(problems)} problem{'s' if len(problems) != 1 else ''}; the claims "
+                  "concerned are left out below (`--partial`):**", "", *[f"- {_esc(p)}" for p in problems], ""]
     if stand_in_only(table):
         lines += [f"**Stand-in data only: nothing here is evidence about the paper.** Every claim with results was "
                   f"evaluated on a miniature standing in for a paper dataset ({STAND_IN_LABEL}); the file exercises "
@@ -314,10 +318,13 @@ def _cells(row: Mapping) -> list[str]:
 
 
 def claims_markdown(results: Sequence[ClaimResult] | pd.DataFrame, *, summary_note: str = "", partial: bool = False,
-                    forest: str | None = None) -> str:
-    """``results/claims.md``: the header on the statistics, then one table per group, a verdict per claim."""
+                    forest: str | None = None, problems: Sequence[str] = ()) -> str:
+    """``results/claims.md``: the header on the statistics, then one table per group, a verdict per claim.
+
+    ``problems``: the claims file's problems (``--partial`` left those claims out), listed at the top.
+    """
     table = results if isinstance(results, pd.DataFrame) else claims_table(results)
-    lines = _header(table, summary_note, partial)
+    lines = _header(table, summary_note, partial, problems)
     if forest:
         lines += [f"![Forest plot of our effects]({forest})", ""]
     for group, rows in table.groupby("group", sort=False):
@@ -503,10 +510,13 @@ def write_claims(summaries: Sequence[str | Path] | pd.DataFrame, curves: Sequenc
     without runs names the experiment that plans them (or says none does).
     ``missing``: summaries the caller knows are absent (named in the header);
     ``config_label``: the workflow config the runs come from (named there too).
-    Returns the paths written.
+    The claims file is validated whole first (``evaluate.read_claims``): every
+    problem at once, or, with ``partial``, its bad claims left out and named
+    at the top. Returns the paths written.
     """
+    claims, problems = read_claims(claims_file, partial=partial)
     summary, crv, absent = _frames(summaries, curves, partial)
-    results = evaluate_claims(summary, crv, load_claims(claims_file), partial=partial, plan=plan)
+    results = evaluate_claims(summary, crv, claims, partial=partial, plan=plan)
     out_md, out_csv = Path(out_md), Path(out_csv)
     written = []
     forest_rel = None
@@ -523,7 +533,7 @@ def write_claims(summaries: Sequence[str | Path] | pd.DataFrame, curves: Sequenc
         note = f"config {config_label}: {note}"
     table = claims_table(results)
     written.append(rundir.atomic_write_text(out_md, claims_markdown(table, summary_note=note, partial=partial,
-                                                                    forest=forest_rel)))
+                                                                    forest=forest_rel, problems=problems)))
     buf = io.StringIO()
     table.to_csv(buf, index=False)
     written.append(rundir.atomic_write_text(out_csv, buf.getvalue()))

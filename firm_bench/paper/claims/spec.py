@@ -34,7 +34,19 @@ LEARNS_GROUP = "Does each loss learn? Trained vs untrained encoder (our checks)"
 
 
 class ClaimsError(ValueError):
-    """A claims file that does not validate: names the file, the claim id and the key."""
+    """A claims file that does not validate: names the file, the claim id and the key (``problems``: every one)."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = list(problems) or [message]
+
+
+def problems_error(where: str, problems: Sequence[str]) -> ClaimsError:
+    """One error listing every problem of a claims file (each already names its claim and key)."""
+    if len(problems) == 1:
+        return ClaimsError(problems[0], problems)
+    return ClaimsError(f"{where}: {len(problems)} problems (fix them all, or run with --partial to evaluate the "
+                       "other claims):\n  - " + "\n  - ".join(problems), problems)
 
 
 @dataclass(frozen=True)
@@ -505,10 +517,15 @@ def _learns_claims(claims: Sequence[Claim]) -> list[Claim]:
     return out
 
 
-def parse_claims(doc: Mapping, where: str = "claims.yaml", *, with_untrained: bool = True) -> list[Claim]:
+def parse_claims(doc: Mapping, where: str = "claims.yaml", *, with_untrained: bool = True,
+                 problems: list[str] | None = None) -> list[Claim]:
     """Validate a claims document (the parsed YAML) and expand it into claims (plus the untrained checks).
 
-    Raises :class:`ClaimsError` naming ``where``, the claim id and the key.
+    Every entry is validated; the problems of all of them (each naming
+    ``where``, the claim id and the key) are raised together as one
+    :class:`ClaimsError`, or, when a ``problems`` list is given, appended to
+    it and the bad entries left out (``--partial``: a bad claim never blocks
+    the others).
     """
     if not isinstance(doc, Mapping) or not isinstance(doc.get("claims"), list):
         raise ClaimsError(f"{where}: a mapping with a 'claims' list (and optional 'defaults')")
@@ -522,28 +539,48 @@ def parse_claims(doc: Mapping, where: str = "claims.yaml", *, with_untrained: bo
     k_default = _default_k()
     claims: list[Claim] = []
     seen: set[str] = set()
+    found: list[str] = []
     for i, entry in enumerate(doc["claims"]):
         if not isinstance(entry, Mapping):
-            raise ClaimsError(f"{where}: claims[{i}] is not a mapping")
-        for raw in _expand(entry, where):
-            left = _PLACEHOLDER.findall(str(raw.get("id")))
-            if left:
-                raise _fail(where, str(raw.get("id")), "id", f"placeholder(s) {left} not given by each")
-            claim = _parse_claim(raw, defaults, where, k_default)
-            if claim.id in seen:
-                raise _fail(where, claim.id, "id", "duplicate id (after expansion)")
+            found.append(f"{where}: claims[{i}] is not a mapping")
+            continue
+        try:
+            instances = _expand(entry, where)
+        except ClaimsError as exc:
+            found.append(str(exc))
+            continue
+        for raw in instances:
+            try:
+                left = _PLACEHOLDER.findall(str(raw.get("id")))
+                if left:
+                    raise _fail(where, str(raw.get("id")), "id", f"placeholder(s) {left} not given by each")
+                claim = _parse_claim(raw, defaults, where, k_default)
+                if claim.id in seen:
+                    raise _fail(where, claim.id, "id", "duplicate id (after expansion)")
+            except ClaimsError as exc:
+                found.append(str(exc))
+                continue
             seen.add(claim.id)
             claims.append(claim)
     if with_untrained:
         for c in _learns_claims(claims):
             if c.id in seen:
-                raise _fail(where, c.id, "id", "an untrained-encoder check has this id: rename the claim")
+                found.append(str(_fail(where, c.id, "id", "an untrained-encoder check has this id: rename the claim")))
+                continue
             claims.append(c)
+    if found:
+        if problems is None:
+            raise problems_error(where, found)
+        problems.extend(found)
     return claims
 
 
-def load_claims(path: str | Path | None = None, *, with_untrained: bool = True) -> list[Claim]:
-    """The claims of ``path`` (default: the packaged ``firm_bench/paper/claims.yaml``), validated and expanded."""
+def load_claims(path: str | Path | None = None, *, with_untrained: bool = True,
+                problems: list[str] | None = None) -> list[Claim]:
+    """The claims of ``path`` (default: the packaged ``firm_bench/paper/claims.yaml``), validated and expanded.
+
+    ``problems``: collect the bad entries' problems there and leave them out (see :func:`parse_claims`).
+    """
     import yaml
 
     path = Path(path) if path is not None else CLAIMS_PATH
@@ -553,6 +590,6 @@ def load_claims(path: str | Path | None = None, *, with_untrained: bool = True) 
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ClaimsError(f"{path}: not valid YAML: {exc}") from None
-    return parse_claims(doc, str(path), with_untrained=with_untrained)
+    return parse_claims(doc, str(path), with_untrained=with_untrained, problems=problems)
 
 
