@@ -187,8 +187,7 @@ def _claims_section(claims_csv: Path, forest: Path, page_dir: Path) -> tuple[str
     href = _rel(forest, page_dir) if forest.is_file() else None
     if href:
         links += [("forest png", href), ("forest pdf", _rel(forest.with_suffix(".pdf"), page_dir))]
-    counts = table["verdict"].value_counts()
-    state = ", ".join(f"{v} {int(counts[v])}" for v in claims_mod.VERDICTS if counts.get(v, 0))
+    state = claims_mod.verdict_counts(table)  # the paper's claims and our learning checks counted apart
     if claims_mod.stand_in_only(table):
         state += f" ({claims_mod.STAND_IN_LABEL})"
     return claims_mod.claims_html(table, forest_href=href, links=links), state
