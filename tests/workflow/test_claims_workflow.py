@@ -36,9 +36,15 @@ def test_the_mini_config_renders_the_claims_with_verdicts_and_not_run_lines(tmp_
     verdicts = {"supported", "contradicted", "not significant"}
     tested = table[table["verdict"].isin(verdicts)]
     assert len(tested) >= 15 and tested["stand_in"].all()  # Table 5, Figures 1/4, Table 1 and the learning checks
-    assert (tested["n_pairs"] == 4).all() and set(tested["family"]) == {"stand-in"}
+    # the seed is the unit: n = 2 seeds, each the mean over 2 classes; coverage and power in the open
+    assert (tested["n_pairs"] == 2).all() and (tested["n_cells"] == 4).all()
+    assert set(tested["family"]) == {"stand-in", "stand-in learns"}
+    assert tested["coverage"].str.startswith("classes 2/10; seeds 2/5").all()
+    assert "underpowered at n = 2" in md and "**partial**: classes 2/10" in md
+    assert "| verdict, our learning checks (not the paper's claims) | claims |" in md
+    assert "within-seed correlation of the differences: median" in md
     not_run = table[table["verdict"] == "not run"]
-    assert len(not_run) + len(tested) + (table["verdict"] == "too few").sum() == len(table)
+    assert len(not_run) + len(tested) + table["verdict"].isin(["too few", "withheld"]).sum() == len(table)
     assert not_run["detail"].str.contains("this config plans no such run").all()  # CIFAR, MVTec, OE, ...
     for row in table.to_dict("records"):  # one line per claim in the Markdown, with its verdict
         line = next(x for x in md.splitlines() if x.startswith(f"| **{row['id']}**"))
