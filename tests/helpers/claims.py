@@ -117,3 +117,23 @@ ORDER = """
 def order(id="c", a="firm", b="ntxent", direction=">", dataset="cifar10") -> str:
     """One ordering claim (AUROC difference, a vs b on every class) as a claims-file entry."""
     return ORDER.format(id=id, a=a, b=b, direction=direction, dataset=dataset)
+
+
+VS_REPORTED = """
+- id: {id}
+  group: g
+  kind: vs_reported
+  quote: q
+  source: s
+  statistic: auroc
+  effect: difference
+  a: {{dataset: {dataset}, loss: firm, mean_over: cls}}
+  b: {{reported: {{table: "{table}", method: {method}}}}}
+  direction: ">"
+  paper: {{table: "{table}"}}
+"""
+
+
+def vs_reported(id="lit", dataset="cifar10", table="1a", method="DROC") -> str:
+    """One vs-reported claim (FIRM's per-seed class means against a literature row) as a claims-file entry."""
+    return VS_REPORTED.format(id=id, dataset=dataset, table=table, method=method)

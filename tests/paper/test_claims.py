@@ -18,7 +18,7 @@ from firm_bench.paper import claims as C
 from firm_bench.paper import reported as rep
 from firm_bench.planning import grid
 from firm_bench.records import summary as S
-from tests.helpers.claims import claims_doc, curves, effect_value, order, plan_results, rows
+from tests.helpers.claims import claims_doc, curves, effect_value, order, plan_results, rows, vs_reported
 
 FAST = dict(n_resamples=2000)
 
@@ -410,19 +410,7 @@ def test_a_relative_effect_is_the_ratio_of_the_means():
 
 
 def test_vs_reported_compares_per_seed_class_means_with_the_printed_number():
-    entry = """
-    - id: lit
-      group: g
-      kind: vs_reported
-      quote: q
-      source: s
-      statistic: auroc
-      effect: difference
-      a: {dataset: cifar10, loss: firm, mean_over: cls}
-      b: {reported: {table: "1a", method: DROC}}
-      direction: ">"
-      paper: {table: "1a"}
-    """
+    entry = vs_reported()
     df = rows(losses=("firm",), value=effect_value({"firm": 0.08}))
     res = C.evaluate_claims(df, None, claims_doc(entry), **FAST)[0]
     per_seed = df.groupby("seed")["auroc"].mean() * 100

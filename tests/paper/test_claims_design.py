@@ -14,7 +14,7 @@ from scipy import stats
 
 from firm_bench.paper import claims as C
 from firm_bench.paper import reported as rep
-from tests.helpers.claims import claims_doc, order, rows
+from tests.helpers.claims import claims_doc, order, rows, vs_reported
 
 FAST = dict(n_resamples=500)
 
@@ -186,25 +186,12 @@ def test_power_is_the_papers_effect_and_spread_at_our_n_through_holm():
 # --------------------------------------------------------------------------- #
 # coverage against the paper's numbers over the same classes
 # --------------------------------------------------------------------------- #
-VS_DROC = """
-- id: lit
-  group: g
-  kind: vs_reported
-  quote: q
-  source: s
-  statistic: auroc
-  effect: difference
-  a: {{dataset: {dataset}, loss: firm, mean_over: cls}}
-  b: {{reported: {{table: "{table}", method: DROC}}}}
-  direction: ">"
-  paper: {{table: "{table}"}}
-"""
 
 
 def test_vs_reported_on_a_subset_compares_with_the_papers_mean_over_the_same_classes():
     reported = rep.load_reported()
     df = rows(classes=range(9), losses=("firm",), value=lambda lo, c, s, sc: 0.95 + 0.001 * s)
-    res = C.evaluate_claims(df, None, claims_doc(VS_DROC.format(dataset="cifar10", table="1a")), **FAST)[0]
+    res = C.evaluate_claims(df, None, claims_doc(vs_reported(dataset="cifar10", table="1a")), **FAST)[0]
     droc = reported[(reported.paper_table == "1a") & (reported.method == "DROC") & (reported.metric == "auroc")
                     & reported.cls.isin([str(c) for c in range(9)])].value_pct
     assert len(droc) == 9
@@ -215,7 +202,7 @@ def test_vs_reported_on_a_subset_compares_with_the_papers_mean_over_the_same_cla
 
 def test_vs_reported_on_a_subset_without_per_class_numbers_is_withheld():
     df = rows(dataset="fashion_mnist", classes=range(4), losses=("firm",), value=lambda lo, c, s, sc: 0.95)
-    res = C.evaluate_claims(df, None, claims_doc(VS_DROC.format(dataset="fashion_mnist", table="1c")), **FAST)[0]
+    res = C.evaluate_claims(df, None, claims_doc(vs_reported(dataset="fashion_mnist", table="1c")), **FAST)[0]
     assert res.verdict == "withheld" and "only its mean over all 10 classes" in res.detail
     assert math.isnan(res.p_holm) and res.family == ""
     line = next(x for x in C.claims_markdown([res]).splitlines() if "**lit**" in x)
