@@ -483,10 +483,11 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
-        "claims", help="check the paper's claims on our runs: paired tests, Holm, a verdict per claim",
+        "claims", help="check the paper's claims on our runs: paired by seed, one Holm family, a verdict per claim",
         description="The paper's claims, checked (firm_bench/paper/claims.yaml; docs/CLAIMS.md): results/claims.md "
                     "and .csv and a forest plot, from whatever summaries exist. A claim whose runs are absent reads "
-                    "'not run' ('pending' with --partial) and names what is missing.")
+                    "'not run' ('pending' with --partial) and names what is missing. Summaries and the claims file "
+                    "are validated first; every problem is named (exit 2).")
     p.add_argument("--config", default="workflow/config/paper.yaml",
                    help="workflow config whose experiments are read (a file, or a bundled one by name); "
                         "default %(default)s")
@@ -502,7 +503,8 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--claims-file", default=None,
                    help="claims YAML (default: the packaged firm_bench/paper/claims.yaml)")
     p.add_argument("--partial", action="store_true",
-                   help="runs still going: claims without results read 'pending', absent --summaries are skipped")
+                   help="runs still going: claims without results read 'pending', absent --summaries are skipped, "
+                        "bad claims of the claims file are left out and listed")
     p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser("plan", help="runs, epochs, images and GPU-hours of a paper target",
