@@ -724,6 +724,35 @@ def _items_used(claim: Claim, pairs: pd.DataFrame, cell_key: Sequence[str], item
     return list(own) if own != "all" else []
 
 
+@dataclass(frozen=True)
+class _Subset:
+    """The paper's numbers for a verdict on a subset of its classes (see :func:`_paper_subset`)."""
+
+    same_classes: bool  # the paper prints the classes: its numbers are recomputed over the same ones
+    fields: dict  # ClaimResult fields: paper_effect, paper_numbers, paper_scope, paper_sd
+    withheld: str  # a vs-reported claim the printed number cannot be compared with: why
+
+
+def _paper_subset(claim: Claim, reported: Mapping[str, pd.DataFrame], used: Sequence[str],
+                  wanted: int) -> _Subset | None:
+    """Where our runs cover fewer of an all-class claim's classes than the paper: the paper's mean over the same
+    classes where its table prints them (its spread is then unknown), else its all-class mean labelled as such and
+    a vs-reported verdict withheld. None when there is nothing to adjust."""
+    prints = claim.paper is not None or claim.b.reported is not None
+    if not (prints and claim.a.cls == "all" and used and len(used) < wanted):
+        return None
+    try:
+        eff, nums = paper_effect(claim, reported, classes=used)
+    except KeyError:
+        scope = f"the paper prints only its mean over all {wanted} classes; ours covers {len(used)}"
+        withheld = (f"vs reported withheld: {scope}, so the printed number is not comparable (classes used: "
+                    f"{', '.join(used)})") if claim.b.reported is not None else ""
+        return _Subset(False, {"paper_scope": scope}, withheld)
+    scope = f"the paper's numbers are its mean over the same {len(used)} classes"
+    return _Subset(True, {"paper_effect": eff, "paper_numbers": nums, "paper_scope": scope,
+                          "paper_sd": math.nan}, "")
+
+
 def _evaluate_one(claim: Claim, index: _Index, partial: bool, min_pairs: int, n_resamples: int,
                   seed: int) -> ClaimResult:
     reported = index.reported
@@ -764,23 +793,13 @@ def _evaluate_one(claim: Claim, index: _Index, partial: bool, min_pairs: int, n_
     pairs = merged[kept]
     n_seeds_found = int(merged["seed"].nunique())
     used = _items_used(claim, pairs, cell_key, items)
-    scope = ""
-    withheld = ""
-    prints = claim.paper is not None or claim.b.reported is not None  # the paper prints numbers for the claim
-    if prints and len(pairs) and claim.a.cls == "all" and what == "classes" and used and len(used) < wanted:
-        try:  # the paper's effect over the same classes, where its table prints them
-            p_eff, p_nums = paper_effect(claim, reported, classes=used)
-            scope = f"the paper's numbers are its mean over the same {len(used)} classes"
-        except KeyError:
-            scope = f"the paper prints only its mean over all {wanted} classes; ours covers {len(used)}"
-            if claim.b.reported is not None:
-                withheld = (f"vs reported withheld: {scope}, so the printed number is not comparable "
-                            f"(classes used: {', '.join(used)})")
-    base.update(paper_effect=p_eff, paper_numbers=p_nums, paper_scope=scope)
+    subset = _paper_subset(claim, reported, used if len(pairs) else [], wanted) if what == "classes" else None
+    if subset is not None:
+        base.update(subset.fields)
     constant = math.nan
     if claim.b.constant:
         constant = (claim.b.value if claim.b.value is not None
-                    else _constant(claim, reported, used if scope.startswith("the paper's numbers") else None))
+                    else _constant(claim, reported, used if subset is not None and subset.same_classes else None))
     va, vb, censored = _cell_values(claim, pairs, constant)
     cells = pd.DataFrame({"seed": pairs["seed"].astype(int).to_numpy(), "a": va, "b": vb})
     if cell_key:
@@ -815,9 +834,9 @@ def _evaluate_one(claim: Claim, index: _Index, partial: bool, min_pairs: int, n_
                            n_pairs=n, n_units=n_seeds_found, stats=None, **base)
     stats = effect_stats(per_seed["a"].to_numpy(), per_seed["b"].to_numpy(), effect=claim.effect,
                          alternative=claim.alternative, boundary=claim.boundary, n_resamples=n_resamples, seed=seed)
-    if withheld:
-        return ClaimResult(verdict="withheld", detail=f"{withheld}; {detail}", n_pairs=n, n_units=n_seeds_found,
-                           stats=stats, **base)
+    if subset is not None and subset.withheld:
+        return ClaimResult(verdict="withheld", detail=f"{subset.withheld}; {detail}", n_pairs=n,
+                           n_units=n_seeds_found, stats=stats, **base)
     if n < min_pairs:
         return ClaimResult(verdict="too few", detail=f"at least {min_pairs} seeds needed for a verdict; " + detail,
                            n_pairs=n, n_units=n_seeds_found, stats=stats, **base)
