@@ -294,10 +294,12 @@ def _page(items: list[_Item], prov: dict, meta: dict, tolerance: float, claims: 
                         f"{links}</p>{i.html}</section>")
     runs = prov["runs"]
     seconds = pd.to_numeric(runs["train_seconds"], errors="coerce") if "train_seconds" in runs else pd.Series(dtype=float)
+    known = lambda v: isinstance(v, str) and bool(v)  # noqa: E731  (a run without versions.json: NaN columns)
     run_rows = "".join(
         "<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in (
             shown_path(r["run_dir"]), r["status"], "unknown" if pd.isna(s) else f"{s:.0f}",
-            r.get("gpu") if isinstance(r.get("gpu"), str) else r.get("device", "unknown"), r.get("git_commit", "unknown")))
+            next((r[c] for c in ("gpu", "device") if known(r.get(c))), "unknown"),
+            r["git_commit"] if known(r.get("git_commit")) else "unknown"))
         + "</tr>" for r, s in zip(runs.to_dict("records"), seconds))
     kv = lambda d: "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in d.items())  # noqa: E731
     return f"""<!DOCTYPE html>

@@ -341,3 +341,12 @@ def test_partial_report_marks_a_damaged_run_and_renders_the_rest(tmp_path, monke
     assert f"{damaged} (the run's metrics) is damaged" in reason and "firm-bench metrics" in reason
     assert "ok" in set(ntxent["ours_status"]) and 90.0 in set(ntxent["ours_mean"].round(3))
     assert "Partial view: 1 of 2 runs" in page.read_text()
+
+
+def test_the_page_shows_a_reader_no_artefact(complete):
+    """No None / nan / float counts / docstring markup in the page text (the embedded files left out)."""
+    from tests.paper.test_reader_text import leaks
+
+    _, page = complete
+    text = re.sub(r"data:[^'\"]+", "", page.read_text())
+    assert leaks(text) == []
