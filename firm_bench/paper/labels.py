@@ -19,12 +19,17 @@ from firm_bench.records.summary import RECIPE_LABELS
 __all__ = [
     "CHECKPOINT_LABELS",
     "FORM_LABELS",
+    "NOT_RECORDED",
+    "NO_RUNS",
     "REFERENCE_PROTOCOL",
+    "class_name",
     "default_k",
+    "label_text",
     "loss_form_label",
     "protocol_label",
     "recipe_label",
     "recipe_of",
+    "recorded_rows",
 ]
 
 #: how each checkpoint choice is labelled in every output (README "recipe options")
@@ -45,13 +50,45 @@ def default_k() -> int:
     return int(schema_defaults()["eval"]["k"])
 
 
+#: how a recipe reads where no run has recorded one (a table or figure with nothing run yet)
+NO_RUNS = "no runs yet"
+#: how a label no run recorded reads (never "None")
+NOT_RECORDED = "not recorded"
+
+
+#: the recipe labels that are counts or sizes: a summary read back from CSV may hold them as floats (64.0)
+INTEGER_LABELS = ("batch_size", "epochs", "image_size", "eval_size")
+
+
+def label_text(value: object) -> str:
+    """A count or size label as a reader sees it: a whole number read back from a CSV as a float prints as an
+    integer (``64.0`` -> ``64``); anything else as it is."""
+    try:
+        number = float(str(value))
+    except ValueError:
+        return str(value)
+    return str(int(number)) if number.is_integer() else str(value)
+
+
 def recipe_of(rows: pd.DataFrame) -> dict:
-    """The recipe labels (``RECIPE_LABELS``) of some summary rows, '/'-joined where they differ; None where absent."""
+    """The recipe labels (``RECIPE_LABELS``) of some summary rows, '/'-joined where they differ; None where absent.
+
+    Counts and sizes (:data:`INTEGER_LABELS`) print as integers (:func:`label_text`)."""
     out = {}
     for col in RECIPE_LABELS:
-        vals = sorted({str(v) for v in rows[col].dropna()}) if col in rows else []
+        text = label_text if col in INTEGER_LABELS else str
+        vals = sorted({text(v) for v in rows[col].dropna()}) if col in rows else []
         out[col] = "/".join(vals) if vals else None
     return out
+
+
+def recorded_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of runs that recorded any recipe label: those that ran (a pending or not-run row records none)."""
+    if "recipe" not in rows:
+        return rows.iloc[0:0]
+    rows = rows.dropna(subset=["recipe"])
+    labels = [c for c in RECIPE_LABELS if c in rows and c != "recipe"]
+    return rows[rows[labels].notna().any(axis=1)] if labels else rows.iloc[0:0]
 
 
 def _truthy(value: object) -> bool:
@@ -72,18 +109,21 @@ def loss_form_label(rows: pd.DataFrame, compact: bool = False) -> str:
     """
     from firm_bench.core import catalog
 
-    if "loss" not in rows or rows["loss"].dropna().empty:
-        return "loss forms: unknown"
-    rank = {n: i for i, n in enumerate(catalog.names("loss.name"))}
-    losses = sorted({str(v) for v in rows["loss"].dropna()}, key=lambda n: (rank.get(n, len(rank)), n))
-    name = lambda n: rep.LOSS_DISPLAY.get(n, n)  # noqa: E731
-    text = (lambda f: f) if compact else (lambda f: FORM_LABELS.get(f, f))
-
     def reference(loss: str) -> str | None:
         try:
             return catalog.loss_form(loss)
         except (KeyError, ValueError):
             return None
+
+    # a row whose "loss" the catalog does not know trained no loss (the untrained-encoder baseline): no form
+    losses = {str(v) for v in rows["loss"].dropna()} if "loss" in rows else set()
+    losses = {n for n in losses if reference(n) is not None}
+    if not losses:
+        return "loss forms: unknown"
+    rank = {n: i for i, n in enumerate(catalog.names("loss.name"))}
+    losses = sorted(losses, key=lambda n: (rank.get(n, len(rank)), n))
+    name = lambda n: rep.LOSS_DISPLAY.get(n, n)  # noqa: E731
+    text = (lambda f: f) if compact else (lambda f: FORM_LABELS.get(f, f))
 
     forms = {}
     for loss in losses:
@@ -117,9 +157,9 @@ def recipe_label(rows: pd.DataFrame, compact: bool = False) -> str:
     over all rows (the recipes, schedule, checkpoint, BN momentum, loss forms),
     for figures.
     """
-    rows = rows.dropna(subset=["recipe"]) if "recipe" in rows else rows.iloc[0:0]
+    rows = recorded_rows(rows)
     if rows.empty:
-        return "no runs yet"
+        return NO_RUNS
 
     def checkpoint(values: str | None) -> str:
         return "; ".join(CHECKPOINT_LABELS.get(c, c) for c in (values or "unknown").split("/"))
@@ -130,13 +170,16 @@ def recipe_label(rows: pd.DataFrame, compact: bool = False) -> str:
 
     def selection(rec: dict) -> str:
         score = rec.get("select_score")
-        return f" by {score} (k = eval.k)" if score and "best_test" in str(rec["checkpoint"]) else ""
+        return f" by {score} (k = eval.k)" if score != NOT_RECORDED and "best_test" in str(rec["checkpoint"]) else ""
 
     def momentum(rec: dict) -> str:  # the SGD momentum that ran (records.metrics.recipe_labels)
-        return f" (momentum {rec['momentum']})" if rec.get("momentum") else ""
+        return f" (momentum {rec['momentum']})" if rec.get("momentum") not in (None, NOT_RECORDED) else ""
+
+    def labels_of(g: pd.DataFrame) -> dict:  # a label no run recorded reads "not recorded", never "None"
+        return {k: NOT_RECORDED if v is None else v for k, v in recipe_of(g).items()}
 
     if compact:
-        rec = recipe_of(rows)
+        rec = labels_of(rows)
         return (f"recipe {'/'.join(sorted(rows['recipe'].unique()))}; schedule {rec['schedule']}; "
                 f"checkpoint {checkpoint(rec['checkpoint'])}{selection(rec)}; BN momentum {rec['bn_momentum']}; "
                 f"{loss_form_label(rows, compact=True)}{id_labels(rows)}; {protocol_label(rec, compact=True)}")
@@ -144,7 +187,7 @@ def recipe_label(rows: pd.DataFrame, compact: bool = False) -> str:
         f"{recipe}: schedule {rec['schedule']}{momentum(rec)}, checkpoint {checkpoint(rec['checkpoint'])}{selection(rec)}, BN momentum "
         f"{rec['bn_momentum']}, tau {rec['tau']}, batch size {rec['batch_size']}, {rec['epochs']} epochs"
         f"{id_labels(g)}; {loss_form_label(g)}; {protocol_label(rec)}"
-        for recipe, g, rec in ((r, g, recipe_of(g)) for r, g in rows.groupby("recipe", sort=True)))
+        for recipe, g, rec in ((r, g, labels_of(g)) for r, g in rows.groupby("recipe", sort=True)))
 
 
 def protocol_label(rec: dict, compact: bool = False) -> str:
@@ -155,8 +198,8 @@ def protocol_label(rec: dict, compact: bool = False) -> str:
     """
     def field(key: str, text: str) -> str:
         value = rec.get(key)
-        if value is None:
-            return f"{text} not recorded"
+        if value in (None, NOT_RECORDED):
+            return f"{text} {NOT_RECORDED}"
         ref = REFERENCE_PROTOCOL.get(key)
         differs = ref is not None and any(v != ref for v in str(value).split("/"))
         return f"{text} {value}" + (f" (the reference: {ref})" if differs and not compact else "")
@@ -164,9 +207,32 @@ def protocol_label(rec: dict, compact: bool = False) -> str:
     parts = [field("precision", "precision"), field("normalization", "normalisation")]
     if not compact:
         parts.append(field("head_init", "head init"))
-    size, zoom, batching = rec.get("eval_size"), rec.get("eval_zoom"), rec.get("batching")
-    if size is not None or zoom is not None:
-        parts.append(f"evaluated at {size} px, zoom {zoom}" + ("" if compact else f" (training at {rec.get('image_size')} px)"))
-    if batching is not None and not compact:
+    known = lambda key: rec.get(key) not in (None, NOT_RECORDED)  # noqa: E731
+    shown = lambda key: rec[key] if known(key) else NOT_RECORDED  # noqa: E731
+    if known("eval_size") or known("eval_zoom"):
+        parts.append(f"evaluated at {shown('eval_size')} px, zoom {shown('eval_zoom')}"
+                     + ("" if compact or not known("image_size") else f" (training at {rec['image_size']} px)"))
+    if known("batching") and not compact:
+        batching = rec["batching"]
         parts.append(f"{batching} batches")
     return ", ".join(parts)
+
+
+def class_name(dataset: str | None, cls: object) -> str:
+    """The catalog's name of class ``cls`` of ``dataset``: CIFAR-10 "2" -> "bird", MVTec "screw" -> "screw".
+
+    A run names a class by its index or by its name (the dataset's
+    ``class_ids``); figures and table headers show the name (the CSV keeps what the run named). A class the catalog does
+    not know (an unknown dataset, ``all`` of the multiclass protocol) is shown
+    as it is.
+    """
+    from firm_bench.core import catalog
+
+    text = str(cls)
+    if dataset is None or dataset not in catalog.names("dataset.name", dataset):
+        return text
+    try:
+        entry = catalog.dataset(dataset)
+        return entry.classes[entry.class_index(text, dataset)]
+    except ValueError:
+        return text

@@ -9,9 +9,13 @@ beside the paper's statement, its verdict, and the forest plot), and the
 provenance of the runs:
 git commit, config and preset, recipe options (schedule, checkpoint choice,
 BN momentum, ...), library versions, hardware (each run's ``versions.json``)
-and wall-clock per run. The page has no script or style from the network
-(links to the tables and images are relative), so it opens offline; a small
-inline script flags any image that fails to load.
+and wall-clock per run. The page is one self-contained file: every image and
+every linked table file (.md/.tex/.csv, figure PDFs) is embedded as a data URI
+(:func:`self_contained`), nothing is loaded from the network or from beside
+the file, so it can be moved or mailed and still shows every figure; a small
+inline script flags any image that fails to load. Paths are shown relative to
+the working directory (:func:`shown_path`), never as absolute paths of the
+machine that wrote the page.
 
 Two modes:
 
@@ -23,7 +27,8 @@ Two modes:
   config afresh from the run directories that exist (finished runs give
   numbers, the others read "pending"), renders every table, figure and the
   claims into ``<report dir>/partial/`` (never into the workflow's own outputs)
-  and links those.
+  and writes its page there too, ``<report dir>/partial/index.html``: a
+  partial view never replaces the complete report.
 
 Which experiments feed which paper item comes from the workflow config
 (:func:`paper_item_feeders`).
@@ -31,8 +36,11 @@ Which experiments feed which paper item comes from the workflow config
 
 from __future__ import annotations
 
+import base64
 import html
+import mimetypes
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +58,7 @@ from firm_bench.paper.labels import recipe_label
 from firm_bench.planning.grid import paper_item_feeders, paper_items
 from firm_bench.records.summary import read_curves, read_summaries
 
-__all__ = ["build_report", "paper_item_feeders", "paper_items", "provenance"]
+__all__ = ["build_report", "paper_item_feeders", "paper_items", "provenance", "self_contained", "shown_path"]
 
 
 # --------------------------------------------------------------------------- #
@@ -109,13 +117,53 @@ class _Item:
     html: str = ""
     links: tuple[tuple[str, str], ...] = ()
     agreement: tabs.Agreement | None = None
-    state: str = "rendered"  # rendered | not rendered
+    state: str = "rendered"  # rendered | not rendered | NO_FEEDER
 
     def not_rendered(self, target: Path) -> _Item:
         """Mark the item as not rendered yet, with the command that builds it."""
         self.state = "not rendered"
-        self.html = f"<p class='missing'>not rendered yet: <code>snakemake {html.escape(str(target))}</code></p>"
+        self.html = f"<p class='missing'>not rendered yet: <code>snakemake {html.escape(shown_path(target))}</code></p>"
         return self
+
+
+#: the index state of a paper item no experiment of the config feeds (its table or figure, if rendered, is empty)
+NO_FEEDER = "no experiment feeds it"
+
+
+def shown_path(path: str | Path) -> str:
+    """How the page names a file: relative to the working directory where it lies below it, else with
+    the home directory as ``~``; an absolute path outside both is shown from its last three parts (``…/a/b/c``)."""
+    p = Path(os.path.abspath(path))
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + p.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return "…/" + "/".join(p.parts[-3:]) if Path(path).is_absolute() else Path(path).as_posix()
+
+
+_LOCAL_REF = re.compile(r"""(?P<attr>src|href)=(?P<q>['"])(?P<ref>(?!data:|https?:|#|mailto:)[^'"]+)(?P=q)""")
+
+
+def self_contained(page: str, page_dir: Path) -> str:
+    """The page with every local ``src``/``href`` (relative to ``page_dir``) replaced by the file as a data URI.
+
+    Images show from the page alone; a linked file (table .md/.tex/.csv, a
+    figure's PDF) becomes a download of the embedded bytes. A reference to a
+    file that does not exist raises: the page would otherwise show a hole.
+    """
+    def embed(m: re.Match) -> str:
+        path = Path(os.path.normpath(page_dir / html.unescape(m["ref"])))
+        if not path.is_file():
+            raise FileNotFoundError(f"the report links {m['ref']!r} ({shown_path(path)}), which does not exist")
+        mime = mimetypes.guess_type(path.name)[0] or "text/plain"
+        if mime.startswith("text/") or path.suffix in (".md", ".tex", ".csv"):
+            mime = f"{mime if mime.startswith('text/') else 'text/plain'};charset=utf-8"
+        uri = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+        download = f" download={m['q']}{html.escape(path.name)}{m['q']}" if m["attr"] == "href" else ""
+        return f"{m['attr']}={m['q']}{uri}{m['q']}{download}"
+
+    return _LOCAL_REF.sub(embed, page)
 
 
 def _summaries_fresh(config: Mapping, experiments: Sequence[str]) -> tuple[dict, dict]:
@@ -229,7 +277,7 @@ def _page(items: list[_Item], prov: dict, meta: dict, tolerance: float, claims: 
             "agree" if i.agreement.within == i.agreement.compared else "disagree")
         rows.append(f"<tr><td><a href='#{i.name}'>{esc(i.name)}</a></td><td>{esc(i.title)}</td>"
                     f"<td>{esc(', '.join(i.feeders) or 'none in this config')}</td>"
-                    f"<td class='num {cls}'>{agree}</td><td>{esc(i.state)}</td></tr>")
+                    f"<td class='num {cls}'>{agree}</td><td>{esc(i.state if i.feeders else NO_FEEDER)}</td></tr>")
     claims_html, claims_state = claims
     if claims_html:
         rows.append("<tr><td><a href='#claims'>claims</a></td><td>The paper's claims, checked</td>"
@@ -237,16 +285,20 @@ def _page(items: list[_Item], prov: dict, meta: dict, tolerance: float, claims: 
     sections = []
     for i in items:
         links = " · ".join(f"<a href='{esc(href)}'>{esc(ext)}</a>" for ext, href in i.links)
+        if not i.feeders:
+            links = f"{NO_FEEDER}: it shows no results of this config. {links}"
         body = esc(i.doc)
         sections.append(f"<section id='{i.name}'><h2>{esc(i.title)}</h2><p class='caption'>{body}</p>"
                         f"<p class='caption'>Fed by: {esc(', '.join(i.feeders) or 'no experiment of this config')}. "
                         f"{links}</p>{i.html}</section>")
     runs = prov["runs"]
     seconds = pd.to_numeric(runs["train_seconds"], errors="coerce") if "train_seconds" in runs else pd.Series(dtype=float)
+    known = lambda v: isinstance(v, str) and bool(v)  # noqa: E731  (a run without versions.json: NaN columns)
     run_rows = "".join(
         "<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in (
-            r["run_dir"], r["status"], "unknown" if pd.isna(s) else f"{s:.0f}",
-            r.get("gpu") if isinstance(r.get("gpu"), str) else r.get("device", "unknown"), r.get("git_commit", "unknown")))
+            shown_path(r["run_dir"]), r["status"], "unknown" if pd.isna(s) else f"{s:.0f}",
+            next((r[c] for c in ("gpu", "device") if known(r.get(c))), "unknown"),
+            r["git_commit"] if known(r.get("git_commit")) else "unknown"))
         + "</tr>" for r, s in zip(runs.to_dict("records"), seconds))
     kv = lambda d: "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in d.items())  # noqa: E731
     return f"""<!DOCTYPE html>
@@ -295,20 +347,21 @@ def build_report(
     feeders = paper_item_feeders(config)
     out = Path(out)
     experiments = list(config["experiments"])
-    if partial:
+    if partial:  # its own page beside what it renders: the complete report is never replaced
+        out = out.parent / "partial" / out.name
         rows, curves = _summaries_fresh(config, experiments)
-        tables_dir, figures_dir = out.parent / "partial" / "tables", out.parent / "partial" / "figures"
+        tables_dir, figures_dir = out.parent / "tables", out.parent / "figures"
         for name in tabs.TABLES.names():
             tabs.write_table(name, _concat([rows[e] for e in feeders[name]]), tables_dir, tolerance=tolerance,
                              partial=True)
         for name in figs.FIGURES.names():
             figs.write_figure(name, _concat([rows[e] for e in feeders[name]]),
                               _concat([curves[e] for e in feeders[name]]), figures_dir, threads=threads, partial=True)
-        claims_dir = out.parent / "partial"
+        claims_dir = out.parent
         claims_csv, claims_forest = claims_dir / "claims.csv", claims_dir / "claims_forest.png"
         claims_mod.write_claims(_concat(list(rows.values())), _concat(list(curves.values())),
                                 claims_dir / "claims.md", claims_csv, claims_forest, partial=True,
-                                plan=fw.plan(config), config_label=str(config_path))
+                                plan=fw.plan(config), config_label=shown_path(config_path))
     else:
         rows, _ = _summaries_on_disk(Path(summary_dir), experiments)
     items = []
@@ -324,8 +377,18 @@ def build_report(
     meta = {
         "mode": (f"Partial view: {n_done} of {n_runs} runs have results; the rest read 'pending'" if partial
                  else f"Complete view of {n_runs} runs"),
-        "time": time.strftime("%Y-%m-%d %H:%M:%S %z"), "config": str(config_path), "preset": config["preset"],
+        "time": time.strftime("%Y-%m-%d %H:%M:%S %z"), "config": shown_path(config_path), "preset": config["preset"],
         "commit": runs_mod.git_commit() or "unknown",
     }
     claims = _claims_section(claims_csv, claims_forest, out.parent)
-    return runs_mod.atomic_write_text(out, _page(items, provenance(summary), meta, tolerance, claims))
+    page = self_contained(_page(items, provenance(summary), meta, tolerance, claims), out.parent)
+    return runs_mod.atomic_write_text(out, _hide_local_paths(page))
+
+
+def _hide_local_paths(page: str) -> str:
+    """The page with the working directory and home directory prefixes of any remaining path text removed."""
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        for text in {str(base), html.escape(str(base))}:
+            if len(text) > 1:
+                page = page.replace(text.rstrip("/") + "/", prefix)
+    return page

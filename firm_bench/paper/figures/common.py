@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from firm_bench.paper import reported as rep
+from firm_bench.paper.labels import class_name
 
 __all__ = [
     "COLUMN_WIDTH_IN",
@@ -134,23 +135,3 @@ def dataset_title(dataset: str) -> str:
     """A dataset's name, with the paper dataset it stands in for (``reported.STAND_INS``)."""
     stand_in = rep.STAND_INS.get(dataset)
     return f"{dataset} (stands in for {stand_in})" if stand_in else dataset
-
-
-def class_name(dataset: str | None, cls: object) -> str:
-    """The catalog's name of class ``cls`` of ``dataset``: CIFAR-10 "2" -> "bird", MVTec "screw" -> "screw".
-
-    A run names a class by its index or by its name (the dataset's
-    ``class_ids``); panels and legends show the name. A class the catalog does
-    not know (an unknown dataset, ``all`` of the multiclass protocol) is shown
-    as it is.
-    """
-    from firm_bench.core import catalog
-
-    text = str(cls)
-    if dataset is None or dataset not in catalog.names("dataset.name", dataset):
-        return text
-    try:
-        entry = catalog.dataset(dataset)
-        return entry.classes[entry.class_index(text, dataset)]
-    except ValueError:
-        return text

@@ -27,7 +27,7 @@ class FigureSpec:
     name:   target name (``fig4`` -> figures/fig4.{png,pdf}).
     title:  the paper item and what it shows (``Figure 4: ...``); its part before the colon
             heads the drawn figure.
-    doc:    what else a reader of the report should know (may be empty).
+    doc:    what else a reader of the report should know (may be empty; plain text, no reST markup).
     kind:   the drawing kind (:data:`KINDS`), which selects the drawing function.
     params: that function's parameters (a dict: tests coarsen a grid in place).
     """

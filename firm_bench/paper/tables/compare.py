@@ -371,7 +371,8 @@ def compare(
     cells["k"] = k
     subset, sound = (cells.get(c, pd.Series(False, index=cells.index)).fillna(False).astype(bool)
                      for c in ("subset", "subset_sound"))
-    cells["diff"] = (cells["ours_mean"] - cells["paper_value"]).where(~(subset & ~sound))
+    stand_in = cells["stand_in"].fillna(False).astype(bool)  # never a difference between two datasets
+    cells["diff"] = (cells["ours_mean"] - cells["paper_value"]).where(~(subset & ~sound) & ~stand_in)
     covered = ~cells["n_classes"].map(_partial_mean) | sound
     cells["comparable"] = ((cells["kind"] == "value") & (cells["ours_status"] == "ok") & cells["paper_value"].notna()
                            & ~cells["stand_in"] & covered)

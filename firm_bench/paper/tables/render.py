@@ -2,11 +2,14 @@
 
 :func:`render` lays the cells of :func:`compare.compare` out as Markdown
 (tabulate ``github``), LaTeX (booktabs) or HTML (the report), each row as
-three lines: ours, paper, difference (a literature row: the paper only). The
-caption (:func:`caption`) says what the numbers are, the recipe
-(``labels.recipe_label``), the marks and the agreement; :func:`notes` add the
-spec's NOTES.md caveat, the outlier sources' known differences, the untrained
-baseline and how class-subset means were compared. The CSV is the cell frame
+three lines: ours, paper, difference (a literature row: the paper only).
+Columns of classes are headed by the class names (the CSV keeps the index).
+Below the title, a short lead sentence (:func:`caption`: what the numbers are
+and the agreement, or "no runs yet") and a list of notes (:func:`notes`: the
+marks, the recipe (``labels.recipe_label``), the spec's NOTES.md caveat, the
+outlier sources' known differences, the untrained baseline, how class-subset
+means were compared, and the footnotes that long cell explanations became):
+a Markdown list, an HTML list, LaTeX table notes. The CSV is the cell frame
 itself (:func:`write_table`, read back by :func:`read_cells`).
 """
 
@@ -19,7 +22,7 @@ from typing import Callable, Literal, Sequence
 
 import pandas as pd
 
-from firm_bench.paper.labels import recipe_label
+from firm_bench.paper.labels import NO_RUNS, class_name, recipe_label, recorded_rows
 from firm_bench.paper.tables.compare import (
     CELL_COLUMNS,
     DEFAULT_TOLERANCE,
@@ -61,12 +64,12 @@ class _Style:
 
 
 _STYLES: dict[str, _Style] = {
-    "md": _Style(lambda s: s.replace("|", "\\|"), {"agree": "{t} ✓", "disagree": "{t} ✗", "stand_in": "{t} †"},
+    "md": _Style(lambda s: s.replace("|", "\\|"), {"agree": "{t} ✓", "disagree": "{t} ✗"},
                  "✓ within {tol:.1f} point(s) of the paper, ✗ outside", "github"),
-    "tex": _Style(_latex_escape, {"disagree": r"\textbf{{{t}}}", "stand_in": r"{t}\textsuperscript{{\dag}}"},
+    "tex": _Style(_latex_escape, {"disagree": r"\textbf{{{t}}}"},
                   "bold: more than {tol:.1f} point(s) from the paper", "latex_raw"),
     "html": _Style(html.escape, {"agree": '<span class="agree">{t}</span>', "disagree": '<span class="disagree">{t}</span>',
-                                 "stand_in": '<span class="stand_in">{t} †</span>'},
+                                 "stand_in_diff": '<span class="stand_in">{t}</span>'},
                    "green: within {tol:.1f} point(s) of the paper, red: outside", "unsafehtml"),
 }
 
@@ -90,26 +93,67 @@ def _ours_text(c: dict) -> str:
     return text
 
 
-def _paper_text(c: dict) -> str:
+class _Footnotes:
+    """Long cell explanations as footnote marks ([a], [b], ...): each distinct text once, listed in the notes."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+
+    def mark(self, text: str) -> str:
+        if text not in self.texts:
+            n = len(self.texts)
+            self.texts[text] = chr(ord("a") + n) if n < 26 else str(n + 1)
+        return f"[{self.texts[text]}]"
+
+    def notes(self) -> list[str]:
+        return [f"[{m}] {t[0].upper()}{t[1:]}." for t, m in self.texts.items()]
+
+
+#: what a stand-in cell's Δ line says: no difference between two datasets is printed
+STAND_IN_DIFF = "†"
+
+
+def _paper_text(c: dict, footnotes: _Footnotes) -> str:
     if pd.isna(c["paper_value"]):
         return "not reported"
     text = _num(c["paper_value"]) + (f" ± {_num(c['paper_std'])}" if pd.notna(c["paper_std"]) else "")
-    return text + (f" ({c['paper_basis']})" if isinstance(c.get("paper_basis"), str) and c["paper_basis"] else "")
+    basis = c.get("paper_basis")
+    return text + (f" {footnotes.mark(basis)}" if isinstance(basis, str) and basis else "")
 
 
 def _diff_text(c: dict, style: _Style, tolerance: float) -> str:
+    if c["stand_in"] and c["ours_status"] == "ok" and pd.notna(c["paper_value"]):
+        return style.mark(style.escape(STAND_IN_DIFF), "stand_in_diff")
     if pd.isna(c["diff"]):
         return "–"
     if c["comparable"]:
         state = "agree" if abs(c["diff"]) <= tolerance + 1e-9 else "disagree"
     else:
-        state = "stand_in" if c["stand_in"] else "plain"
+        state = "plain"
     return style.mark(style.escape(_num(c["diff"], signed=True)), state)
 
 
-def _grid(spec: TableSpec, cells: pd.DataFrame, style: _Style, tolerance: float) -> tuple[list[str], list[list[str]]]:
+def _class_names(spec: TableSpec, recs: list[dict]) -> dict[str, str]:
+    """How each class column (or, transposed, row) is headed: the class's name in every dataset of its cells
+    (``labels.class_name``; "airplane / T-shirt/top" where a stand-in's class sits under the paper's), the rest
+    as they are."""
+    if spec.columns != "cls":
+        return {}
+    names: dict[str, dict[str, None]] = {}
+    for c in recs:
+        if isinstance(c["cls"], str) and c["cls"] != "mean":
+            for dataset in dict.fromkeys(d for d in (c["paper_dataset"], c["dataset"]) if isinstance(d, str)):
+                label = c["column"]
+                names.setdefault(label, {})[label.replace(c["cls"], class_name(dataset, c["cls"]), 1)] = None
+    return {label: " / ".join(n) for label, n in names.items()}
+
+
+def _grid(spec: TableSpec, cells: pd.DataFrame, style: _Style, tolerance: float,
+          footnotes: _Footnotes) -> tuple[list[str], list[list[str]]]:
     """Headers and body: each row group as the lines ours / paper / Δ (a reported row: paper only)."""
     recs = cells.to_dict("records")
+    shown = _class_names(spec, recs)
+    name = lambda label: style.escape(shown.get(label, label))  # noqa: E731
     group_of, col_of = ("column", "row") if spec.transpose else ("row", "column")
     cols = sorted({(c[f"{col_of}_order"], c[col_of]) for c in recs})
     groups = sorted({(c[f"{group_of}_order"], c[group_of]) for c in recs})
@@ -119,7 +163,7 @@ def _grid(spec: TableSpec, cells: pd.DataFrame, style: _Style, tolerance: float)
     for _, group in groups:
         kinds = ["paper"] if not spec.transpose and group in reported_rows else ["ours", "paper", "Δ"]
         for i, kind in enumerate(kinds):
-            line = [style.escape(group) if i == 0 else "", style.escape(kind)]
+            line = [name(group) if i == 0 else "", style.escape(kind)]
             for _, col in cols:
                 c = by.get((group, col))
                 if c is None:
@@ -127,27 +171,42 @@ def _grid(spec: TableSpec, cells: pd.DataFrame, style: _Style, tolerance: float)
                 elif kind == "Δ":
                     line.append(_diff_text(c, style, tolerance))
                 else:
-                    line.append(style.escape(_ours_text(c) if kind == "ours" else _paper_text(c)))
+                    line.append(style.escape(_ours_text(c) if kind == "ours" else _paper_text(c, footnotes)))
             lines.append(line)
     corner = {"cls": "class", "ood": "OOD set", "dataset": "dataset", "score": "score"}[spec.columns] if spec.transpose else ""
-    return [style.escape(corner), "", *(style.escape(c) for _, c in cols)], lines
+    return [style.escape(corner), "", *(name(c) for _, c in cols)], lines
 
 
 def caption(spec: TableSpec, cells: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE, fmt: Format = "md") -> str:
-    """What the numbers are, the recipe, the marks and the agreement, in plain text."""
+    """The lead sentence: what the numbers are and the agreement, or that no run has results yet."""
+    metric = (f"{'/'.join(METRIC_NAMES[m] for m in spec.metrics)} in %"
+              f"{' (relative improvements: % of the baseline)' if spec.improvement else ''}")
+    if recorded_rows(_ran(cells)).empty:
+        return f"{metric}: the paper's Table {spec.paper}; ours: {NO_RUNS}."
+    return f"{metric}, ours beside the paper's Table {spec.paper}. Agreement: {agreement(cells, tolerance)}."
+
+
+def _ran(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells of runs of ours (not the not-run and literature rows)."""
+    return cells[~cells["ours_status"].isin(["not run", "not rerun"])]
+
+
+def _reading_notes(spec: TableSpec, cells: pd.DataFrame, tolerance: float, fmt: Format) -> list[str]:
+    """How to read the numbers: seeds and k, the paper's side, Δ and its marks, stand-ins, the recipe."""
+    ran = _ran(cells)
+    if recorded_rows(ran).empty:
+        return []
     ks = cells["k"].dropna()
-    ran = cells[~cells["ours_status"].isin(["not run", "not rerun"])]
+    k = f"k = {int(ks.iloc[0])} for k-NN scores" if len(ks) else "k not recorded"
+    out = [f"Ours: mean ± std over seeds, {k}. Paper: Table {spec.paper} of reported_results.csv.",
+           f"Δ = ours − paper; {_STYLES[fmt].legend.format(tol=tolerance)}."]
     stand_ins = sorted({f"{d} for {p}" for d, p in ran.loc[ran["stand_in"], ["dataset", "paper_dataset"]]
                         .itertuples(index=False)})
-    text = (f"{'/'.join(METRIC_NAMES[m] for m in spec.metrics)} in %"
-            f"{' (relative improvements: % of the baseline)' if spec.improvement else ''}. "
-            f"Ours: mean ± std over seeds, k = {int(ks.iloc[0]) if len(ks) else '?'} for k-NN scores. "
-            f"Paper: Table {spec.paper} of reported_results.csv. Δ = ours − paper; "
-            f"{_STYLES[fmt].legend.format(tol=tolerance)}. Agreement: {agreement(cells, tolerance)}. "
-            f"Recipe: {recipe_label(cells[cells['ours_status'] != 'not run'])}.")
     if stand_ins:
-        text += f" † ours on a stand-in dataset ({', '.join(stand_ins)}): shown, never counted."
-    return text
+        out.append(f"{STAND_IN_DIFF} ours on a stand-in dataset ({', '.join(stand_ins)}): shown beside the paper's "
+                   "number, but no Δ is printed between two different datasets and nothing is counted.")
+    out.append(f"Recipe: {recipe_label(ran)}.")
+    return out
 
 
 def _outlier_notes(cells: pd.DataFrame) -> list[str]:
@@ -166,10 +225,13 @@ def _outlier_notes(cells: pd.DataFrame) -> list[str]:
     return out
 
 
-def notes(spec: TableSpec, cells: pd.DataFrame) -> list[str]:
-    """The caption's notes: the spec's ``note`` (NOTES.md caveats) and how class-subset means were compared."""
-    out = [f"Note: {spec.note}"] if spec.note else []
-    out += _outlier_notes(cells)
+def notes(spec: TableSpec, cells: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE, fmt: Format = "md") -> list[str]:
+    """The notes under the lead sentence: how to read the numbers and the recipe, the spec's ``note`` (NOTES.md
+    caveats), the outlier sources' known differences, the untrained baseline, how class-subset means were
+    compared, and the cell footnotes ([a], ...; :func:`render` adds those it marked)."""
+    out = _reading_notes(spec, cells, tolerance, fmt)
+    out += [spec.note] if spec.note else []
+    out += _outlier_notes(_ran(cells))
     if (cells["loss"] == UNTRAINED).any():
         out.append(f"{UNTRAINED_DISPLAY}: the same scores of each run's encoder at initialisation (its seed's "
                    "weights, the same for every loss), a baseline of ours, not a paper row: an easy class scores "
@@ -186,25 +248,33 @@ def notes(spec: TableSpec, cells: pd.DataFrame) -> list[str]:
 
 
 def render(spec: TableSpec, cells: pd.DataFrame, fmt: Format, tolerance: float = DEFAULT_TOLERANCE) -> str:
-    """The table as Markdown (``md``), LaTeX booktabs (``tex``) or an HTML fragment (``html``)."""
+    """The table as Markdown (``md``), LaTeX booktabs (``tex``) or an HTML fragment (``html``).
+
+    Title, lead sentence, the table, then the notes as a list (Markdown / HTML) or table notes (LaTeX)."""
     from tabulate import tabulate
 
     if fmt not in _STYLES:
         raise ValueError(f"unknown table format {fmt!r}; valid: {', '.join(_STYLES)}")
     style = _STYLES[fmt]
-    headers, lines = _grid(spec, cells, style, tolerance)
+    footnotes = _Footnotes()
+    headers, lines = _grid(spec, cells, style, tolerance, footnotes)
     body = tabulate(lines, headers=headers, tablefmt=style.tablefmt, disable_numparse=True)
-    cap = " ".join([caption(spec, cells, tolerance, fmt), *notes(spec, cells)])
+    lead, items = caption(spec, cells, tolerance, fmt), [*notes(spec, cells, tolerance, fmt), *footnotes.notes()]
     if fmt == "md":
-        return f"# {spec.title}\n\n{cap}\n\n{body}\n"
+        listed = "".join(f"- {n}\n" for n in items)
+        return f"# {spec.title}\n\n{lead}\n\n{body}\n\n{listed}"
     if fmt == "html":
-        return f'<p class="caption">{html.escape(cap)}</p>\n{body}\n'
+        listed = "".join(f"<li>{html.escape(n)}</li>" for n in items)
+        return f'<p class="caption">{html.escape(lead)}</p>\n{body}\n<ul class="notes">{listed}</ul>\n'
     rules = iter(["\\toprule", "\\midrule", "\\bottomrule"])
     body = "\n".join(next(rules, ln) if ln.strip() == "\\hline" else ln for ln in body.splitlines())
+    listed = "".join(f"\\item {_latex_escape(n)}\n" for n in items)
+    table_notes = (f"\\par\\smallskip{{\\footnotesize\\begin{{itemize}}\\setlength{{\\itemsep}}{{0pt}}\n{listed}"
+                   "\\end{itemize}}\n") if items else ""
     return ("% firm-bench paper-table; needs \\usepackage{booktabs} and \\usepackage{graphicx}\n"
             "\\begin{table}[t]\n\\centering\n"
-            f"\\caption{{{_latex_escape(spec.title + ' ' + cap)}}}\n\\label{{tab:{spec.name}}}\n"
-            f"\\resizebox{{\\linewidth}}{{!}}{{%\n{body}\n}}\n\\end{{table}}\n")
+            f"\\caption{{{_latex_escape(spec.title + '. ' + lead)}}}\n\\label{{tab:{spec.name}}}\n"
+            f"\\resizebox{{\\linewidth}}{{!}}{{%\n{body}\n}}\n{table_notes}\\end{{table}}\n")
 
 
 # --------------------------------------------------------------------------- #

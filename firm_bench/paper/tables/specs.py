@@ -28,7 +28,8 @@ class TableSpec:
     paper:       the table's id in reported_results.csv (``"5"``).
     title:       the paper item and what it shows (``Table 5: ...``): the heading of every
                  output, the report's and the catalog's title.
-    doc:         what else a reader of the report should know about the table (may be empty).
+    doc:         what else a reader of the report should know about the table (may be empty; plain
+                 text: it reaches the page as it is, so no reST markup).
     columns:     the column axis: ``cls`` (classes, then their mean),
                  ``dataset``, ``score`` or ``ood`` (Table 4's OOD sets).
     metrics:     ``auroc`` and/or ``aulc`` (from our learning curves).
@@ -72,7 +73,7 @@ TABLE_SPECS: list[TableSpec] = [
     TableSpec(
         "table1a", "1a",
         title="Table 1a: one-class anomaly detection on CIFAR-10 (FIRM cos / rot / ens, FIRM w/ OE) vs the literature.",
-        doc="Per-class AUROC. The caveat on the rot / ens rows is the spec's ``note``.",
+        doc="Per-class AUROC. See the notes for the caveat on the rot and ens rows.",
         note=("NOTES.md: the paper's printed rot and ens rows of Table 1a equal Table 11's rot_norm and ens_norm rows "
               "(10 of 11 and 11 of 11 numbers), not Table 11's rot and ens rows. reported_results.csv keeps the "
               "printed labels rot and ens, so our rot and ens rows are compared with them; our rot_norm and ens_norm "
@@ -100,10 +101,10 @@ TABLE_SPECS: list[TableSpec] = [
     TableSpec(
         "table4", "4", columns="ood", mean_over="ood",
         title="Table 4: unlabeled multiclass OOD detection, CIFAR-10 (all classes, no labels) vs six OOD sets.",
-        doc=("Our rows need the summary's ``ood`` column. The reference's multiclass evaluator "
-             "(evaluate_multiclass.py, ``eval_embed``) reports cos_5 and cos_5_norm, each plain and over the "
-             "rotations (``_angled``) or with crops (``_ensemble``); the paper's choice among them is unstated "
-             "(``note``)."),
+        doc=("One column per OOD set (our rows need the summaries' ood column). The reference's multiclass "
+             "evaluator (evaluate_multiclass.py, eval_embed) reports cos_5 and cos_5_norm, each plain and over the "
+             "rotations (_angled) or with crops (_ensemble); the paper's choice among them is unstated (see the "
+             "notes)."),
         note=("The paper does not state Table 4's score (reported_results.csv leaves it blank), so every score of ours "
               "is a row of its own, each compared with the same printed FIRM (FIRM w/ OE) row. NOTES.md: the paper "
               "ran these with another temperature (value lost), and its Mean column looks truncated (FIRM 95.27 "
@@ -112,7 +113,7 @@ TABLE_SPECS: list[TableSpec] = [
         "table5", "5", metrics=("auroc", "aulc"), improvement=_VS_NTXENT, per_class_from=("10a", "14", "15", "16"),
         **_MEANS,
         title="Table 5: AUROC and AULC of the four losses (S_cos) on four datasets, class means.",
-        doc="AULC from our learning curves (the summaries' ``aulc`` column).",
+        doc="AULC from our learning curves (the summaries' aulc column).",
         note=("NOTES.md: the CIFAR-10 AUROCs are the paper's run set A (Tables 5, 7, 10a); the relative-improvement "
               "row is FIRM / NT-Xent - 1 in %, and its CIFAR-10 AUROC cell (+1.4) copies Table 10a's mean of "
               "per-class ratios (the ratio of the means is +1.3). Some means differ from Tables 14-16 "
