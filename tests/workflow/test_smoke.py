@@ -84,8 +84,8 @@ def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
     cfg["experiments"]["smoke"]["losses"] = ["firm"]
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), "--cores", "1",
-           "--configfile", str(path), SUMMARY]  # its subject is training: no paper tables or figures
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), SUMMARY, "--cores", "1",
+           "--configfile", str(path)]  # its subject is training: no paper tables or figures
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt = workdir / "results/runs/fmnist_mini/0/firm/rot/smoke/seed0/checkpoints/last.pt"
     deadline = time.time() + 240
@@ -113,7 +113,7 @@ def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
 
     # a SIGKILLed Snakemake leaves its directory lock behind: --unlock, then rerun
     snakemake(workdir, "--unlock", "--configfile", path)
-    snakemake(workdir, "--cores", "1", "--configfile", path, "--rerun-incomplete", SUMMARY)
+    snakemake(workdir, SUMMARY, "--cores", "1", "--configfile", path, "--rerun-incomplete")
     log = (ckpt.parent.parent / "logs" / "train.log").read_text()
     assert "resuming" in log and "from its checkpoint at epoch" in log
     curve = pd.read_csv(ckpt.parent.parent / "curve.csv")
