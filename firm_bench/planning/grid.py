@@ -38,6 +38,7 @@ import yaml
 from firm_bench.core import catalog
 from firm_bench.core import config as config_mod
 from firm_bench.core.errors import ConfigError
+from firm_bench.core.packs import pack_key
 from firm_bench.core.rundir import Run, evalset_of
 
 #: wildcard patterns shared by the Snakefile's ``wildcard_constraints``
@@ -306,28 +307,29 @@ class Pack:
     runs: tuple[Run, ...]
 
 
-def _pack_group(p: Plan, run: Run, shapes: dict) -> tuple:
-    """What runs of one pack share: the recipe, the dataset, the step shapes and the experiments that need them.
+def _pack_group(p: Plan, run: Run, configs: dict) -> tuple:
+    """What the runs of one pack share: :func:`firm_bench.core.packs.pack_key` of their configs (the one rule,
+    which the trainer checks again), the step shapes, the recipe and the experiments that need them.
 
-    Runs of one recipe and dataset differ only in ``dataset.cls``, ``loss.name``,
-    ``outliers.name`` and ``seed``, all of which may differ within a pack
-    (``core.packs.PACK_VARYING``); the step shapes (ID images per epoch, from
-    the registered sizes, and the outlier source's multiplicity) must be
-    equal. Grouping also by the set of experiments that use a run keeps a
-    single target's jobs to its own runs: every pack a target needs holds
-    only runs the target needs.
+    The step shapes (ID images per epoch, from the registered sizes, and the
+    outlier source's multiplicity) are what ``core.packs.check_shapes`` checks
+    once the data is loaded. ``firm-bench train-pack`` takes one ``--recipe``,
+    so a pack holds one recipe. Grouping also by the set of experiments that use
+    a run keeps a single target's jobs to its own runs: every pack a target
+    needs holds only runs the target needs.
     """
-    key = (run.dataset, run.outliers, run.recipe)
-    if key not in shapes:
-        outliers = run_config(p, run)["outliers"]
-        shapes[key] = catalog.outlier(run.outliers).multiplicity(outliers)
+    overrides = tuple(pair for pair in run_overrides(p, run) if not pair.startswith("seed="))
+    if overrides not in configs:  # a seed sets only the seed: one resolution for the seeds of a run
+        cfg = run_config(p, run)
+        configs[overrides] = (cfg, catalog.outlier(run.outliers).multiplicity(cfg["outliers"]))
+    cfg, multiplicity = configs[overrides]
+    key = pack_key({**cfg, "seed": run.seed})
     entry = catalog.dataset(run.dataset)
     try:
         n_ids = entry.size("train") if run.cls == "all" else entry.size("train_per_class", run.cls)
     except ValueError:  # no registered size: only runs of the same class are known to match
         n_ids = f"class {run.cls}"
-    return (run.recipe, run.dataset, run.cls == "all", str(n_ids), shapes[key],
-            tuple(sorted(p.runs[run].experiments)))
+    return (key, str(n_ids), multiplicity, run.recipe, tuple(sorted(p.runs[run].experiments)))
 
 
 def packs(p: Plan) -> list[Pack]:
@@ -339,9 +341,9 @@ def packs(p: Plan) -> list[Pack]:
     """
     size = int(p.config["pack_runs"])
     groups: dict[tuple, list[Run]] = {}
-    shapes: dict = {}
+    configs: dict = {}
     for run in sorted(p.runs):
-        groups.setdefault(_pack_group(p, run, shapes) if size > 1 else (run,), []).append(run)
+        groups.setdefault(_pack_group(p, run, configs) if size > 1 else (run,), []).append(run)
     out = []
     for members in groups.values():
         for i in range(0, len(members), size):

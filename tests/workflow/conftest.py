@@ -2,7 +2,19 @@
 
 import pytest
 
+from tests.helpers.snakemake import CONFIGS, snakemake
+
 
 @pytest.fixture
 def workdir(tmp_path):
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The smoke workflow (target ``all``: its runs, summaries, paper tables and figures, claims), run once per
+    pytest session through Snakemake's CLI on 2 cores: a finished workflow directory that tests read and dry-run
+    against, never change (a test that needs its own outputs writes them elsewhere)."""
+    workdir = tmp_path_factory.mktemp("smoke_run")
+    snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml")
+    return workdir

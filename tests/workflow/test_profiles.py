@@ -9,7 +9,8 @@ from firm_bench.core.errors import ConfigError
 from firm_bench.planning import grid as fw
 from tests.helpers import CONFIGS, ROOT
 
-PROFILES = ["slurm", "slurm-ci"]
+#: every Snakemake profile the workflow ships
+PROFILES = sorted(p.parent.name for p in (ROOT / "workflow" / "profiles").glob("*/config.yaml"))
 RULES = (ROOT / "workflow" / "rules" / "train.smk").read_text()
 
 
@@ -39,6 +40,7 @@ def test_every_training_rule_asks_for_the_signal_and_no_profile_overrides_it():
     """A run's rule and each pack's rule carry the slurm_extra; a profile's set-resources for `train` would miss
     the packs' rules (train_pack_<n>), so none has one."""
     assert RULES.count("slurm_extra=TRAIN_SLURM_EXTRA") == 2 and RULES.count("shell:") == 2
+    assert {"slurm", "slurm-ci"} <= set(PROFILES)  # control: the SLURM profiles are among those read
     for name in PROFILES:
         profile = yaml.safe_load((ROOT / "workflow" / "profiles" / name / "config.yaml").read_text())
         assert not any(rule.startswith("train") for rule in profile.get("set-resources", {})), name

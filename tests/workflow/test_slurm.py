@@ -8,7 +8,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -31,42 +30,34 @@ def _slurm_ready() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _slurm_ready(), reason="no running SLURM (start one with: bash .ci/slurm/start.sh)")
-def test_smoke_workflow_through_the_slurm_profile(tmp_path):
-    cmd = [
-        "timeout", "-k", "30", "420",  # -k: on SIGTERM Snakemake would wait for its jobs forever
-        sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path),
-        "--profile", str(ROOT / "workflow" / "profiles" / "slurm-ci"),
-        "--configfile", str(CONFIGS / "smoke.yaml"), "--verbose",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-8000:]
-    assert "sbatch" in log and "--gpus=1" in log  # GPU rules asked SLURM for a GPU
-    assert "--signal=TERM@300" in log  # and SIGTERM before the time limit (the training rule's slurm_extra)
-    summary = pd.read_csv(tmp_path / "results" / "summary.csv")
-    assert len(summary) == 4 and set(summary["status"]) == {"ok"}
-    train_log = (tmp_path / "results/runs/fmnist_mini/0/firm/rot/smoke/seed0/logs/train.log").read_text()
-    assert "GPU slot" not in train_log  # SLURM assigns GPUs; the local slot pinning stays off
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not _slurm_ready(), reason="no running SLURM (start one with: bash .ci/slurm/start.sh)")
-def test_a_pack_is_one_slurm_job_with_one_gpu(tmp_path):
-    """pack_runs: 2 on the smoke grid: its two runs train as one sbatch job (one GPU, the signal), each recorded."""
+def test_the_smoke_workflow_through_the_slurm_profile_trains_its_pack_as_one_gpu_job(tmp_path):
+    """The smoke config with pack_runs: 2 through the SLURM profile, to its summary (the subject is SLURM, not the
+    paper outputs): its two runs train as one sbatch job with one GPU and SIGTERM before the time limit, the
+    features and score jobs ask for a GPU too, and every run is recorded and scored."""
     cfg = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
     plan = fw.plan({**cfg, "pack_runs": 2})
     (pack,) = fw.packs(plan)
-    targets = [str(Path(run.path(plan.config["runs_root"])) / "trained.json") for run in pack.runs]
     cmd = [
-        "timeout", "-k", "30", "300", sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path),
+        "timeout", "-k", "30", "420",  # -k: on SIGTERM Snakemake would wait for its jobs forever
+        sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path),
         "--profile", str(ROOT / "workflow" / "profiles" / "slurm-ci"), "--configfile", str(CONFIGS / "smoke.yaml"),
-        "--config", "pack_runs=2", "--verbose", *targets,
+        "--config", "pack_runs=2", "--verbose", "results/summary.csv",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-8000:]
     sbatch = [line for line in log.splitlines() if "sbatch" in line and "--job-name" in line]
-    assert len(sbatch) == 1 and "--gpus=1" in sbatch[0] and "--signal=TERM@300" in sbatch[0], sbatch or log[-4000:]
-    for target in targets:
-        record = json.loads((tmp_path / target).read_text())
+    training = [line for line in sbatch if "rule_train" in line]
+    assert len(training) == 1 and pack.name in training[0], training or sbatch or log[-4000:]  # one job for the pack
+    assert "--gpus=1" in training[0] and "--signal=TERM@300" in training[0]  # one GPU; SIGTERM before the time limit
+    features = [line for line in sbatch if "rule_features" in line]
+    assert len(features) == 2 and all("--gpus=1" in line for line in features), features  # a GPU rule too
+    assert [line for line in sbatch if "rule_score" in line]  # and the CPU jobs went through SLURM as well
+    summary = pd.read_csv(tmp_path / "results" / "summary.csv")
+    assert len(summary) == 4 and set(summary["status"]) == {"ok"}
+    for run in pack.runs:
+        record = json.loads((tmp_path / run.path(plan.config["runs_root"]) / "trained.json").read_text())
         assert record["state"] == "ok" and record["speed"]["pack"]["runs"] == 2
+    train_log = (tmp_path / "results" / "logs" / "train_pack" / f"{pack.name}.log").read_text()
+    assert "epoch 1/1" in train_log  # control: the training job's own log
+    assert "GPU slot" not in train_log  # SLURM assigns GPUs; the local slot pinning stays off

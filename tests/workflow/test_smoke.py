@@ -20,41 +20,60 @@ from firm_bench.core import rundir as runs
 from tests.helpers.snakemake import CONFIGS, SNAKEFILE, snakemake
 
 
+SUMMARY = "results/summary.csv"  # every run's scores, combined: the target of tests about running, not the paper
+SMOKE_RUN = "results/runs/fmnist_mini/0/firm/rot/smoke/seed0"  # one of the smoke config's two runs
+
+
 @pytest.mark.slow
-def test_smoke_workflow_end_to_end(workdir):
-    snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml")
-    summary = pd.read_csv(workdir / "results" / "summary.csv", dtype={"cls": str})
+def test_smoke_workflow_end_to_end(smoke_run):
+    summary = pd.read_csv(smoke_run / "results" / "summary.csv", dtype={"cls": str})
     assert len(summary) == 4  # 2 runs (firm, ntxent) x (cos k=5, kde)
     assert set(summary["status"]) == {"ok"} and summary["auroc"].between(0, 1).all()
     assert set(summary["loss"]) == {"firm", "ntxent"} and set(summary["score"]) == {"cos", "kde"}
     assert (summary["schedule"] == "onecycle").all() and (summary["checkpoint"] == "last").all()
-    claims = (workdir / "results" / "claims.md").read_text()  # the all target checks the paper's claims
+    claims = (smoke_run / "results" / "claims.md").read_text()  # the all target checks the paper's claims
     assert "Stand-in data only" in claims and "| not run: " in claims
-    table = (workdir / "results" / "summary" / "smoke.md").read_text()
+    table = (smoke_run / "results" / "summary" / "smoke.md").read_text()
     assert "fmnist_mini firm rot smoke cos k=5" in table and "checkpoint: last" in table
-    curves = pd.read_csv(workdir / "results" / "summary" / "smoke_curves.csv")
+    curves = pd.read_csv(smoke_run / "results" / "summary" / "smoke_curves.csv")
     assert len(curves) == 4 and set(curves["epoch"]) == {0, 1}  # 0: the untrained model (eval.at_start)
-    run = workdir / "results/runs/fmnist_mini/0/firm/rot/smoke/seed0"
+    run = smoke_run / SMOKE_RUN
     for name in ["config.yaml", "versions.json", "status.json", "curve.csv", "trained.json", "metrics.json",
                  "checkpoints/last.pt", "features/test/cache.pt", "scores/test/cos_k5.json", "logs/train.log"]:
         assert (run / name).exists(), name
     log = (run / "logs" / "train.log").read_text()  # progress lines for log files, not a bar
     assert re.search(r"^firm-bench: epoch 1/1 loss \d+\.\d{4} auroc 0\.\d{4} \d+ img/s elapsed \S+ eta 0:00:00$", log,
                      flags=re.M), log
-    # Snakemake's own report of the registered paper tables and figures, beside ours
-    snakemake(workdir, "--report", "report.zip", "--configfile", CONFIGS / "smoke.yaml")
-    with zipfile.ZipFile(workdir / "report.zip") as z:
+
+
+@pytest.mark.slow
+def test_snakemakes_own_report_holds_the_paper_outputs(smoke_run, tmp_path):
+    """Snakemake's report of the registered paper tables and figures, beside ours (written outside the run)."""
+    snakemake(smoke_run, "--report", tmp_path / "report.zip", "--configfile", CONFIGS / "smoke.yaml")
+    with zipfile.ZipFile(tmp_path / "report.zip") as z:
         names = z.namelist()
     assert any(n.endswith("report.html") for n in names), names[:20]
     assert any("table5.md" in n for n in names) and any("fig4.png" in n for n in names), names
     assert any(n.endswith("claims.md") for n in names) and any(n.endswith("claims_forest.png") for n in names)
-    # nothing left to do on a rerun
-    out = snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml", "-n").stdout
+
+
+@pytest.mark.slow
+def test_a_finished_workflow_has_nothing_to_do_here_or_on_another_machine(smoke_run):
+    out = snakemake(smoke_run, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml", "-n").stdout
     assert "Nothing to be done" in out
     # nor on another machine: GPU slots and threads are not params (rerun triggers)
-    out = snakemake(workdir, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml", "-n",
+    out = snakemake(smoke_run, "--cores", "2", "--configfile", CONFIGS / "smoke.yaml", "-n",
                     "--config", "gpu_slots=4", "--set-threads", "train=2", "score=2").stdout
     assert "Nothing to be done" in out, out[-3000:]
+    # and firm-bench status reads its runs as done
+    assert _states(CONFIGS / "smoke.yaml", smoke_run) == ["done"] * 2
+
+
+def _states(config, workdir) -> list[str]:
+    """``firm-bench status CONFIG --json``: the state of each run the config plans, under ``workdir``."""
+    proc = subprocess.run([sys.executable, "-m", "firm_bench.cli", "status", str(config), "--runs-root",
+                           str(workdir / "results" / "runs"), "--json"], capture_output=True, text=True, check=True)
+    return [r["state"] for r in json.loads(proc.stdout)]
 
 
 @pytest.mark.slow
@@ -65,8 +84,8 @@ def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
     cfg["experiments"]["smoke"]["losses"] = ["firm"]
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), "--cores", "1",
-           "--configfile", str(path)]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), SUMMARY, "--cores", "1",
+           "--configfile", str(path)]  # its subject is training: no paper tables or figures
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt = workdir / "results/runs/fmnist_mini/0/firm/rot/smoke/seed0/checkpoints/last.pt"
     deadline = time.time() + 240
@@ -94,7 +113,7 @@ def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
 
     # a SIGKILLed Snakemake leaves its directory lock behind: --unlock, then rerun
     snakemake(workdir, "--unlock", "--configfile", path)
-    snakemake(workdir, "--cores", "1", "--configfile", path, "--rerun-incomplete")
+    snakemake(workdir, SUMMARY, "--cores", "1", "--configfile", path, "--rerun-incomplete")
     log = (ckpt.parent.parent / "logs" / "train.log").read_text()
     assert "resuming" in log and "from its checkpoint at epoch" in log
     curve = pd.read_csv(ckpt.parent.parent / "curve.csv")
@@ -103,34 +122,8 @@ def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
     assert set(summary["status"]) == {"ok"}
 
 
-#: (workflow config, its experiment, summary target, run_overrides, runs, runs per pack) of the packed-workflow test.
-#: mini: its Table 1 experiment alone (two classes x two seeds of FIRM: one pack of four), 2 of its 6 epochs and
-#: only the cos score's features (CI time; a pack's grouping and arithmetic depend on neither).
-PACKED_WORKFLOWS = {
-    "smoke": ("smoke.yaml", "smoke", "results/summary/smoke.csv", {}, 2, 2),
-    "mini": ("mini.yaml", "table1", "results/summary/table1.csv",
-             {"optim.epochs": 2, "eval.every": 1, "checkpoint.every": 1, "features.crops": 0,
-              "features.angles": [0], "features.untrained": False}, 4, 4),
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", PACKED_WORKFLOWS)
-def test_packed_runs_give_the_same_metrics_as_runs_alone(tmp_path, name):
-    """pack_runs: 4 trains the grid's compatible runs as packs (one job each); every run's metrics equal
-    pack_runs: 1 (on the CPU a pack uses per_run kernels: the numbers of training alone, bit for bit)."""
-    config, experiment, target, overrides, n_runs, pack_size = PACKED_WORKFLOWS[name]
-    cfg = yaml.safe_load((CONFIGS / config).read_text())
-    cfg["experiments"] = {experiment: {**cfg["experiments"][experiment], "scores": ["cos"]}}  # CI time
-    cfg.pop("k", None)
-    cfg["experiments"][experiment].pop("k", None)
-    cfg["run_overrides"] = {**cfg.get("run_overrides", {}), **overrides}
-    path = tmp_path / config
-    path.write_text(yaml.safe_dump(cfg))
-    alone, packed = tmp_path / "alone", tmp_path / "packed"
-    snakemake(alone, target, "--cores", "2", "--configfile", path)
-    out = snakemake(packed, target, "--cores", "2", "--configfile", path, "--config", "pack_runs=4")
-    assert "train_pack_0" in out.stdout + out.stderr and not list((packed / "results/runs").rglob("logs/train.log"))
+def _assert_packed_equals_alone(alone, packed, target, n_runs, pack_size):
+    """Every run's metrics, and the target summary, equal between the workflow trained alone and packed."""
     runs_dirs = sorted(p.parent.relative_to(alone) for p in alone.glob("results/runs/**/metrics.json"))
     assert len(runs_dirs) == n_runs
     for run in runs_dirs:
@@ -141,6 +134,43 @@ def test_packed_runs_give_the_same_metrics_as_runs_alone(tmp_path, name):
         assert pack["runs"] == pack_size and pack["kernels"] == "per_run"
     columns = ["dataset", "cls", "loss", "score", "k", "auroc", "aulc", "status"]
     pd.testing.assert_frame_equal(pd.read_csv(alone / target)[columns], pd.read_csv(packed / target)[columns])
-    status = subprocess.run([sys.executable, "-m", "firm_bench.cli", "status", str(path), "--runs-root",
-                             str(packed / "results" / "runs"), "--json"], capture_output=True, text=True, check=True)
-    assert [r["state"] for r in json.loads(status.stdout)] == ["done"] * n_runs  # packed runs read as any other
+
+
+def _packed(workdir, target, config, *extra):
+    out = snakemake(workdir, target, "--cores", "2", "--configfile", config, "--config", "pack_runs=4", *extra)
+    assert "train_pack_0" in out.stdout + out.stderr and not list((workdir / "results/runs").rglob("logs/train.log"))
+
+
+@pytest.mark.slow
+def test_packed_smoke_runs_give_the_same_metrics_as_the_runs_alone(smoke_run, tmp_path):
+    """pack_runs: 4 trains the grid's compatible runs as packs (one job each); every run's metrics equal those of
+    the session's smoke workflow (pack_runs: 1; on the CPU a pack uses per_run kernels: the numbers of training
+    alone, bit for bit), and firm-bench status reads packed runs as any other."""
+    target = "results/summary/smoke.csv"
+    _packed(tmp_path, target, CONFIGS / "smoke.yaml")
+    _assert_packed_equals_alone(smoke_run, tmp_path, target, n_runs=2, pack_size=2)
+    assert _states(CONFIGS / "smoke.yaml", tmp_path) == ["done"] * 2
+
+
+#: mini: its Table 1 experiment alone (two classes x two seeds of FIRM: one pack of four), 2 of its 6 epochs and
+#: only the cos score's features (CI time; a pack's grouping and arithmetic depend on neither).
+MINI_OVERRIDES = {"optim.epochs": 2, "eval.every": 1, "checkpoint.every": 1, "features.crops": 0,
+                  "features.angles": [0], "features.untrained": False}
+
+
+@pytest.mark.slow
+def test_a_packed_mini_pack_of_four_gives_the_same_metrics_as_its_runs_alone(tmp_path):
+    """As above for a pack of four (classes x seeds), evaluated and checkpointed every epoch."""
+    cfg = yaml.safe_load((CONFIGS / "mini.yaml").read_text())
+    cfg["experiments"] = {"table1": {**cfg["experiments"]["table1"], "scores": ["cos"]}}  # CI time
+    cfg.pop("k", None)
+    cfg["experiments"]["table1"].pop("k", None)
+    cfg["run_overrides"] = {**cfg.get("run_overrides", {}), **MINI_OVERRIDES}
+    path = tmp_path / "mini.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    target = "results/summary/table1.csv"
+    alone, packed = tmp_path / "alone", tmp_path / "packed"
+    snakemake(alone, target, "--cores", "2", "--configfile", path)
+    _packed(packed, target, path)
+    _assert_packed_equals_alone(alone, packed, target, n_runs=4, pack_size=4)
+    assert _states(path, packed) == ["done"] * 4
