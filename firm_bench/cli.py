@@ -25,7 +25,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from firm_bench.core import config as config_mod
@@ -334,9 +334,80 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema_node(key: str) -> dict:
+    """The run schema's entry of dotted ``key``; ConfigError names the valid keys at the level that failed."""
+    node = config_mod.load_schema()
+    done: list[str] = []
+    for part in key.split("."):
+        props = node.get("properties") or {}
+        if part not in props:
+            where = ".".join(done) or "the top level"
+            raise config_mod.ConfigError(f"config --describe: unknown key {key!r}; valid at {where}: "
+                                         f"{', '.join(props) or '(none: ' + '.'.join(done) + ' has no sub-keys)'}")
+        node, done = props[part], [*done, part]
+    return node
+
+
+def _value_source(args: argparse.Namespace, key: str) -> str:
+    """Which layer set ``key`` in the resolved config: --set, the --config file, the preset, or the schema."""
+    def has(tree: dict) -> bool:
+        return key in config_mod.leaves(tree) or any(k.startswith(key + ".") for k in config_mod.leaves(tree))
+
+    if has(config_mod.parse_overrides(args.overrides)):
+        return "--set"
+    if args.config and has(config_mod.load_yaml(args.config)):
+        return f"--config {args.config}"
+    if args.preset and has(config_mod.load_preset(args.preset)):
+        return f"preset {args.preset} (firm_bench/presets/{args.preset}.yaml)"
+    return "the schema's default"
+
+
+def _describe(args: argparse.Namespace, key: str) -> str:
+    """``config --describe KEY``: the schema's description, default and allowed values, and this config's value."""
+    from firm_bench.core.catalog import CONFIG_KEYS, names
+
+    node = _schema_node(key)
+    cfg, _ = _resolve(args)
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    lines = [f"{key}: {node.get('description', '(no description)')}"]
+    if node.get("type") == "object" and "properties" in node:
+        width = max(map(len, node["properties"])) + 2
+        lines += ["", "keys:"] + [f"  {k:<{width}}{_summary(v.get('description'))}" for k, v in node["properties"].items()]
+        lines += ["", f"firm-bench config --describe {key}.KEY for one of them"]
+        return "\n".join(lines)
+    allowed = []
+    if "enum" in node:
+        allowed.append("one of " + ", ".join(json.dumps(v) for v in node["enum"]))
+    if key in CONFIG_KEYS:
+        allowed.append("a registered name: " + ", ".join(names(key)) + f" (firm-bench list)")
+    if "type" in node:
+        allowed.append("type " + " or ".join(node["type"] if isinstance(node["type"], list) else [node["type"]]))
+    for bound, text in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if bound in node:
+            allowed.append(f"{text} {node[bound]}")
+    if "pattern" in node:
+        allowed.append(f"matching {node['pattern']}")
+    shown = "the resolved config" if not (args.preset or args.config or args.overrides) else \
+        " ".join(["this config", *([f"(--preset {args.preset})"] if args.preset else [])])
+    lines += ["", f"  default:  {json.dumps(node.get('default'))} (firm_bench/schema/run.schema.yaml)",
+              f"  allowed:  {'; '.join(allowed) or 'anything'}",
+              f"  value:    {json.dumps(value)} in {shown}, set by {_value_source(args, key)}"]
+    if key.startswith("optim.momentum"):  # what the momentum keys amount to under this schedule
+        lines.append(f"  trains:   momentum {config_mod.momentum_label(cfg)} (schedule {cfg['optim']['schedule']}; "
+                     "the label on this run's outputs)")
+    return "\n".join(lines)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
+    if args.describe:
+        print(_describe(args, args.describe))
+        return 0
     cfg, run_dir = _resolve(args)
     print(f"# run directory: {run_dir}")
+    print(f"# momentum trains as: {config_mod.momentum_label(cfg)} (optim.schedule {cfg['optim']['schedule']})")
+    print("# what a key means, its default and allowed values: firm-bench config --describe KEY")
     print(config_mod.dump(cfg), end="")
     return 0
 
@@ -348,26 +419,132 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listing() -> dict[str, list[str]]:
-    from firm_bench.core.catalog import config_names
+def _summary(text: str | None) -> str:
+    """The first sentence of a docstring or comment, on one line, without reST markup."""
+    import re
 
-    names = config_names()
-    return {
-        "datasets": names["dataset.name"],
-        "losses": names["loss.name"],
-        "scores": names["scores.names"],
-        "outliers": names["outliers.name"],
-        "encoders": names["model.encoder"],
-        "schedules": names["optim.schedule"],
-        "presets": config_mod.list_presets(),
-    }
+    para = " ".join((text or "").strip().split("\n\n")[0].split()).replace("``", "")
+    match = re.search(r"(?<=[a-z0-9)\]'\"`]{3}[.!?])\s+(?=[A-Z(\[])", para)  # not after e.g. / App.
+    return para[: match.start()] if match else para
+
+
+def _registry_docs(module: str, attr: str) -> list[tuple[str, str]]:
+    """(name, first sentence of its docstring) of a registry (imports it: torch)."""
+    import importlib
+    import inspect
+
+    registry = getattr(importlib.import_module(module), attr)
+    return [(name, _summary(inspect.getdoc(obj))) for name, obj in registry.items()]
+
+
+def _datasets() -> list[tuple[str, str]]:
+    from firm_bench.core import catalog
+
+    roles = {"one_class": "one-class protocol", "ood": "OOD test set of Table 4", "oe": "outlier-exposure images"}
+
+    def line(name: str) -> str:
+        d = catalog.dataset(name)
+        sizes = {k: sum(v.values()) if isinstance(v, dict) else v for k, v in (d.sizes or {}).items()}
+        counts = ", ".join(f"{sizes[k]} {k}" for k in ("train", "test") if k in sizes)
+        shown = d.classes if len(d.classes) <= 4 else [*d.classes[:3], "..."]
+        classes = f", {len(d.classes)} classes ({', '.join(shown)})" if d.role == "one_class" else ""
+        return f"{roles.get(d.role, d.role)}{classes}, {d.image_size} px" + (f", {counts} images" if counts else "")
+
+    return [(name, line(name)) for name in catalog.names("dataset.name")]
+
+
+def _yaml_comment(text: str) -> str:
+    """The first sentence of a YAML file's leading comment."""
+    lines = []
+    for raw in text.splitlines():
+        if not raw.startswith("#"):
+            break
+        lines.append(raw.lstrip("#").strip())
+    return _summary("\n".join(lines)).split(": ", 1)[-1] if lines and lines[0].split(":")[0].isidentifier() \
+        else _summary("\n".join(lines))
+
+
+def _presets() -> list[tuple[str, str]]:
+    from importlib import resources
+
+    return [(n, _yaml_comment(resources.files(config_mod.PRESETS_PACKAGE).joinpath(f"{n}.yaml").read_text()))
+            for n in config_mod.list_presets()]
+
+
+def _workflow_configs() -> list[tuple[str, str]]:
+    from importlib import resources
+
+    from firm_bench.planning.grid import BUNDLED, bundled_configs
+
+    return [(n, _yaml_comment(resources.files(BUNDLED).joinpath(f"{n}.yaml").read_text()))
+            for n in bundled_configs()]
+
+
+def _paper_items(key: str) -> list[tuple[str, str]]:
+    from firm_bench.core import catalog
+    from firm_bench.planning.grid import load_workflow_config, paper_item_feeders
+
+    feeders = paper_item_feeders(load_workflow_config(DEFAULT_WORKFLOW_CONFIG))
+    return [(e["name"], f"{e['title']} (paper config experiment: {', '.join(feeders.get(e['name'], [])) or 'none'})")
+            for e in catalog.snapshot()["registries"][key]]
+
+
+def _experiments(configfile: str) -> list[tuple[str, str]]:
+    from firm_bench.planning.grid import load_workflow_config, paper_item_feeders, plan
+
+    cfg = load_workflow_config(configfile)
+    p = plan(cfg)
+    feeds: dict[str, list[str]] = {}
+    for item, exps in paper_item_feeders(cfg).items():
+        for e in exps:
+            feeds.setdefault(e, []).append(item)
+    from firm_bench.core.catalog import names, title
+
+    items = names("tables") + names("figures")
+    return [(e, f"{cfg['experiments'][e].get('title') or (title(e) if e in items else e)} "
+                f"({len(p.experiments[e])} runs; feeds "
+                f"{', '.join(feeds.get(e, [])) or 'no paper item'})") for e in p.experiments]
+
+
+#: ``firm-bench list WHAT``: what each listing is, and its (name, one-line description) rows
+LISTINGS: dict[str, tuple[str, Callable[[argparse.Namespace], list[tuple[str, str]]]]] = {
+    "datasets": ("datasets a run trains and tests on (dataset.name, dataset.ood)", lambda a: _datasets()),
+    "losses": ("contrastive losses (loss.name)", lambda a: _registry_docs("firm_bench.method.losses", "LOSSES")),
+    "outliers": ("synthetic-outlier sources added to each batch (outliers.name)",
+                 lambda a: _registry_docs("firm_bench.method.outliers", "OUTLIERS")),
+    "scores": ("detection scores computed from the feature cache (scores.names; higher = more normal; in "
+               "tables cos_k5 is cos with k = 5)",
+               lambda a: _registry_docs("firm_bench.method.scores", "SCORES")),
+    "encoders": ("backbones (model.encoder)", lambda a: _registry_docs("firm_bench.method.models", "ENCODERS")),
+    "schedules": ("learning-rate schedules (optim.schedule)",
+                  lambda a: _registry_docs("firm_bench.method.schedules", "SCHEDULES")),
+    "presets": ("run recipes: firm-bench run --preset NAME", lambda a: _presets()),
+    "configs": ("bundled workflow configs: snakemake / plan / status / report --configfile NAME",
+                lambda a: _workflow_configs()),
+    "experiments": ("experiments of a workflow config (--configfile; default the paper's)",
+                    lambda a: _experiments(a.configfile)),
+    "tables": ("paper tables: firm-bench paper-table NAME, results/tables/NAME.md",
+               lambda a: _paper_items("tables")),
+    "figures": ("paper figures: firm-bench figure NAME, figures/NAME.png", lambda a: _paper_items("figures")),
+}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    for name in _listing()[args.what]:
-        print(name)
+    if args.what is None:  # the categories
+        width = max(map(len, LISTINGS)) + 2
+        for what, (text, _) in LISTINGS.items():
+            print(f"{what:<{width}}{text}")
+        print("\nfirm-bench list WHAT: each name with what it is (--names: the names alone)")
+        return 0
+    rows = LISTINGS[args.what][1](args)
+    if args.names:
+        for name, _ in rows:
+            print(name)
+        return 0
+    width = max(len(name) for name, _ in rows) + 2
+    for name, text in rows:
+        print(f"{name:<{width}}{text}".rstrip())
     return 0
-
 
 
 # --------------------------------------------------------------------------- #
@@ -612,6 +789,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func in [("run", cmd_run), ("train", cmd_train), ("config", cmd_config)]:
         p = _command(sub, name)
         _add_config_args(p)
+        if name == "config":
+            p.add_argument("--describe", default=None, metavar="KEY",
+                           help="what KEY (dotted, e.g. optim.schedule; a section lists its keys) means: its "
+                                "description, default and allowed values from the schema, and its value here and "
+                                "which layer (schema, preset, --config, --set) set it")
         p.set_defaults(func=func)
         if name == "train":
             _add_workflow_job_args(p)
@@ -695,8 +877,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--check", action="store_true", help="exit 1 when the snapshot differs from the registries")
     p.set_defaults(func=cmd_catalog)
 
-    p = _command(sub, "list")
-    p.add_argument("what", choices=["datasets", "losses", "scores", "outliers", "encoders", "schedules", "presets"])
+    p = _command(sub, "list", "Without WHAT: the categories.")
+    p.add_argument("what", nargs="?", choices=list(LISTINGS), default=None, metavar="WHAT",
+                   help=f"one of: {', '.join(LISTINGS)}")
+    p.add_argument("--names", action="store_true", help="the names alone, one a line (for scripts)")
+    _add_configfile_arg(p)
     p.set_defaults(func=cmd_list)
     return parser
 

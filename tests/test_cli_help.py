@@ -99,3 +99,96 @@ def test_paper_table_and_figure_without_input_warn_and_name_their_experiment(tmp
     err = capsys.readouterr().err
     assert "warning: no --summaries or --curves given" in err and "fig1 of the paper config" in err
     assert (tmp_path / "fig1.png").is_file()  # still drawn: panels without data, as before
+
+
+# --------------------------------------------------------------------------- list
+def test_list_alone_lists_the_categories(capsys):
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    listed = [line.split()[0] for line in lines if line and not line.startswith("firm-bench")]
+    assert listed == list(cli.LISTINGS)
+    assert {"tables", "experiments", "figures", "datasets", "losses", "scores"} <= set(listed)
+
+
+@pytest.mark.parametrize("what", ["losses", "scores", "outliers", "encoders", "schedules", "datasets", "presets",
+                                  "configs", "tables", "figures"])
+def test_list_gives_every_name_a_description(what, capsys):
+    assert main(["list", what, "--names"]) == 0
+    names = capsys.readouterr().out.split()
+    assert main(["list", what]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == names
+    for name, line in zip(names, lines):
+        text = line[len(name):].strip()
+        assert len(text) > 15, (name, text)
+
+
+def test_list_descriptions_come_from_the_registries(capsys):
+    import inspect
+
+    from firm_bench.core.catalog import title
+    from firm_bench.method.losses import LOSSES
+    from firm_bench.method.scores import SCORES
+
+    assert main(["list", "losses"]) == 0
+    out = capsys.readouterr().out
+    assert "supcon_star  SupCon* (multiclass SupCon [2])" in out
+    assert inspect.getdoc(LOSSES.get("firm")).splitlines()[0].replace("``", "") in out
+    assert main(["list", "scores"]) == 0
+    out = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "averaged over the 4 rotations x the random test crops" in out["locsvm_ens"]
+    assert "linear one-class SVM" in out["locsvm_ens"] and "RBF one-class SVM" in out["ocsvm"]
+    assert "norm" in out["rot_norm"] and "averaged over the 4 rotations" in out["rot_norm"]
+    assert [line.split()[0] for line in out.values()] == SCORES.names()
+    assert main(["list", "datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "lsun_fix" in out and "OOD test set of Table 4" in out.split("lsun_fix")[1].splitlines()[0]
+    assert main(["list", "tables"]) == 0
+    out = capsys.readouterr().out
+    assert title("table5") in out and "paper config experiment: table7, table7_oe" in out
+
+
+def test_list_experiments_of_a_workflow_config(capsys):
+    from firm_bench.planning.grid import load_workflow_config, plan
+
+    assert main(["list", "experiments", "--configfile", "mini"]) == 0
+    out = capsys.readouterr().out
+    p = plan(load_workflow_config("mini"))
+    assert [line.split()[0] for line in out.splitlines()] == list(p.experiments)
+    assert f"({len(p.experiments['table5'])} runs; feeds table5" in out
+
+
+# ------------------------------------------------------------------ config --describe
+def test_config_describe_prints_the_schemas_entry_and_where_the_value_came_from(capsys):
+    from firm_bench.core.config import load_schema
+
+    node = load_schema()["properties"]["optim"]["properties"]["schedule"]
+    assert main(["config", "--preset", "paper", "--describe", "optim.schedule"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"optim.schedule: {node['description']}")
+    assert '"onecycle"' in out and "onecycle, warmup_cosine" in out and "set by preset paper" in out
+    assert main(["config", "--describe", "optim.schedule"]) == 0
+    assert "set by the schema's default" in capsys.readouterr().out
+    assert main(["config", "--preset", "mini", "--set", "optim.schedule=warmup_cosine",
+                 "--describe", "optim.schedule"]) == 0
+    assert 'value:    "warmup_cosine"' in (out := capsys.readouterr().out) and "set by --set" in out
+    assert main(["config", "--preset", "mini", "--describe", "model.width"]) == 0
+    assert "set by preset mini" in capsys.readouterr().out
+    assert main(["config", "--preset", "paper", "--describe", "optim.momentum"]) == 0
+    assert "trains:   momentum cycled 0.95-0.85-0.95" in capsys.readouterr().out
+
+
+def test_config_describe_a_section_and_an_unknown_key(capsys):
+    assert main(["config", "--describe", "eval"]) == 0
+    out = capsys.readouterr().out
+    assert "  every " in out and "  k " in out and "  at_start " in out
+    assert main(["config", "--describe", "optim.bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'optim.bogus'" in err and "valid at optim: epochs, batch_size" in err
+
+
+def test_a_missing_dataset_advises_options_that_exist(tmp_path, capsys):
+    assert main(["data", "check", "cifar10", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--set dataset.download=true" in err and "firm-bench data check NAME --download" in err
+    assert "--download (CLI)" not in err
