@@ -317,18 +317,101 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(text: str) -> None:
+    """One line of ``firm-bench run``'s account of what it does (stderr, beside the training's progress lines)."""
+    print(f"firm-bench: {text}", file=sys.stderr, flush=True)
+
+
+def _run_header(cfg: dict, run_dir: Path) -> str:
+    """What a run trains and where: dataset and class, loss, outliers, recipe, epochs, device, threads, run dir."""
+    import torch
+
+    from firm_bench.core import catalog
+
+    data = cfg["dataset"]
+    classes = catalog.dataset(data["name"]).classes
+    cls = data["cls"]
+    index = catalog.class_index(classes, cls, data["name"]) if cls != "all" else None
+    shown = f"class {cls}" + (f" ({classes[index]})" if index is not None and str(cls) != classes[index] else "")
+    optim = cfg["optim"]
+    device = runs.pick_device(cfg["device"])
+    threads = cfg["threads"] or torch.get_num_threads()
+    return (f"run: {cfg['loss']['name']} on {data['name']} {shown}, outliers {cfg['outliers']['name']}, "
+            f"recipe {cfg['recipe']}, {optim['epochs']} epoch{'s' * (optim['epochs'] != 1)} of batch {optim['batch_size']}, "
+            f"on {device} with {threads} threads -> {run_dir}")
+
+
+def _finished_metrics(cfg: dict, run_dir: Path) -> dict | None:
+    """The run's metrics.json when ``run_dir`` holds this config's run trained, extracted and scored; else None."""
+    metrics_file = run_dir / "metrics.json"
+    if not (metrics_file.is_file() and (run_dir / runs.TRAINED_FILE).is_file() and (run_dir / runs.CONFIG_FILE).is_file()):
+        return None
+    if runs.read_json(run_dir / runs.TRAINED_FILE).get("state") != "ok":
+        return None
+    recorded = runs.read_run_config(run_dir)
+    if config_mod.recorded_differences(recorded, cfg) or recorded.get("features") != cfg["features"]:
+        return None  # another recipe or other features: the normal path says what differs, or extracts again
+    from firm_bench.core.catalog import uses_k
+
+    metrics = runs.read_json(metrics_file)
+    wanted = {runs.score_key(n, k) for n in cfg["scores"]["names"] for k in (cfg["scores"]["k"] if uses_k(n) else [None])}
+    return metrics if wanted <= set(metrics.get("scores", {})) else None
+
+
+def _new_root(run_dir: Path) -> Path | None:
+    """The topmost directory of ``run_dir``'s path that does not exist yet (None: the run directory exists)."""
+    new = None
+    for path in [run_dir, *run_dir.parents]:
+        if path.exists():
+            return new
+        new = path
+    return new
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import shutil
+    import time
+
+    from firm_bench.core.errors import USER_ERRORS
+    from firm_bench.run.monitor import clock, progress_mode
+
+    cfg, run_dir = _resolve(args)
+    done = None if args.reevaluate else _finished_metrics(cfg, run_dir)
+    if done is not None:  # before torch is imported: instant
+        _say(f"{run_dir} is finished (trained, features extracted, scored): its results. "
+             "--reevaluate extracts the features and scores them again")
+        print(f"run directory: {run_dir}")
+        _print_scores(done)
+        return 0
     from firm_bench.run.features import extract_run_features
-    from firm_bench.run.monitor import progress_mode
     from firm_bench.run.score import score_run
     from firm_bench.run.train import train
 
-    cfg, run_dir = _resolve(args)
     _take_gpu_slot(args)
-    with runs.writing(run_dir, "run"):  # the three steps as one: no other process between them
-        train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
-        extract_run_features(cfg, run_dir, progress=progress_mode(_progress(args)) == "bar")
-        score_run(cfg, run_dir)
+    mode = progress_mode(_progress(args))
+    talk = _say if mode != "off" else (lambda text: None)
+    _say(_run_header(cfg, run_dir))
+    created = _new_root(run_dir)
+    try:
+        with runs.writing(run_dir, "run"):  # the three steps as one: no other process between them
+            train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
+            f, t0 = cfg["features"], time.monotonic()
+            talk(f"features: encoding the training and test images at rotations {', '.join(map(str, f['angles']))}"
+                 + (f", {f['crops']} random crops of each test image" if f["crops"] else "")
+                 + (", with the trained and the untrained encoder" if f["untrained"] else "") + " ...")
+            meta = runs.read_json(extract_run_features(cfg, run_dir, progress=mode == "bar"))
+            if meta.get("state") == "ok":
+                talk(f"features: {meta['n_bank']} training and {meta['n_test']} test images, {meta['dim']}-d, "
+                     f"in {clock(time.monotonic() - t0)}")
+            t0 = time.monotonic()
+            score_run(cfg, run_dir, on_score=lambda i, n, key: talk(
+                f"scoring: {i}/{n} {key} (elapsed {clock(time.monotonic() - t0)})"))
+            talk(f"scoring: done in {clock(time.monotonic() - t0)}")
+    except USER_ERRORS:
+        # a start that failed (no data, a bad option) leaves no run directory behind; a trained epoch stays
+        if created is not None and created.is_dir() and not (run_dir / "checkpoints").exists():
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     print(f"run directory: {run_dir}")
     _print_scores(runs.read_json(run_dir / "metrics.json"))
     return 0
@@ -789,6 +872,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func in [("run", cmd_run), ("train", cmd_train), ("config", cmd_config)]:
         p = _command(sub, name)
         _add_config_args(p)
+        if name == "run":
+            p.add_argument("--reevaluate", action="store_true",
+                           help="a finished run: extract its features and score it again (default: print its results)")
         if name == "config":
             p.add_argument("--describe", default=None, metavar="KEY",
                            help="what KEY (dotted, e.g. optim.schedule; a section lists its keys) means: its "

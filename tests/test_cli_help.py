@@ -192,3 +192,65 @@ def test_a_missing_dataset_advises_options_that_exist(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--set dataset.download=true" in err and "firm-bench data check NAME --download" in err
     assert "--download (CLI)" not in err
+
+
+# --------------------------------------------------------------------------- run
+def test_a_failed_start_leaves_no_run_directory(tmp_path, capsys):
+    root = tmp_path / "runs"
+    assert main(["run", "--preset", "paper", "--runs-root", str(root), "--set", f"dataset.root={tmp_path / 'none'}",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    first = err.splitlines()[0]
+    assert first.startswith("firm-bench: run: firm on cifar10 class 0 (airplane), outliers rot, recipe paper, "
+                            "2000 epochs of batch 32, on ") and first.endswith(f"-> {root / 'cifar10/0/firm/rot/paper/seed0'}")
+    assert "cifar-10-batches-py" in err  # the data error, as before
+    assert not root.exists()  # nothing left for `status` to count as pending
+
+
+def test_a_failed_start_keeps_a_directory_that_existed(tmp_path, capsys):
+    run = tmp_path / "mine"
+    (run / "notes").mkdir(parents=True)
+    assert main(["run", "--preset", "paper", "--run-dir", str(run), "--set", f"dataset.root={tmp_path / 'none'}",
+                 "--no-progress"]) == 2
+    assert (run / "notes").is_dir()
+
+
+@pytest.mark.slow
+def test_run_says_what_it_does_and_a_finished_run_prints_its_results_at_once(tmp_path):
+    """Header first (what, where), epoch lines with the curve's score as the tables name it, features and scoring
+    lines; a second `run` prints the same results without training, extracting or scoring; --reevaluate does."""
+    import time
+
+    def run(*extra):
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "firm_bench.cli", "run", "--preset", "smoke", "--progress", "lines",
+             "--set", "optim.epochs=1", "--set", "device=cpu", "--set", "features.crops=0",
+             "--set", "features.untrained=false", "--set", "scores.names=[cos,center,kde]",
+             "--run-dir", str(tmp_path / "run"), *extra], capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr
+        return proc, time.monotonic() - t0
+
+    first, _ = run()
+    lines = first.stderr.splitlines()
+    run_dir = tmp_path / "run"
+    assert lines[0].startswith("firm-bench: run: firm on fmnist_mini class 0 (T-shirt/top), outliers rot, "
+                               "recipe smoke+"), lines[0]
+    assert ", 1 epoch of batch 64, on cpu with " in lines[0]
+    assert lines[0].endswith(f"-> {run_dir}")
+    epoch = next(line for line in lines if "epoch 1/1" in line)
+    assert " cos_k5 0." in epoch and " views/s " in epoch and "auroc" not in epoch
+    assert any(line.startswith("firm-bench: features: 200 training and 1000 test images") for line in lines)
+    scoring = [line for line in lines if line.startswith("firm-bench: scoring: ")]
+    assert [s.split()[2] for s in scoring[:-1]] == ["1/4", "2/4", "3/4", "4/4"]
+    assert [s.split()[3] for s in scoring[:-1]] == ["cos_k1", "cos_k5", "center", "kde"]
+    table = first.stdout[first.stdout.index("| score"):]
+
+    again, seconds = run()
+    assert "is finished" in again.stderr and "epoch" not in again.stderr and "scoring" not in again.stderr
+    assert again.stdout[again.stdout.index("| score"):] == table
+    assert seconds < 20  # no torch, no training: about a second on an idle core
+
+    forced, _ = run("--reevaluate")
+    assert "scoring: 4/4 kde" in forced.stderr and "features: " in forced.stderr
+    assert forced.stdout[forced.stdout.index("| score"):] == table  # the same model, the same numbers
