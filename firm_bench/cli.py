@@ -1,28 +1,21 @@
 """The ``firm-bench`` command line: every argparse definition of the package lives here.
 
 Subcommands parse their arguments and call one library function each, so
-Snakemake rules, tests and users reach the same code::
-
-    firm-bench run      [--preset P] [--config F] [--set k=v ...] [--run-dir D]   # train + features + score
-    firm-bench train    [--preset P] [--config F] [--set k=v ...] [--run-dir D]
-    firm-bench train-pack [--preset P] [--set k=v ...] --member DIR [k=v ...] --member DIR ...   # one fused model
-    firm-bench features RUN_DIR [--evalset test|ood-<name>]
-    firm-bench score    RUN_DIR [--scores cos kde ...] [--k 1 5]
-    firm-bench metrics | summarize | combine | table        # reading results (no torch)
-    firm-bench paper-table NAME | figure NAME | report [--partial]   # the paper's outputs
-    firm-bench claims [--config F] [--partial]               # the paper's claims, checked (results/claims.md)
-    firm-bench plan TARGET                                   # runs and GPU-hours of a target
-    firm-bench status [WORKFLOW_CONFIG | RUNS_DIR]            # the grid at a glance (no torch)
-    firm-bench data check NAME [--root DIR] [--download]
-    firm-bench list {datasets,losses,scores,outliers,encoders,schedules,presets}
-    firm-bench config [--preset P] [--config F] [--set k=v ...]
-    firm-bench catalog [--write | --check]                  # the registry snapshot planning reads
+Snakemake rules, tests and users reach the same code. ``firm-bench --help``
+lists them in two groups (:data:`COMMANDS`, the one table of their names,
+groups and one-line descriptions): what a user types (``run``, ``list``,
+``config``, ``plan``, ``status``, ``report``, ``claims``, ...) and what the
+workflow's rules call (``train-pack``, ``features``, ``score``, ``metrics``,
+``summarize``, ...). Every command that reads a workflow config takes it as
+``--configfile F`` (Snakemake's spelling; a file, or a bundled config by
+name); ``--config F`` of ``run``/``train``/``config`` is a run-override YAML.
 
 A run directory holds its resolved config, so ``features`` and ``score``
 need only the directory. User errors (``core.errors.USER_ERRORS``) print one
 line and exit 2; a recorded training failure exits 1; SIGINT / SIGTERM during
 training save a checkpoint at the epoch's end and exit 130 / 143, saying how
-to resume.
+to resume. Output piped into a reader that closes early (``| head``) ends
+quietly.
 """
 
 from __future__ import annotations
@@ -32,11 +25,81 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from firm_bench.core import config as config_mod
 from firm_bench.core import rundir as runs
+
+
+#: Every subcommand: its group in ``firm-bench --help`` and its one-line description (also its --help's first line).
+USER, WORKFLOW = "user commands", "workflow internals (what the Snakemake rules call; rarely typed)"
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": (USER, "train one run, extract its features and score it (a finished run: print its results)"),
+    "list": (USER, "the registered names and what each means (datasets, losses, scores, tables, ...)"),
+    "config": (USER, "the resolved run config and its run directory, or one key's meaning (--describe KEY)"),
+    "data": (USER, "dataset utilities: verify a dataset on disk (data check NAME)"),
+    "plan": (USER, "runs, epochs, images and GPU-hours a paper target needs (workflow config: --configfile)"),
+    "status": (USER, "the runs of a workflow config or a directory at a glance: done / running / failed / pending"),
+    "report": (USER, "the replication report: every paper table and figure in one offline HTML page"),
+    "claims": (USER, "the paper's claims checked on our runs: paired by seed, one Holm family, a verdict per claim"),
+    "paper-table": (USER, "one paper table from experiment summaries: ours beside the paper's (md, tex, csv)"),
+    "figure": (USER, "one paper figure from experiment summaries and learning curves (PNG and PDF)"),
+    "train": (WORKFLOW, "train one run (resumes from its last checkpoint); `run` = train + features + score"),
+    "train-pack": (WORKFLOW, "train several compatible runs at once as one fused model (one GPU job)"),
+    "features": (WORKFLOW, "extract and cache a trained run's features (every rotation, the test crops)"),
+    "score": (WORKFLOW, "compute a run's detection scores from its feature cache (scores/, metrics.json)"),
+    "metrics": (WORKFLOW, "gather a run's score files and learning curve into metrics.json"),
+    "summarize": (WORKFLOW, "one CSV row per run x score of an experiment (results/summary/<experiment>.csv)"),
+    "combine": (WORKFLOW, "concatenate experiment summaries into one CSV (results/summary.csv)"),
+    "table": (WORKFLOW, "an experiment summary as a plain mean ± std Markdown table (paper-table: the paper's layout)"),
+    "catalog": (WORKFLOW, "the snapshot of every registered name that planning reads without torch"),
+}
+
+DEFAULT_WORKFLOW_CONFIG = "workflow/config/paper.yaml"
+
+
+def _overview() -> str:
+    """``firm-bench --help``'s list of subcommands, by group (from :data:`COMMANDS`)."""
+    width = max(map(len, COMMANDS)) + 2
+    lines = []
+    for group in (USER, WORKFLOW):
+        lines += ["", f"{group}:"]
+        lines += [f"  {name:<{width}}{text}" for name, (g, text) in COMMANDS.items() if g == group]
+    lines += ["", "First steps: firm-bench run --preset mini (one run, ~2 min on a CPU); firm-bench list; "
+              "firm-bench COMMAND --help."]
+    return "\n".join(lines[1:])
+
+
+def _command(sub: argparse._SubParsersAction, name: str, details: str = "") -> argparse.ArgumentParser:
+    """Subcommand ``name`` with its :data:`COMMANDS` description (and ``details`` after it in its --help)."""
+    text = COMMANDS[name][1]
+    return sub.add_parser(name, description=f"{text[0].upper()}{text[1:]}." + (f" {details}" if details else ""))
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: stores into the new one's ``dest`` and says, in one line, to use the new one."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str = "", **kwargs) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"firm-bench: note: {parser.prog} {option_string} is deprecated; it means {self.new} "
+              f"(the same value)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _add_configfile_arg(p: argparse.ArgumentParser, *old: str, default: str | None = DEFAULT_WORKFLOW_CONFIG) -> None:
+    """``--configfile F``: the workflow config, as Snakemake spells it; ``old`` spellings kept as hidden aliases."""
+    from firm_bench.planning.grid import bundled_configs
+
+    p.add_argument("--configfile", default=default, metavar="F",
+                   help=f"workflow config: a YAML file, or a bundled one by name ({', '.join(bundled_configs())}); "
+                        f"default {default or 'none'}" + (" (the bundled paper config where that file is absent)"
+                                                          if default == DEFAULT_WORKFLOW_CONFIG else ""))
+    for flag in old:
+        p.add_argument(flag, dest="configfile", action=_DeprecatedAlias, new="--configfile", help=argparse.SUPPRESS)
 
 
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
@@ -254,26 +317,180 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(text: str) -> None:
+    """One line of ``firm-bench run``'s account of what it does (stderr, beside the training's progress lines)."""
+    print(f"firm-bench: {text}", file=sys.stderr, flush=True)
+
+
+def _run_header(cfg: dict, run_dir: Path) -> str:
+    """What a run trains and where: dataset and class, loss, outliers, recipe, epochs, device, threads, run dir."""
+    import torch
+
+    from firm_bench.core import catalog
+
+    data = cfg["dataset"]
+    classes = catalog.dataset(data["name"]).classes
+    cls = data["cls"]
+    index = catalog.class_index(classes, cls, data["name"]) if cls != "all" else None
+    shown = f"class {cls}" + (f" ({classes[index]})" if index is not None and str(cls) != classes[index] else "")
+    optim = cfg["optim"]
+    device = runs.pick_device(cfg["device"])
+    threads = cfg["threads"] or torch.get_num_threads()
+    return (f"run: {cfg['loss']['name']} on {data['name']} {shown}, outliers {cfg['outliers']['name']}, "
+            f"recipe {cfg['recipe']}, {optim['epochs']} epoch{'s' * (optim['epochs'] != 1)} of batch {optim['batch_size']}, "
+            f"on {device} with {threads} threads -> {run_dir}")
+
+
+def _finished_metrics(cfg: dict, run_dir: Path) -> dict | None:
+    """The run's metrics.json when ``run_dir`` holds this config's run trained, extracted and scored; else None."""
+    metrics_file = run_dir / "metrics.json"
+    if not (metrics_file.is_file() and (run_dir / runs.TRAINED_FILE).is_file() and (run_dir / runs.CONFIG_FILE).is_file()):
+        return None
+    if runs.read_json(run_dir / runs.TRAINED_FILE).get("state") != "ok":
+        return None
+    recorded = runs.read_run_config(run_dir)
+    if config_mod.recorded_differences(recorded, cfg) or recorded.get("features") != cfg["features"]:
+        return None  # another recipe or other features: the normal path says what differs, or extracts again
+    from firm_bench.core.catalog import uses_k
+
+    metrics = runs.read_json(metrics_file)
+    wanted = {runs.score_key(n, k) for n in cfg["scores"]["names"] for k in (cfg["scores"]["k"] if uses_k(n) else [None])}
+    return metrics if wanted <= set(metrics.get("scores", {})) else None
+
+
+def _new_root(run_dir: Path) -> Path | None:
+    """The topmost directory of ``run_dir``'s path that does not exist yet (None: the run directory exists)."""
+    new = None
+    for path in [run_dir, *run_dir.parents]:
+        if path.exists():
+            return new
+        new = path
+    return new
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import shutil
+    import time
+
+    from firm_bench.core.errors import USER_ERRORS
+    from firm_bench.run.monitor import clock, progress_mode
+
+    cfg, run_dir = _resolve(args)
+    done = None if args.reevaluate else _finished_metrics(cfg, run_dir)
+    if done is not None:  # before torch is imported: instant
+        _say(f"{run_dir} is finished (trained, features extracted, scored): its results. "
+             "--reevaluate extracts the features and scores them again")
+        print(f"run directory: {run_dir}")
+        _print_scores(done)
+        return 0
     from firm_bench.run.features import extract_run_features
-    from firm_bench.run.monitor import progress_mode
     from firm_bench.run.score import score_run
     from firm_bench.run.train import train
 
-    cfg, run_dir = _resolve(args)
     _take_gpu_slot(args)
-    with runs.writing(run_dir, "run"):  # the three steps as one: no other process between them
-        train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
-        extract_run_features(cfg, run_dir, progress=progress_mode(_progress(args)) == "bar")
-        score_run(cfg, run_dir)
+    mode = progress_mode(_progress(args))
+    talk = _say if mode != "off" else (lambda text: None)
+    _say(_run_header(cfg, run_dir))
+    created = _new_root(run_dir)
+    try:
+        with runs.writing(run_dir, "run"):  # the three steps as one: no other process between them
+            train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
+            f, t0 = cfg["features"], time.monotonic()
+            talk(f"features: encoding the training and test images at rotations {', '.join(map(str, f['angles']))}"
+                 + (f", {f['crops']} random crops of each test image" if f["crops"] else "")
+                 + (", with the trained and the untrained encoder" if f["untrained"] else "") + " ...")
+            meta = runs.read_json(extract_run_features(cfg, run_dir, progress=mode == "bar"))
+            if meta.get("state") == "ok":
+                talk(f"features: {meta['n_bank']} training and {meta['n_test']} test images, {meta['dim']}-d, "
+                     f"in {clock(time.monotonic() - t0)}")
+            t0 = time.monotonic()
+            score_run(cfg, run_dir, on_score=lambda i, n, key: talk(
+                f"scoring: {i}/{n} {key} (elapsed {clock(time.monotonic() - t0)})"))
+            talk(f"scoring: done in {clock(time.monotonic() - t0)}")
+    except USER_ERRORS:
+        # a start that failed (no data, a bad option) leaves no run directory behind; a trained epoch stays
+        if created is not None and created.is_dir() and not (run_dir / "checkpoints").exists():
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     print(f"run directory: {run_dir}")
     _print_scores(runs.read_json(run_dir / "metrics.json"))
     return 0
 
 
+def _schema_node(key: str) -> dict:
+    """The run schema's entry of dotted ``key``; ConfigError names the valid keys at the level that failed."""
+    node = config_mod.load_schema()
+    done: list[str] = []
+    for part in key.split("."):
+        props = node.get("properties") or {}
+        if part not in props:
+            where = ".".join(done) or "the top level"
+            raise config_mod.ConfigError(f"config --describe: unknown key {key!r}; valid at {where}: "
+                                         f"{', '.join(props) or '(none: ' + '.'.join(done) + ' has no sub-keys)'}")
+        node, done = props[part], [*done, part]
+    return node
+
+
+def _value_source(args: argparse.Namespace, key: str) -> str:
+    """Which layer set ``key`` in the resolved config: --set, the --config file, the preset, or the schema."""
+    def has(tree: dict) -> bool:
+        return key in config_mod.leaves(tree) or any(k.startswith(key + ".") for k in config_mod.leaves(tree))
+
+    if has(config_mod.parse_overrides(args.overrides)):
+        return "--set"
+    if args.config and has(config_mod.load_yaml(args.config)):
+        return f"--config {args.config}"
+    if args.preset and has(config_mod.load_preset(args.preset)):
+        return f"preset {args.preset} (firm_bench/presets/{args.preset}.yaml)"
+    return "the schema's default"
+
+
+def _describe(args: argparse.Namespace, key: str) -> str:
+    """``config --describe KEY``: the schema's description, default and allowed values, and this config's value."""
+    from firm_bench.core.catalog import CONFIG_KEYS, names
+
+    node = _schema_node(key)
+    cfg, _ = _resolve(args)
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    lines = [f"{key}: {node.get('description', '(no description)')}"]
+    if node.get("type") == "object" and "properties" in node:
+        width = max(map(len, node["properties"])) + 2
+        lines += ["", "keys:"] + [f"  {k:<{width}}{_summary(v.get('description'))}" for k, v in node["properties"].items()]
+        lines += ["", f"firm-bench config --describe {key}.KEY for one of them"]
+        return "\n".join(lines)
+    allowed = []
+    if "enum" in node:
+        allowed.append("one of " + ", ".join(json.dumps(v) for v in node["enum"]))
+    if key in CONFIG_KEYS:
+        allowed.append("a registered name: " + ", ".join(names(key)) + f" (firm-bench list)")
+    if "type" in node:
+        allowed.append("type " + " or ".join(node["type"] if isinstance(node["type"], list) else [node["type"]]))
+    for bound, text in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if bound in node:
+            allowed.append(f"{text} {node[bound]}")
+    if "pattern" in node:
+        allowed.append(f"matching {node['pattern']}")
+    shown = "the resolved config" if not (args.preset or args.config or args.overrides) else \
+        " ".join(["this config", *([f"(--preset {args.preset})"] if args.preset else [])])
+    lines += ["", f"  default:  {json.dumps(node.get('default'))} (firm_bench/schema/run.schema.yaml)",
+              f"  allowed:  {'; '.join(allowed) or 'anything'}",
+              f"  value:    {json.dumps(value)} in {shown}, set by {_value_source(args, key)}"]
+    if key.startswith("optim.momentum"):  # what the momentum keys amount to under this schedule
+        lines.append(f"  trains:   momentum {config_mod.momentum_label(cfg)} (schedule {cfg['optim']['schedule']}; "
+                     "the label on this run's outputs)")
+    return "\n".join(lines)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
+    if args.describe:
+        print(_describe(args, args.describe))
+        return 0
     cfg, run_dir = _resolve(args)
     print(f"# run directory: {run_dir}")
+    print(f"# momentum trains as: {config_mod.momentum_label(cfg)} (optim.schedule {cfg['optim']['schedule']})")
+    print("# what a key means, its default and allowed values: firm-bench config --describe KEY")
     print(config_mod.dump(cfg), end="")
     return 0
 
@@ -285,26 +502,132 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listing() -> dict[str, list[str]]:
-    from firm_bench.core.catalog import config_names
+def _summary(text: str | None) -> str:
+    """The first sentence of a docstring or comment, on one line, without reST markup."""
+    import re
 
-    names = config_names()
-    return {
-        "datasets": names["dataset.name"],
-        "losses": names["loss.name"],
-        "scores": names["scores.names"],
-        "outliers": names["outliers.name"],
-        "encoders": names["model.encoder"],
-        "schedules": names["optim.schedule"],
-        "presets": config_mod.list_presets(),
-    }
+    para = " ".join((text or "").strip().split("\n\n")[0].split()).replace("``", "")
+    match = re.search(r"(?<=[a-z0-9)\]'\"`]{3}[.!?])\s+(?=[A-Z(\[])", para)  # not after e.g. / App.
+    return para[: match.start()] if match else para
+
+
+def _registry_docs(module: str, attr: str) -> list[tuple[str, str]]:
+    """(name, first sentence of its docstring) of a registry (imports it: torch)."""
+    import importlib
+    import inspect
+
+    registry = getattr(importlib.import_module(module), attr)
+    return [(name, _summary(inspect.getdoc(obj))) for name, obj in registry.items()]
+
+
+def _datasets() -> list[tuple[str, str]]:
+    from firm_bench.core import catalog
+
+    roles = {"one_class": "one-class protocol", "ood": "OOD test set of Table 4", "oe": "outlier-exposure images"}
+
+    def line(name: str) -> str:
+        d = catalog.dataset(name)
+        sizes = {k: sum(v.values()) if isinstance(v, dict) else v for k, v in (d.sizes or {}).items()}
+        counts = ", ".join(f"{sizes[k]} {k}" for k in ("train", "test") if k in sizes)
+        shown = d.classes if len(d.classes) <= 4 else [*d.classes[:3], "..."]
+        classes = f", {len(d.classes)} classes ({', '.join(shown)})" if d.role == "one_class" else ""
+        return f"{roles.get(d.role, d.role)}{classes}, {d.image_size} px" + (f", {counts} images" if counts else "")
+
+    return [(name, line(name)) for name in catalog.names("dataset.name")]
+
+
+def _yaml_comment(text: str) -> str:
+    """The first sentence of a YAML file's leading comment."""
+    lines = []
+    for raw in text.splitlines():
+        if not raw.startswith("#"):
+            break
+        lines.append(raw.lstrip("#").strip())
+    return _summary("\n".join(lines)).split(": ", 1)[-1] if lines and lines[0].split(":")[0].isidentifier() \
+        else _summary("\n".join(lines))
+
+
+def _presets() -> list[tuple[str, str]]:
+    from importlib import resources
+
+    return [(n, _yaml_comment(resources.files(config_mod.PRESETS_PACKAGE).joinpath(f"{n}.yaml").read_text()))
+            for n in config_mod.list_presets()]
+
+
+def _workflow_configs() -> list[tuple[str, str]]:
+    from importlib import resources
+
+    from firm_bench.planning.grid import BUNDLED, bundled_configs
+
+    return [(n, _yaml_comment(resources.files(BUNDLED).joinpath(f"{n}.yaml").read_text()))
+            for n in bundled_configs()]
+
+
+def _paper_items(key: str) -> list[tuple[str, str]]:
+    from firm_bench.core import catalog
+    from firm_bench.planning.grid import load_workflow_config, paper_item_feeders
+
+    feeders = paper_item_feeders(load_workflow_config(DEFAULT_WORKFLOW_CONFIG))
+    return [(e["name"], f"{e['title']} (paper config experiment: {', '.join(feeders.get(e['name'], [])) or 'none'})")
+            for e in catalog.snapshot()["registries"][key]]
+
+
+def _experiments(configfile: str) -> list[tuple[str, str]]:
+    from firm_bench.planning.grid import load_workflow_config, paper_item_feeders, plan
+
+    cfg = load_workflow_config(configfile)
+    p = plan(cfg)
+    feeds: dict[str, list[str]] = {}
+    for item, exps in paper_item_feeders(cfg).items():
+        for e in exps:
+            feeds.setdefault(e, []).append(item)
+    from firm_bench.core.catalog import names, title
+
+    items = names("tables") + names("figures")
+    return [(e, f"{cfg['experiments'][e].get('title') or (title(e) if e in items else e)} "
+                f"({len(p.experiments[e])} runs; feeds "
+                f"{', '.join(feeds.get(e, [])) or 'no paper item'})") for e in p.experiments]
+
+
+#: ``firm-bench list WHAT``: what each listing is, and its (name, one-line description) rows
+LISTINGS: dict[str, tuple[str, Callable[[argparse.Namespace], list[tuple[str, str]]]]] = {
+    "datasets": ("datasets a run trains and tests on (dataset.name, dataset.ood)", lambda a: _datasets()),
+    "losses": ("contrastive losses (loss.name)", lambda a: _registry_docs("firm_bench.method.losses", "LOSSES")),
+    "outliers": ("synthetic-outlier sources added to each batch (outliers.name)",
+                 lambda a: _registry_docs("firm_bench.method.outliers", "OUTLIERS")),
+    "scores": ("detection scores computed from the feature cache (scores.names; higher = more normal; in "
+               "tables cos_k5 is cos with k = 5)",
+               lambda a: _registry_docs("firm_bench.method.scores", "SCORES")),
+    "encoders": ("backbones (model.encoder)", lambda a: _registry_docs("firm_bench.method.models", "ENCODERS")),
+    "schedules": ("learning-rate schedules (optim.schedule)",
+                  lambda a: _registry_docs("firm_bench.method.schedules", "SCHEDULES")),
+    "presets": ("run recipes: firm-bench run --preset NAME", lambda a: _presets()),
+    "configs": ("bundled workflow configs: snakemake / plan / status / report --configfile NAME",
+                lambda a: _workflow_configs()),
+    "experiments": ("experiments of a workflow config (--configfile; default the paper's)",
+                    lambda a: _experiments(a.configfile)),
+    "tables": ("paper tables: firm-bench paper-table NAME, results/tables/NAME.md",
+               lambda a: _paper_items("tables")),
+    "figures": ("paper figures: firm-bench figure NAME, figures/NAME.png", lambda a: _paper_items("figures")),
+}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    for name in _listing()[args.what]:
-        print(name)
+    if args.what is None:  # the categories
+        width = max(map(len, LISTINGS)) + 2
+        for what, (text, _) in LISTINGS.items():
+            print(f"{what:<{width}}{text}")
+        print("\nfirm-bench list WHAT: each name with what it is (--names: the names alone)")
+        return 0
+    rows = LISTINGS[args.what][1](args)
+    if args.names:
+        for name, _ in rows:
+            print(name)
+        return 0
+    width = max(len(name) for name, _ in rows) + 2
+    for name, text in rows:
+        print(f"{name:<{width}}{text}".rstrip())
     return 0
-
 
 
 # --------------------------------------------------------------------------- #
@@ -313,9 +636,25 @@ def cmd_list(args: argparse.Namespace) -> int:
 TOLERANCE_HELP = "agreement tolerance in AUROC points (default: the tables' DEFAULT_TOLERANCE, 1 point)"
 
 
+def _warn_no_input(item: str, what: str) -> None:
+    """A paper table or figure asked for with no summaries: say so, and which experiment's summary feeds it."""
+    from firm_bench.planning.grid import load_workflow_config, paper_item_feeders
+
+    feeders = {name: paper_item_feeders(load_workflow_config(name))[item] for name in ("paper", "mini")}
+    fed = "; ".join(f"{', '.join(exps)} of the {name} config" for name, exps in feeders.items() if exps) or "none"
+    example = next((f"snakemake --cores all results/summary/{exps[0]}.csv" + ("" if name == "paper" else
+                    f" --configfile workflow/config/{name}.yaml")
+                    for name, exps in feeders.items() if exps), "")
+    print(f"firm-bench: warning: no {what} given, so {item} shows no results of ours. It is fed by the summary of "
+          f"the experiment {fed} (results/summary/<experiment>.csv" + (f"; build it with `{example}`" if example else "")
+          + "); pass them as arguments, or let Snakemake make it.", file=sys.stderr)
+
+
 def cmd_paper_table(args: argparse.Namespace) -> int:
     from firm_bench.paper.tables import DEFAULT_TOLERANCE, write_table
 
+    if not args.summaries:
+        _warn_no_input(args.name, "summaries")
     tolerance = DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     for path in write_table(args.name, args.summaries, args.out_dir, k=args.k, tolerance=tolerance,
                             partial=args.partial):
@@ -326,6 +665,8 @@ def cmd_paper_table(args: argparse.Namespace) -> int:
 def cmd_figure(args: argparse.Namespace) -> int:
     from firm_bench.paper.figures import write_figure
 
+    if not args.summaries and not args.curves:
+        _warn_no_input(args.name, "--summaries or --curves")
     for path in write_figure(args.name, args.summaries, args.curves, args.out_dir, threads=args.threads,
                              partial=args.partial, k=args.k):
         print(path)
@@ -336,7 +677,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from firm_bench.paper.report import build_report
     from firm_bench.paper.tables import DEFAULT_TOLERANCE
 
-    print(build_report(args.config, args.out, summary_dir=args.summary_dir, tables_dir=args.tables_dir,
+    print(build_report(args.configfile, args.out, summary_dir=args.summary_dir, tables_dir=args.tables_dir,
                        figures_dir=args.figures_dir, partial=args.partial,
                        tolerance=DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance,
                        threads=args.threads, claims_csv=args.claims_csv, claims_forest=args.claims_forest))
@@ -348,7 +689,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     from firm_bench.paper.claims import write_claims
     from firm_bench.planning import grid
 
-    plan = grid.plan(grid.load_workflow_config(args.config))
+    plan = grid.plan(grid.load_workflow_config(args.configfile))
     missing: list[str] = []
     if args.summaries is None:  # the config's experiments: the summaries and curves built so far
         summary_dir = Path(args.summary_dir)
@@ -361,7 +702,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
         summaries, curves = args.summaries, args.curves
     for path in write_claims(summaries, curves, args.out, args.csv, None if args.no_forest else args.forest,
                              args.partial, claims_file=args.claims_file, plan=plan, missing=missing,
-                             config_label=str(args.config)):
+                             config_label=str(args.configfile)):
         print(path)
     return 0
 
@@ -401,21 +742,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     """``firm-bench status``: the runs of a workflow config (or every run under a directory), from their files."""
     from firm_bench.records.status import find_run_dirs, format_status, grid_status
 
-    target = Path(args.target)
-    if target.is_dir():
-        root = str(target)
-        states = grid_status(find_run_dirs(target))
-        title = f"runs under {target}"
+    if args.runs_dir is not None and not Path(args.runs_dir).is_dir():  # the old spelling: status WORKFLOW_CONFIG
+        print(f"firm-bench: note: `firm-bench status {args.runs_dir}` is deprecated for a workflow config; "
+              f"it means `firm-bench status --configfile {args.runs_dir}`", file=sys.stderr)
+        args.configfile, args.runs_dir = args.runs_dir, None
+    if args.runs_dir is not None:
+        root = str(args.runs_dir)
+        states = grid_status(find_run_dirs(Path(args.runs_dir)))
+        title = f"runs under {args.runs_dir}"
     else:
         from firm_bench.planning.grid import load_workflow_config, plan
 
-        p = plan(load_workflow_config(args.target), only=args.experiment or None)
+        p = plan(load_workflow_config(args.configfile), only=args.experiment or None)
         if args.runs_root:
             p.config["runs_root"] = args.runs_root
         root = p.config["runs_root"]
         experiments = {e: p.run_dirs(e) for e in p.experiments}
         states = grid_status([d for dirs in experiments.values() for d in dirs], experiments)
-        title = f"grid of {args.target} (runs under {root})"
+        title = f"grid of {args.configfile} (runs under {root})"
     if args.json:
         print(json.dumps([st.row() for st in states], indent=1))
     else:
@@ -444,8 +788,8 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
     from firm_bench.core import catalog
 
     tables, figures = catalog.names("tables"), catalog.names("figures")
-    p = sub.add_parser("paper-table", help="render a paper table: ours beside the paper's (md, tex, csv)",
-                       description="A paper table, ours beside the paper's: results/tables/NAME.{md,tex,csv}.")
+    p = _command(sub, "paper-table", "Writes results/tables/NAME.{md,tex,csv}; `firm-bench list tables` names "
+                                     "them and the experiment of the paper config that feeds each.")
     p.add_argument("name", choices=tables, metavar="NAME", help=f"one of: {', '.join(tables)}")
     p.add_argument("summaries", nargs="*", help="summaries of the experiments feeding it (results/summary/<e>.csv)")
     p.add_argument("--out-dir", default="results/tables", help="where NAME.md, NAME.tex and NAME.csv go")
@@ -454,8 +798,8 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--partial", action="store_true", help="label absent results 'pending' (runs still going)")
     p.set_defaults(func=cmd_paper_table)
 
-    p = sub.add_parser("figure", help="draw a paper figure from our runs (PNG and PDF)",
-                       description="A paper figure from our runs: figures/NAME.{png,pdf}.")
+    p = _command(sub, "figure", "Writes figures/NAME.{png,pdf}; `firm-bench list figures` names them and the "
+                                "experiment of the paper config that feeds each.")
     p.add_argument("name", choices=figures, metavar="NAME", help=f"one of: {', '.join(figures)}")
     p.add_argument("--summaries", nargs="*", default=[], help="summaries of the experiments feeding it")
     p.add_argument("--curves", nargs="*", default=[], help="learning curves of those experiments (<e>_curves.csv)")
@@ -465,10 +809,9 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--partial", action="store_true", help="label panels without data 'pending' (runs still going)")
     p.set_defaults(func=cmd_figure)
 
-    p = sub.add_parser("report", help="the replication report: every paper table and figure in one HTML page",
-                       description="The replication report: one offline HTML page with every paper table and figure "
-                                   "and the paper's claims, checked.")
-    p.add_argument("--config", default="workflow/config/paper.yaml", help="workflow config (default: %(default)s)")
+    p = _command(sub, "report", "With every paper table and figure, the paper's claims checked, and how each "
+                                "number was made.")
+    _add_configfile_arg(p, "--config")
     p.add_argument("--out", default="results/report/index.html", help="the page (default: %(default)s)")
     p.add_argument("--partial", action="store_true",
                    help="summarise the runs that exist now and render everything into <out dir>/partial/")
@@ -482,15 +825,13 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--claims-forest", default="results/claims_forest.png", help="its forest plot (complete view)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser(
-        "claims", help="check the paper's claims on our runs: paired by seed, one Holm family, a verdict per claim",
-        description="The paper's claims, checked (firm_bench/paper/claims.yaml; docs/CLAIMS.md): results/claims.md "
-                    "and .csv and a forest plot, from whatever summaries exist. A claim whose runs are absent reads "
-                    "'not run' ('pending' with --partial) and names what is missing. Summaries and the claims file "
-                    "are validated first; every problem is named (exit 2).")
-    p.add_argument("--config", default="workflow/config/paper.yaml",
-                   help="workflow config whose experiments are read (a file, or a bundled one by name); "
-                        "default %(default)s")
+    p = _command(sub, "claims", "From firm_bench/paper/claims.yaml (docs/CLAIMS.md): results/claims.md and .csv "
+                                "and a forest plot, from whatever summaries of the workflow config's experiments "
+                                "exist. Tests are paired by seed, one Holm family over both directions. A claim whose "
+                                "runs are absent reads 'not run' ('pending' with --partial) and names what is "
+                                "missing. Summaries and the claims file are validated first; every problem is named "
+                                "(exit 2).")
+    _add_configfile_arg(p, "--config")
     p.add_argument("--summary-dir", default="results/summary",
                    help="where the experiments' summaries are (<experiment>.csv, <experiment>_curves.csv)")
     p.add_argument("--summaries", nargs="*", default=None,
@@ -507,12 +848,9 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
                         "bad claims of the claims file are left out and listed")
     p.set_defaults(func=cmd_claims)
 
-    p = sub.add_parser("plan", help="runs, epochs, images and GPU-hours of a paper target",
-                       description="Runs, epochs, images and GPU-hours a paper target needs, from a benchmark's throughput.")
+    p = _command(sub, "plan", "From a benchmark's throughput (docs/SPEED.md).")
     p.add_argument("target", help="an experiment (table1a, fig5, ...), a paper item (table7) or all")
-    p.add_argument("--configfile", default="workflow/config/paper.yaml",
-                   help="workflow config file, or a bundled one by name (paper, mini, smoke); default %(default)s "
-                        "(the bundled paper config where that file is absent)")
+    _add_configfile_arg(p)
     p.add_argument("--throughput-json", default=None,
                    help="JSON of benchmarks/bench_fast.py (its best variant) or bench_train.py")
     p.add_argument("--variant", default=None, help="with --throughput-json: a bench_fast variant instead of the best")
@@ -524,25 +862,33 @@ def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="firm-bench", description="FIRM anomaly-detection benchmark and paper-replication harness"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    from firm_bench import __version__
 
-    for name, func, text in [
-        ("run", cmd_run, "train, extract features and score one run"),
-        ("train", cmd_train, "train one run (resumes from its last checkpoint)"),
-        ("config", cmd_config, "print the resolved config and run directory"),
-    ]:
-        p = sub.add_parser(name, help=text, description=text)
+    parser = argparse.ArgumentParser(
+        prog="firm-bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="FIRM anomaly-detection benchmark and paper-replication harness.", epilog=_overview(),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of the commands below; firm-bench COMMAND --help for its options")
+
+    for name, func in [("run", cmd_run), ("train", cmd_train), ("config", cmd_config)]:
+        p = _command(sub, name)
         _add_config_args(p)
+        if name == "run":
+            p.add_argument("--reevaluate", action="store_true",
+                           help="a finished run: extract its features and score it again (default: print its results)")
+        if name == "config":
+            p.add_argument("--describe", default=None, metavar="KEY",
+                           help="what KEY (dotted, e.g. optim.schedule; a section lists its keys) means: its "
+                                "description, default and allowed values from the schema, and its value here and "
+                                "which layer (schema, preset, --config, --set) set it")
         p.set_defaults(func=func)
         if name == "train":
             _add_workflow_job_args(p)
 
-    text = "train several compatible runs at once as one fused model (one GPU job; each run keeps its directory)"
-    p = sub.add_parser("train-pack", help=text, description=text + (
-        ". The options before the first --member apply to every run; each --member names a run directory "
+    p = _command(sub, "train-pack", (
+        "Each run keeps its directory. The options before the first --member apply to every run; each --member names a run directory "
         "and the overrides of that run (seed, class, loss, outliers, ...). Runs may differ only in the keys "
         "firm_bench.core.packs.PACK_VARYING lists. Finished runs are not trained again; each run resumes from "
         "its own last checkpoint."))
@@ -553,14 +899,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_pack)
 
     evalset_help = "evaluation set: test (the run's own protocol) or ood-<dataset> (Table 4's OOD sets)"
-    p = sub.add_parser("features", help="extract and cache a trained run's features")
+    p = _command(sub, "features")
     p.add_argument("run_dir")
     p.add_argument("--evalset", default="test", help=evalset_help)
     p.add_argument("--no-progress", action="store_true")
     _add_gpu_arg(p)
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("score", help="compute scores from a run's feature cache")
+    p = _command(sub, "score", "`firm-bench list scores` says what each score is.")
     p.add_argument("run_dir")
     p.add_argument("--evalset", default="test", help=evalset_help)
     p.add_argument("--scores", nargs="+", default=None, help="score names (default: the config's scores.names)")
@@ -568,11 +914,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="also write these scores' records to this JSON file (workflow)")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("metrics", help="gather a run's score files and learning curve into metrics.json")
+    p = _command(sub, "metrics")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_metrics)
 
-    p = sub.add_parser("summarize", help="one CSV row per run x score of an experiment")
+    p = _command(sub, "summarize")
     p.add_argument("--experiment", required=True)
     p.add_argument("--scores", nargs="+", required=True)
     p.add_argument("--k", nargs="+", type=int, default=[5])
@@ -582,18 +928,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="*")
     p.set_defaults(func=cmd_summarize)
 
-    p = sub.add_parser("combine", help="concatenate experiment summaries into one CSV")
+    p = _command(sub, "combine")
     p.add_argument("--out", required=True)
     p.add_argument("inputs", nargs="*")
     p.set_defaults(func=cmd_combine)
 
-    p = sub.add_parser("table", help="mean ± std table (Markdown) of an experiment summary")
+    p = _command(sub, "table")
     p.add_argument("summary")
     p.add_argument("--out", required=True)
     p.add_argument("--title", default="")
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("data", help="dataset utilities")
+    p = _command(sub, "data")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     c = data_sub.add_parser("check", help="verify a dataset on disk: per-class counts and image shape")
     c.add_argument("name")
@@ -603,29 +949,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_paper_commands(sub)
 
-    p = sub.add_parser("status", help="the grid at a glance: runs done / running / stopped / failed / pending",
-                       description="The runs of a workflow config (or every run under a directory) at a glance, "
-                                   "from the run directories alone (no Snakemake, no torch): counts per state and "
-                                   "experiment, each running run's epoch and ETA, what stopped or failed and why.")
-    p.add_argument("target", nargs="?", default="workflow/config/paper.yaml",
-                   help="a workflow config (file, or a bundled one by name: paper, mini, smoke), or a directory of "
-                        "run directories (default: %(default)s)")
+    p = _command(sub, "status", "From the run directories alone (no Snakemake, no torch): counts per state and "
+                                "experiment, each running run's epoch and ETA, what stopped or failed and why.")
+    p.add_argument("runs_dir", nargs="?", default=None, metavar="RUNS_DIR",
+                   help="every run directory under this directory instead of a workflow config's runs")
+    _add_configfile_arg(p)
     p.add_argument("--runs-root", default=None, help="with a workflow config: its runs_root, if elsewhere")
     p.add_argument("--experiment", nargs="+", default=None, help="only these experiments of the config")
     p.add_argument("--pending", action="store_true", help="also list the runs not started")
     p.add_argument("--json", action="store_true", help="one JSON record per run instead")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("catalog", help="the catalog snapshot of every registered name (planning reads it)")
+    p = _command(sub, "catalog")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true", help="rewrite firm_bench/schema/catalog.json from the registries")
     group.add_argument("--check", action="store_true", help="exit 1 when the snapshot differs from the registries")
     p.set_defaults(func=cmd_catalog)
 
-    p = sub.add_parser("list", help="list registered names")
-    p.add_argument("what", choices=["datasets", "losses", "scores", "outliers", "encoders", "schedules", "presets"])
+    p = _command(sub, "list", "Without WHAT: the categories.")
+    p.add_argument("what", nargs="?", choices=list(LISTINGS), default=None, metavar="WHAT",
+                   help=f"one of: {', '.join(LISTINGS)}")
+    p.add_argument("--names", action="store_true", help="the names alone, one a line (for scripts)")
+    _add_configfile_arg(p)
     p.set_defaults(func=cmd_list)
     return parser
+
+
+def _quiet_on_broken_pipe(func, args: argparse.Namespace) -> int:
+    """``func(args)``; a reader that closed the pipe early (``firm-bench list losses | head -1``) ends it quietly.
+
+    Exit status 141 (128 + SIGPIPE, as a tool killed by the signal); stdout is
+    pointed at /dev/null so the interpreter's final flush does not complain.
+    """
+    try:
+        rc = func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at the interpreter's exit
+        return rc
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -636,7 +1000,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = shlex.join(["firm-bench", *(sys.argv[1:] if argv is None else argv)])
     try:
-        return args.func(args)
+        return _quiet_on_broken_pipe(args.func, args)
     except TrainingInterrupted as exc:
         print(f"firm-bench: interrupted by {exc.signame} at epoch {exc.epoch}/{exc.epochs}: checkpoint saved in "
               f"{exc.run_dir}/checkpoints/last.pt, status.json says interrupted. Resume with the same command: "

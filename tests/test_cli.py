@@ -11,9 +11,9 @@ from firm_bench.core.catalog import config_names as registered_names
 
 def test_list_commands_print_the_registries(capsys):
     for what, key in [("losses", "loss.name"), ("scores", "scores.names"), ("datasets", "dataset.name")]:
-        assert main(["list", what]) == 0
+        assert main(["list", what, "--names"]) == 0
         assert capsys.readouterr().out.split() == registered_names()[key]
-    assert main(["list", "presets"]) == 0
+    assert main(["list", "presets", "--names"]) == 0
     assert {"paper", "mini", "smoke"} <= set(capsys.readouterr().out.split())
 
 

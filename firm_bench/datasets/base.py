@@ -43,6 +43,9 @@ Split = Literal["train", "test"]
 SPLITS: tuple[str, ...] = ("train", "test")
 DATA_ENV = "FIRM_BENCH_DATA"
 DEFAULT_ROOT = "./data"
+#: how to let torchvision fetch a missing dataset, with the options that exist (the datasets' ``how_to_get``)
+TORCHVISION_DOWNLOAD = ("fetch it with torchvision: `--set dataset.download=true` on firm-bench run/train "
+                        "(dataset.download: true in a config), or `firm-bench data check NAME --download`")
 ROOT_PRECEDENCE = (
     f"the root is the `dataset.root` config key / --root flag if given, "
     f"else ${DATA_ENV}, else {DEFAULT_ROOT}"

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from firm_bench.core.errors import DataProblem
-from firm_bench.datasets.base import ImageSet, check_labels, image_set, register, require
+from firm_bench.datasets.base import TORCHVISION_DOWNLOAD, ImageSet, check_labels, image_set, register, require
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def _layout(fmt: CifarFormat) -> str:
 
 
 def _how_to_get(fmt: CifarFormat) -> str:
-    return (f"pass download: true (config) / --download (CLI) to fetch it with torchvision, "
+    return (f"{TORCHVISION_DOWNLOAD}, "
             f"or download {fmt.url} and extract it into the root")
 
 

@@ -19,6 +19,7 @@ from firm_bench.core.errors import DataProblem
 from firm_bench.datasets.base import (
     IDX_IMAGES,
     IDX_LABELS,
+    TORCHVISION_DOWNLOAD,
     ImageSet,
     check_labels,
     image_set,
@@ -68,7 +69,7 @@ register(
     "fashion_mnist", classes=CLASSES, native_size=28, mean=MEAN, std=STD,
     layout=f"{RAW}/{{{','.join(FILES['train'] + FILES['test'])}}}[.gz]"
            "   (torchvision FashionMNIST format)",
-    how_to_get="pass download: true (config) / --download (CLI) to fetch it with torchvision, "
+    how_to_get=f"{TORCHVISION_DOWNLOAD}, "
                f"or download the four *-ubyte.gz files from {URL} "
                f"(or Debian's dataset-fashion-mnist package) into <root>/{RAW}/",
     read=read_fashion_mnist, reference_stats=REFERENCE_STATS,

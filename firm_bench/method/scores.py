@@ -418,6 +418,18 @@ _VIEW_DOC = {
     "(crops only, no uncropped view; needs a cache with crops)",
 }
 
+#: one line each, for ``firm-bench list scores`` (the docstring's first line); the details are _VIEW_DOC, _BASE_DOC
+_VIEW_SUMMARY = {"single": "on the upright image", "rot": "averaged over the 4 rotations",
+                 "ens": "averaged over the 4 rotations x the random test crops"}
+_BASE_SUMMARY = {
+    "cos": "k-NN cosine: mean cosine similarity to the k nearest training features",
+    "cos_norm": "k-NN cosine times the test feature's norm",
+    "center": "cosine similarity to the mean training feature",
+    "kde": "Gaussian kernel density over all training features",
+    "ocsvm": "RBF one-class SVM on the normalised training features",
+    "locsvm": "linear one-class SVM on the raw training features",
+}
+
 _BASE_DOC = {
     "cos": "mean cosine similarity of q^ to its k nearest normalised bank features",
     "cos_norm": "(mean cosine similarity of q^ to its k nearest normalised bank features) * ||q|| (raw norm)",
@@ -436,7 +448,8 @@ def _register(name: str, family: str, base_name: str, base: BaseScore, view: Vie
 
     score.__name__ = score.__qualname__ = f"score_{name}"
     score.__doc__ = (
-        f"Score {name!r} (higher = more normal; METHOD.md \"Scores\"), family {family!r}.\n\n"
+        f"{_BASE_SUMMARY[base_name]}, {_VIEW_SUMMARY[view]} (family {family}; higher = more normal).\n\n"
+        f"Score {name!r} (docs/METHOD.md \"Scores\").\n"
         f"base: {_BASE_DOC[base_name]}.\n"
         f"view: {_VIEW_DOC[view]}.\n"
         "Returns (Nt,) float64."

@@ -4,11 +4,13 @@ Progress (``progress``): ``bar`` = a tqdm bar (a terminal); ``lines`` = one
 line every ``every`` epochs, made for log files (Snakemake job logs, SLURM
 output), e.g.::
 
-    firm-bench: epoch 120/2000 loss 4.1234 auroc 0.8123 1543 img/s elapsed 0:10:12 eta 2:39:40
+    firm-bench: epoch 120/2000 loss 4.1234 cos_k5 0.8123 3086 views/s elapsed 0:10:12 eta 2:39:40
 
-(``auroc``: the learning curve's point, on the epochs it is evaluated;
-``img/s``: training images, outliers included, per second since the last
-line, two augmented views each; ``eta``: the remaining epochs at this run's
+(``cos_k5``: the learning curve's point, the AUROC of the k-NN cosine score
+with k = ``eval.k``, named as the score tables name it (:func:`curve_score`),
+on the epochs it is evaluated; ``views/s``: augmented training views per
+second since the last line, two per training image, outliers included: the
+unit of the benchmarks and ``firm-bench plan``; ``eta``: the remaining epochs at this run's
 mean time per epoch since it started or resumed, evaluations included);
 ``off``; ``auto`` = ``bar`` on a terminal, else ``lines``.
 
@@ -58,6 +60,14 @@ def progress_mode(progress: bool | str | None) -> str:
     return str(mode)
 
 
+VIEWS_PER_IMAGE = 2  # the two augmented views of every training image (method.augment.TwoViewAugment)
+
+
+def curve_score(k: int) -> str:
+    """The learning curve's score as the score tables name it: the k-NN cosine score ``cos`` at ``eval.k``."""
+    return runs.score_key("cos", k)
+
+
 def clock(seconds: float | None) -> str:
     """``H:MM:SS`` (``-`` for unknown)."""
     if seconds is None or not math.isfinite(seconds):
@@ -77,9 +87,10 @@ class Monitor:
 
     def __init__(self, run_dir: str | Path, epochs: int, start_epoch: int, images_per_epoch: int,
                  progress: bool | str | None = None, every: int = 10, fields: Callable[[], dict] = dict,
-                 desc: str = "train", label: str = "") -> None:
+                 desc: str = "train", label: str = "", score: str = "auroc") -> None:
         self.run_dir, self.epochs, self.start_epoch = Path(run_dir), epochs, start_epoch
         self.label = f"{label}: " if label else ""
+        self.score = score
         self.images_per_epoch, self.every, self.fields = images_per_epoch, max(1, int(every)), fields
         self.mode = progress_mode(progress)
         self.t0 = time.monotonic()
@@ -118,7 +129,7 @@ class Monitor:
         self.beat(epoch)
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.4f}", **({"auroc": f"{auroc:.4f}"} if auroc is not None else {}))
+            self.bar.set_postfix(loss=f"{loss:.4f}", **({self.score: f"{auroc:.4f}"} if auroc is not None else {}))
         elif self.mode == "lines" and (epoch % self.every == 0 or epoch == self.epochs
                                        or epoch == self.start_epoch + 1):
             self.line(epoch, loss, auroc)
@@ -127,11 +138,12 @@ class Monitor:
         """Print (to stderr) and return one progress line."""
         now = time.monotonic()
         last_epoch, last_t = self.last_line
-        rate = (epoch - last_epoch) * self.images_per_epoch / (now - last_t) if now > last_t else math.nan
+        rate = (epoch - last_epoch) * self.images_per_epoch * VIEWS_PER_IMAGE / (now - last_t) if now > last_t \
+            else math.nan
         self.last_line = (epoch, now)
         text = (f"firm-bench: {self.label}epoch {epoch}/{self.epochs} loss {loss:.4f}"
-                + (f" auroc {auroc:.4f}" if auroc is not None else "")
-                + f" {rate:.0f} img/s elapsed {clock(now - self.t0)} eta {clock(self.eta(epoch))}")
+                + (f" {self.score} {auroc:.4f}" if auroc is not None else "")
+                + f" {rate:.0f} views/s elapsed {clock(now - self.t0)} eta {clock(self.eta(epoch))}")
         print(text, file=sys.stderr, flush=True)
         return text
 

@@ -65,7 +65,7 @@ from firm_bench.run.engine.pack import PackEngine
 from firm_bench.run.features import rotate
 from firm_bench.run.interrupt import StopRequest, stop_requests
 from firm_bench.run.ledger import RunLedger, TrainResult
-from firm_bench.run.monitor import Monitor, progress_mode
+from firm_bench.run.monitor import Monitor, curve_score, progress_mode
 from firm_bench.run.numerics import numerics
 from firm_bench.run.train import ROTATIONS, Training, build_training
 
@@ -340,7 +340,8 @@ def _train_members(cfgs: list[dict], run_dirs: list[Path], progress: bool | str 
         shown = mode if mode == "lines" or (mode == "bar" and m.index == 0) else "off"
         label = str(m.run_dir.resolve().relative_to(common)) if mode == "lines" else ""
         m.monitor = Monitor(m.run_dir, epochs, m.start_epoch, m.t.steps_per_epoch * m.t.batch, shown, every,
-                            m.ledger.fields, f"train pack of {K}", label=label)
+                            m.ledger.fields, f"train pack of {K}", label=label,
+                            score=curve_score(m.cfg["eval"]["k"]))
         m.monitor.beat(m.start_epoch, force=True)
     t0 = time.perf_counter()
 

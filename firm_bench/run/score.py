@@ -22,7 +22,7 @@ never as a number.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -41,8 +41,12 @@ def score_run(
     names: Sequence[str] | None = None,
     ks: Iterable[int] | None = None,
     evalset: str = TEST_EVALSET,
+    on_score: Callable[[int, int, str], None] | None = None,
 ) -> dict:
     """Compute scores from the run's feature cache; write per-score JSON and metrics.json.
+
+    ``on_score(i, n, key)``: called before the i-th of the n score records
+    (``<score>[_k<k>]``) is computed (``firm-bench run``'s progress lines).
 
     Returns the records computed by this call, keyed ``<score>[_k<k>]``. Holds the
     run directory and the evaluation set's features shared (``rundir.writing``):
@@ -51,11 +55,11 @@ def score_run(
     """
     run_dir = Path(run_dir)
     with runs.writing(run_dir, "score", evalset):
-        return _score_run(cfg, run_dir, names, ks, evalset)
+        return _score_run(cfg, run_dir, names, ks, evalset, on_score)
 
 
 def _score_run(cfg: dict, run_dir: Path, names: Sequence[str] | None, ks: Iterable[int] | None,
-               evalset: str) -> dict:
+               evalset: str, on_score: Callable[[int, int, str], None] | None = None) -> dict:
     from firm_bench.method.scores import FeatureCache  # torch: only where features are scored
 
     meta_file = meta_path(run_dir, evalset)
@@ -71,17 +75,19 @@ def _score_run(cfg: dict, run_dir: Path, names: Sequence[str] | None, ks: Iterab
     names = list(names or cfg["scores"]["names"])
     ks = sorted(set(ks or cfg["scores"]["k"]))
     results = {}
-    for name in names:
-        for k in ks if uses_k(name) else [None]:
-            record = {"score": name, "k": k, "evalset": evalset, "checkpoint": meta.get("checkpoint"), "epoch": meta.get("epoch"),
-                      **_auroc_record(name, k, cache, meta.get("reason", "no features"))}
-            if ok:  # the untrained-encoder baseline: the same score of the encoder at initialisation
-                why = "no untrained features (features.untrained: false)" if meta.get("untrained") is False else \
-                    f"{untrained_file} is missing: rerun `firm-bench features {run_dir} --evalset {evalset}`"
-                base = _auroc_record(name, k, untrained, why)
-                record["untrained"] = {key: base.get(key) for key in ("status", "auroc", "reason")}
-            runs.atomic_write_json(runs.score_path(run_dir, evalset, name, k), record)
-            results[runs.score_key(name, k)] = record
+    todo = [(name, k) for name in names for k in (ks if uses_k(name) else [None])]
+    for i, (name, k) in enumerate(todo, 1):
+        if on_score is not None:
+            on_score(i, len(todo), runs.score_key(name, k))
+        record = {"score": name, "k": k, "evalset": evalset, "checkpoint": meta.get("checkpoint"), "epoch": meta.get("epoch"),
+                  **_auroc_record(name, k, cache, meta.get("reason", "no features"))}
+        if ok:  # the untrained-encoder baseline: the same score of the encoder at initialisation
+            why = "no untrained features (features.untrained: false)" if meta.get("untrained") is False else \
+                f"{untrained_file} is missing: rerun `firm-bench features {run_dir} --evalset {evalset}`"
+            base = _auroc_record(name, k, untrained, why)
+            record["untrained"] = {key: base.get(key) for key in ("status", "auroc", "reason")}
+        runs.atomic_write_json(runs.score_path(run_dir, evalset, name, k), record)
+        results[runs.score_key(name, k)] = record
     write_metrics(cfg, run_dir)
     return results
 

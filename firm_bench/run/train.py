@@ -67,7 +67,7 @@ from firm_bench.run.engine.options import cudnn_benchmark
 from firm_bench.run.features import as_extracted, encode
 from firm_bench.run.interrupt import StopRequest, stop_requests
 from firm_bench.run.ledger import RunLedger, TrainResult
-from firm_bench.run.monitor import Monitor
+from firm_bench.run.monitor import Monitor, curve_score
 from firm_bench.run.numerics import numerics
 
 
@@ -330,7 +330,8 @@ def _train(cfg: dict, run_dir: Path, progress: bool | str | None, data: RunData 
     start_epoch, curve = ledger.start_epoch, ledger.curve
 
     monitor = Monitor(run_dir, epochs, start_epoch, t.steps_per_epoch * t.batch, progress,
-                      progress_every or cfg["eval"]["every"], ledger.fields, f"train {cfg['loss']['name']}")
+                      progress_every or cfg["eval"]["every"], ledger.fields, f"train {cfg['loss']['name']}",
+                      score=curve_score(cfg["eval"]["k"]))
     monitor.beat(start_epoch, force=True)
 
     def save_checkpoint(epoch: int, elapsed: float) -> None:

@@ -27,8 +27,10 @@ def clock(monkeypatch):
 
 
 def test_lines_every_few_epochs_with_loss_auroc_rate_and_eta(tmp_path, clock, capsys):
-    """Resumed at epoch 10 of 100, 2 s per epoch, 500 images per epoch, a line every 5 epochs (and the first, last)."""
-    mon = M.Monitor(tmp_path, epochs=100, start_epoch=10, images_per_epoch=500, progress="lines", every=5)
+    """Resumed at epoch 10 of 100, 2 s per epoch, 500 images (1000 views) per epoch, a line every 5 epochs (and the
+    first, last); the curve's point named as the score tables name it."""
+    mon = M.Monitor(tmp_path, epochs=100, start_epoch=10, images_per_epoch=500, progress="lines", every=5,
+                    score=M.curve_score(5))
     printed = []
     for epoch in range(11, 101):
         clock.t += 2.0
@@ -36,9 +38,9 @@ def test_lines_every_few_epochs_with_loss_auroc_rate_and_eta(tmp_path, clock, ca
         printed += [line for line in capsys.readouterr().err.splitlines() if line]
     epochs = [int(re.match(r"firm-bench: epoch (\d+)/100 ", line).group(1)) for line in printed]
     assert epochs == [11, 15, *range(20, 101, 5)]
-    assert printed[0] == "firm-bench: epoch 11/100 loss 0.0909 250 img/s elapsed 0:00:02 eta 0:02:58"
+    assert printed[0] == "firm-bench: epoch 11/100 loss 0.0909 500 views/s elapsed 0:00:02 eta 0:02:58"
     line_20 = printed[2]
-    assert line_20 == "firm-bench: epoch 20/100 loss 0.0500 auroc 0.5200 250 img/s elapsed 0:00:20 eta 0:02:40"
+    assert line_20 == "firm-bench: epoch 20/100 loss 0.0500 cos_k5 0.5200 500 views/s elapsed 0:00:20 eta 0:02:40"
     assert printed[-1].endswith("eta 0:00:00")
 
 

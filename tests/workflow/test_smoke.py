@@ -42,7 +42,7 @@ def test_smoke_workflow_end_to_end(smoke_run):
                  "checkpoints/last.pt", "features/test/cache.pt", "scores/test/cos_k5.json", "logs/train.log"]:
         assert (run / name).exists(), name
     log = (run / "logs" / "train.log").read_text()  # progress lines for log files, not a bar
-    assert re.search(r"^firm-bench: epoch 1/1 loss \d+\.\d{4} auroc 0\.\d{4} \d+ img/s elapsed \S+ eta 0:00:00$", log,
+    assert re.search(r"^firm-bench: epoch 1/1 loss \d+\.\d{4} cos_k5 0\.\d{4} \d+ views/s elapsed \S+ eta 0:00:00$", log,
                      flags=re.M), log
 
 

@@ -23,5 +23,5 @@ rule claims:
     params:
         config=report_config_file,
     shell:
-        "firm-bench claims --config {params.config} --summaries {input.summaries} --curves {input.curves}"
+        "firm-bench claims --configfile {params.config} --summaries {input.summaries} --curves {input.curves}"
         " --out {output.md} --csv {output.csv} --forest {output.forest} > {log} 2>&1"

@@ -24,6 +24,6 @@ rule report:
         tables_dir=input_folder("tables"),
         figures_dir=input_folder("figures"),
     shell:
-        "firm-bench report --config {params.config} --out {output} --tables-dir {params.tables_dir}"
+        "firm-bench report --configfile {params.config} --out {output} --tables-dir {params.tables_dir}"
         " --figures-dir {params.figures_dir} --claims-csv {input.claims} --claims-forest {input.forest}"
         " > {log} 2>&1"
