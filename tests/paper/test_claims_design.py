@@ -105,7 +105,7 @@ def test_a_missing_cell_drops_a_class_not_a_seed_and_the_coverage_says_so():
     assert res.coverage == "classes 9/10; seeds 5/5 (0,1,2,3,4)"
     md = C.claims_markdown([res])
     assert "**partial**: classes 9/10" in md
-    assert "partial: classes 9/10" in C.claims_html([res])
+    assert "<b>partial</b>: classes 9/10" in C.claims_html([res])
     assert "4 paired cells left out so that every seed has the same cells" in res.detail
 
 
