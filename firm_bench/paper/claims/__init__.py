@@ -1,4 +1,4 @@
-"""The paper's claims, checked: paired statistics over seeds and classes, a verdict per claim.
+"""The paper's claims, checked: paired statistics with the seed as the unit, a verdict per claim.
 
 A replication is judged by whether the paper's conclusions hold, not only by
 cell-by-cell differences (``firm_bench.paper.tables``). ``firm_bench/paper/claims.yaml``

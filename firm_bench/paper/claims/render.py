@@ -14,6 +14,7 @@ import html as html_mod
 import io
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -181,21 +182,21 @@ def _paper_text(row: Mapping) -> str:
     return "; ".join(parts)
 
 
-def _coverage_text(row: Mapping) -> str:
+def _coverage_text(row: Mapping, bold: tuple[str, str] = ("**", "**")) -> str:
     text = _str(row["coverage"])
     full = (_float(row["n_classes"]) == _float(row["n_classes_paper"])
             and _float(row["n_seeds"]) == _float(row["n_seeds_paper"]))
     if text and math.isfinite(_float(row["n_seeds"])) and not full:
-        text = f"**partial**: {text}"
+        text = f"{bold[0]}partial{bold[1]}: {text}"
     rho = _float(row["within_seed_corr"])
     if math.isfinite(rho):
         text += f"; within-seed ρ {rho:+.2f}"
     return text
 
 
-def _says_text(row: Mapping) -> str:
+def _says_text(row: Mapping, italic: tuple[str, str] = ("*", "*")) -> str:
     note = _str(row["note"])
-    return f"“{_str(row['quote'])}” ({_str(row['source'])})" + (f" *{note}*" if note else "")
+    return f"“{_str(row['quote'])}” ({_str(row['source'])})" + (f" {italic[0]}{note}{italic[1]}" if note else "")
 
 
 def _n_text(row: Mapping) -> str:
@@ -311,8 +312,14 @@ def _header(table: pd.DataFrame, summary_note: str, partial: bool, problems: Seq
     return lines
 
 
-def _cells(row: Mapping) -> list[str]:
-    """One claim's cells of :data:`_HEAD` (plain text; the views escape them)."""
+def _cells(row: Mapping, html: bool = False) -> list[str]:
+    """One claim's cells of :data:`_HEAD`: Markdown, or HTML (escaped, the note in italics)."""
+    if html:
+        esc = html_mod.escape
+        return [esc(_str(row["claim"])), _says_text({k: esc(_str(v)) for k, v in row.items()}, ("<i>", "</i>")),
+                *[esc(x) for x in (_paper_text(row), _ours_text(row), _n_text(row))],
+                esc(_coverage_text(row, ("", ""))).replace("partial:", "<b>partial</b>:", 1),
+                *[esc(x) for x in (_holm_text(row), _flip_text(row), _verdict_text(row))]]
     return [_str(row["claim"]), _says_text(row), _paper_text(row), _ours_text(row), _n_text(row),
             _coverage_text(row), _holm_text(row), _flip_text(row), _verdict_text(row)]
 
@@ -357,7 +364,7 @@ def claims_html(results: Sequence[ClaimResult] | pd.DataFrame, *, forest_href: s
     if stand_in_only(table):
         out.append("<p class='missing'><b>Stand-in data only: nothing here is evidence about the paper.</b> Every "
                    "claim with results was evaluated on a miniature standing in for a paper dataset.</p>")
-    method = "".join(f"<li>{esc(x).replace('**', '')}</li>" for x in _method_lines(table))
+    method = "".join(f"<li>{re.sub(r'[*`]', '', esc(x))}</li>" for x in _method_lines(table))
     out += [f"<p class='caption'>Every testable claim of the paper's text (firm_bench/paper/claims.yaml). "
             f"Stand-in claims are {esc(STAND_IN_LABEL)}. docs/CLAIMS.md. {link_text}</p>",
             f"<details><summary>How to read it</summary><ul>{method}</ul></details>",
@@ -380,7 +387,7 @@ def _html_rows(table: pd.DataFrame) -> str:
     out = ["<table class='claims'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in _HEAD) + "</tr></thead><tbody>"]
     for row in table.to_dict("records"):
         cls = _str(row["verdict"]).replace(" ", "-")
-        cells = [esc(x).replace("**", "") for x in _cells(row)]
+        cells = _cells(row, html=True)
         cells[0] = f"<b>{esc(_str(row['id']))}</b><br>{cells[0]}"
         out.append(f'<tr class="{cls}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table>")
@@ -391,7 +398,7 @@ def _html_rows(table: pd.DataFrame) -> str:
 # the forest plot
 # --------------------------------------------------------------------------- #
 _VERDICT_COLORS = {"supported": "#1a9850", "contradicted": "#d73027", "not significant": "#7f7f7f",
-                   "too few": "#bdbdbd"}
+                   "withheld": "#9e9ac8", "too few": "#bdbdbd"}
 
 
 def forest_figure(results: Sequence[ClaimResult]):
@@ -445,7 +452,8 @@ def forest_figure(results: Sequence[ClaimResult]):
                     Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linewidth=0, markersize=3.2,
                            label="stand-in (not evidence)")]
         fig.legend(handles=handles, loc="outside upper center", ncols=3, frameon=False, fontsize=6)
-        text = "95 % intervals unadjusted; colour: the verdict after Holm's correction (results/claims.md)"
+        text = ("95 % paired t intervals over seeds, unadjusted; colour: the verdict after Holm's correction "
+                "(results/claims.md)")
         if any(r.stand_in for r in shown):
             text = f"Hollow markers: {STAND_IN_LABEL}. " + text
         note(fig, text)
