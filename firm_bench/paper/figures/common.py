@@ -91,10 +91,13 @@ def empty_panel(ax, text: str) -> None:
 
 
 def footer(fig, rows: pd.DataFrame, extra: str = "") -> None:
-    """The recipe line every figure carries (``labels.recipe_label``, compact)."""
-    from firm_bench.paper.labels import recipe_label
+    """The recipe line every figure carries (``labels.recipe_label``, compact), with ``extra`` and the
+    (loss, outliers) pairs of ``rows`` that no reference commit ran (``labels.unmatched_combinations``)."""
+    from firm_bench.paper.labels import recipe_label, unmatched_combinations
 
-    note(fig, recipe_label(rows, compact=True) + (f"; {extra}" if extra else ""))
+    ran = rows[rows["status"].notna()] if "status" in rows else rows
+    notes = [extra] if extra else []
+    note(fig, "; ".join([recipe_label(rows, compact=True), *notes, *(t.rstrip(".") for t in unmatched_combinations(ran))]))
 
 
 def note(fig, text: str) -> None:
