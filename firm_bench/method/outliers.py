@@ -736,8 +736,13 @@ class RefCutPasteScar(OutlierSource):
     ``CutPaste.get_params/forward`` and ``CutPasteScar.get_params/forward``
     (@ 23c6ffbd). Copy 1: ``ref_cutpaste`` (no colour jitter); copy 2:
     ``ref_scar``. Both copies are made from the unjittered ID image; the IDs
-    are returned unchanged. (The earlier audit reports scar jitter 0.1 at
-    2558887f; that version is not in our store, cb7556ea's 0.4 is used.)
+    are returned unchanged. This is cb7556ea's generator (scar jitter 0.4).
+    The commit whose models.py trained SupCon on binary labels, 2558887f,
+    made its scars with jitter 0.1 (as the later 0ecf0712's data.py still
+    does in ``_expose_samples_with_labels`` and its commented-out MVTec
+    transforms) and resized with a bicubic filter: a SupCon run with this
+    source matches no commit the reference ran, and every table and figure
+    of one says so (``paper.labels.UNMATCHED_COMBINATIONS``).
     """
 
     kinds = (1, 2)

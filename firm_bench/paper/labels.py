@@ -30,6 +30,7 @@ __all__ = [
     "recipe_label",
     "recipe_of",
     "recorded_rows",
+    "unmatched_combinations",
 ]
 
 #: how each checkpoint choice is labelled in every output (README "recipe options")
@@ -41,6 +42,23 @@ CHECKPOINT_LABELS = {
 FORM_LABELS = {"pairwise": "pairwise (N×N)", "concat": "concat (2N×2N)"}
 #: how the reference code ran each protocol label (docs/FAITHFULNESS.md); a value of ours that differs is marked
 REFERENCE_PROTOCOL = {"precision": "fp32", "normalization": "reference", "head_init": "kaiming"}
+
+
+#: (loss, outlier source) pairs no single commit of the reference code ran, and why (docs/FAITHFULNESS.md)
+UNMATCHED_COMBINATIONS = {
+    ("supcon", "ref_cutpaste_scar"): (
+        "SupCon with ref_cutpaste_scar matches no commit the reference ran: ref_cutpaste_scar follows the MVTec "
+        "generator of data.py @cb7556ea (scar colour jitter 0.4), while the commit whose models.py trained SupCon on "
+        "binary labels (@2558887f) generated its scars with jitter 0.1 and resized with a bicubic filter"),
+}
+
+
+def unmatched_combinations(rows: pd.DataFrame) -> list[str]:
+    """What the outputs say about the (loss, outliers) pairs of some rows that no reference commit ran."""
+    if "loss" not in rows or "outliers" not in rows:
+        return []
+    pairs = set(zip(rows["loss"].astype(str), rows["outliers"].astype(str)))
+    return [f"{text}." for pair, text in UNMATCHED_COMBINATIONS.items() if pair in pairs]
 
 
 def default_k() -> int:

@@ -370,7 +370,8 @@ def test_tsne_panels_name_index_classes_by_name(tmp_path):
         write_cache(run_dir, seed=i)
     fig = figs.draw("fig3", figs.FigureData(rows, pd.DataFrame()))
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == [f"{CIFAR10_NAMES[c]}: {loss} (seed 0)" for c in (0, 3) for loss in ("NT-Xent", "SupCon", "FIRM")]
+    assert titles == [f"{CIFAR10_NAMES[c]}: {loss} (seed 0)\ncifar10 for mvtec {paper}"  # and what it stands in for
+                      for c, paper in ((0, "metal_nut"), (3, "screw")) for loss in ("NT-Xent", "SupCon", "FIRM")]
 
 
 def test_tsne_class_lists_are_the_datasets_own():
@@ -392,3 +393,93 @@ def test_each_kind_has_its_drawing_function():
                          "sweep": sw.draw_sweep}
     with pytest.raises(ValueError, match="unknown kind 'pie'"):
         figs.FigureSpec("fig9", title="Figure 9: x", kind="pie")
+
+
+# --------------------------------------------------------------------------- #
+# what each figure shows: per panel, stand-ins marked, never one picture under several titles
+# --------------------------------------------------------------------------- #
+def drawn_points(fig) -> set[bytes]:
+    """The point sets a figure draws (each scatter's offsets), as bytes."""
+    return {np.asarray(c.get_offsets()).round(5).tobytes() for ax in fig.axes for c in ax.collections
+            if len(c.get_offsets())}
+
+
+def pixels(fig) -> np.ndarray:
+    """The figure as drawn, without its first 8 % of rows (the 'Figure N' heading)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    image = np.asarray(Image.open(buf).convert("L"))
+    return image[int(0.08 * image.shape[0]):]
+
+
+def same_picture(a, b) -> bool:
+    pa, pb = pixels(a), pixels(b)
+    return pa.shape == pb.shape and (pa != pb).mean() < 0.01
+
+
+def tsne_runs(tmp_path, dataset, classes, seed0=0):
+    rows = summary("t", [dataset], classes, ["ntxent", "supcon", "firm"], ["rot"], ["cos"], seeds=(0,))
+    rows["run_dir"] = [str(tmp_path / d) for d in rows["run_dir"]]
+    for i, run_dir in enumerate(rows["run_dir"].unique()):
+        write_cache(run_dir, seed=seed0 + i)
+    return rows
+
+
+def test_a_stand_in_tsne_is_drawn_once_and_marked_never_under_three_titles(tmp_path):
+    """Three MVTec t-SNE figures from one Fashion-MNIST run: Figure 3 draws it, marked; 6 and 7 say 'not run'."""
+    rows = tsne_runs(tmp_path, "fmnist_mini", [0, 1])
+    drawn = {n: figs.draw(n, figs.FigureData(rows, pd.DataFrame())) for n in ("fig3", "fig6", "fig7")}
+    assert len(drawn_points(drawn["fig3"])) == 2 * 6 and drawn_points(drawn["fig6"]) == drawn_points(drawn["fig7"]) == set()
+    for name, fig in drawn.items():
+        assert "STAND-IN DATA (fmnist_mini in place of mvtec)" in fig._suptitle.get_text(), name
+    titles = [ax.get_title() for ax in drawn["fig3"].axes if ax.get_title()]
+    assert titles[0] == "T-shirt/top: NT-Xent (seed 0)\nfmnist_mini for mvtec metal_nut"
+    assert titles[-1] == "Trouser: FIRM (seed 0)\nfmnist_mini for mvtec screw"
+    for name in ("fig6", "fig7"):
+        (ax,) = drawn[name].axes
+        assert "not run on mvtec" in ax.texts[0].get_text() and "drawn once, in Figure 3" in ax.texts[0].get_text()
+    assert not same_picture(drawn["fig6"], drawn["fig7"]) and not same_picture(drawn["fig3"], drawn["fig6"])
+
+
+def test_tsne_figures_of_different_classes_draw_different_pictures(tmp_path):
+    """On MVTec itself each figure draws its own classes' runs: Figure 3 and Figure 7 share no point set."""
+    rows = pd.concat([tsne_runs(tmp_path, "mvtec", ["metal_nut", "screw"]),
+                      tsne_runs(tmp_path, "mvtec", ["carpet", "grid"], seed0=10)], ignore_index=True)
+    fig3, fig7 = (figs.draw(n, figs.FigureData(rows, pd.DataFrame())) for n in ("fig3", "fig7"))
+    assert len(drawn_points(fig3)) == len(drawn_points(fig7)) == 2 * 6  # normal and anomalous, 6 panels
+    assert not drawn_points(fig3) & drawn_points(fig7) and not same_picture(fig3, fig7)
+    assert "STAND-IN" not in fig3._suptitle.get_text()
+    assert [ax.get_title() for ax in fig3.axes][0] == "metal_nut: NT-Xent (seed 0)\nmvtec"
+    # control: the comparison sees one picture drawn twice
+    assert same_picture(fig3, figs.draw("fig3", figs.FigureData(rows, pd.DataFrame())))
+
+
+def test_sweep_bands_need_two_seeds_and_one_class_hides_under_no_mean(fixture_data):
+    from matplotlib.collections import PolyCollection
+
+    bands = lambda fig: sum(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections)  # noqa: E731
+    one = sweep()
+    one = one[(one["seed"] == 0) & (one["cls"] == "0")].assign(dataset="fmnist_mini")
+    fig = figs.draw("fig5", figs.FigureData(one, pd.DataFrame()))
+    assert bands(fig) == 0 and "one seed: line = that seed, no band" in fig._supxlabel.get_text().replace("\n", " ")
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["T-shirt/top"]  # no "mean" line drawn over it
+    assert "STAND-IN DATA (fmnist_mini in place of cifar10)" in fig._suptitle.get_text()
+    assert all(ax.get_title().endswith("\nfmnist_mini for cifar10") for ax in fig.axes if ax.get_title())
+    two = figs.draw("fig5", figs.FigureData(sweep(), pd.DataFrame()))  # the paper's dataset, two seeds
+    assert bands(two) > 0 and "line = mean over 2 seeds, band = ±1 std" in two._supxlabel.get_text().replace("\n", " ")
+    assert "STAND-IN" not in two._suptitle.get_text()
+
+
+def test_curves_draw_a_band_only_over_two_seeds(fixture_data):
+    from matplotlib.collections import PolyCollection
+
+    rows, curve_rows = fixture_data["curves"]
+    for seeds, expect in (((0, 1), True), ((0,), False)):
+        fig = figs.draw("fig4", figs.FigureData(rows[rows["seed"].isin(seeds)], curve_rows[curve_rows["seed"].isin(seeds)]))
+        has_band = any(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections)
+        assert has_band == expect and ("no band" in fig._supxlabel.get_text()) != expect

@@ -434,3 +434,30 @@ def test_caption_names_the_protocol_and_the_generators_differences(reported):
     assert "precision bf16 (the reference: fp32)" in md and "normalisation reference," in md
     assert "evaluated at 32 px, zoom 1.0 (training at 256 px)" in md and "paired batches" in md
     assert "Outliers ref_nsa differ from the reference code in: Poisson solve" in md
+
+
+# --------------------------------------------------------------------------- #
+# faithfulness labels on the outputs
+# --------------------------------------------------------------------------- #
+def test_supcon_on_the_older_mvtec_generator_is_labelled_as_matching_no_reference_commit(reported):
+    spec = tabs.TABLES.get("table2")
+    rows = summary("t2", ["mvtec"], ["bottle"], ["ntxent", "supcon", "firm"], ["ref_cutpaste_scar"], ["cos"])
+    md = tabs.render(spec, tabs.compare(spec, rows, reported), "md")
+    assert "- SupCon with ref_cutpaste_scar matches no commit the reference ran" in md
+    assert "@2558887f" in md and "jitter 0.1" in md
+    other = summary("t2", ["mvtec"], ["bottle"], ["supcon"], ["ref_nsa"], ["cos"])  # NSA: the later commits
+    assert "matches no commit" not in tabs.render(spec, tabs.compare(spec, other, reported), "md")
+    from firm_bench.paper import figures as figs
+
+    fig = figs.draw("fig3", figs.FigureData(rows, pd.DataFrame()))  # its panels: features missing, still labelled
+    assert "matches no commit the reference ran" in fig._supxlabel.get_text().replace("\n", " ")
+
+
+@pytest.mark.parametrize("name", ["table1d", "table16"])
+def test_cats_vs_dogs_tables_say_whose_images_they_are(name, reported):
+    spec = tabs.TABLES.get(name)
+    for cells in (tabs.compare(spec, summary("e", ["cats_vs_dogs"], [0, 1], ["firm"], ["rot"], ["cos"]), reported),
+                  tabs.compare(spec, summary("e", ["cats_vs_dogs"], [0], ["firm"], ["rot"], ["cos"]).iloc[0:0],
+                               reported)):
+        md = tabs.render(spec, cells, "md")
+        assert "Kaggle JPEGs" in md and "unpublished 64 × 64 npz" in md and "training constants" in md

@@ -18,7 +18,8 @@ selects the drawing function (:data:`DRAW`), one module per kind:
 What they share (style, footer, the one figure-level legend right of the
 panels, class and dataset names) is :mod:`.common`. Every figure states its
 recipe in a footer line and says "pending" / "not run" in panels with no
-data. The inputs are read by ``firm_bench.records.summary`` (``read_summaries``,
+data; each panel names the data it shows, and a figure drawn from stand-in
+data says so next to its number. The inputs are read by ``firm_bench.records.summary`` (``read_summaries``,
 ``read_curves``).
 """
 
@@ -30,7 +31,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from firm_bench.paper.figures.common import RC, FigureData
+from firm_bench.paper.figures.common import RC, FigureData, stand_in_mark
 from firm_bench.paper.figures.curves import curve_panels, draw_curves
 from firm_bench.paper.figures.landscape import constructed_batch, draw_landscape
 from firm_bench.paper.figures.specs import FIGURE_SPECS, FIGURES, KINDS, FigureSpec
@@ -70,7 +71,9 @@ def draw(name: str, data: FigureData):
     spec = FIGURES.get(name)
     with matplotlib.rc_context(RC):
         fig = DRAW[spec.kind](spec, data)
-        fig.suptitle(spec.title.split(":")[0], fontsize=8, x=0.0, ha="left")
+        mark = stand_in_mark(fig)
+        fig.suptitle(spec.title.split(":")[0] + (f" — {mark}" if mark else ""), fontsize=8, x=0.0, ha="left",
+                     color="#a60" if mark else "black")
     return fig
 
 

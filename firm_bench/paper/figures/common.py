@@ -4,7 +4,11 @@ Figures are drawn on ``matplotlib.figure.Figure`` objects (the Agg canvas; no
 pyplot state, no display) with constrained layout at the paper's text width
 (6.9 in, 7-8 pt text, :data:`RC`), so they are legible without scaling.
 Every figure states its recipe in a footer line (:func:`footer`), and a panel
-with no data says "pending" / "not run" (:func:`empty_panel`). A figure has at
+with no data says "pending" / "not run" (:func:`empty_panel`). Every panel
+names the data it shows and, for a stand-in, what it stands in for
+(:func:`panel_data`); a figure drawn from stand-in data says so next to its
+number (:func:`mark_stand_in`, read by ``figures.draw``). A band of ±1 std is
+drawn only where there are seeds to make one (:func:`spread`). A figure has at
 most one legend, a figure-level one right of the panels (:func:`figure_legend`),
 so that no legend covers a panel, its title or its labels. Classes are named
 by name (:func:`class_name`), datasets by their name with the dataset they
@@ -35,7 +39,11 @@ __all__ = [
     "footer",
     "loss_label",
     "new_figure",
+    "mark_stand_in",
     "note",
+    "panel_data",
+    "spread",
+    "stand_in_mark",
 ]
 
 TEXT_WIDTH_IN = 6.9  # two-column paper text width
@@ -83,10 +91,13 @@ def empty_panel(ax, text: str) -> None:
 
 
 def footer(fig, rows: pd.DataFrame, extra: str = "") -> None:
-    """The recipe line every figure carries (``labels.recipe_label``, compact)."""
-    from firm_bench.paper.labels import recipe_label
+    """The recipe line every figure carries (``labels.recipe_label``, compact), with ``extra`` and the
+    (loss, outliers) pairs of ``rows`` that no reference commit ran (``labels.unmatched_combinations``)."""
+    from firm_bench.paper.labels import recipe_label, unmatched_combinations
 
-    note(fig, recipe_label(rows, compact=True) + (f"; {extra}" if extra else ""))
+    ran = rows[rows["status"].notna()] if "status" in rows else rows
+    notes = [extra] if extra else []
+    note(fig, "; ".join([recipe_label(rows, compact=True), *notes, *(t.rstrip(".") for t in unmatched_combinations(ran))]))
 
 
 def note(fig, text: str) -> None:
@@ -135,3 +146,31 @@ def dataset_title(dataset: str) -> str:
     """A dataset's name, with the paper dataset it stands in for (``reported.STAND_INS``)."""
     stand_in = rep.STAND_INS.get(dataset)
     return f"{dataset} (stands in for {stand_in})" if stand_in else dataset
+
+
+def panel_data(ours: str | None, paper: str) -> str:
+    """What a panel shows, one short line: the paper's dataset itself, or ``fmnist_mini for cifar10``."""
+    return paper if ours in (None, paper) else f"{ours} for {paper}"
+
+
+#: a figure's attribute holding its stand-in statement (set by the drawing function, shown by ``figures.draw``)
+_STAND_IN_ATTR = "_firm_bench_stand_in"
+
+
+def mark_stand_in(fig, pairs: dict[str, str]) -> None:
+    """Mark a figure as drawn from stand-in data: ``pairs`` maps each dataset of ours to the paper's it stands in for."""
+    if pairs:
+        text = ", ".join(f"{ours} in place of {paper}" for ours, paper in pairs.items())
+        setattr(fig, _STAND_IN_ATTR, f"STAND-IN DATA ({text}): not the paper's experiment")
+
+
+def stand_in_mark(fig) -> str:
+    """The stand-in statement of a figure (:func:`mark_stand_in`), or ""."""
+    return getattr(fig, _STAND_IN_ATTR, "")
+
+
+def spread(n_seeds: int) -> tuple[object, str]:
+    """seaborn's ``errorbar`` and the footer's words for a line over ``n_seeds`` seeds: a ±1 std band needs two."""
+    if n_seeds >= 2:
+        return "sd", f"line = mean over {n_seeds} seeds, band = ±1 std"
+    return None, "one seed: line = that seed, no band"

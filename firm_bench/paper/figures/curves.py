@@ -2,7 +2,7 @@
 
 From the runs' ``curve.csv`` (the summaries' ``*_curves.csv``): the mean over
 classes per seed (:func:`class_mean_curves`), drawn as the mean over seeds with
-a band of +/- one std, a line per loss. Each panel is a paper dataset (the
+a band of +/- one std where there are two seeds or more, a line per loss. Each panel is a paper dataset (the
 spec's ``datasets``); a stand-in dataset of ours is drawn in the panel of the
 dataset it stands in for (:func:`curve_panels`). The epoch-0 point (the
 untrained encoder, ``eval.at_start``) is drawn with a dotted baseline at its
@@ -25,7 +25,10 @@ from firm_bench.paper.figures.common import (
     figure_legend,
     footer,
     loss_label,
+    mark_stand_in,
     new_figure,
+    panel_data,
+    spread,
 )
 from firm_bench.paper.figures.specs import FigureSpec
 
@@ -79,15 +82,18 @@ def draw_curves(spec: FigureSpec, data: FigureData):
     fig, axes = new_figure(len(panels), width=TEXT_WIDTH_IN if len(panels) > 1 else COLUMN_WIDTH_IN, height=2.0,
                            ncols=min(len(panels), 4))
     palette = dict(zip([loss_label(x) for x in losses], sns.color_palette("colorblind", len(losses))))
+    n_seeds = int(per[per["dataset"].isin({d for d, _ in drawn.values() if d})]
+                  .groupby(["dataset", "loss", "epoch"])["seed"].nunique().min()) if not per.empty else 0
+    errorbar, spread_words = spread(n_seeds)
     for ax, panel in zip(axes, panels):
         dataset, stand_in = drawn[panel]
-        ax.set_title(f"{panel}\n(stand-in: {dataset})" if stand_in else panel)
+        ax.set_title(f"{panel}\n(stand-in: {dataset})" if stand_in else panel_data(dataset, panel))
         d = per[per["dataset"] == dataset].assign(loss=lambda f: f["loss"].map(loss_label))
         if d.empty:
             empty_panel(ax, data.absent)
             continue
         sns.lineplot(data=d, x="epoch", y="auroc_pct", hue="loss", hue_order=[h for h in palette if h in set(d["loss"])],
-                     palette=palette, errorbar="sd", estimator="mean", ax=ax)
+                     palette=palette, errorbar=errorbar, estimator="mean", ax=ax)
         if (d["epoch"] == 0).any():  # the untrained encoder (eval.at_start): the same weights for every loss
             ax.axhline(d.loc[d["epoch"] == 0, "auroc_pct"].mean(), color="0.55", linewidth=0.6, linestyle=":")
         ax.set_xlabel("epoch")
@@ -95,11 +101,12 @@ def draw_curves(spec: FigureSpec, data: FigureData):
     figure_legend(fig, axes)
     used = {d for d, _ in drawn.values() if d}
     curves = curves[curves["dataset"].isin(used)]
-    extra = "mean over classes per seed; line = mean, band = ±1 std over seeds"
+    extra = f"mean over classes per seed; {spread_words}"
     if (curves["epoch"] == 0).any():
         extra += ("; epoch 0 = the untrained encoder (dotted: its mean), a baseline shown here but left out of "
                   "AULC, whose points start at the first evaluated epoch as in the reference")
     stand_ins = [f"{d} stands in for {p}" for p, (d, s) in drawn.items() if s]
+    mark_stand_in(fig, {d: p for p, (d, s) in drawn.items() if s})
     if stand_ins:
         extra += f"; {', '.join(stand_ins)} (a miniature, not the paper's data)"
     runs = data.summary[data.summary["run_dir"].isin(set(curves["run_dir"]))] if not data.summary.empty else curves

@@ -92,7 +92,7 @@ FIGURE_SPECS: list[FigureSpec] = [
                "norm."),
         doc=('The paper\'s CIFAR-10 classes are 0, 2, 3 and "5" (deer is 4); its swept values were lost in '
              "extraction, so the grid is the config's. tau and batch size are read from the summaries' columns."),
-        params={"scores": ("cos", "cos_norm")}),
+        params={"scores": ("cos", "cos_norm"), "dataset": "cifar10"}),
 ]
 
 FIGURES: Registry[FigureSpec] = Registry("paper figure", catalog="figures", facts=lambda name, spec: {"title": spec.title})

@@ -8,7 +8,15 @@ panel is the base recipe's lowest seed. The classes are the spec's
 ``classes``, or a class group of the dataset's catalog entry
 (``class_group``: MVTec ``objects`` for Figure 6, ``textures`` for Figure 7);
 in miniature (no run on the spec's dataset) the classes the config ran on its
-stand-in. Panels name each class by its name (``common.class_name``).
+stand-in, each panel naming the paper's class it stands in for. Panels name
+each class by its name (``common.class_name``) and the data they show.
+
+A stand-in cannot show what the paper's t-SNE figures of one dataset show
+(three MVTec figures from one Fashion-MNIST run would be three copies of
+one picture under three titles): the stand-in is drawn once, in the first
+t-SNE figure of that dataset (:func:`stand_in_figure`, Figure 3 for MVTec),
+marked as a stand-in; the others say "not run" on the paper's dataset and
+where the stand-in is drawn.
 """
 
 from __future__ import annotations
@@ -29,11 +37,13 @@ from firm_bench.paper.figures.common import (
     figure_legend,
     footer,
     loss_label,
+    mark_stand_in,
     new_figure,
+    panel_data,
 )
-from firm_bench.paper.figures.specs import FigureSpec
+from firm_bench.paper.figures.specs import FIGURES, FigureSpec
 
-__all__ = ["draw_tsne", "panel_classes", "tsne_embedding"]
+__all__ = ["draw_tsne", "panel_classes", "stand_in_figure", "tsne_embedding"]
 
 _NORMAL, _ANOMALY = "#1f5fbf", "#d62728"  # blue normal, red anomalous (as the paper's t-SNE plots)
 
@@ -81,6 +91,34 @@ def panel_classes(spec: FigureSpec) -> list[str]:
     return list(groups[group])
 
 
+def stand_in_figure(dataset: str) -> FigureSpec:
+    """The one t-SNE figure of the paper's ``dataset`` that draws a stand-in for it: the first registered."""
+    return next(FIGURES.get(n) for n in FIGURES.names()
+                if FIGURES.get(n).kind == "tsne" and FIGURES.get(n).params["dataset"] == dataset)
+
+
+def _what_the_paper_shows(spec: FigureSpec) -> str:
+    """The paper's panels of a t-SNE figure in words: ``mvtec objects (bottle, cable, ...) × NT-Xent, SupCon, FIRM``."""
+    classes = ", ".join(panel_classes(spec))
+    group = f" {spec.params['class_group']}" if "class_group" in spec.params else ""
+    return f"{spec.params['dataset']}{group} ({classes}) × {', '.join(map(loss_label, spec.params['losses']))}"
+
+
+def _drawn_elsewhere(spec: FigureSpec, rows: pd.DataFrame, ran: list[str]):
+    """A stand-in figure that is not its dataset's :func:`stand_in_figure`: one panel saying where the stand-in is."""
+    import textwrap
+
+    paper, first = spec.params["dataset"], stand_in_figure(spec.params["dataset"])
+    fig, (ax,) = new_figure(1, height=1.2)
+    empty_panel(ax, textwrap.fill(
+        f"not run on {paper}. The {', '.join(ran)} stand-in cannot show {paper}'s classes; its t-SNE is drawn once, "
+        f"in {first.title.split(':')[0]}.", 80))
+    ax.set_title("\n".join(textwrap.wrap(f"The paper's panels: {_what_the_paper_shows(spec)}", 110)))
+    mark_stand_in(fig, {d: paper for d in ran})
+    footer(fig, rows, f"no t-SNE drawn here: no {paper} run in these results")
+    return fig
+
+
 def _tsne_runs(spec: FigureSpec, summary: pd.DataFrame) -> tuple[list[str], list[str], dict, pd.DataFrame]:
     """Classes (rows), losses (columns) and the run of each panel: base recipe, lowest seed."""
     rows = summary[summary["loss"].isin(spec.params["losses"])]
@@ -105,22 +143,29 @@ def draw_tsne(spec: FigureSpec, data: FigureData):
 
     classes, losses, runs, rows = _tsne_runs(spec, data.summary)
     ran = sorted(rows["dataset"].dropna().unique()) if not rows.empty else []
-    fig, axes = new_figure(len(classes) * len(losses), height=1.45, ncols=len(losses))
+    paper = spec.params["dataset"]
+    stand_in = bool(ran) and paper not in ran
+    if stand_in and stand_in_figure(paper).name != spec.name:
+        return _drawn_elsewhere(spec, rows, ran)
+    paper_classes = panel_classes(spec)
+    fig, axes = new_figure(len(classes) * len(losses), height=1.6, ncols=len(losses))
     for n, (cls, loss) in enumerate((c, x) for c in classes for x in losses):
         ax = axes[n]
         run = runs.get((cls, loss))
-        dataset = run["dataset"] if run is not None else (ran[0] if len(ran) == 1 else spec.params["dataset"])
+        dataset = run["dataset"] if run is not None else (ran[0] if len(ran) == 1 else paper)
         path = cache_path(run["run_dir"]) if run is not None else None
+        for_class = f" {paper_classes[classes.index(cls)]}" if dataset != paper else ""
         title = f"{class_name(dataset, cls)}: {loss_label(loss)}"
+        shows = f"\n{panel_data(dataset, paper)}{for_class}"
         if path is None or not Path(path).is_file():
             empty_panel(ax, data.absent if run is None else ("pending" if data.partial else "features missing"))
-            ax.set_title(title)
+            ax.set_title(title + shows)
             continue
         try:
             cache = FeatureCache.load(path)
         except DamagedFile:  # one damaged cache is one marked panel
             empty_panel(ax, "damaged")
-            ax.set_title(title)
+            ax.set_title(title + shows)
             continue
         targets = cache.targets.numpy()
         emb, idx = tsne_embedding(cache.test[0].numpy(), seed=int(run["seed"]), threads=data.threads,
@@ -128,9 +173,13 @@ def draw_tsne(spec: FigureSpec, data: FigureData):
         t = targets[idx]
         ax.scatter(emb[t == 1, 0], emb[t == 1, 1], s=1.5, c=_NORMAL, label="normal", linewidths=0, rasterized=True)
         ax.scatter(emb[t == 0, 0], emb[t == 0, 1], s=1.5, c=_ANOMALY, label="anomalous", linewidths=0, rasterized=True)
-        ax.set_title(title + f" (seed {int(run['seed'])})")
+        ax.set_title(title + f" (seed {int(run['seed'])})" + shows)
         ax.set_xticks([])
         ax.set_yticks([])
     figure_legend(fig, axes)
-    footer(fig, rows, f"t-SNE of encoder features, unrotated test images; dataset {', '.join(map(dataset_title, ran)) or '-'}")
+    mark_stand_in(fig, {d: paper for d in ran if d != paper})
+    data_words = (f"dataset {', '.join(ran)} standing in for {paper} (each panel names the {paper} class it "
+                  f"stands in for; the paper's panels: {_what_the_paper_shows(spec)})" if stand_in
+                  else f"dataset {', '.join(map(dataset_title, ran)) or '-'}")
+    footer(fig, rows, f"t-SNE of encoder features, unrotated test images; {data_words}")
     return fig

@@ -22,7 +22,7 @@ from typing import Callable, Literal, Sequence
 
 import pandas as pd
 
-from firm_bench.paper.labels import NO_RUNS, class_name, recipe_label, recorded_rows
+from firm_bench.paper.labels import NO_RUNS, class_name, recipe_label, recorded_rows, unmatched_combinations
 from firm_bench.paper.tables.compare import (
     CELL_COLUMNS,
     DEFAULT_TOLERANCE,
@@ -232,6 +232,7 @@ def notes(spec: TableSpec, cells: pd.DataFrame, tolerance: float = DEFAULT_TOLER
     out = _reading_notes(spec, cells, tolerance, fmt)
     out += [spec.note] if spec.note else []
     out += _outlier_notes(_ran(cells))
+    out += unmatched_combinations(_ran(cells))
     if (cells["loss"] == UNTRAINED).any():
         out.append(f"{UNTRAINED_DISPLAY}: the same scores of each run's encoder at initialisation (its seed's "
                    "weights, the same for every loss), a baseline of ours, not a paper row: an easy class scores "
