@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 
 import pytest
 import torch
@@ -122,3 +123,58 @@ def test_default_variants(bench):
     assert {"fast-eager", "fused4", "fused8", "fused16", "fused32"} <= set(bench.default_variants("cuda"))
     assert bench.fused_variant("fused16") == (16, None) and bench.fused_variant("fused4-grouped") == (4, "grouped")
     assert bench.fused_variant("fused0") is None and bench.fused_variant("fast") is None
+
+
+# ---------------------------------------------------------------- benchmarks/gpu_check.sh
+
+GPU_CHECK = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def _gpu_check(out, *args, budget=300):
+    proc = subprocess.run(["bash", str(GPU_CHECK), "--out", str(out), "--budget-s", str(budget), *args],
+                          capture_output=True, text=True, timeout=budget + 60)
+    report = out / "gpu_check.json"
+    return proc, (json.loads(report.read_text()) if report.is_file() else None)
+
+
+@pytest.mark.slow  # about 20 s on 2 idle cores: bench_fast's processes import torch
+def test_gpu_check_dry_mode_on_the_cpu_writes_one_json(tmp_path):
+    """--device cpu: the same two steps at a tiny size: the CUDA tests collected (and skipped), bench_fast measured
+    for a pack (fused2) on the smoke recipe; one JSON with the steps, their commands and limits, and ok."""
+    proc, check = _gpu_check(tmp_path, "--device", "cpu", "--tests", "tests/run/test_train.py", "--variants", "fused2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["gpu_check.json"]  # one file
+    assert check["ok"] and check["device"] == "cpu" and "dry run" in check["mode"] and check["budget_s"] == 300
+    tests, bench = check["steps"]["cuda_tests"], check["steps"]["bench_fast"]
+    assert "-k cuda" in tests["command"] and tests["counts"]["skipped"] >= 1 and not tests["counts"].get("passed")
+    assert tests["limit_s"] == 100 and tests["seconds"] <= tests["limit_s"]
+    assert "--preset smoke" in bench["command"] and "--device cpu" in bench["command"]
+    assert bench["measured"] == ["fused2"] and not bench["failed"] and not bench["not_reached"]
+    fused = bench["report"]["results"]["fused2"]
+    assert fused["runs"] == 2 and fused["views_per_s"] > 0
+    assert tests["seconds"] + bench["seconds"] <= check["seconds"] <= check["budget_s"]
+
+
+@pytest.mark.slow
+def test_gpu_check_without_cuda_fails_saying_why_with_the_paper_plan(tmp_path):
+    """--device cuda on a machine without CUDA: the paper recipe's variants were asked for, none measured, ok false,
+    exit 1; the CUDA tests that skipped count against it."""
+    proc, check = _gpu_check(tmp_path, "--tests", "tests/core/test_registry.py", budget=120)  # no CUDA test there
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available: the check would run for real")
+    assert proc.returncode == 1 and check is not None and not check["ok"]
+    bench = check["steps"]["bench_fast"]
+    assert "--preset paper" in bench["command"] and "--device cuda" in bench["command"]
+    assert check["variants"] == ["naive", "fast", "fused4", "fused8", "fused16", "fused32"]
+    assert bench["exit"] == 2 and "CUDA is not available" in bench["output_tail"] and not bench["measured"]
+    assert bench["not_reached"] == check["variants"] and not check["steps"]["cuda_tests"]["ok"]
+
+
+def test_gpu_check_refuses_bad_usage(tmp_path):
+    for args, message in ((["--device", "tpu"], "use cuda or cpu"), (["--budget-s", "8m"], "whole number"),
+                          (["--frobnicate"], "unknown argument")):
+        proc = subprocess.run(["bash", str(GPU_CHECK), "--out", str(tmp_path), *args], capture_output=True, text=True)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+    proc = subprocess.run(["bash", str(GPU_CHECK)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2 and "--out DIR" in proc.stderr
+    assert not list(tmp_path.iterdir())
