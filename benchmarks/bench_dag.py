@@ -10,7 +10,6 @@ times and the jobs per rule. The README quotes its output:
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_workflow import job_stats  # noqa: E402 - the benchmarks' one reader of Snakemake's job table
 
 
 def main() -> None:
@@ -39,15 +40,10 @@ def main() -> None:
             if proc.returncode != 0:
                 sys.exit(f"snakemake failed:\n{proc.stderr[-3000:]}")
             out = proc.stdout
-    stats = []
-    for line in out.split("Job stats:", 1)[1].splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        stats.append(m.groups())
+    stats = list(job_stats(out).items())
     print(f"snakemake -n on {Path(args.configfile).name}{' ' + args.target if args.target else ''}")
     print(f"wall seconds: min {min(times):.2f}, median {statistics.median(times):.2f} over {len(times)} runs")
-    for rule, count in stats:
+    for rule, count in [*stats, ("total", sum(count for _, count in stats))]:
         print(f"  {rule:<22}{count:>7}")
 
 
