@@ -254,3 +254,37 @@ def test_run_says_what_it_does_and_a_finished_run_prints_its_results_at_once(tmp
     forced, _ = run("--reevaluate")
     assert "scoring: 4/4 kde" in forced.stderr and "features: " in forced.stderr
     assert forced.stdout[forced.stdout.index("| score"):] == table  # the same model, the same numbers
+
+
+# ---------------------------------------------------------------- the quickstart workflow
+def test_the_quickstart_config_is_three_losses_on_two_classes_feeding_table5_and_fig4():
+    from firm_bench.planning.grid import load_workflow_config, paper_item_feeders, plan
+
+    cfg = load_workflow_config(ROOT / "workflow" / "config" / "quickstart.yaml")
+    assert cfg == load_workflow_config("quickstart")  # the checkout's file is the bundled one
+    p = plan(cfg)
+    runs = p.experiments["quickstart"]
+    assert sorted((r.loss, str(r.cls)) for r in runs) == sorted(
+        (loss, cls) for loss in ("ntxent", "supcon", "firm") for cls in ("0", "1"))
+    assert {r.dataset for r in runs} == {"fmnist_mini"} and {r.seed for r in runs} == {0}
+    feeders = paper_item_feeders(cfg)
+    assert feeders["table5"] == ["quickstart"] and feeders["fig4"] == ["quickstart"]
+
+
+@pytest.mark.slow
+def test_the_quickstart_workflow_ends_in_a_paper_table_a_figure_and_the_report(tmp_path):
+    """README's first workflow, through Snakemake: Table 5 with our cells beside the paper's, Figure 4 from our
+    learning curves, the claims and the report."""
+    import pandas as pd
+
+    from tests.helpers.snakemake import snakemake
+
+    snakemake(tmp_path, "--cores", "2", "--configfile", ROOT / "workflow" / "config" / "quickstart.yaml",
+              timeout=1800)
+    cells = pd.read_csv(tmp_path / "results" / "tables" / "table5.csv")
+    ours = cells[cells["ours_status"] == "ok"]
+    assert len(ours) >= 3, cells  # NT-Xent, SupCon and FIRM on the stand-in, each with a number
+    assert (tmp_path / "figures" / "fig4.png").stat().st_size > 10_000
+    page = (tmp_path / "results" / "report" / "index.html").read_text()
+    assert "table5" in page and "fig4" in page
+    assert (tmp_path / "results" / "claims.md").is_file()

@@ -252,7 +252,7 @@ def knn_mean_similarity(
     order as one full (Q, Nb) matrix's ``topk`` would give them (so results
     match it up to the rounding of differently shaped matrix products).
     ``benchmarks/bench_knn.py`` times it against faiss's exact IndexFlatIP
-    search (README "Speed").
+    search (docs/SPEED.md).
     """
     if queries.ndim != 2 or bank.ndim != 2:
         raise ValueError(f"queries and bank must be 2-D (N, D), got {tuple(queries.shape)} and {tuple(bank.shape)}")

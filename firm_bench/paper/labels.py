@@ -33,7 +33,7 @@ __all__ = [
     "unmatched_combinations",
 ]
 
-#: how each checkpoint choice is labelled in every output (README "recipe options")
+#: how each checkpoint choice is labelled in every output (docs/REFERENCE.md "Faithful vs honest: the recipe options")
 CHECKPOINT_LABELS = {
     "last": "last epoch (the paper's reference code selected the best test-set epoch)",
     "best_test": "best TEST-set epoch, as the reference code (selection on the test set)",

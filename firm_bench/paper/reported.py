@@ -1,10 +1,10 @@
 """The numbers the FIRM paper reports, in firm-bench's vocabulary.
 
-``firm_bench/paper/reported_results.csv`` is a copy of the transcription in
-``../shared/paper/`` (one row per printed number, 1626 rows), and
+``firm_bench/paper/reported_results.csv`` is the project's transcription of
+the paper's printed numbers (one row per printed number, 1626 rows), and
 ``firm_bench/paper/NOTES.md`` its notes: which labels were lost in the text
-extraction and inferred, and where the paper contradicts itself. (The build
-and check scripts that NOTES.md names stay in ``../shared/paper/``.) This
+extraction and inferred, and where the paper contradicts itself. (The scripts
+that built and checked the transcription are not part of the repository.) This
 module is the only reader of that file, and :func:`to_our_vocabulary` is the
 only place where the paper's names become ours:
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers.snakemake import CONFIGS, ROOT, snakemake
 
-#: the one lint Snakemake may report, per rule: every rule runs the one installed firm-bench CLI (README "Lint")
+#: the one lint Snakemake may report, per rule: every rule runs the one installed firm-bench CLI (docs/REFERENCE.md, "snakemake --lint")
 JUSTIFIED = {"Specify a conda environment or container for each rule."}
 
 

@@ -21,7 +21,7 @@ Two kernel choices (``speed.pack_kernels``, resolved in ``SpeedOptions``):
   ``speed.cuda_graph`` the whole fused step is one CUDA graph (captured and
   checked as ``TrainEngine``'s, with the same fallback to eager steps).
   Same arithmetic as alone in another summation order (rounding; see
-  tests/run/test_fused.py and the README's "Fused training").
+  tests/run/test_fused.py and docs/SPEED.md "Fused training").
 - ``per_run``: run k's forward and backward run through run k's own model,
   whose parameters and buffers are views of its slices of the fused tensors
   (``FusedFirmModel.bind``), with its own ``TrainEngine.loss``: the kernels
