@@ -101,12 +101,13 @@ def recipe_of(rows: pd.DataFrame) -> dict:
 
 
 def recorded_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows of runs that recorded any recipe label: those that ran (a pending or not-run row records none)."""
+    """The rows of runs that ran: with a recipe and any recipe label recorded (a pending or not-run summary row
+    records none). Rows without label columns at all (learning curves) ran where they exist."""
     if "recipe" not in rows:
         return rows.iloc[0:0]
     rows = rows.dropna(subset=["recipe"])
-    labels = [c for c in RECIPE_LABELS if c in rows and c != "recipe"]
-    return rows[rows[labels].notna().any(axis=1)] if labels else rows.iloc[0:0]
+    labels = [c for c in RECIPE_LABELS if c in rows]
+    return rows[rows[labels].notna().any(axis=1)] if labels else rows
 
 
 def _truthy(value: object) -> bool:

@@ -248,7 +248,7 @@ _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1400px;margin:1em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 5px;white-space:nowrap}
 th{background:#f2f2f2}.agree{background:#c8f0c8}.disagree{background:#f6c6c6}.stand_in{color:#777}
-.caption{font-size:13px;color:#444}.missing{color:#a60}section{margin:2em 0;overflow-x:auto}
+.caption{font-size:13px;color:#444}ul.notes{font-size:12px;color:#444;margin:.3em 0;padding-left:1.4em}.missing{color:#a60}section{margin:2em 0;overflow-x:auto}
 img{max-width:100%;border:1px solid #ddd}.broken{display:none;background:#f6c6c6;padding:.5em}
 .summary td.num{text-align:right}code{background:#f4f4f4;padding:0 3px}
 table.claims td{white-space:normal;vertical-align:top;min-width:6em;max-width:36em}

@@ -279,6 +279,9 @@ def test_a_class_subset_is_compared_with_the_papers_mean_over_the_same_classes(t
     md = tabs.render(spec, cells, "md")  # the basis: a footnote mark in the cell, its text in the notes
     mark = re.search(r"\| [0-9.]+ (\[[a-z]\]) +\|", md)[1]
     assert f"- {mark} Mean of classes 0, 3 of Table {spec.paper}." in md
+    tex, html = tabs.render(spec, cells, "tex"), tabs.render(spec, cells, "html")  # LaTeX table notes, HTML list
+    assert f"\\item{{}} {mark} Mean of classes 0, 3 of Table {spec.paper}." in tex
+    assert f"<li>{mark} Mean of classes 0, 3 of Table {spec.paper}.</li>" in html
     assert tabs.agreement(cells).compared == 2 * 3  # classes 0, 3 and the subset mean, per score
 
 

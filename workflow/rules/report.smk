@@ -1,8 +1,9 @@
 # The replication report: results/report/index.html (firm_bench.paper.report),
-# one offline page with every paper table and figure, the paper's claims
-# checked (results/claims.csv and its forest plot), agreement with the paper
-# and provenance. `firm-bench report --partial` gives the same page while runs
-# are still going (no Snakemake needed); `snakemake --report report.zip` gives
+# one self-contained page (figures and table files embedded in it) with every
+# paper table and figure, the paper's claims checked (results/claims.csv and
+# its forest plot), agreement with the paper and provenance. `firm-bench report
+# --partial` gives the same view while runs are still going (no Snakemake
+# needed), in results/report/partial/; `snakemake --report report.zip` gives
 # Snakemake's standard report of the registered tables and figures beside it.
 localrules:
     report,

@@ -269,7 +269,7 @@ def render(spec: TableSpec, cells: pd.DataFrame, fmt: Format, tolerance: float =
         return f'<p class="caption">{html.escape(lead)}</p>\n{body}\n<ul class="notes">{listed}</ul>\n'
     rules = iter(["\\toprule", "\\midrule", "\\bottomrule"])
     body = "\n".join(next(rules, ln) if ln.strip() == "\\hline" else ln for ln in body.splitlines())
-    listed = "".join(f"\\item {_latex_escape(n)}\n" for n in items)
+    listed = "".join(f"\\item{{}} {_latex_escape(n)}\n" for n in items)  # {}: a note's "[a]" is text, not a label
     table_notes = (f"\\par\\smallskip{{\\footnotesize\\begin{{itemize}}\\setlength{{\\itemsep}}{{0pt}}\n{listed}"
                    "\\end{itemize}}\n") if items else ""
     return ("% firm-bench paper-table; needs \\usepackage{booktabs} and \\usepackage{graphicx}\n"
