@@ -8,7 +8,10 @@ loss, optimiser state and schedule, and its own run directory.
 
 :data:`PACK_VARYING` lists the config keys (dotted; a section name means all
 of its keys) that may differ between the runs of one pack; every other key
-must be equal. Why each may differ:
+must be equal. It is the one rule: the planner groups runs by
+:func:`pack_key` (``firm_bench.planning.grid.packs``) and the trainer checks
+a pack with :func:`check_packable`, so the two cannot disagree. Why each may
+differ:
 
 - ``seed``, ``recipe``: initial weights, draws, names; no shapes.
 - ``dataset.cls``, ``dataset.normalization``: each run reads its own class

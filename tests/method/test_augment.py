@@ -225,6 +225,7 @@ def test_ensemble_crops(x_u8):
     assert torch.allclose(full[1], A.test_transform(x_u8, 32, MEAN, STD), atol=1e-4)
 
 
+@pytest.mark.slow  # the reference pipeline image by image: the longest unit test (25-135 s on 2 cores)
 def test_reference_two_view_runs(x_u8):
     cfg = A.AugmentConfig()
     r1, r2 = reference_two_view(x_u8[:3], cfg, 32, MEAN, STD, seed=0)

@@ -61,6 +61,7 @@ def test_head_layers_validation():
     assert len([m for m in projection_head(8, 16, 4, layers=1) if isinstance(m, torch.nn.Linear)]) == 1
 
 
+@pytest.mark.slow  # builds timm backbones
 def test_timm_backbones_as_encoders():
     """model.encoder: timm/<name> builds any timm backbone (classifier removed), BN momentum set; unknown names fail."""
     cfg = _cfg(encoder="timm/resnet10t", head_layers=2, head_hidden=32, bn_momentum=0.3)

@@ -202,6 +202,7 @@ def test_cutpaste_changes_one_bounded_box(size):
     assert changed >= 38  # an unchanged copy needs the patch pasted back onto itself
 
 
+@pytest.mark.slow  # many draws of the PIL scar
 def test_scar_is_thin_and_bounded():
     x = torch.randint(0, 256, (40, 3, 256, 256), dtype=torch.uint8, generator=gen(4))
     out = O.scar(x, gen())

@@ -1,4 +1,6 @@
-"""The smoke preset end to end through Snakemake's CLI on the CPU: run, no-op rerun, kill and resume."""
+"""The smoke preset end to end through Snakemake's CLI on the CPU: the session's one smoke run (conftest.py
+``smoke_run``) and what is read from it (outputs, Snakemake's report, no-op rerun, status, packed runs alike), a
+killed workflow resuming, and a pack of four on the mini config."""
 
 import contextlib
 import json
@@ -18,7 +20,6 @@ import yaml
 from firm_bench.core import lock as locks
 from firm_bench.core import rundir as runs
 from tests.helpers.snakemake import CONFIGS, SNAKEFILE, snakemake
-
 
 SUMMARY = "results/summary.csv"  # every run's scores, combined: the target of tests about running, not the paper
 SMOKE_RUN = "results/runs/fmnist_mini/0/firm/rot/smoke/seed0"  # one of the smoke config's two runs
