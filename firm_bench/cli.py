@@ -464,7 +464,7 @@ def _describe(args: argparse.Namespace, key: str) -> str:
     if "enum" in node:
         allowed.append("one of " + ", ".join(json.dumps(v) for v in node["enum"]))
     if key in CONFIG_KEYS:
-        allowed.append("a registered name: " + ", ".join(names(key)) + f" (firm-bench list)")
+        allowed.append("a registered name: " + ", ".join(names(key)) + " (firm-bench list)")
     if "type" in node:
         allowed.append("type " + " or ".join(node["type"] if isinstance(node["type"], list) else [node["type"]]))
     for bound, text in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
@@ -483,6 +483,13 @@ def _describe(args: argparse.Namespace, key: str) -> str:
     return "\n".join(lines)
 
 
+def _in_schema_order(cfg: dict, node: dict | None = None) -> dict:
+    """``cfg`` with its keys in the schema's order (sections and keys as run.schema.yaml lists them)."""
+    props = (node if node is not None else config_mod.load_schema()).get("properties") or {}
+    ordered = {k: cfg[k] for k in props if k in cfg} | {k: v for k, v in cfg.items() if k not in props}
+    return {k: _in_schema_order(v, props[k]) if isinstance(v, dict) and k in props else v for k, v in ordered.items()}
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.describe:
         print(_describe(args, args.describe))
@@ -491,7 +498,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     print(f"# run directory: {run_dir}")
     print(f"# momentum trains as: {config_mod.momentum_label(cfg)} (optim.schedule {cfg['optim']['schedule']})")
     print("# what a key means, its default and allowed values: firm-bench config --describe KEY")
-    print(config_mod.dump(cfg), end="")
+    print(config_mod.dump(_in_schema_order(cfg)), end="")
     return 0
 
 

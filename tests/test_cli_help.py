@@ -288,3 +288,18 @@ def test_the_quickstart_workflow_ends_in_a_paper_table_a_figure_and_the_report(t
     page = (tmp_path / "results" / "report" / "index.html").read_text()
     assert "table5" in page and "fig4" in page
     assert (tmp_path / "results" / "claims.md").is_file()
+
+
+def test_config_prints_the_resolved_config_in_the_schemas_order(capsys):
+    import yaml
+
+    from firm_bench.core import config
+
+    assert main(["config", "--preset", "mini", "--set", "loss.name=ntxent"]) == 0
+    out = capsys.readouterr().out
+    printed = yaml.safe_load(out)
+    assert printed == config.resolve("mini", overrides=["loss.name=ntxent"], name_recipe=True)
+    schema = config.load_schema()["properties"]
+    assert list(printed) == [k for k in schema if k in printed]
+    assert list(printed["optim"]) == [k for k in schema["optim"]["properties"] if k in printed["optim"]]
+    assert "# momentum trains as: cycled 0.95-0.85-0.95" in out
