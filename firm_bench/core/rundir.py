@@ -680,7 +680,50 @@ def writing(run_dir: str | Path, command: str, evalset: str | None = None) -> It
                                            subject=f"the {evalset} features of {run_dir}"))
             sole = sole or (base if set_mode == "exclusive" else None)
         remove_stale_temps(run_dir, everything_under=sole)
-        yield run_dir
+        try:
+            yield run_dir
+        except (DiskFull, OSError) as exc:
+            if run_mode == "exclusive":
+                record_disk_full(run_dir, exc)
+            raise
+
+
+def record_disk_full(run_dir: str | Path, exc: BaseException) -> bool:
+    """Record in status.json that this process's training of ``run_dir`` stopped on a full disk; whether it did.
+
+    Only a status that says this process is training the run (``running``,
+    this PID and host) is rewritten: as ``failed``, with the full disk as its
+    reason, at the epoch of the last checkpoint (where a rerun resumes), so
+    ``firm-bench status`` does not show a dead run as running at its last
+    heartbeat. ``exc``: a :class:`DiskFull`, or an OSError ENOSPC / EDQUOT
+    (anything else records nothing). The write is small and follows the
+    removal of the failed write's temporary file; if it fails as well, a
+    line on stderr says so.
+    """
+    run_dir = Path(run_dir)
+    if not isinstance(exc, DiskFull) and getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
+        return False
+    try:
+        status = read_status(run_dir) or {}
+    except (OSError, DamagedFile):
+        status = {}
+    if status.get("state") != "running" or (status.get("pid"), status.get("host")) != (os.getpid(), locks.host()):
+        return False
+    try:
+        ckpt = read_json(checksum_path(run_dir / "checkpoints" / "last.pt"))
+        epoch = int(ckpt["epoch"]) if isinstance(ckpt, dict) else 0
+    except (OSError, DamagedFile, KeyError, TypeError, ValueError):
+        epoch = 0
+    reason = (f"stopped by a full disk: {exc}; the training resumes from its checkpoint at epoch {epoch} when "
+              "rerun" if epoch else f"stopped by a full disk: {exc}; rerun the training once there is space")
+    try:
+        write_status(run_dir, "failed", reason=reason, epoch=epoch, epochs=status.get("epochs"), stage="disk full",
+                     **{k: status[k] for k in ("pid", "host", "started") if k in status})
+    except (DiskFull, OSError) as again:
+        print(f"firm-bench: {run_dir}: could not record the full disk in {STATUS_FILE} either ({again})",
+              file=sys.stderr)
+        return False
+    return True
 
 
 def pick_device(name: str = "auto") -> torch.device:
