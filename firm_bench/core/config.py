@@ -157,6 +157,9 @@ def validate(cfg: dict) -> dict:
     _check_names(cfg)
     if cfg["recipe"] is None:
         cfg["recipe"] = cfg["preset"]
+    from firm_bench.core.rundir import check_name  # the run directory's naming rule, one place
+
+    check_name("recipe", cfg["recipe"])
     return cfg
 
 
