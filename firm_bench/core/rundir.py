@@ -265,6 +265,16 @@ def read_json(path: str | Path) -> Any:
         raise DamagedFile(path, f"is damaged ({exc})", *describe(path)) from None
 
 
+def read_record(path: str | Path) -> dict:
+    """A run file's JSON object (a score, status, training or metrics record): :func:`read_json`, and
+    :class:`DamagedFile` naming the file when it holds another JSON value (a list, a number, ...)."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DamagedFile(path, f"holds a JSON {type(data).__name__}, not the object firm-bench writes",
+                          *describe(path))
+    return data
+
+
 def _train_again(run_dir: Path) -> str:
     return (f"rerun the run's training, `firm-bench train --config {run_dir / CONFIG_FILE} --run-dir {run_dir}` "
             "(it resumes from its checkpoint and rewrites the file)")
@@ -672,7 +682,7 @@ def write_status(run_dir: str | Path, state: str, **fields: Any) -> Path:
 
 def read_status(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / STATUS_FILE
-    return read_json(path) if path.exists() else None
+    return read_record(path) if path.exists() else None
 
 
 #: how each command holds a run directory: (run lock, evaluation-set lock), each exclusive, shared or None.

@@ -41,6 +41,7 @@ from typing import Iterable, Mapping, Sequence
 
 from firm_bench.core import lock as locks
 from firm_bench.core import rundir as runs
+from firm_bench.core.errors import DamagedFile
 
 STATES = ("done", "running", "stopped", "failed", "pending", "unknown", "damaged")
 #: states shown in the counts only when some run is in them
@@ -79,16 +80,15 @@ class _Damaged(Exception):
 
 
 def _read(path: Path) -> dict | None:
-    """A JSON record, or None when absent; raises :class:`_Damaged` for an unreadable one or not a JSON object."""
+    """A JSON record (``rundir.read_record``), or None when absent; raises :class:`_Damaged` for a damaged one."""
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        return runs.read_record(path)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise _Damaged(path.name, f"unreadable ({exc})") from None
-    if not isinstance(data, dict):
-        raise _Damaged(path.name, f"holds a JSON {type(data).__name__}, not an object")
-    return data
+    except DamagedFile as exc:
+        raise _Damaged(path.name, exc.problem) from None
+    except OSError as exc:
+        raise _Damaged(path.name, f"cannot be read ({exc.strerror})") from None
 
 
 def _number(record: Mapping, key: str, name: str, integer: bool = False) -> float | int | None:

@@ -53,7 +53,7 @@ def _metrics(run_dir: str | Path) -> dict | None:
     Reads only: a summary (or a partial report) never writes into run directories.
     """
     path = Path(run_dir) / runs.METRICS_FILE
-    return runs.read_json(path) if path.exists() else None
+    return runs.read_record(path) if path.exists() else None
 
 
 def experiment_rows(

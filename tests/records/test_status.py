@@ -121,7 +121,7 @@ def test_states_of_single_runs(tmp_path):
     run.mkdir()
     (run / runs.STATUS_FILE).write_text('{"state": "runn')  # damaged from outside
     st = run_state(run)
-    assert st.state == "damaged" and st.detail.startswith("status.json: unreadable (") and "rerun the run's" in st.detail
+    assert st.state == "damaged" and st.detail.startswith("status.json: is damaged (") and "rerun the run's" in st.detail
     runs.write_status(run, "running", epoch=0, epochs=5)  # an older firm-bench: no heartbeat, no pid
     assert run_state(run).state == "unknown"
     assert stale_after({"heartbeat_every_s": 30, "seconds_per_epoch": 400}) == 3 * (30 + 800)
@@ -203,8 +203,8 @@ def test_a_damaged_file_marks_its_run_and_the_listing_goes_on(grid, capsys):
     rel = list(lines)
     assert "status.json: heartbeat_every_s is 'abc', not a number; rerun the run's training" in lines[rel[0]]
     assert "status.json: epoch is 'five', not an integer" in lines[rel[1]]
-    assert "trained.json: unreadable (" in lines[rel[2]]
-    assert "trained.json: holds a JSON list, not an object" in lines[rel[3]]
+    assert "trained.json: is damaged (" in lines[rel[2]]
+    assert "trained.json: holds a JSON list, not the object firm-bench writes" in lines[rel[3]]
     assert out.index("failed:") < out.index("damaged:")
 
 
