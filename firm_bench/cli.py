@@ -307,11 +307,9 @@ def cmd_combine(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from firm_bench.records import summary
 
-    df = pd.read_csv(args.summary, dtype={"cls": str})
+    df = summary.read_csv(args.summary)
     runs.atomic_write_text(args.out, summary.mean_std_table(df, args.title or args.summary))
     print(args.out)
     return 0

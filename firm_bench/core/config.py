@@ -157,6 +157,9 @@ def validate(cfg: dict) -> dict:
     _check_names(cfg)
     if cfg["recipe"] is None:
         cfg["recipe"] = cfg["preset"]
+    from firm_bench.core.rundir import check_name  # the run directory's naming rule, one place
+
+    check_name("recipe", cfg["recipe"])
     return cfg
 
 
@@ -443,9 +446,13 @@ def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping from ``path`` with an error naming the file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {str(path)!r} is not a text (UTF-8 YAML) file: byte {exc.start} is "
+                          f"{exc.object[exc.start:exc.start + 1]!r}; give the YAML config file (a binary file, "
+                          "a checkpoint or an image, cannot be one)") from None
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read config {str(path)!r}: {exc}") from None
+        raise ConfigError(f"cannot read config {str(path)!r}: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {str(path)!r} must hold a YAML mapping")
     return data

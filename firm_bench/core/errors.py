@@ -117,6 +117,11 @@ class DamagedFile(RuntimeError):
         self.path, self.problem, self.what, self.fix = path, problem, what, fix
 
 
+class RunDirUnusable(RuntimeError):
+    """A run directory that cannot be created or written: a file stands in its place (or in a parent's), or it
+    is read-only; the message names the path, the cause and what to do."""
+
+
 class DiskFull(RuntimeError):
     """No space left on the device (or the quota is used up) while writing ``path``; the previous file is untouched."""
 
@@ -128,4 +133,5 @@ class DiskFull(RuntimeError):
 #: errors of the user's input or of the run directory (config, names, files, data, locks, damaged or
 #: unwritable files): one line on the command line, exit status 2
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, UnknownNameError, DatasetError, FileNotFoundError,
-                                                 ValueError, RunDirLocked, DamagedFile, DiskFull)
+                                                 ValueError, RunDirLocked, DamagedFile, DiskFull,
+                                                 RunDirUnusable)

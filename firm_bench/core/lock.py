@@ -36,7 +36,7 @@ from typing import Iterator
 
 from firm_bench.core.errors import RunDirLocked
 
-__all__ = ["exit_with", "hold", "host", "pid_alive"]
+__all__ = ["exit_with", "hold", "holders", "host", "pid_alive", "started"]
 
 _HELD: dict[str, list] = {}  # real path of a lock file -> [fd, exclusive, depth] (this process's locks)
 _GUARD = threading.Lock()
@@ -88,22 +88,61 @@ def _cmdline(pid: int) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _flock_holders(fd: int) -> list[int]:
-    """PIDs of this host holding a ``flock`` on the file of ``fd`` (from /proc/locks; [] where unreadable)."""
+def _flock_pids(ino: int) -> list[int] | None:
+    """PIDs of this host holding a ``flock`` on the file of inode ``ino`` (from /proc/locks; None where unreadable)."""
     try:
-        ino = str(os.fstat(fd).st_ino)
         lines = Path("/proc/locks").read_text().splitlines()
     except OSError:
-        return []
+        return None
     pids = []
     for line in lines:
         parts = line.split()
         # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; a blocked waiter's line has "->"
-        if len(parts) >= 6 and parts[1] == "FLOCK" and "->" not in parts and parts[5].rsplit(":", 1)[-1] == ino:
+        if len(parts) >= 6 and parts[1] == "FLOCK" and "->" not in parts and parts[5].rsplit(":", 1)[-1] == str(ino):
             pid = int(parts[4]) if parts[4].isdigit() else 0
-            if pid and pid != os.getpid() and pid not in pids:
+            if pid and pid not in pids:
                 pids.append(pid)
     return pids
+
+
+def _flock_holders(fd: int) -> list[int]:
+    """PIDs of other processes of this host holding a ``flock`` on the file of ``fd`` ([] where unreadable)."""
+    try:
+        ino = os.fstat(fd).st_ino
+    except OSError:
+        return []
+    return [pid for pid in _flock_pids(ino) or [] if pid != os.getpid()]
+
+
+def holders(lock_file: str | Path) -> list[int] | None:
+    """PIDs of this host holding ``lock_file``'s ``flock`` now (this process included): read only, no lock taken.
+
+    [] when nobody holds it (or the file does not exist); None where it cannot
+    be told (no /proc/locks). ``records.status`` asks whether a run's recorded
+    trainer still holds the run directory's lock.
+    """
+    try:
+        ino = os.stat(lock_file).st_ino
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return None
+    return _flock_pids(ino)
+
+
+def started(pid: int) -> float | None:
+    """When process ``pid`` of this host started (seconds since the epoch, to the clock tick), or None if unknown.
+
+    A PID recorded by a process long dead may have been given to a new one:
+    one started after the record was written is not the recorded process.
+    """
+    try:
+        fields = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def _describe(rec: dict) -> str:

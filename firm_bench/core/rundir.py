@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from firm_bench.core import lock as locks
-from firm_bench.core.errors import DamagedFile, DiskFull
+from firm_bench.core.errors import ConfigError, DamagedFile, DiskFull, RunDirUnusable
 
 if TYPE_CHECKING:  # torch is imported where needed: reading results (tables, reports) needs no torch
     import torch
@@ -265,6 +265,16 @@ def read_json(path: str | Path) -> Any:
         raise DamagedFile(path, f"is damaged ({exc})", *describe(path)) from None
 
 
+def read_record(path: str | Path) -> dict:
+    """A run file's JSON object (a score, status, training or metrics record): :func:`read_json`, and
+    :class:`DamagedFile` naming the file when it holds another JSON value (a list, a number, ...)."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DamagedFile(path, f"holds a JSON {type(data).__name__}, not the object firm-bench writes",
+                          *describe(path))
+    return data
+
+
 def _train_again(run_dir: Path) -> str:
     return (f"rerun the run's training, `firm-bench train --config {run_dir / CONFIG_FILE} --run-dir {run_dir}` "
             "(it resumes from its checkpoint and rewrites the file)")
@@ -310,6 +320,31 @@ def describe(path: str | Path) -> tuple[str, str]:
     return kinds.get(name, f"a file of run directory {run_dir}"), _train_again(run_dir)
 
 
+#: a run directory level's name (dataset, class, loss, outliers, recipe): what firm-bench's recipe names are
+#: made of (``smoke+optim.lr=0.2``), so none can leave the runs root, hide, or read as a command-line option
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
+MAX_NAME_LENGTH = 128  # well below a file system's 255 bytes per name
+
+
+def check_name(level: str, value: object) -> str:
+    """``value`` as the name of run directory level ``level``, or :class:`ConfigError` naming it and what to do."""
+    text = str(value)
+    if len(text) > MAX_NAME_LENGTH:
+        problem = f"is {len(text)} characters long (at most {MAX_NAME_LENGTH})"
+    elif ".." in text or "/" in text or os.sep in text:
+        problem = "contains '..' or '/': the run directory would land outside the runs root"
+    elif not NAME_PATTERN.fullmatch(text):
+        bad = sorted({c for c in text if not re.fullmatch(r"[A-Za-z0-9._+=-]", c)}) or [text[:1]]
+        problem = f"is not a safe directory name (it has {', '.join(repr(c) for c in bad)})"
+    else:
+        return text
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    fix = ("choose another name (--recipe NAME, or the workflow variant's name)" if level == "recipe"
+           else f"use the {level}'s registered name (firm-bench list)")
+    raise ConfigError(f"{level} {shown!r} {problem}; a run directory level is letters, digits and . _ - + = "
+                      f"(starting with a letter or digit, no '..', at most {MAX_NAME_LENGTH} characters): {fix}")
+
+
 @dataclass(frozen=True, order=True)
 class Run:
     """One training run's identity: the unit that is trained once and scored many ways.
@@ -326,6 +361,12 @@ class Run:
     outliers: str
     recipe: str
     seed: int
+
+    def __post_init__(self) -> None:
+        for level in ("dataset", "cls", "loss", "outliers", "recipe"):
+            check_name("class" if level == "cls" else level, getattr(self, level))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed {self.seed!r} is not a non-negative integer: give a seed such as 0")
 
     @property
     def id(self) -> str:
@@ -568,6 +609,7 @@ def read_run_config(run_dir: str | Path) -> dict:
     import yaml
 
     run_dir = Path(run_dir)
+    _refuse_a_file(run_dir)
     path = run_dir / CONFIG_FILE
     what, fix = describe(path)
     if not path.is_file():
@@ -640,7 +682,7 @@ def write_status(run_dir: str | Path, state: str, **fields: Any) -> Path:
 
 def read_status(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / STATUS_FILE
-    return read_json(path) if path.exists() else None
+    return read_record(path) if path.exists() else None
 
 
 #: how each command holds a run directory: (run lock, evaluation-set lock), each exclusive, shared or None.
@@ -665,12 +707,13 @@ def writing(run_dir: str | Path, command: str, evalset: str | None = None) -> It
     """
     run_dir = Path(run_dir)
     run_mode, set_mode = WRITERS[command]
+    _refuse_a_file(run_dir)
     if run_mode != "exclusive" and not run_dir.is_dir():  # only training creates a run directory
         raise FileNotFoundError(f"{run_dir} does not exist: is it a run directory? (run `firm-bench train` first)")
     prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     what = " ".join(["firm-bench", *sys.argv[1:]]) if prog in ("firm-bench", "cli.py") else f"firm-bench {command}"
     what = what if len(what) <= 300 else what[:297] + "..."
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack, _unwritable_named(run_dir):
         stack.enter_context(locks.hold(run_dir / LOCK_FILE, exclusive=run_mode == "exclusive", command=what,
                                        subject=f"run directory {run_dir}"))
         sole = run_dir if run_mode == "exclusive" else None
@@ -680,7 +723,80 @@ def writing(run_dir: str | Path, command: str, evalset: str | None = None) -> It
                                            subject=f"the {evalset} features of {run_dir}"))
             sole = sole or (base if set_mode == "exclusive" else None)
         remove_stale_temps(run_dir, everything_under=sole)
-        yield run_dir
+        try:
+            yield run_dir
+        except (DiskFull, OSError) as exc:
+            if run_mode == "exclusive":
+                record_disk_full(run_dir, exc)
+            raise
+
+
+def _refuse_a_file(run_dir: Path) -> None:
+    """:class:`RunDirUnusable` when ``run_dir``, or the nearest of its parents that exists, is not a directory."""
+    for path in (run_dir, *run_dir.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                where = "it is" if path == run_dir else f"{path} is"
+                raise RunDirUnusable(f"run directory {run_dir}: {where} a file, not a directory; give a directory "
+                                     "(a new one, or a run's) as the run directory, or move the file away")
+            return
+
+
+#: the errors of writing where one may not: permission denied, a read-only file system
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+@contextlib.contextmanager
+def _unwritable_named(run_dir: Path) -> Iterator[None]:
+    """Turn a refused write inside ``run_dir`` (read-only directory or file system) into one line saying so."""
+    try:
+        yield
+    except OSError as exc:
+        inside = exc.filename is not None and Path(os.path.abspath(exc.filename)).is_relative_to(
+            os.path.abspath(run_dir))
+        if exc.errno not in _UNWRITABLE or not inside:
+            raise
+        raise RunDirUnusable(f"run directory {run_dir} cannot be written ({exc.strerror}: {exc.filename}); give "
+                             "a writable run directory (--run-dir), or make it writable (`chmod -R u+w "
+                             f"{run_dir}`, or remount its file system read-write)") from None
+
+
+def record_disk_full(run_dir: str | Path, exc: BaseException) -> bool:
+    """Record in status.json that this process's training of ``run_dir`` stopped on a full disk; whether it did.
+
+    Only a status that says this process is training the run (``running``,
+    this PID and host) is rewritten: as ``failed``, with the full disk as its
+    reason, at the epoch of the last checkpoint (where a rerun resumes), so
+    ``firm-bench status`` does not show a dead run as running at its last
+    heartbeat. ``exc``: a :class:`DiskFull`, or an OSError ENOSPC / EDQUOT
+    (anything else records nothing). The write is small and follows the
+    removal of the failed write's temporary file; if it fails as well, a
+    line on stderr says so.
+    """
+    run_dir = Path(run_dir)
+    if not isinstance(exc, DiskFull) and getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
+        return False
+    try:
+        status = read_status(run_dir) or {}
+    except (OSError, DamagedFile):
+        status = {}
+    if status.get("state") != "running" or (status.get("pid"), status.get("host")) != (os.getpid(), locks.host()):
+        return False
+    try:
+        ckpt = read_json(checksum_path(run_dir / "checkpoints" / "last.pt"))
+        epoch = int(ckpt["epoch"]) if isinstance(ckpt, dict) else 0
+    except (OSError, DamagedFile, KeyError, TypeError, ValueError):
+        epoch = 0
+    reason = (f"stopped by a full disk: {exc}; the training resumes from its checkpoint at epoch {epoch} when "
+              "rerun" if epoch else f"stopped by a full disk: {exc}; rerun the training once there is space")
+    try:
+        write_status(run_dir, "failed", reason=reason, epoch=epoch, epochs=status.get("epochs"), stage="disk full",
+                     **{k: status[k] for k in ("pid", "host", "started") if k in status})
+    except (DiskFull, OSError) as again:
+        print(f"firm-bench: {run_dir}: could not record the full disk in {STATUS_FILE} either ({again})",
+              file=sys.stderr)
+        return False
+    return True
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -90,13 +90,13 @@ def collect_metrics(cfg: dict, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     evalsets: dict[str, dict] = {}
     for path in sorted((run_dir / "scores").glob("*/*.json")):
-        rec = runs.read_json(path)
+        rec = runs.read_record(path)
         entry = {k: rec.get(k) for k in ("score", "k", "status", "auroc", "reason")}
         base = rec.get("untrained") or {}
         entry["untrained_auroc"] = base.get("auroc") if base.get("status") == "ok" else None
         evalsets.setdefault(path.parent.name, {})[path.stem] = entry
     trained_file = run_dir / runs.TRAINED_FILE
-    trained = runs.read_json(trained_file) if trained_file.is_file() else {}
+    trained = runs.read_record(trained_file) if trained_file.is_file() else {}
     # a finished training's curve is checked against the recipe and the checkpoint (a short or edited
     # curve.csv raises, naming the file); an unfinished one's gives no AULC or final AUROC
     finished = trained.get("state") == "ok"

@@ -4,16 +4,26 @@ One run's state (:func:`run_state`), from its files:
 
 - ``done``: ``trained.json`` says ok (``scored`` when ``metrics.json`` exists);
 - ``failed``: ``trained.json`` or ``status.json`` says failed, with the reason;
-- ``running``: ``status.json`` says running and its process is alive: on this
-  host, its ``pid`` exists; on another host (a cluster node), its heartbeat
-  is recent (``run.monitor``: rewritten every ``heartbeat_every_s``, at an
-  epoch's end), with its epoch and ETA;
+- ``running``: ``status.json`` says running and its process is alive: its
+  heartbeat is recent (``run.monitor``: rewritten every ``heartbeat_every_s``,
+  at an epoch's end; silent for less than :func:`stale_after`), and on this
+  host its ``pid`` is the recorded trainer's: the process exists, started
+  before the status's ``started`` time, and holds the run directory's lock
+  (a PID reused by another process after a kill fails these), with its
+  epoch and ETA;
 - ``stopped``: interrupted by a signal (a checkpoint at that epoch), or
-  ``running`` with its process gone (killed; on another host: no heartbeat for
-  :func:`stale_after` seconds); it resumes from its last checkpoint on rerun;
+  ``running`` with its process gone (killed, its PID free or reused, its
+  heartbeat stale); it resumes from its last checkpoint on rerun;
 - ``pending``: not started (no ``status.json``);
 - ``unknown``: ``running`` in a status.json of an older firm-bench, written once
-  at the start, without heartbeat or process: alive or dead cannot be told.
+  at the start, without heartbeat or process: alive or dead cannot be told;
+- ``damaged``: ``status.json`` or ``trained.json`` unreadable, or a field of it
+  not what firm-bench writes (a non-numeric epoch, ...): the detail names the
+  file and the reason; the other runs are listed as usual.
+
+A run directory (:func:`find_run_dirs`) holds a run's ``status.json``,
+``trained.json``, or a ``config.yaml`` written by firm-bench (its checksum
+header): a Snakemake profile's ``config.yaml`` is not a run.
 
 :func:`grid_status` gathers the runs of a grid (the workflow's plan gives the
 run directories: ``cli.cmd_status``), :func:`format_status` prints it.
@@ -29,11 +39,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from firm_bench.core import lock as locks
 from firm_bench.core import rundir as runs
+from firm_bench.core.errors import DamagedFile
 
-STATES = ("done", "running", "stopped", "failed", "pending", "unknown")
-#: the shortest silence after which a run on another host is taken for dead
+STATES = ("done", "running", "stopped", "failed", "pending", "unknown", "damaged")
+#: states shown in the counts only when some run is in them
+RARE_STATES = ("unknown", "damaged")
+#: the shortest silence after which a run is taken for dead
 MIN_STALE_S = 600.0
+#: how much earlier than a status's ``started`` (whole seconds, written after the process began) the
+#: recorded process may have started; one started later is another process that got the PID
+START_SLACK_S = 2.0
 
 
 @dataclass
@@ -54,49 +71,60 @@ class RunState:
         return asdict(self)
 
 
+class _Damaged(Exception):
+    """Run file ``name`` is not what firm-bench writes, for ``reason``."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+
+
 def _read(path: Path) -> dict | None:
-    """A JSON record, or None when absent; a damaged one as ``{"damaged": why}`` (reported, never fatal here)."""
+    """A JSON record (``rundir.read_record``), or None when absent; raises :class:`_Damaged` for a damaged one."""
     try:
-        data = json.loads(path.read_text())
+        return runs.read_record(path)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        return {"damaged": f"{path.name} unreadable ({exc}); rerun the run's training to rewrite it"}
-    return data if isinstance(data, dict) else {"damaged": f"{path.name} does not hold a JSON object"}
+    except DamagedFile as exc:
+        raise _Damaged(path.name, exc.problem) from None
+    except OSError as exc:
+        raise _Damaged(path.name, f"cannot be read ({exc.strerror})") from None
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (signal 0: no signal sent, only the check)."""
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
-        return True
-    except (OSError, ValueError, OverflowError):
-        return False
-    return True
+def _number(record: Mapping, key: str, name: str, integer: bool = False) -> float | int | None:
+    """``record[key]`` as a number (None when absent or null); anything else raises :class:`_Damaged`."""
+    value = record.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and value != int(value)):
+        kind = "an integer" if integer else "a number"
+        raise _Damaged(name, f"{key} is {value!r}, not {kind}")
+    return int(value) if integer else float(value)
 
 
 def stale_after(status: Mapping) -> float:
-    """Seconds without a heartbeat after which a run on another host is taken for dead.
+    """Seconds without a heartbeat after which a running run is taken for dead.
 
     A heartbeat is written at the first epoch end ``heartbeat_every_s`` after
     the last one, so the longest regular gap is about that plus an epoch plus
     a learning-curve evaluation; three such gaps, at least :data:`MIN_STALE_S`.
     """
-    every = float(status.get("heartbeat_every_s") or 30.0)
-    per_epoch = float(status.get("seconds_per_epoch") or 0.0)
+    every = _number(status, "heartbeat_every_s", runs.STATUS_FILE) or 30.0
+    per_epoch = _number(status, "seconds_per_epoch", runs.STATUS_FILE) or 0.0
     return max(MIN_STALE_S, 3 * (every + 2 * per_epoch))
 
 
 def _heartbeat(status: Mapping) -> float | None:
     """The time (epoch seconds) status.json was written: ``time_unix``, else its ``time`` text."""
-    if status.get("time_unix") is not None:
-        return float(status["time_unix"])
+    beat = _number(status, "time_unix", runs.STATUS_FILE)
+    return beat if beat is not None else _when(status.get("time"))
+
+
+def _when(text: object) -> float | None:
+    """Epoch seconds of a ``%Y-%m-%dT%H:%M:%S%z`` time as firm-bench writes them, or None."""
     try:
-        return time.mktime(time.strptime(str(status.get("time")), "%Y-%m-%dT%H:%M:%S%z"))
-    except (TypeError, ValueError):
+        return time.mktime(time.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z"))
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -105,26 +133,49 @@ def _ago(seconds: float) -> str:
     return f"{s} s" if s < 120 else (f"{s // 60} min" if s < 7200 else f"{s / 3600:.1f} h")
 
 
+def _not_the_trainer(run_dir: Path, status: Mapping, pid: int) -> str | None:
+    """Why the live process ``pid`` of this host is not the run's recorded trainer, or None when it may be.
+
+    After a kill its PID may be given to another process: that one started
+    after the trainer wrote ``started``, and does not hold the run's lock.
+    """
+    began, since = locks.started(pid), _when(status.get("started"))
+    if began is not None and since is not None and began > since + START_SLACK_S:
+        return (f"PID {pid} now belongs to another process, started {_ago(began - since)} after the training began "
+                "(the PID was reused)")
+    lock_file = run_dir / runs.LOCK_FILE
+    holding = locks.holders(lock_file) if lock_file.exists() else None
+    if holding is not None and pid not in holding:
+        return f"process {pid} does not hold the run directory's lock ({runs.LOCK_FILE}): it is not the trainer"
+    return None
+
+
 def run_state(run_dir: str | Path, now: float | None = None, host: str | None = None) -> RunState:
-    """The state of one run directory (see the module docstring); reads only."""
+    """The state of one run directory (see the module docstring); reads only; a damaged file gives ``damaged``."""
     run_dir = Path(run_dir)
-    now = time.time() if now is None else now
-    host = socket.gethostname() if host is None else host
+    try:
+        return _run_state(run_dir, time.time() if now is None else now, socket.gethostname() if host is None else host)
+    except _Damaged as exc:
+        return RunState(str(run_dir), "damaged", detail=f"{exc}; {runs.describe(run_dir / exc.name)[1]}")
+
+
+def _run_state(run_dir: Path, now: float, host: str) -> RunState:
     scored = (run_dir / runs.METRICS_FILE).exists()
     trained = _read(run_dir / runs.TRAINED_FILE)
     status = _read(run_dir / runs.STATUS_FILE)
     base = RunState(str(run_dir), "pending", scored=scored)
-    if trained is not None and "damaged" not in trained:
+    if trained is not None:
+        t_epoch = _number(trained, "epoch", runs.TRAINED_FILE, integer=True)
+        t_epochs = _number(trained, "epochs", runs.TRAINED_FILE, integer=True)
         if trained.get("state") == "ok":
-            return RunState(str(run_dir), "done", trained.get("epochs"), trained.get("epochs"), scored=scored)
+            return RunState(str(run_dir), "done", t_epochs, t_epochs, scored=scored)
         if trained.get("state") == "failed":
-            return RunState(str(run_dir), "failed", trained.get("epoch"), detail=str(trained.get("reason")))
+            return RunState(str(run_dir), "failed", t_epoch, detail=str(trained.get("reason")))
     if status is None:
         return base
-    if "damaged" in status:  # written whole or not at all: damaged from outside; the checkpoint decides on rerun
-        base.state, base.detail = "stopped", status["damaged"]
-        return base
-    state, epoch, epochs = status.get("state"), status.get("epoch"), status.get("epochs")
+    state = status.get("state")
+    epoch = _number(status, "epoch", runs.STATUS_FILE, integer=True)
+    epochs = _number(status, "epochs", runs.STATUS_FILE, integer=True)
     if state == "failed":
         return RunState(str(run_dir), "failed", epoch, epochs, detail=str(status.get("reason")))
     if state == "ok":  # trained.json not written (yet): training ended, the marker is on its way
@@ -133,26 +184,33 @@ def run_state(run_dir: str | Path, now: float | None = None, host: str | None = 
         return RunState(str(run_dir), "stopped", epoch, epochs,
                         detail=f"interrupted by {status.get('signal', 'a signal')} at epoch {epoch}/{epochs}, "
                                "checkpoint saved; resumes on rerun")
+    if state != "running":
+        raise _Damaged(runs.STATUS_FILE, f"state is {state!r}, not one of {', '.join(runs.STATUS_STATES)}")
     beat = _heartbeat(status)
     silent = now - beat if beat is not None else None
     if "heartbeat_every_s" not in status:  # an older firm-bench: one status at the start, no process recorded
         return RunState(str(run_dir), "unknown", epoch, epochs,
                         detail=f"running since {_ago(silent) if silent is not None else '?'} ago by a status.json of "
                                "an older firm-bench (no heartbeat): alive or killed cannot be told from its files")
-    where = f"pid {status.get('pid')} on {status.get('host')}" if status.get("pid") else "no pid recorded"
-    if status.get("pid") and status.get("host") == host:
-        alive = pid_alive(status["pid"])
-    else:  # another host (or an older status without a pid): the heartbeat decides
-        alive = silent is not None and silent < stale_after(status)
-    if not alive:
-        why = (f"its process ({where}) is gone" if status.get("host") == host and status.get("pid")
-               else f"no heartbeat for {_ago(silent) if silent is not None else 'ever'} ({where})")
+    pid = _number(status, "pid", runs.STATUS_FILE, integer=True)
+    where = f"pid {pid} on {status.get('host')}" if pid else "no pid recorded"
+    local = bool(pid) and status.get("host") == host
+    stale = stale_after(status)
+    if silent is None or silent >= stale:
+        gone = f"no heartbeat for {_ago(silent) if silent is not None else 'ever'} ({where}; stale after {_ago(stale)})"
+    elif local and not locks.pid_alive(pid):
+        gone = f"its process ({where}) is gone"
+    elif local:
+        gone = _not_the_trainer(run_dir, status, pid)
+    else:  # another host: the recent heartbeat says alive
+        gone = None
+    if gone:
         return RunState(str(run_dir), "stopped", epoch, epochs,
-                        detail=f"{why}: killed? last seen at epoch {epoch}/{epochs}; resumes from its last checkpoint "
+                        detail=f"{gone}: killed? last seen at epoch {epoch}/{epochs}; resumes from its last checkpoint "
                                "on rerun")
-    eta = status.get("eta_s")
-    eta = None if eta is None else max(0.0, float(eta) - (silent or 0.0))
-    return RunState(str(run_dir), "running", epoch, epochs, eta, detail=f"{where}, heartbeat {_ago(silent or 0)} ago")
+    eta = _number(status, "eta_s", runs.STATUS_FILE)
+    eta = None if eta is None else max(0.0, eta - silent)
+    return RunState(str(run_dir), "running", epoch, epochs, eta, detail=f"{where}, heartbeat {_ago(silent)} ago")
 
 
 def grid_status(run_dirs: Iterable[str | Path], experiments: Mapping[str, Sequence[str]] | None = None,
@@ -170,11 +228,28 @@ def grid_status(run_dirs: Iterable[str | Path], experiments: Mapping[str, Sequen
     return out
 
 
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds a run: its ``status.json`` or ``trained.json``, or a ``config.yaml`` firm-bench wrote.
+
+    A ``config.yaml`` alone is a run's only when it starts with firm-bench's
+    checksum header (:data:`~firm_bench.core.rundir.CONFIG_HEADER`): a Snakemake
+    profile's or a workflow's config.yaml is not.
+    """
+    path = Path(path)
+    if (path / runs.STATUS_FILE).is_file() or (path / runs.TRAINED_FILE).is_file():
+        return True
+    try:
+        with open(path / runs.CONFIG_FILE, "rb") as fh:
+            return fh.read(len(runs.CONFIG_HEADER)) == runs.CONFIG_HEADER.encode()
+    except OSError:
+        return False
+
+
 def find_run_dirs(root: str | Path) -> list[str]:
-    """Every run directory under ``root`` (those holding a config.yaml or status.json), sorted."""
+    """Every run directory under ``root`` (:func:`is_run_dir`), sorted."""
     root = Path(root)
-    found = {p.parent for name in (runs.CONFIG_FILE, runs.STATUS_FILE) for p in root.rglob(name)}
-    return sorted(str(p) for p in found)
+    found = {p.parent for name in (runs.CONFIG_FILE, runs.STATUS_FILE, runs.TRAINED_FILE) for p in root.rglob(name)}
+    return sorted(str(p) for p in found if is_run_dir(p))
 
 
 def _clock(seconds: float | None) -> str:
@@ -200,7 +275,7 @@ def format_status(states: Sequence[RunState], title: str = "", root: str | None 
     done = counts["done"]
     scored = sum(st.scored for st in states if st.state == "done")
     lines = [title] if title else []
-    shown = [s for s in STATES if s != "unknown" or counts[s]]
+    shown = [s for s in STATES if s not in RARE_STATES or counts[s]]
     lines.append(f"{len(states)} runs: " + ", ".join(f"{counts[s]} {s}" for s in shown)
                  + (f" ({scored} of {done} done scored)" if done else ""))
     exps = list(dict.fromkeys(e for st in states for e in st.experiments))
@@ -211,7 +286,7 @@ def format_status(states: Sequence[RunState], title: str = "", root: str | None 
             lines.append(f"  {exp:<{width}}  " + "  ".join(f"{s} {sum(st.state == s for st in mine):>3}" for s in shown))
     sections = [("running", lambda st: f"epoch {st.epoch}/{st.epochs}, eta {_clock(st.eta_s)} ({st.detail})"),
                 ("stopped", lambda st: st.detail), ("failed", lambda st: st.detail or "no reason recorded"),
-                ("unknown", lambda st: st.detail)]
+                ("unknown", lambda st: st.detail), ("damaged", lambda st: st.detail)]
     if show_pending:
         sections.append(("pending", lambda st: "not started"))
     for state, text in sections:

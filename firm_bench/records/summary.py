@@ -6,6 +6,8 @@
   is a row with ``status`` failed / missing and a ``reason``, and no number; a run whose metrics.json or
   status.json is damaged, ``damaged`` with the file and what to do as its reason.
 - :func:`combine`: every experiment's rows into ``results/summary.csv``.
+- :func:`read_csv`: a summary or learning-curve CSV read back, checked (a row
+  cut short or a value that is not a number names the file, line and column).
 - :func:`read_summaries` / :func:`read_curves`: experiment summaries and
   learning curves read back as one frame each, every result once (what the
   paper tables, figures and report are drawn from).
@@ -53,7 +55,7 @@ def _metrics(run_dir: str | Path) -> dict | None:
     Reads only: a summary (or a partial report) never writes into run directories.
     """
     path = Path(run_dir) / runs.METRICS_FILE
-    return runs.read_json(path) if path.exists() else None
+    return runs.read_record(path) if path.exists() else None
 
 
 def experiment_rows(
@@ -130,8 +132,58 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     return runs.atomic_write_text(path, buf.getvalue())
 
 
+#: the numeric columns of a summary and of a learning-curve CSV: each value a number or empty
+SUMMARY_NUMBERS = ("seed", "k", "auroc", "aulc", "untrained_auroc", "train_seconds")
+CURVE_NUMBERS = ("seed", "epoch", "auroc", "loss_value", "elapsed_s")
+
+
+def read_csv(path: str | Path, numbers: Sequence[str] = SUMMARY_NUMBERS, what: str = "an experiment summary"
+             ) -> pd.DataFrame:
+    """A summary (or learning-curve) CSV firm-bench wrote, checked: every row whole, every number a number.
+
+    A file cut mid-row (a copy or write interrupted: no final newline, or a
+    row with fewer fields than the header) or a value of a ``numbers`` column
+    that is not a number (``abc`` as an AUROC) raises :class:`DamagedFile`
+    naming the file, the row, the column and the value, and how to rebuild it;
+    pandas would otherwise fill the gap with NaN (a missing result) or read
+    the column as text.
+    """
+    import csv
+
+    path = Path(path)
+    fix = f"rebuild it (`snakemake {path}`, or delete it and rerun the workflow)"
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DamagedFile(path, f"is not a UTF-8 CSV file (byte {exc.start})", what, fix) from None
+    if text and not text.endswith("\n"):
+        raise DamagedFile(path, f"is cut short: its last line (line {text.count(chr(10)) + 1}) ends mid-row, "
+                                "without a newline", what, fix)
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise DamagedFile(path, f"is not a valid CSV file ({exc})", what, fix) from None
+    if not rows:
+        raise DamagedFile(path, "is empty (no header line)", what, fix)
+    header = rows[0]
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise DamagedFile(path, f"row {line - 1} has {len(row)} fields, its header {len(header)}: the row is "
+                                    "cut or mangled", what, fix)
+    df = pd.read_csv(io.StringIO(text), dtype={"cls": str})
+    for col in (c for c in numbers if c in df.columns):
+        raw = df[col]
+        value = pd.to_numeric(raw, errors="coerce")
+        bad = raw.notna() & value.isna()
+        if bad.any():
+            i = int(bad.to_numpy().argmax())
+            raise DamagedFile(path, f"row {i + 1}: {col} is {raw.iloc[i]!r}, not a number", what, fix)
+        df[col] = value
+    return df
+
+
 def combine(paths: Iterable[str | Path]) -> pd.DataFrame:
-    frames = [pd.read_csv(p, dtype={"cls": str}) for p in paths]
+    frames = [read_csv(p) for p in paths]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
@@ -175,7 +227,7 @@ def read_curves(paths: Iterable[str | Path] | pd.DataFrame) -> pd.DataFrame:
         for p in map(Path, paths):
             if not p.is_file():
                 raise FileNotFoundError(f"learning curves {p} do not exist; build them with `snakemake {p}`")
-            frames.append(pd.read_csv(p, dtype={"cls": str}))
+            frames.append(read_csv(p, CURVE_NUMBERS, "the learning curves of an experiment"))
     frames = [f for f in frames if not f.empty]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
     df = df.reindex(columns=list(dict.fromkeys([*CURVE_COLUMNS, *df.columns])))

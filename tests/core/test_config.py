@@ -194,3 +194,29 @@ def test_a_config_recorded_before_momentum_cycle_reads_as_what_ran():
     assert config.differences(config.with_added_keys(recorded), now) == []
     assert config.with_added_keys({"optim": {"momentum_cycle": None}})["optim"]["momentum_cycle"] is None  # kept
     assert config.with_added_keys({}) == {}  # nothing else filled in
+
+
+@pytest.mark.parametrize("content, found", [(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "byte 0 is b'\\x89'"),
+                                            (b"optim:\n  lr: 0.1\n\xff\xfe", "byte 17 is b'\\xff'")])
+def test_a_binary_config_file_is_refused_in_one_line_naming_it(tmp_path, capsys, content, found):
+    from firm_bench.cli import main
+
+    path = tmp_path / "cfg.yaml"
+    path.write_bytes(content)
+    with pytest.raises(config.ConfigError) as info:
+        config.resolve("smoke", config_file=path)
+    assert str(info.value) == (f"config {str(path)!r} is not a text (UTF-8 YAML) file: {found}; give the YAML "
+                               "config file (a binary file, a checkpoint or an image, cannot be one)")
+    assert main(["config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a text (UTF-8 YAML) file" in err
+
+
+def test_a_config_yaml_error_is_one_line(tmp_path, capsys):
+    from firm_bench.cli import main
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text("optim:\n  lr: [0.1\n")
+    assert main(["config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot read config {str(path)!r}: " in err, err

@@ -200,3 +200,117 @@ def test_curve_round_trip(tmp_path, select):
 
 def test_read_curve_of_a_run_without_curve_is_empty(tmp_path):
     assert runs.read_curve(tmp_path) == []
+
+
+# ------------------------------------------------------------------ path-safe names, unusable run directories
+
+
+@pytest.mark.parametrize("recipe, problem", [
+    ("../../evil", "contains '..' or '/'"),
+    ("a/b", "contains '..' or '/'"),
+    ("..", "contains '..' or '/'"),
+    ("r" * 300, "is 300 characters long (at most 128)"),
+    ("my recipe", "is not a safe directory name (it has ' ')"),
+    ("-rf", "is not a safe directory name"),
+    (".hidden", "is not a safe directory name"),
+])
+def test_a_recipe_that_is_not_a_safe_directory_name_is_refused_naming_it(recipe, problem, tmp_path, capsys):
+    from firm_bench.cli import main
+    from firm_bench.core import config
+    from firm_bench.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        config.resolve("smoke", overrides=[f"recipe={recipe}"])
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        Run("cifar10", "3", "firm", "rot", recipe, 0)
+    assert main(["train", "--preset", "smoke", f"--recipe={recipe}", "--runs-root", str(tmp_path / "runs"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"recipe {(recipe if len(recipe) <= 60 else recipe[:57] + '...')!r} {problem}" in err
+    assert "choose another name (--recipe NAME" in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("*")), "nothing may be written for a refused name"
+
+
+def test_recipe_names_made_from_overrides_and_workflow_variants_are_safe(tmp_path):
+    """The names firm-bench makes itself pass the rule; a workflow variant named with '..' is refused."""
+    import yaml
+
+    from firm_bench.core import config
+    from firm_bench.core.errors import ConfigError
+    from firm_bench.planning.grid import load_workflow_config, plan
+
+    for over in (["optim.lr=0.2", "loss.tau=0.5"], ["optim.lr=1e-3"], ["features.angles=[0,90]"]):
+        cfg = config.resolve("smoke", overrides=over, name_recipe=True)
+        assert runs.check_name("recipe", cfg["recipe"]) == cfg["recipe"]
+    p = plan(load_workflow_config("mini"))  # the bundled grid: every run named by the rule
+    assert p.run_dirs(p.experiments and next(iter(p.experiments)))
+    wf = load_workflow_config("mini")
+    exp = next(e for e in wf["experiments"].values() if e.get("variants"))
+    exp["variants"] = {"../../escape": {"loss.tau": 0.5}}
+    bad = tmp_path / "wf.yaml"
+    bad.write_text(yaml.safe_dump(wf))
+    with pytest.raises(ConfigError, match=re.escape("contains '..' or '/'")):
+        plan(load_workflow_config(bad))
+
+
+@pytest.mark.parametrize("seed", [2 ** 64, 2 ** 64 - 1, 2 ** 32])
+def test_a_seed_past_32_bits_is_refused_by_its_key(seed):
+    from firm_bench.core import config
+    from firm_bench.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(f"seed: {seed} is greater than the maximum of 4294967295")):
+        config.resolve("smoke", overrides=[f"seed={seed}"])
+    assert config.resolve("smoke", overrides=[f"seed={2 ** 32 - 1}"])["seed"] == 2 ** 32 - 1
+
+
+def test_a_run_dir_that_is_a_file_is_refused_in_one_line(tmp_path, capsys):
+    from firm_bench.cli import main
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a run\n")
+    for run_dir, where in ((a_file, "it is a file"), (a_file / "sub", f"{a_file} is a file")):
+        assert main(["train", "--preset", "smoke", "--set", "device=cpu", "--run-dir", str(run_dir),
+                     "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"run directory {run_dir}: {where}, not a directory; give a directory" in err, err
+        assert "Traceback" not in err
+    for command in ("features", "score", "metrics"):
+        assert main([command, str(a_file)]) == 2
+        assert f"run directory {a_file}: it is a file, not a directory" in capsys.readouterr().err
+    assert a_file.read_text() == "not a run\n"
+
+
+def test_a_read_only_run_directory_gives_one_line(tmp_path, monkeypatch):
+    """A refused write inside the run directory (read-only directory or file system) names it and what to do;
+    one outside it (the dataset's, say) is left as it is."""
+    import errno
+
+    from firm_bench.core import lock as locks
+    from firm_bench.core.errors import USER_ERRORS, RunDirUnusable
+
+    run = tmp_path / "run"
+    run.mkdir()
+    real = locks.hold
+
+    def read_only(lock_file, **kw):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(lock_file))
+
+    monkeypatch.setattr(locks, "hold", read_only)
+    with pytest.raises(RunDirUnusable) as info, runs.writing(run, "train"):
+        pass
+    assert str(info.value) == (f"run directory {run} cannot be written (Read-only file system: {run / '.lock'}); "
+                               f"give a writable run directory (--run-dir), or make it writable (`chmod -R u+w {run}`, "
+                               "or remount its file system read-write)")
+    assert RunDirUnusable in USER_ERRORS
+    monkeypatch.setattr(locks, "hold", real)
+    with pytest.raises(RunDirUnusable, match="cannot be written .Permission denied"), runs.writing(run, "train"):
+        raise PermissionError(errno.EACCES, "Permission denied", str(run / "checkpoints" / "last.pt"))
+    with pytest.raises(PermissionError), runs.writing(run, "train"):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "data" / "x.png"))
+    if os.geteuid() != 0:  # a real read-only directory (root writes anyway)
+        os.chmod(run, 0o555)
+        try:
+            with pytest.raises(RunDirUnusable, match="cannot be written"), runs.writing(run, "train"):
+                runs.atomic_write_json(run / "x.json", {})
+        finally:
+            os.chmod(run, 0o755)

@@ -165,6 +165,37 @@ def test_disk_full_while_saving_says_so_naming_the_file(tmp_path, monkeypatch, r
 # ------------------------------------------------------------------ temporary files of killed writes
 
 
+def test_a_training_stopped_by_a_full_disk_is_recorded_failed_at_its_checkpoint(tmp_path):
+    """status.json of a training killed by a full disk says failed, why, and the epoch it resumes from;
+    a status that is not this process's training, or an error that is not a full disk, is left alone."""
+    from firm_bench.core import lock as locks
+
+    run = tmp_path / "run"
+    run.mkdir()
+    running = dict(epoch=3, epochs=6, pid=os.getpid(), host=locks.host(), started="2026-12-07T00:00:00+0000",
+                   heartbeat_every_s=30.0)
+    runs.write_status(run, "running", **running)
+    runs.atomic_write_json(runs.checksum_path(run / "checkpoints" / "last.pt"), {"sha256": "0" * 64, "epoch": 2})
+    full = DiskFull(run / "checkpoints" / "last.pt", "no space left on device writing x")
+    with pytest.raises(ValueError), runs.writing(run, "train"):
+        raise ValueError("not a full disk")
+    assert runs.read_status(run)["state"] == "running"
+    with pytest.raises(DiskFull), runs.writing(run, "train"):
+        raise full
+    status = runs.read_status(run)
+    assert (status["state"], status["epoch"], status["epochs"], status["stage"]) == ("failed", 2, 6, "disk full")
+    assert status["reason"] == ("stopped by a full disk: no space left on device writing x; the training resumes "
+                                "from its checkpoint at epoch 2 when rerun")
+    runs.write_status(run, "running", **{**running, "pid": os.getpid() + 1})  # another process's training
+    with pytest.raises(OSError), runs.writing(run, "train"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert runs.read_status(run)["state"] == "running"
+    runs.write_status(run, "running", **running)
+    with pytest.raises(OSError), runs.writing(run, "train"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert runs.read_status(run)["state"] == "failed"
+
+
 def test_temporary_files_of_killed_writes_are_removed_at_the_next_start(tmp_path):
     run = tmp_path / "RUN"
     code = textwrap.dedent(f"""

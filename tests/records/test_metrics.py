@@ -88,3 +88,28 @@ def test_write_metrics_writes_what_collect_reads(tmp_path):
         tmp_path / "expected.json", written))
     _score(tmp_path, "test", "rot", 5, 0.85)  # a later score job: the metrics now hold both
     assert set(write_metrics(cfg, tmp_path)["scores"]) == {"cos_k5", "rot_k5"}
+
+
+@pytest.mark.parametrize("content, what", [(b"[0.9, 0.8]", "holds a JSON list"), (b"0.9", "holds a JSON float"),
+                                           (b'{"score": "cos", "auroc"', "is damaged (")])
+def test_a_score_file_that_is_not_a_record_is_named_with_what_to_do(tmp_path, capsys, content, what):
+    """A score file holding a JSON list (or a number, or cut short) names itself and the command that rewrites it,
+    from the library and on the command line (no AttributeError traceback)."""
+    from firm_bench.cli import main
+    from firm_bench.core.errors import DamagedFile
+
+    run = tmp_path / "run"
+    cfg = _cfg()
+    runs.write_run_config(run, cfg)
+    _score(run, "test", "center", None, 0.7)
+    bad = runs.score_path(run, "test", "cos", 5)
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_bytes(content)
+    with pytest.raises(DamagedFile) as info:
+        collect_metrics(cfg, run)
+    text = str(info.value)
+    assert text.startswith(f"{bad} (the cos_k5 score record of evaluation set test) {what}"), text
+    assert f"rerun `firm-bench score {run} --evalset test --scores cos --k 5`" in text
+    assert main(["metrics", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad} (the cos_k5 score record of evaluation set test) {what}" in err and "Traceback" not in err

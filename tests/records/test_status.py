@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from firm_bench.cli import main
 from firm_bench.core import rundir as runs
 from firm_bench.planning.grid import load_workflow_config, plan
-from firm_bench.records.status import format_status, grid_status, run_state, stale_after
+from firm_bench.records.status import find_run_dirs, format_status, grid_status, run_state, stale_after
 from tests.helpers import ROOT
 
 
@@ -91,7 +93,7 @@ def test_a_running_grid_with_a_killed_and_a_failed_run(grid, capsys):
     assert "eta 0:04:0" in line  # 250 s at the heartbeat, ~3 s ago
     assert "epoch 12/30, eta 0:01:" in next(line for line in out.splitlines() if rel[4] in line)
     assert "is gone: killed? last seen at epoch 5/30" in next(line for line in out.splitlines() if rel[2] in line)
-    assert "no heartbeat for 2.0 h (pid 12345 on node-17)" in next(line for line in out.splitlines() if rel[3] in line)
+    assert "no heartbeat for 2.0 h (pid 12345 on node-17; stale after 10 min)" in next(line for line in out.splitlines() if rel[3] in line)
     assert "non-finite loss (nan) at epoch 3, step 2" in next(line for line in out.splitlines() if rel[5] in line)
     assert "interrupted by SIGTERM at epoch 7/30" in next(line for line in out.splitlines() if rel[6] in line)
     assert out.index("running:") < out.index("stopped:") < out.index("failed:")
@@ -119,13 +121,105 @@ def test_states_of_single_runs(tmp_path):
     run.mkdir()
     (run / runs.STATUS_FILE).write_text('{"state": "runn')  # damaged from outside
     st = run_state(run)
-    assert st.state == "stopped" and "status.json unreadable" in st.detail
+    assert st.state == "damaged" and st.detail.startswith("status.json: is damaged (") and "rerun the run's" in st.detail
     runs.write_status(run, "running", epoch=0, epochs=5)  # an older firm-bench: no heartbeat, no pid
     assert run_state(run).state == "unknown"
     assert stale_after({"heartbeat_every_s": 30, "seconds_per_epoch": 400}) == 3 * (30 + 800)
     assert stale_after({}) == 600
     text = format_status(grid_status([run]), "t")
     assert "1 runs: 0 done, 0 running, 0 stopped, 0 failed, 0 pending, 1 unknown" in text
+
+
+def _since(seconds_ago: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - seconds_ago))
+
+
+def test_a_reused_pid_or_a_stale_heartbeat_is_not_running(tmp_path):
+    """On this host a PID that exists is not enough: a dead trainer's PID given to another process, or a
+    heartbeat silent for hours, is a stopped run."""
+    reused, stale = tmp_path / "reused", tmp_path / "stale"
+    for d in (reused, stale):
+        d.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the PID's new owner
+    try:
+        _running(reused, other.pid)
+        status = runs.read_json(reused / runs.STATUS_FILE)
+        status["started"] = _since(3600)  # the training began an hour before the process now holding its PID
+        runs.atomic_write_json(reused / runs.STATUS_FILE, status)
+        st = run_state(reused)
+        assert st.state == "stopped", st
+        assert f"PID {other.pid} now belongs to another process" in st.detail and "reused" in st.detail
+    finally:
+        other.kill()
+        other.wait()
+    _running(stale, os.getpid(), beat_age=2 * 3600)  # alive, yet silent for two hours (a stuck or reused PID)
+    st = run_state(stale)
+    assert st.state == "stopped" and "no heartbeat for 2.0 h" in st.detail and "stale after 10 min" in st.detail
+    _running(stale, os.getpid(), beat_age=3.0)  # the same with a fresh heartbeat: running
+    assert run_state(stale).state == "running"
+
+
+def test_a_live_pid_must_hold_the_run_lock(tmp_path):
+    """A run whose directory has a lock file is running only while its recorded process holds that lock."""
+    run = tmp_path / "r"
+    run.mkdir()
+    lock = run / runs.LOCK_FILE
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        _running(run, holder.pid)
+        assert run_state(run).state == "running"
+        _running(run, os.getpid())  # alive, but not the lock's holder
+        st = run_state(run)
+        assert st.state == "stopped" and f"process {os.getpid()} does not hold the run directory's lock" in st.detail
+    finally:
+        holder.kill()
+        holder.wait()
+    _running(run, holder.pid)
+    assert run_state(run).state == "stopped"
+
+
+def test_a_damaged_file_marks_its_run_and_the_listing_goes_on(grid, capsys):
+    root, dirs = grid
+    d = [Path(x) for x in dirs]
+    _finished(d[0])
+    _running(d[1], os.getpid())
+    status = runs.read_json(d[1] / runs.STATUS_FILE)
+    runs.atomic_write_json(d[1] / runs.STATUS_FILE, {**status, "heartbeat_every_s": "abc"})
+    _running(d[2], os.getpid())
+    status = runs.read_json(d[2] / runs.STATUS_FILE)
+    runs.atomic_write_json(d[2] / runs.STATUS_FILE, {**status, "epoch": "five"})
+    (d[3]).mkdir(parents=True)
+    (d[3] / runs.TRAINED_FILE).write_bytes(b"\xff\xfe not json")
+    runs.atomic_write_json(d[4] / runs.TRAINED_FILE, ["ok"])
+    _failed(d[5])
+    out = _status(capsys, root)
+    n = len(dirs)
+    assert f"{n} runs: 1 done, 0 running, 0 stopped, 1 failed, {n - 6} pending, 4 damaged" in out, out
+    lines = {str(x.relative_to(root)): next(line for line in out.splitlines() if str(x.relative_to(root)) in line)
+             for x in d[1:5]}
+    rel = list(lines)
+    assert "status.json: heartbeat_every_s is 'abc', not a number; rerun the run's training" in lines[rel[0]]
+    assert "status.json: epoch is 'five', not an integer" in lines[rel[1]]
+    assert "trained.json: is damaged (" in lines[rel[2]]
+    assert "trained.json: holds a JSON list, not the object firm-bench writes" in lines[rel[3]]
+    assert out.index("failed:") < out.index("damaged:")
+
+
+def test_a_directory_listing_skips_profiles_and_other_folders(tmp_path, capsys):
+    """`status DIR` lists run directories only: not a Snakemake profile's or a workflow's config.yaml."""
+    shutil.copytree(ROOT / "workflow" / "profiles", tmp_path / "workflow" / "profiles")
+    shutil.copy(ROOT / "workflow" / "config" / "mini.yaml", tmp_path / "workflow" / "config.yaml")
+    assert list((tmp_path / "workflow" / "profiles").rglob("config.yaml"))
+    pending, done = (tmp_path / "runs" / "fmnist" / c / "firm" / "rot" / "smoke" / "seed0" for c in "01")
+    runs.write_run_config(pending, {"dataset": {"name": "fmnist"}})  # a run that has not started: config only
+    done.mkdir(parents=True)
+    _finished(done)
+    assert find_run_dirs(tmp_path) == [str(pending), str(done)]
+    assert main(["status", str(tmp_path)]) == 0
+    assert "2 runs: 1 done, 0 running, 0 stopped, 0 failed, 1 pending" in capsys.readouterr().out
 
 
 def test_status_needs_no_torch(grid):

@@ -1,6 +1,7 @@
 """records.summary: experiment rows from run directories (ok, failed, missing), curves, combining and reading back,
 and the mean +- std table, against hand computations."""
 
+import re
 import statistics
 
 import pandas as pd
@@ -114,3 +115,57 @@ def test_an_all_failed_row_reads_failed_not_missing():
     assert good[3].startswith("90.") and "±" in good[3]
     missing = df[~failed].assign(status="missing", auroc=None)
     assert _row(mean_std_table(missing, "t"), "cifar10 firm")[1:4] == ["missing"] * 3
+
+
+def _summary_file(tmp_path):
+    path = tmp_path / "table1.csv"
+    write_csv(summary("table1", ["fmnist_mini"], [0, 1], ["firm"], ["rot"], ["cos"]), path)
+    return path
+
+
+def test_a_summary_cut_mid_row_is_refused_naming_it(tmp_path, capsys):
+    """A summary cut mid-row (an interrupted copy) is never read as results with NaN (missing) cells."""
+    from firm_bench.cli import main
+    from firm_bench.core.errors import DamagedFile
+
+    path = _summary_file(tmp_path)
+    text = path.read_text()
+    assert len(read_summaries([path])) == 8
+    path.write_text(text[: text.rindex("\n", 0, len(text) - 1) + 40])  # the last row, 40 characters of it
+    with pytest.raises(DamagedFile, match=re.escape(f"{path} (an experiment summary) is cut short: its last line "
+                                                    f"(line 9) ends mid-row, without a newline; rebuild it "
+                                                    f"(`snakemake {path}`")):
+        read_summaries([path])
+    path.write_text(text.replace("\n", ",\n", 3).replace(",\n", "\n", 1))  # rows 1 and 2 with an extra field
+    with pytest.raises(DamagedFile, match=re.escape("row 1 has 36 fields, its header 35: the row is cut or mangled")):
+        read_summaries([path])
+    path.write_text(text[: text.index("\n", text.index("\n") + 1) + 1] + text.splitlines()[2][:30] + "\n")
+    with pytest.raises(DamagedFile, match=re.escape("row 2 has ")):
+        combine([path])
+    assert main(["table", str(path), "--out", str(tmp_path / "t.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path} (an experiment summary)" in err and "row 2 has" in err
+
+
+def test_a_summary_with_a_value_that_is_not_a_number_is_refused_naming_row_and_column(tmp_path, capsys):
+    from firm_bench.cli import main
+    from firm_bench.core.errors import DamagedFile
+
+    path = _summary_file(tmp_path)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df.loc[3, "auroc"] = "abc"
+    df.to_csv(path, index=False)
+    with pytest.raises(DamagedFile, match=re.escape(f"{path} (an experiment summary) row 4: auroc is 'abc', not a "
+                                                    "number; rebuild it")):
+        read_summaries([path])
+    assert main(["table", str(path), "--out", str(tmp_path / "t.md")]) == 2
+    assert "row 4: auroc is 'abc', not a number" in capsys.readouterr().err
+    df.loc[3, "auroc"] = ""  # an empty cell is a missing number, as the workflow writes one
+    df.to_csv(path, index=False)
+    assert read_summaries([path])["auroc"].isna().sum() == 1
+    curves = tmp_path / "c.csv"
+    frame = experiment_curves("table5", [])
+    frame.loc[0] = ["table5", "fmnist_mini", "0", "firm", "rot", "smoke", 0, "x1", 0.5, 1.0, 2.0, "r"]
+    frame.to_csv(curves, index=False)
+    with pytest.raises(DamagedFile, match=re.escape("(the learning curves of an experiment) row 1: epoch is 'x1'")):
+        read_curves([curves])

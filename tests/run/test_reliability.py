@@ -287,5 +287,9 @@ def test_disk_full_while_checkpointing_names_the_file(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err
     assert f"no space left on device writing {run / 'checkpoints'}" in err, err
     assert "enforce fail" not in err and not list(run.rglob("*.tmp"))
+    from firm_bench.records.status import run_state
+
+    st = run_state(run)  # not left "running" at epoch 0: failed, with the full disk as its reason
+    assert st.state == "failed" and st.detail.startswith("stopped by a full disk: no space left on device"), st
     with pytest.raises(DiskFull):  # and the library raises it as such
         runs.atomic_torch_save(run / "x.pt", {"model": 1})
