@@ -23,7 +23,8 @@ from firm_bench.records.metrics import recipe_labels
 from firm_bench.run import engine as S
 from firm_bench.run.features import extract_run_features
 from firm_bench.run.score import score_run
-from firm_bench.run.train import build_training, train
+from firm_bench.run.train import train
+from firm_bench.run.training import build_training
 
 CPU = torch.device("cpu")
 
@@ -277,7 +278,7 @@ def test_id_labels_graph_body_equals_the_eager_step(labelled_data):
 def test_paired_batches_hold_each_id_image_with_all_its_outliers():
     """optim.batching paired (the reference's MVTec loader): a step is B ID images, then their outlier copies."""
     from firm_bench.datasets import load_run_data
-    from firm_bench.run.train import build_training
+    from firm_bench.run.training import build_training
 
     cfg = smoke(**{"optim.batching": "paired", "optim.batch_size": 8, "outliers.name": "rot"})
     data = load_run_data(cfg)

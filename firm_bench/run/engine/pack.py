@@ -3,7 +3,7 @@
 ``PackEngine.run_epoch`` trains one epoch of every run of a pack that trains
 this epoch (the others are masked out: ``FusedFirmModel.live``) and returns
 the per-step, per-run losses (steps, K) on the device. Each run keeps what a
-run trained alone has (``firm_bench.run.train.Training``): its own epoch data
+run trained alone has (``firm_bench.run.training.Training``): its own epoch data
 (training set with its outliers, shuffle, augmentation draws), its loss, its
 scheduler's learning rate and momentum step by step, its weight decay. What
 is shared is the step: one fused model, one SGD update (``FusedSGD``) over

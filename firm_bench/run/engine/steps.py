@@ -12,7 +12,6 @@ from typing import Any, Callable, Literal, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from firm_bench.core.errors import NonFiniteLoss
 from firm_bench.method.augment import TwoViewAugment
 from firm_bench.run.engine.draws import DeviceAugment, EpochDraws
 from firm_bench.run.engine.options import PinnedStage, SpeedOptions, autocast_bf16, cudnn_benchmark
@@ -34,6 +33,22 @@ class EpochData(NamedTuple):
     generator: torch.Generator
 
 
+def epoch_schedule(optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> tuple[list[float], list[float]]:
+    """The next epoch's per-step lr and momentum: ``scheduler`` stepped through the epoch.
+
+    Leaves scheduler and optimizer as an eager epoch of ``steps`` steps leaves them.
+    """
+    group = optimizer.param_groups[0]
+    lrs, moms = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
+        for _ in range(steps):
+            lrs.append(float(group["lr"]))
+            moms.append(float(group.get("momentum", 0.0)))
+            scheduler.step()
+    return lrs, moms
+
+
 def first_non_finite(losses: Tensor) -> tuple[int, float] | None:
     """(0-based index, value) of the first non-finite entry of a host tensor, or None."""
     bad = (~torch.isfinite(losses)).nonzero()
@@ -53,7 +68,7 @@ class TrainEngine:
     it steps are the caller's (checkpointed by ``train``). The losses come
     back as a float32 device tensor (steps,), without a host read unless
     ``check_loss_every`` asks for one; a check that finds a non-finite loss
-    raises :class:`NonFiniteLoss` before that step's update.
+    ends the epoch before that step's update (the later steps' losses: NaN).
 
     graph_mode (from ``speed.cuda_graph``): "capture" records the step as a
     CUDA graph at the first epoch; "body" runs the very same graph body
@@ -131,14 +146,15 @@ class TrainEngine:
         z1, z2 = z.float().chunk(2)
         return self.loss_fn(z1, z2, labels)
 
-    def _check(self, losses: Tensor, step: int, since: int) -> None:
-        found = first_non_finite(losses[since : step + 1].cpu())
-        if found is not None:
-            raise NonFiniteLoss(since + found[0] + 1, found[1])
-
-    def _due(self, step: int) -> bool:
+    def _stop(self, losses: Tensor, step: int) -> bool:
+        """At a ``check_loss_every`` step: True when the steps since the last check hold a non-finite loss (the rest: NaN)."""
         every = self.opts.check_loss_every
-        return every > 0 and (step + 1) % every == 0
+        if not (every > 0 and (step + 1) % every == 0):
+            return False
+        if first_non_finite(losses[step + 1 - every : step + 1].cpu()) is None:
+            return False
+        losses[step + 1 :] = float("nan")
+        return True
 
     # -------------------------------------------------------------- epochs
 
@@ -152,15 +168,14 @@ class TrainEngine:
 
     def _eager_epoch(self, ed: EpochData) -> Tensor:
         losses = torch.empty(self.steps, dtype=torch.float32, device=self.device)
-        B, checked = self.batch, 0
+        B = self.batch
         for step in range(self.steps):
             idx = ed.order[step * B : (step + 1) * B]
             draws = ed.draws.at(step) if ed.draws is not None else None
             loss = self.loss(ed.images[idx], ed.labels[idx], draws, ed.generator)
             losses[step] = loss.detach()
-            if self._due(step):
-                self._check(losses, step, checked)
-                checked = step + 1
+            if self._stop(losses, step):  # before this step's update: the run has failed
+                break
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -169,27 +184,14 @@ class TrainEngine:
 
     # -------------------------------------------------------------- the graphed step
 
-    def _schedule(self) -> tuple[list[float], list[float], dict]:
-        """This epoch's per-step lr and momentum: the scheduler stepped through the epoch.
-
-        Leaves scheduler and optimizer as the eager loop would at the epoch's
-        end; returns the values and what is needed to undo it (fallback).
-        """
-        group = self.optimizer.param_groups[0]
-        undo = {"scheduler": self.scheduler.state_dict(), "groups": [dict(g) for g in self.optimizer.param_groups]}
-        lrs, moms = [], []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
-            for _ in range(self.steps):
-                lrs.append(float(group["lr"]))
-                moms.append(float(group.get("momentum", 0.0)))
-                self.scheduler.step()
-        return lrs, moms, undo
-
     def _undo_schedule(self, undo: dict) -> None:
         self.scheduler.load_state_dict(undo["scheduler"])
         for group, saved in zip(self.optimizer.param_groups, undo["groups"]):
             group.update({k: v for k, v in saved.items() if k != "params"})
+
+    def _schedule(self) -> tuple[list[float], list[float], dict]:
+        undo = {"scheduler": self.scheduler.state_dict(), "groups": [dict(g) for g in self.optimizer.param_groups]}
+        return (*epoch_schedule(self.optimizer, self.scheduler, self.steps), undo)
 
     def _load_static(self, ed: EpochData, lrs: list[float], moms: list[float]) -> None:
         """Copy the epoch into the graph's fixed input buffers (allocated at the first epoch)."""
@@ -284,12 +286,11 @@ class TrainEngine:
             return self._eager_epoch(ed)
         # A graphed step cannot stop before its update, so a check finds a
         # non-finite loss after it (the run fails either way, without a checkpoint).
-        losses, checked = self._static["losses"], 0
+        losses = self._static["losses"]
         for step in range(self.steps):
             self._run_body(step)
-            if self._due(step):
-                self._check(losses, step, checked)
-                checked = step + 1
+            if self._stop(losses, step):
+                break
         return losses.clone()
 
     def _fallback(self, reason: str) -> None:
