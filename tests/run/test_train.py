@@ -20,11 +20,11 @@ from firm_bench.method.losses import get_loss
 from firm_bench.method.schedules import SCHEDULES
 from firm_bench.method.scores import FeatureCache
 from firm_bench.records.metrics import recipe_labels
-from firm_bench.run import engine as S
 from firm_bench.run.features import extract_run_features
 from firm_bench.run.score import score_run
 from firm_bench.run.train import train
 from firm_bench.run.training import build_training
+from tests.helpers.engine import engine_of, one_step
 
 CPU = torch.device("cpu")
 
@@ -264,15 +264,10 @@ def test_id_labels_graph_body_equals_the_eager_step(labelled_data):
     """The CUDA graph's body, run eagerly, gathers (M, 2) labels and gives the eager step's loss."""
     cfg = smoke(**{"dataset.cls": "all", "loss.id_labels": "true"})
     eager, body = build_training(cfg, labelled_data, CPU), build_training(cfg, labelled_data, CPU)
-    body.engine = S.TrainEngine(body.model, body.optimizer, body.scheduler, body.engine.loss_fn, body.engine.augment,
-                                body.opts, CPU, body.batch, body.steps_per_epoch, graph_mode="body")
     ed = eager.prepare(1)
+    assert ed.labels.shape == (ed.images.shape[0], 2)
     want = _first_step_loss(eager, ed)
-    lrs, moms, _ = body.engine._schedule()
-    body.engine._load_static(body.prepare(1), lrs, moms)
-    assert body.engine._static["labels"].shape == (ed.labels.shape[0], 2)
-    body.engine._run_body(0)
-    assert body.engine._static["losses"][0] == want.detach()
+    assert engine_of(body, 1, "body").run_epoch(one_step(body.prepare(1), 0, body.batch))[0] == want.detach()
 
 
 def test_paired_batches_hold_each_id_image_with_all_its_outliers():

@@ -61,7 +61,79 @@ def first_non_finite(losses: Tensor) -> tuple[int, float] | None:
 GraphMode = Literal["off", "capture", "body"]
 
 
-class TrainEngine:
+class GraphedSteps:
+    """The CUDA-graph and torch.compile plumbing of a step engine (``TrainEngine``, ``PackEngine``).
+
+    The subclass sets ``net`` (the module a step trains), ``opts``,
+    ``device`` and ``_step`` (the (1,) int64 step index its ``_body`` reads)
+    and defines ``_body()`` (one step from device buffers only: the graph's
+    content), ``_state()`` / ``_params()`` (restored and compared by the
+    capture check) and ``_eager()`` (its compiled functions back to eager).
+    graph_mode: "capture" records the step as a CUDA graph at the first
+    epoch; "body" runs the very same body eagerly (tests: the graph's
+    arithmetic, on the CPU); "off" the plain step.
+    """
+
+    what = ""  # how warnings name the engine
+
+    def _plumb(self, graph_mode: GraphMode, compile_on: bool) -> None:
+        self.graph_mode: GraphMode = graph_mode
+        if graph_mode != "off" and not (self.opts.predraw and self.opts.fast_loss):
+            raise ValueError(f"a graphed step{self.what} needs speed.predraw and speed.fast_loss")
+        self.status: dict[str, str] = {"cuda_graph": "pending" if graph_mode == "capture" else graph_mode,
+                                       "compile": "pending" if compile_on else "off"}
+        self._graph: Any = None
+
+    def _compile_failed(self, exc: BaseException) -> None:
+        warnings.warn(f"firm-bench: torch.compile{self.what} failed ({type(exc).__name__}: {exc}); training eagerly",
+                      stacklevel=2)
+        self._eager()
+        self.status["compile"] = f"failed, eager: {type(exc).__name__}: {str(exc)[:200]}"
+
+    def _compiled(self, fn: Callable[..., Any], eager: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``; when ``fn`` is a compiled function that fails, eager from then on."""
+        if fn is eager:
+            return eager(*args)
+        try:
+            out = fn(*args)
+            self.status["compile"] = "on"
+            return out
+        except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
+            self._compile_failed(exc)
+            return eager(*args)
+
+    def _graphed(self) -> bool:
+        return self.graph_mode != "off" and not self.status["cuda_graph"].startswith("fallback")
+
+    def _run_body(self, step: int) -> None:
+        self._step.fill_(step)
+        if self._graph is not None:
+            self._graph.replay()
+        else:
+            self.net.zero_grad(set_to_none=True)
+            self._body()
+
+    def _capture(self, losses: Tensor) -> None:
+        """Capture the step as a CUDA graph, checked against eager steps (:func:`capture_checked`)."""
+
+        def set_graph(graph: Any) -> None:
+            self._graph = graph
+
+        failed = capture_checked(self._state(), self._params(), losses, self._body, self._run_body,
+                                 lambda: self.net.zero_grad(set_to_none=True), set_graph, self.device)
+        if failed:
+            self._fallback(failed)
+            return
+        self.status["cuda_graph"] = "on"
+
+    def _fallback(self, reason: str) -> None:
+        warnings.warn(f"firm-bench: CUDA graph{self.what} disabled, training eagerly ({reason})", stacklevel=3)
+        self.status["cuda_graph"] = f"fallback: {reason[:300]}"
+        self._graph = None
+        self.net.zero_grad(set_to_none=True)
+
+
+class TrainEngine(GraphedSteps):
     """The training steps of one run: ``run_epoch(EpochData) -> per-step losses``.
 
     Owns no state of its own worth saving: the model, optimizer and scheduler
@@ -69,10 +141,7 @@ class TrainEngine:
     back as a float32 device tensor (steps,), without a host read unless
     ``check_loss_every`` asks for one; a check that finds a non-finite loss
     ends the epoch before that step's update (the later steps' losses: NaN).
-
-    graph_mode (from ``speed.cuda_graph``): "capture" records the step as a
-    CUDA graph at the first epoch; "body" runs the very same graph body
-    eagerly (tests: the graph's arithmetic, on the CPU); "off" the plain step.
+    graph_mode: as :class:`GraphedSteps` (default from ``speed.cuda_graph``).
     """
 
     def __init__(
@@ -89,16 +158,10 @@ class TrainEngine:
         graph_mode: GraphMode | None = None,
     ) -> None:
         self.model, self.optimizer, self.scheduler, self.loss_fn = model, optimizer, scheduler, loss_fn
-        self.augment, self.opts, self.device = augment, opts, device
+        self.augment, self.opts, self.device, self.net = augment, opts, device, model
         self.batch, self.steps = int(batch), int(steps)
         self.device_augment = DeviceAugment(augment.cfg, augment.size, augment.mean, augment.std, device) if opts.predraw else None
-        self.graph_mode: GraphMode = graph_mode or ("capture" if opts.cuda_graph else "off")
-        if self.graph_mode != "off" and not (opts.predraw and opts.fast_loss):
-            raise ValueError("a graphed step needs speed.predraw and speed.fast_loss")
-        self.status: dict[str, str] = {
-            "cuda_graph": "pending" if self.graph_mode == "capture" else self.graph_mode,
-            "compile": "pending" if opts.compile else "off",
-        }
+        self._plumb(graph_mode or ("capture" if opts.cuda_graph else "off"), opts.compile)
         # torch.compile (speed.compile): the model and, predrawn, the augmentation (hundreds of small
         # elementwise kernels fused into a few); each falls back to eager on its first failure
         self.fwd: Callable[[Tensor], Any] = model
@@ -111,27 +174,10 @@ class TrainEngine:
                     self.augment_fn = torch.compile(self._augment_eager, mode=opts.compile_mode)
             except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
                 self._compile_failed(exc)
-        self._graph: Any = None
         self._static: dict[str, Any] = {}
 
-    # -------------------------------------------------------------- one step
-
-    def _compile_failed(self, exc: BaseException) -> None:
-        warnings.warn(f"firm-bench: torch.compile failed ({type(exc).__name__}: {exc}); training eagerly", stacklevel=2)
+    def _eager(self) -> None:
         self.fwd, self.augment_fn = self.model, self._augment_eager
-        self.status["compile"] = f"failed, eager: {type(exc).__name__}: {str(exc)[:200]}"
-
-    def _compiled(self, fn: Callable[..., Any], eager: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)``; when ``fn`` is a compiled function that fails, eager from then on."""
-        if fn is eager:
-            return eager(*args)
-        try:
-            out = fn(*args)
-            self.status["compile"] = "on"
-            return out
-        except Exception as exc:  # noqa: BLE001
-            self._compile_failed(exc)
-            return eager(*args)
 
     def loss(self, x_uint8: Tensor, labels: Tensor, draws: EpochDraws | None, generator: torch.Generator | None) -> Tensor:
         """The loss of one batch: two views, one forward pass of both, the configured loss."""
@@ -162,7 +208,7 @@ class TrainEngine:
         """Train one epoch; returns the per-step losses (float32, device)."""
         # cuDNN autotuning for the training steps only (no process-wide flag left behind)
         with cudnn_benchmark(self.opts.cudnn_benchmark or torch.backends.cudnn.benchmark):
-            if self.graph_mode != "off" and not self.status["cuda_graph"].startswith("fallback"):
+            if self._graphed():
                 return self._graph_epoch(ed)
             return self._eager_epoch(ed)
 
@@ -255,14 +301,6 @@ class TrainEngine:
             torch._foreach_add_(bufs, grads)
             torch._foreach_add_(params, torch._foreach_mul(bufs, st["lr"].index_select(0, s)[0]), alpha=-1.0)
 
-    def _run_body(self, step: int) -> None:
-        self._static["step"].fill_(step)
-        if self._graph is not None:
-            self._graph.replay()
-        else:
-            self.model.zero_grad(set_to_none=True)
-            self._body()
-
     def _begin_graph_epoch(self, ed: EpochData) -> bool:
         """Load the epoch into the graph's buffers (capturing at the first epoch); False: train it eagerly."""
         if ed.draws is None:
@@ -271,7 +309,7 @@ class TrainEngine:
         try:
             self._load_static(ed, lrs, moms)
             if self.graph_mode == "capture" and self._graph is None:
-                self._capture()
+                self._capture(self._static["losses"])
         except Exception as exc:  # noqa: BLE001 - any failure: eager steps
             self._undo_schedule(undo)
             self._fallback(f"{type(exc).__name__}: {exc}")
@@ -293,27 +331,15 @@ class TrainEngine:
                 break
         return losses.clone()
 
-    def _fallback(self, reason: str) -> None:
-        warnings.warn(f"firm-bench: CUDA graph disabled, training eagerly ({reason})", stacklevel=3)
-        self.status["cuda_graph"] = f"fallback: {reason[:300]}"
-        self._graph = None
-        self.model.zero_grad(set_to_none=True)
+    @property
+    def _step(self) -> Tensor:
+        return self._static["step"]
 
     def _state(self) -> list[Tensor]:
         return [*self._static["params"], *self.model.buffers(), *self._static["bufs"]]
 
-    def _capture(self) -> None:
-        """Capture the step as a CUDA graph, checked against eager steps (:func:`capture_checked`)."""
-
-        def set_graph(graph: Any) -> None:
-            self._graph = graph
-
-        failed = capture_checked(self._state(), self._static["params"], self._static["losses"], self._body,
-                                 self._run_body, lambda: self.model.zero_grad(set_to_none=True), set_graph, self.device)
-        if failed:
-            self._fallback(failed)
-            return
-        self.status["cuda_graph"] = "on"
+    def _params(self) -> list[Tensor]:
+        return self._static["params"]
 
 
 def capture_checked(state: Sequence[Tensor], params: Sequence[Tensor], losses: Tensor, body: Callable[[], None],
