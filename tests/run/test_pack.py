@@ -333,27 +333,38 @@ def test_runs_resumed_at_different_epochs_join_the_pack(tmp_path, datas, alone, 
         assert_same_checkpoint(checkpoint(d), checkpoint(r))
 
 
+PACK_EPOCHS = 3
+PACK_CMD = [sys.executable, "-m", "firm_bench.cli", "train-pack", "--preset", "smoke",
+            "--set", f"optim.epochs={PACK_EPOCHS}",
+            "--set", "eval.every=3", "--set", "device=cpu", "--set", "threads=1", "--no-progress"]
+PACK_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
+
+
+def pack_members(root):
+    return ["--member", str(root / "a"), "seed=0", "--member", str(root / "b"), "seed=1", "loss.name=ntxent"]
+
+
+@pytest.fixture(scope="module")
+def straight_pack(tmp_path_factory):
+    """The uninterrupted pack of the kill-and-resume tests (firm-bench train-pack), trained once."""
+    root = tmp_path_factory.mktemp("straight_pack")
+    out = subprocess.run([*PACK_CMD, *pack_members(root)], check=True, env=PACK_ENV, capture_output=True, text=True)
+    assert [r["state"] for r in json.loads(out.stdout.strip().splitlines()[-1])] == ["ok", "ok"]
+    return root
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_kill_and_resume_of_a_pack_gives_the_same_numbers(tmp_path, sig):
+def test_kill_and_resume_of_a_pack_gives_the_same_numbers(tmp_path, sig, straight_pack):
     """A pack killed mid-way (firm-bench train-pack) and restarted ends every run as the uninterrupted pack.
 
     SIGKILL: each run resumes from its last periodic checkpoint. SIGTERM (a SLURM time limit, a pre-emption):
     the pack ends the epoch in progress, every run saves its checkpoint there and reads ``interrupted``, and
     the command exits 143.
     """
-    epochs = 3
-    base = [sys.executable, "-m", "firm_bench.cli", "train-pack", "--preset", "smoke", "--set", f"optim.epochs={epochs}",
-            "--set", "eval.every=3", "--set", "device=cpu", "--set", "threads=1", "--no-progress"]
-
-    def members(root):
-        return ["--member", str(root / "a"), "seed=0", "--member", str(root / "b"), "seed=1", "loss.name=ntxent"]
-
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    out = subprocess.run([*base, *members(straight)], check=True, env=env, capture_output=True, text=True)
-    assert [r["state"] for r in json.loads(out.stdout.strip().splitlines()[-1])] == ["ok", "ok"]
-    proc = subprocess.Popen([*base, *members(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    straight, killed = straight_pack, tmp_path / "killed"
+    proc = subprocess.Popen([*PACK_CMD, *pack_members(killed)], env=PACK_ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     ckpt = killed / "b" / "checkpoints" / "last.pt"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -366,14 +377,14 @@ def test_kill_and_resume_of_a_pack_gives_the_same_numbers(tmp_path, sig):
     proc.send_signal(sig)
     assert proc.wait() == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + signal.SIGTERM)
     interrupted_at = torch.load(ckpt, weights_only=False)["epoch"]
-    assert 1 <= interrupted_at < epochs, interrupted_at
+    assert 1 <= interrupted_at < PACK_EPOCHS, interrupted_at
     assert not (killed / "b" / runs.TRAINED_FILE).exists()
     if sig == signal.SIGTERM:  # both runs stopped at the same epoch's end, with their checkpoints
         for name in ("a", "b"):
             status = runs.read_status(killed / name)
             assert status["state"] == "interrupted" and status["signal"] == "SIGTERM", status
             assert status["epoch"] == checkpoint(killed / name)["epoch"] == interrupted_at
-    resumed = subprocess.run([*base, *members(killed)], check=True, env=env, capture_output=True, text=True)
+    resumed = subprocess.run([*PACK_CMD, *pack_members(killed)], check=True, env=PACK_ENV, capture_output=True, text=True)
     assert "from its checkpoint at epoch" in resumed.stderr
     for name in ("a", "b"):
         assert comparable(read_curve(straight / name)) == comparable(read_curve(killed / name))

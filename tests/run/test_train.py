@@ -25,6 +25,7 @@ from firm_bench.run.score import score_run
 from firm_bench.run.train import train
 from firm_bench.run.training import build_training
 from tests.helpers.engine import engine_of, one_step
+from tests.run.conftest import STRAIGHT_EPOCHS, STRAIGHT_SETS
 
 CPU = torch.device("cpu")
 
@@ -109,18 +110,16 @@ def test_best_test_selects_by_the_rotation_score(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_and_resume_gives_the_same_numbers(tmp_path):
+def test_kill_and_resume_gives_the_same_numbers(tmp_path, straight_smoke):
     """A run SIGKILLed mid-way and restarted ends with the uninterrupted run's numbers.
 
     The kill must land mid-run (after the first checkpoint, before the end): the test fails, rather than
     passing vacuously, if it lands after training finished.
     """
-    epochs = 4
-    sets = ["--set", f"optim.epochs={epochs}", "--set", "device=cpu", "--set", "threads=1", "--no-progress"]
-    base = [sys.executable, "-m", "firm_bench.cli", "train", "--preset", "smoke", *sets]
+    epochs = STRAIGHT_EPOCHS
+    base = [sys.executable, "-m", "firm_bench.cli", "train", "--preset", "smoke", *STRAIGHT_SETS, "--no-progress"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run([*base, "--run-dir", str(straight)], check=True, env=env, capture_output=True)
+    straight, killed = straight_smoke, tmp_path / "killed"
 
     proc = subprocess.Popen([*base, "--run-dir", str(killed)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -15,11 +15,10 @@ pack, ``PackEngine``).
 """
 
 from firm_bench.run.engine.draws import N_TRIES, DeviceAugment, EpochDraws, draw_epoch
-from firm_bench.run.engine.options import COMPILE_MODES, SpeedOptions, resolve_speed, to_device
+from firm_bench.run.engine.options import SpeedOptions, resolve_speed, to_device
 from firm_bench.run.engine.steps import EpochData, TrainEngine, epoch_schedule, first_non_finite
 
 __all__ = [
-    "COMPILE_MODES",
     "N_TRIES",
     "DeviceAugment",
     "EpochData",

@@ -281,9 +281,6 @@ class FusedFirmModel(nn.Module):
     forward(x): x (K, B, 3, H, W) (each run's own batch) or already packed
     (B, 3K, H, W) -> :class:`FusedOutput` h (K, B, D), z (K, B, P).
     ``live`` (K,) bool buffer: the runs that still train (see module doc).
-    ``isolate_bn_stats`` (default True): a run that is not live keeps its
-    BatchNorm running statistics (a few extra small kernels per BatchNorm);
-    False skips that masking (every run's statistics move).
     """
 
     def __init__(self, encoder: nn.Module, head: nn.Sequential, runs: int, feature_dim: int, proj_dim: int,
@@ -292,14 +289,12 @@ class FusedFirmModel(nn.Module):
         self.encoder, self.head = encoder, head
         self.runs, self.feature_dim, self.proj_dim = int(runs), int(feature_dim), int(proj_dim)
         self.register_buffer("live", torch.ones(self.runs, dtype=torch.bool, device=_device_of(encoder)))
-        self.isolate_bn_stats = True
         self._run_shapes = dict(run_shapes)
         self._bns = [m for m in self.modules() if isinstance(m, FusedBatchNorm)]
 
     def forward(self, x: Tensor) -> FusedOutput:
-        live = self.live if self.isolate_bn_stats else None
         for bn in self._bns:
-            bn.live = live
+            bn.live = self.live
         xp = pack(x) if x.dim() == 5 else x
         if xp.dim() != 4 or xp.shape[1] % self.runs:
             raise ValueError(f"fused input must be (K={self.runs}, B, C, H, W) or packed (B, K C, H, W), "

@@ -1,7 +1,4 @@
-"""The training steps of an epoch: eager, or one CUDA graph replayed step after step.
-
-See the package docstring (``firm_bench.run.engine``) for the options.
-"""
+"""The training steps of an epoch: eager, or one CUDA graph replayed step after step; the epoch schedule."""
 
 from __future__ import annotations
 
@@ -230,15 +227,6 @@ class TrainEngine(GraphedSteps):
 
     # -------------------------------------------------------------- the graphed step
 
-    def _undo_schedule(self, undo: dict) -> None:
-        self.scheduler.load_state_dict(undo["scheduler"])
-        for group, saved in zip(self.optimizer.param_groups, undo["groups"]):
-            group.update({k: v for k, v in saved.items() if k != "params"})
-
-    def _schedule(self) -> tuple[list[float], list[float], dict]:
-        undo = {"scheduler": self.scheduler.state_dict(), "groups": [dict(g) for g in self.optimizer.param_groups]}
-        return (*epoch_schedule(self.optimizer, self.scheduler, self.steps), undo)
-
     def _load_static(self, ed: EpochData, lrs: list[float], moms: list[float]) -> None:
         """Copy the epoch into the graph's fixed input buffers (allocated at the first epoch)."""
         st = self._static
@@ -305,17 +293,18 @@ class TrainEngine(GraphedSteps):
         """Load the epoch into the graph's buffers (capturing at the first epoch); False: train it eagerly."""
         if ed.draws is None:
             raise ValueError("a graphed step needs predrawn augmentation parameters (speed.predraw)")
-        lrs, moms, undo = self._schedule()
+        saved = self.scheduler.state_dict(), [dict(g) for g in self.optimizer.param_groups]
+        lrs, moms = epoch_schedule(self.optimizer, self.scheduler, self.steps)
         try:
             self._load_static(ed, lrs, moms)
             if self.graph_mode == "capture" and self._graph is None:
                 self._capture(self._static["losses"])
         except Exception as exc:  # noqa: BLE001 - any failure: eager steps
-            self._undo_schedule(undo)
             self._fallback(f"{type(exc).__name__}: {exc}")
-            return False
-        if self.status["cuda_graph"].startswith("fallback"):
-            self._undo_schedule(undo)
+        if not self._graphed():  # the eager steps step the scheduler themselves
+            self.scheduler.load_state_dict(saved[0])
+            for group, before in zip(self.optimizer.param_groups, saved[1]):
+                group.update({k: v for k, v in before.items() if k != "params"})
             return False
         return True
 
