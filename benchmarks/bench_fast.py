@@ -147,7 +147,7 @@ def run_fast(args: argparse.Namespace, variant: str) -> dict:
     """Time firm-bench's own loop (``train.build_training`` + the engine) as ``train()`` runs it."""
     from firm_bench.core import rundir as runs
     from firm_bench.datasets import load_run_data
-    from firm_bench.run.train import build_training
+    from firm_bench.run.training import build_training
 
     overrides = FAST_VARIANTS[variant]
     cfg = resolve_config(args, overrides)
@@ -212,11 +212,8 @@ def run_fused(args: argparse.Namespace, variant: str) -> dict:
     """K runs (seeds 0 .. K-1) as one fused model: ``PackEngine`` steps, the pack's batched evaluation."""
     from firm_bench.core import rundir as runs
     from firm_bench.datasets import load_run_data
-    from firm_bench.run.engine.fused import FusedSGD, fuse
-    from firm_bench.run.engine.pack import PackEngine
-    from firm_bench.run.ledger import RunLedger
-    from firm_bench.run.pack import PackMember, _epoch_rows, evaluate_pack
-    from firm_bench.run.train import build_training
+    from firm_bench.run.pack import Pack
+    from firm_bench.run.training import build_training
 
     size, kernels = fused_variant(variant)
     extra = [f"speed.pack_kernels={kernels}"] if kernels else []
@@ -227,25 +224,18 @@ def run_fused(args: argparse.Namespace, variant: str) -> dict:
     data = load_run_data(cfgs[0])
     ts = [build_training(cfg, data, device) for cfg in cfgs]
     opts = ts[0].opts
-    fused = fuse([t.model for t in ts])
-    fused.bind([t.model for t in ts], grads=opts.pack_kernels == "per_run")
-    sgd = FusedSGD.of(fused, weight_decay=float(cfgs[0]["optim"]["weight_decay"]))
-    engine = PackEngine(fused, sgd, [t.engine for t in ts], [t.id_classes is not None for t in ts], opts, device,
-                        ts[0].batch, ts[0].steps_per_epoch, _epoch_rows(ts[0]), opts.pack_kernels)
+    pack = Pack(ts)
     steps_per_epoch = ts[0].steps_per_epoch
 
-    def epoch_inputs(epoch: int) -> tuple[list, torch.Tensor, torch.Tensor]:
-        eds = [t.prepare(epoch) for t in ts]
-        sched = [t.engine._schedule()[:2] for t in ts]
-        lr = torch.tensor([s[0] for s in sched]).T.contiguous()
-        return eds, lr, torch.tensor([s[1] for s in sched]).T.contiguous()
+    def epoch_inputs(epoch: int) -> list:
+        return [t.prepare(epoch) for t in ts]
 
     epochs_needed = measure_epochs(args, steps_per_epoch)
     t0 = time.perf_counter()
     epoch = 0
     for _ in range(args.warmup_epochs):  # capture, autotuning, allocator warm-up
         epoch += 1
-        engine.run_epoch(*epoch_inputs(epoch)).cpu()
+        pack.run_epoch(epoch_inputs(epoch)).cpu()
     sync(device)
     warmup_s = time.perf_counter() - t0
     steps, start_wall = 0, time.time()
@@ -253,7 +243,7 @@ def run_fused(args: argparse.Namespace, variant: str) -> dict:
     upcoming = epoch_inputs(epoch + 1)
     while True:  # as the pack trainer: the next epoch prepared while the device trains this one
         epoch += 1
-        losses = engine.run_epoch(*upcoming)
+        losses = pack.run_epoch(upcoming)
         upcoming = epoch_inputs(epoch + 1)
         values = losses.cpu()
         steps += size * steps_per_epoch
@@ -264,16 +254,15 @@ def run_fused(args: argparse.Namespace, variant: str) -> dict:
     end_wall = time.time()
     if not torch.isfinite(values).all():
         raise BenchError(f"{variant}: non-finite training loss")
-    syncs, sync_sites = count_pack_syncs(engine, epoch_inputs(epoch + 1)) if device.type == "cuda" else (None, None)
+    syncs, sync_sites = count_pack_syncs(pack, epoch_inputs(epoch + 1)) if device.type == "cuda" else (None, None)
     ev = eval_set(data, *eval_sizes(args, data))
     for t in ts:  # the timed evaluation on the CIFAR-sized sets
         t.bank_images = ev.train_ids.to(device) if (opts.resident_data or opts.fast_eval) else ev.train_ids
         t.test_images = ev.test_images.to(device) if (opts.resident_data or opts.fast_eval) else ev.test_images
         t.data = ev
-    members = [PackMember(k, cfg, Path("."), t, RunLedger(cfg, Path("."), {})) for k, (cfg, t) in enumerate(zip(cfgs, ts))]
     sync(device)
     t0 = time.perf_counter()
-    values = evaluate_pack(fused, members, list(range(size)), opts.pack_kernels)
+    values = pack.evaluate(list(range(size)), [False] * size)
     sync(device)
     eval_s = time.perf_counter() - t0
     return {
@@ -282,7 +271,7 @@ def run_fused(args: argparse.Namespace, variant: str) -> dict:
         "eval_images": size * (len(ev.train_ids) + len(ev.test_images)), "eval_auroc": values[0][0],
         "batch_size": ts[0].batch, "start_wall": start_wall, "end_wall": end_wall,
         "host_syncs_per_epoch": syncs, "sync_sites": sync_sites,
-        "speed": {**opts.record(), "status": dict(engine.status)}, "eval_every": int(cfgs[0]["eval"]["every"]),
+        "speed": {**opts.record(), "status": dict(pack.status)}, "eval_every": int(cfgs[0]["eval"]["every"]),
         **peak_memory(device),
     }
 
@@ -318,11 +307,11 @@ def count_syncs(t: Any, epoch: int) -> tuple[int, dict[str, int]]:
     return sum(sites.values()), sites
 
 
-def count_pack_syncs(engine: Any, inputs: tuple) -> tuple[int, dict[str, int]]:
+def count_pack_syncs(pack: Any, eds: list) -> tuple[int, dict[str, int]]:
     """Host-device synchronisations while a pack trains one epoch (as :func:`count_syncs`)."""
     sites: dict[str, int] = {}
     with recording_syncs(sites, "run_epoch"):
-        losses = engine.run_epoch(*inputs)
+        losses = pack.run_epoch(eds)
     losses.cpu()
     return sum(sites.values()), sites
 

@@ -215,7 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_pack(args: argparse.Namespace) -> int:
-    from firm_bench.run.pack import train_pack
+    from firm_bench.run.train import train_pack
 
     if not args.members:
         raise config_mod.ConfigError("train-pack needs at least one --member RUN_DIR [KEY=VALUE ...]")

@@ -1,6 +1,6 @@
 """Which runs can be trained together as one fused model (a pack), torch-free.
 
-A pack (``firm_bench.run.pack.train_pack``) trains K runs as one horizontally
+A pack (``firm_bench.run.train.train_pack``) trains K runs as one horizontally
 fused model (``firm_bench.run.engine.fused``): every tensor of a step holds
 the K runs side by side, so they need the same tensor shapes and the same
 step schedule. Everything else is per run: each run has its own data, draws,

@@ -37,6 +37,9 @@ from firm_bench.method.scores import FeatureCache
 from firm_bench.run.engine.options import autocast_bf16
 
 
+ROTATIONS = (0, 90, 180, 270)
+
+
 def rotate(images: Tensor, angle: int) -> Tensor:
     """Rotate (N, C, H, W) images counter-clockwise by ``angle`` in {0, 90, 180, 270}."""
     if angle % 90:

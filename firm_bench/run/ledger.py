@@ -8,9 +8,7 @@ left), ``config.yaml`` with its checksum, ``versions.json``, the learning
 curve (``curve.csv``) and the test-set selection (``best_test.pt``), the
 checkpoint with its checksum record, and the outcome in ``status.json`` and
 ``trained.json``: ``ok``, ``failed`` with its reason, or ``interrupted`` by a
-signal. ``firm_bench.run.train`` (one run) and ``firm_bench.run.pack`` (K runs
-as one fused model) drive the models; what they leave in a run directory is
-written here, so the two cannot drift apart.
+signal. ``firm_bench.run.train`` drives the models (a run alone or a pack).
 """
 
 from __future__ import annotations

@@ -1,282 +1,117 @@
-"""Training: the loop, checkpoint and resume (the schedules: ``method.schedules``).
+"""Training: one loop for a run alone or a pack of K, with checkpoint and resume.
 
-The recipe (METHOD.md "Training recipe"): SGD with momentum and weight
-decay; every epoch the normal class's training images plus their synthetic
-outliers (``outliers.name``) are shuffled into ``batch_size`` batches
-(drop_last); each batch gets two augmented views; the loss
-(``loss.name``, in the form ``loss.form`` resolves to: ``losses.build_loss``)
-is computed on the two L2-normalised projections. With ``loss.id_labels``
-the labels are (M, 2) [kind, id_class]: the ID images keep their class
-(multi-class FIRM, ``losses.id_class_labels``).
+``train(cfg, run_dir)`` trains one run, ``train_pack(cfgs, run_dirs)`` K
+compatible runs (``core.packs``) at once; both run :func:`_train`. Each run
+is built as alone (``run.training.build_training``); the engine is chosen by
+K: for K = 1 the run's own ``TrainEngine`` (:class:`Alone`), for K > 1 the
+runs fused into one model (``run.pack.Pack``). Every run keeps its own
+directory and records (``run.ledger``), so features, scores and metrics read
+a packed run as any other; a pack labels them with ``pack`` (size, index,
+kernels, members) in ``status.json`` and ``trained.json``.
 
-Every ``eval.every`` epochs the test set is scored in-process with the k-NN
-cosine score on encoder features and a row is appended to ``curve.csv``.
-Every ``checkpoint.every`` epochs (and at the end) ``checkpoints/last.pt``
-is written atomically; a restarted run resumes from it. All randomness of an
-epoch comes from a generator seeded by ``(seed, epoch)``, so a run killed and
-resumed ends with the same numbers as an uninterrupted one (CPU; on CUDA up
-to non-deterministic kernels).
+Every ``eval.every`` epochs (and the last) each run's learning-curve AUROC is
+appended to ``curve.csv``; every ``checkpoint.every`` epochs (and the last)
+``checkpoints/last.pt`` is written. A rerun resumes every run from its own
+checkpoint: a run whose checkpoint is final is not trained again (its
+records are rewritten from it), an unfinished or failed one trains on from
+there (or from scratch); runs resumed at a later epoch than the others join
+the pack when it gets there. So a run killed at any moment and rerun ends
+with the numbers of an uninterrupted one (CPU).
 
-A non-finite loss stops the run; ``status.json`` records it as failed with
-the reason. SIGINT and SIGTERM stop it at the end of the epoch in progress,
-with a checkpoint, ``interrupted`` in ``status.json`` and
-``TrainingInterrupted`` (``run.interrupt``). While it trains, ``status.json``
-is a heartbeat (epoch, ETA, process) and the log gets progress lines
-(``run.monitor``). A resume under settings that change the rounding (thread
-count, device, precision, ...: ``run.numerics``) is warned about and recorded.
-
-The steps themselves run in ``firm_bench.run.engine.TrainEngine``: the config's
-``speed`` section picks the fast-path options (data resident on the device,
-predrawn augmentation parameters, no per-step host reads, bf16,
-channels_last, CUDA graph, torch.compile); ``status.json`` and
-``trained.json`` record the options the run resolved. While the device
-trains an epoch, the host prepares the next one (outliers, shuffle, draws).
+A non-finite loss fails its run (``status.json``, ``trained.json``: the
+epoch, step and value); the other runs of a pack go on. SIGINT and SIGTERM
+stop every run at the end of the epoch in progress, with a checkpoint,
+``interrupted`` in ``status.json`` and ``TrainingInterrupted``. While the
+device trains an epoch, the host prepares the next one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
+import os
+import sys
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.optim.lr_scheduler import LRScheduler
 
 from firm_bench.core import config as config_mod
 from firm_bench.core import rundir as runs
-from firm_bench.core.errors import NonFiniteLoss, TrainingFailed, TrainingInterrupted
+from firm_bench.core.errors import TrainingFailed, TrainingInterrupted
+from firm_bench.core.packs import check_packable, check_shapes
 from firm_bench.datasets import RunData, load_run_data
-from firm_bench.method.augment import AugmentConfig, TwoViewAugment
-from firm_bench.method.losses import build_loss, check_label_values, id_class_labels
-from firm_bench.method.metrics import auroc
-from firm_bench.method.models import FirmModel, initial_model
-from firm_bench.method.outliers import OUTLIERS
-from firm_bench.method.schedules import SCHEDULES
-from firm_bench.method.scores import knn_mean_similarity
-from firm_bench.run.engine import (
-    EpochData,
-    SpeedOptions,
-    TrainEngine,
-    draw_epoch,
-    first_non_finite,
-    resolve_speed,
-    to_device,
-)
-from firm_bench.run.engine.options import cudnn_benchmark
-from firm_bench.run.features import as_extracted, encode
+from firm_bench.run.engine import EpochData, first_non_finite, resolve_speed
 from firm_bench.run.interrupt import StopRequest, stop_requests
 from firm_bench.run.ledger import RunLedger, TrainResult
-from firm_bench.run.monitor import Monitor, curve_score
+from firm_bench.run.monitor import Monitor, curve_score, progress_mode
 from firm_bench.run.numerics import numerics
+from firm_bench.run.pack import Pack
+from firm_bench.run.training import Training, build_training, epoch_rows
+
+__all__ = ["Alone", "train", "train_pack"]
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The CPU generator of all randomness of one epoch (exact resume)."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+class Alone:
+    """The trainer's engine for one run: its own ``TrainEngine`` on its model and torch SGD (as :class:`Pack`)."""
 
+    def __init__(self, t: Training) -> None:
+        self.t = t
+        self.status = t.engine.status
 
-ROTATIONS = (0, 90, 180, 270)
+    def run_epoch(self, eds: Sequence[EpochData | None]) -> torch.Tensor:
+        return self.t.engine.run_epoch(eds[0]).unsqueeze(1)
 
+    def set_live(self, live: Sequence[bool]) -> None:
+        pass
 
-@torch.no_grad()
-def evaluate_knn(
-    model: FirmModel,
-    data: RunData,
-    k: int,
-    batch_size: int,
-    device: torch.device,
-    *,
-    on_device: bool = False,
-    bf16: bool = False,
-    rot: bool = False,
-) -> float | tuple[float, float]:
-    """Learning-curve AUROC: mean cosine similarity to the k nearest training features.
+    def load(self, k: int, state: dict) -> None:
+        self.t.model.load_state_dict(state["model"])
+        self.t.optimizer.load_state_dict(state["optimizer"])
+        self.t.scheduler.load_state_dict(state["scheduler"])
 
-    Bank: ``data.train_ids``; test: ``data.test_images`` (test transform at
-    ``data.eval_view``). ``rot``: also the rotation score (the k-NN cos
-    averaged over the test and bank images rotated by 0/90/180/270 degrees,
-    each angle against the bank at the same angle; the reference's
-    ``cos_5_angled``, by which it selected its checkpoint) and return
-    ``(cos, rot)``. ``on_device`` (``speed.fast_eval``): the features stay on
-    ``device`` and the search runs there (one host read), and the forward
-    passes run as ``firm-bench features`` runs them (NCHW weights, no cuDNN
-    autotuning), so the curve's last point equals the cache's ``cos``. Off:
-    features gathered on the CPU and searched there. The same number either
-    way on the CPU. ``bf16``: autocast of the forward passes (``speed.eval_bf16``).
-    """
-    from firm_bench.run.features import rotate
+    def model_state(self, k: int) -> dict:
+        return self.t.model.state_dict()
 
-    net = as_extracted(model) if on_device else model
-    size, mean, std, zoom = data.eval_view
-    args = (size, mean, std, batch_size, device)
-    sims = []
-    with cudnn_benchmark(False) if on_device else contextlib.nullcontext():
-        for angle in ROTATIONS if rot else ROTATIONS[:1]:
-            bank = encode(net, rotate(data.train_ids, angle), *args, keep_on_device=on_device, bf16=bf16, zoom=zoom)
-            test = encode(net, rotate(data.test_images, angle), *args, keep_on_device=on_device, bf16=bf16, zoom=zoom)
-            sims.append(knn_mean_similarity(
-                torch.nn.functional.normalize(test, dim=1), torch.nn.functional.normalize(bank, dim=1), k=k))
-    targets = data.test_targets.cpu().numpy()
-    cos = auroc(sims[0].cpu().numpy(), targets)
-    if not rot:
-        return cos
-    return cos, auroc(torch.stack(sims).mean(dim=0).cpu().numpy(), targets)
+    def optimizer_state(self, k: int) -> dict:
+        return self.t.optimizer.state_dict()
+
+    def evaluate(self, which: Sequence[int], rot: Sequence[bool]) -> dict[int, tuple[float, float]]:
+        if not which:
+            return {}
+        value = self.t.evaluate(rot=rot[0])
+        return {0: value if isinstance(value, tuple) else (value, value)}
+
+    def drop(self, failed: Sequence[int], good: int | None) -> None:
+        pass
 
 
 @dataclass
-class Training:
-    """One run's model, optimiser, schedule and data on its device (built by :func:`build_training`).
+class Member:
+    """One run of the loop: its config, directory, ``Training``, records and where it stands.
 
-    ``prepare(epoch)`` makes an epoch's training set, shuffle and draws (host
-    work, done while the device trains the previous epoch); ``engine.run_epoch``
-    trains it; ``evaluate()`` is the learning-curve AUROC.
+    state: ``waiting`` (resumed at a later epoch than the others: joins when
+    the loop reaches ``start_epoch``), ``training``, ``failed``, ``done``.
+    ``saved``: the epoch of its last checkpoint.
     """
 
+    index: int
     cfg: dict
-    data: RunData
-    device: torch.device
-    opts: SpeedOptions
-    model: FirmModel
-    optimizer: torch.optim.Optimizer
-    scheduler: LRScheduler
-    engine: TrainEngine
-    outliers: object
-    fixed_set: tuple[torch.Tensor, torch.Tensor] | None
-    steps_per_epoch: int
-    batch: int  # rows per step (paired: ids_per_step x (1 + copies))
-    seed: int
-    bank_images: torch.Tensor
-    test_images: torch.Tensor
-    id_classes: torch.Tensor | None = None  # int64 (N,) the ID images' classes with loss.id_labels, else None
-    ids_per_step: int | None = None  # paired batches (optim.batching): ID images per step; None = pooled
+    run_dir: Path
+    t: Training
+    ledger: RunLedger
+    monitor: Monitor | None = None
+    state: str = "training"
+    loss: float = float("nan")
+    saved: int = 0
+    outcome: TrainResult | TrainingFailed | None = None
 
-    def shuffle(self, n_rows: int, gen: torch.Generator) -> torch.Tensor:
-        """The epoch's row order, ``steps_per_epoch * batch`` indices into the epoch's training set.
-
-        pool: a permutation of all ``n_rows`` ID + outlier rows, cut into batches (drop_last).
-        paired: a permutation of the N ID images cut into groups of ``ids_per_step``; each step
-        holds a group's IDs, then for each copy t the outliers made from them (rows t N + j,
-        the ``OutlierSource`` pairing contract), as the reference's MVTec loader concatenated
-        [B originals, B CutPaste, B scar].
-        """
-        if self.ids_per_step is None:
-            return torch.randperm(n_rows, generator=gen)[: self.steps_per_epoch * self.batch]
-        n = int(self.data.train_ids.shape[0])
-        ids = torch.randperm(n, generator=gen)[: self.steps_per_epoch * self.ids_per_step]
-        ids = ids.view(self.steps_per_epoch, self.ids_per_step)
-        return torch.cat([ids + t * n for t in range(n_rows // n)], dim=1).flatten()
-
-    def labels_of(self, kinds: torch.Tensor) -> torch.Tensor:
-        """The loss's labels of a training set: its kinds (M,), or with ``loss.id_labels`` (M, 2) [kind, id_class]."""
-        return kinds if self.id_classes is None else id_class_labels(kinds, self.id_classes)
-
-    def prepare(self, epoch: int) -> EpochData:
-        """The training set, shuffle and (``speed.predraw``) draws of ``epoch``, on the device.
-
-        All randomness comes from ``epoch_generator(seed, epoch)`` in the same
-        order as the per-step loop draws it, so resuming stays exact.
-        """
-        gen = epoch_generator(self.seed, epoch)
-        fast = self.opts.resident_data and self.device.type == "cuda"
-        if self.fixed_set is not None:
-            images, labels = self.fixed_set
-        else:
-            images, kinds = self.outliers.epoch(self.data.train_ids, gen)
-            labels = self.labels_of(kinds)
-            if self.opts.fast_loss:
-                _check_labels(labels)
-        images, labels = to_device(images, self.device, fast), to_device(labels, self.device, fast)
-        order = self.shuffle(images.shape[0], gen)
-        draws = None
-        if self.opts.predraw:
-            size = self.data.image_size
-            draws = draw_epoch(gen, self.steps_per_epoch, self.batch, self.engine.augment.cfg, size, size)
-            draws = draws.to(self.device, non_blocking=fast)
-        return EpochData(images, labels, to_device(order, self.device, fast), draws, gen)
-
-    def evaluate(self, data: RunData | None = None, rot: bool = False) -> float | tuple[float, float]:
-        """Learning-curve AUROC of the current model (k-NN cosine, ``eval.k``); with ``rot`` also the rotation score.
-
-        ``data``: evaluate on another bank and test set (benchmarks: CIFAR-sized
-        sets) instead of the run's own.
-        """
-        k, batch = self.cfg["eval"]["k"], int(self.cfg["features"]["batch_size"])
-        # the run's own: its bank and test images, on the device when resident
-        d = replace(self.data, train_ids=self.bank_images, test_images=self.test_images) if data is None else data
-        return evaluate_knn(self.model, d, k, batch, self.device, on_device=self.opts.fast_eval,
-                            bf16=self.opts.eval_bf16, rot=rot)
-
-    def speed_record(self) -> dict:
-        """The resolved ``speed`` options and what became of the graph and compile attempts."""
-        return {**self.opts.record(), "status": dict(self.engine.status)}
-
-
-def _check_labels(labels: torch.Tensor) -> None:
-    """Once per training set: the loss's label check, which ``speed.fast_loss`` skips per step.
-
-    labels: (M,) kinds or (M, 2) [kind, id_class] (``losses.check_label_values``).
-    """
-    try:
-        check_label_values(labels)
-    except ValueError as exc:
-        raise ValueError(f"training labels: {exc}") from None
-
-
-def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOptions | None = None) -> Training:
-    """Model, optimiser, schedule, loss, augmentation and engine of a validated run config."""
-    opts = opts if opts is not None else resolve_speed(cfg["speed"], device)
-    seed = int(cfg["seed"])
-    model = initial_model(cfg["model"], int(cfg["seed"])).to(device)
-    if opts.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optim_cfg = cfg["optim"]
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=optim_cfg["lr"], momentum=optim_cfg["momentum"], weight_decay=optim_cfg["weight_decay"]
-    )
-    outliers = OUTLIERS.get(cfg["outliers"]["name"])(cfg["outliers"], data.image_size)
-    id_classes = data.train_labels if cfg["loss"]["id_labels"] else None
-    if id_classes is not None and id_classes.shape[0] != data.train_ids.shape[0]:
-        raise ValueError(f"loss.id_labels: RunData.train_labels {tuple(id_classes.shape)} must label every training "
-                         f"image ({data.train_ids.shape[0]})")
-    gen0 = epoch_generator(seed, 0)
-    fixed_set = None
-    if outliers.deterministic:
-        ids = data.train_ids.to(device) if opts.resident_data else data.train_ids
-        images, kinds = outliers.epoch(ids, gen0)  # rotations made once, on the device when resident
-        fixed_set = (images, kinds if id_classes is None else id_class_labels(kinds, id_classes))
-        if opts.fast_loss:
-            _check_labels(fixed_set[1])
-    n_train = (fixed_set[0] if fixed_set else outliers.epoch(data.train_ids, gen0)[0]).shape[0]
-    batch = int(optim_cfg["batch_size"])
-    ids_per_step = None
-    if config_mod.protocol(cfg).batching == "paired":
-        n_ids = int(data.train_ids.shape[0])
-        if not getattr(outliers, "paired", False) or n_train % n_ids:
-            raise config_mod.ConfigError(
-                f"optim.batching=paired ({'the default of dataset ' + repr(cfg['dataset']['name']) if optim_cfg['batching'] == 'auto' else 'set'}) "
-                f"needs outliers made from the ID images, each ID's copies aligned with it (rot, cutpaste, scar, "
-                f"cutpaste_scar, nsa, ref_cutpaste_scar, ref_nsa); outliers.name={cfg['outliers']['name']!r} is not: "
-                "set optim.batching=pool or another outliers.name")
-        ids_per_step, batch = batch, batch * (n_train // n_ids)
-        steps_per_epoch = n_ids // ids_per_step
-    else:
-        steps_per_epoch = n_train // batch
-    if steps_per_epoch == 0:
-        what = f"{data.train_ids.shape[0]} ID images" if ids_per_step else f"{n_train} images with outliers"
-        raise config_mod.ConfigError(
-            f"optim.batch_size={ids_per_step or batch} is larger than the training set ({what}); lower optim.batch_size"
-        )
-    epochs = int(optim_cfg["epochs"])
-    scheduler = SCHEDULES.get(optim_cfg["schedule"])(optimizer, epochs * steps_per_epoch, steps_per_epoch, optim_cfg)
-    loss_fn = build_loss(cfg, check_values=not opts.fast_loss)
-    augment = TwoViewAugment(AugmentConfig.from_dict(cfg["augment"]), data.image_size, data.mean, data.std)
-    engine = TrainEngine(model, optimizer, scheduler, loss_fn, augment, opts, device, batch, steps_per_epoch)
-    resident = opts.resident_data or opts.fast_eval
-    bank = data.train_ids.to(device) if resident else data.train_ids
-    test = data.test_images.to(device) if resident else data.test_images
-    return Training(cfg, data, device, opts, model, optimizer, scheduler, engine, outliers, fixed_set,
-                    steps_per_epoch, batch, seed, bank, test, id_classes, ids_per_step)
+    @property
+    def start_epoch(self) -> int:
+        return self.ledger.start_epoch
 
 
 def train(
@@ -290,8 +125,8 @@ def train(
 
     ``progress``: ``bar`` | ``lines`` | ``off`` | ``auto`` (None; True = bar,
     False = off: ``run.monitor``), a line every ``progress_every`` epochs
-    (default ``eval.every``). SIGINT / SIGTERM: a checkpoint at the end of the
-    epoch in progress, then :class:`TrainingInterrupted`.
+    (default ``eval.every``). Raises :class:`TrainingFailed` when the loss
+    turns non-finite, :class:`TrainingInterrupted` on SIGINT / SIGTERM.
 
     Holds the run directory exclusively (``rundir.writing``): a second process
     on it fails at once, naming this one. A checkpoint is resumed only when its
@@ -299,94 +134,222 @@ def train(
     named otherwise, :class:`RecipeMismatch`); a training that starts from scratch
     first removes what a previous model left (``rundir.remove_previous_outputs``).
     """
-    cfg = config_mod.validate(cfg)
-    with runs.writing(run_dir, "train"), stop_requests() as stop:
-        return _train(cfg, Path(run_dir), progress, data, progress_every, stop)
+    outcome = _train_held([cfg], [run_dir], progress, [data], progress_every)[0]
+    if isinstance(outcome, TrainingFailed):
+        raise outcome
+    return outcome
 
 
-def _train(cfg: dict, run_dir: Path, progress: bool | str | None, data: RunData | None,
-           progress_every: int | None, stop: StopRequest) -> TrainResult:
-    device = runs.pick_device(cfg["device"])
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
+def train_pack(
+    cfgs: Sequence[dict],
+    run_dirs: Sequence[str | Path],
+    progress: bool | str | None = None,
+    datas: Sequence[RunData | None] | None = None,
+    progress_every: int | None = None,
+) -> list[TrainResult]:
+    """Train the K runs ``cfgs`` into ``run_dirs`` together (K > 1: one fused model); each as ``train`` would.
+
+    Returns one ``TrainResult`` per run (a failed run's has ``final_auroc``
+    None; its ``trained.json`` and ``status.json`` say why). Raises
+    ConfigError when the runs cannot share a pack (the key that differs);
+    otherwise as ``train`` (``progress``: ``lines`` prefixes each run's lines
+    with its directory's name, ``bar`` shows one bar for the pack).
+    """
+    outcomes = _train_held(cfgs, run_dirs, progress, datas, progress_every)
+    return [TrainResult(o.run_dir, o.epoch, None, None, None, 0.0) if isinstance(o, _Failed) else o for o in outcomes]
+
+
+class _Failed(TrainingFailed):
+    """A run's failure, with its directory and the epoch it failed in."""
+
+    def __init__(self, reason: str, run_dir: Path, epoch: int) -> None:
+        super().__init__(reason)
+        self.run_dir, self.epoch = run_dir, epoch
+
+
+def _train_held(cfgs: Sequence[dict], run_dirs: Sequence[str | Path], progress: bool | str | None,
+                datas: Sequence[RunData | None] | None,
+                progress_every: int | None) -> list[TrainResult | TrainingFailed]:
+    cfgs = [config_mod.validate(c) for c in cfgs]
+    run_dirs = [Path(d) for d in run_dirs]
+    if len(cfgs) != len(run_dirs):
+        raise ValueError(f"train_pack: {len(cfgs)} configs for {len(run_dirs)} run directories")
+    if len({d.resolve() for d in run_dirs}) != len(run_dirs):
+        raise config_mod.ConfigError(f"a pack lists a run directory twice: {', '.join(map(str, run_dirs))}")
+    check_packable(cfgs, [str(d) for d in run_dirs])
+    with contextlib.ExitStack() as held:
+        for run_dir in run_dirs:
+            held.enter_context(runs.writing(run_dir, "train"))
+        stop = held.enter_context(stop_requests("the pack's training" if len(cfgs) > 1 else "training"))
+        return _train(cfgs, run_dirs, progress, datas, progress_every, stop)
+
+
+def _data_for(cfgs: Sequence[dict], datas: Sequence[RunData | None] | None) -> list[RunData]:
+    """Each run's data, loaded once per distinct (dataset, features) section."""
+    cache: dict[str, RunData] = {}
+    out = []
+    for i, cfg in enumerate(cfgs):
+        given = datas[i] if datas is not None else None
+        if given is not None:
+            out.append(given)
+            continue
+        key = json.dumps([cfg["dataset"], cfg["features"]], sort_keys=True, default=str)
+        if key not in cache:
+            cache[key] = load_run_data(cfg)
+        out.append(cache[key])
+    return out
+
+
+def _train(cfgs: list[dict], run_dirs: list[Path], progress: bool | str | None,
+           datas: Sequence[RunData | None] | None, progress_every: int | None,
+           stop: StopRequest) -> list[TrainResult | TrainingFailed]:
+    device = runs.pick_device(cfgs[0]["device"])
+    if cfgs[0]["threads"]:
+        torch.set_num_threads(cfgs[0]["threads"])
     try:
-        opts = resolve_speed(cfg["speed"], device)
+        opts = resolve_speed(cfgs[0]["speed"], device)
     except ValueError as exc:
         raise config_mod.ConfigError(str(exc)) from None
-    ledger = RunLedger(cfg, run_dir, numerics(device, opts))
-    state = ledger.checkpoint_state(device)
-    ledger.open(state, device)
+    settings = numerics(device, opts)
+    ledgers = [RunLedger(cfg, run_dir, settings) for cfg, run_dir in zip(cfgs, run_dirs)]
+    states = [ledger.checkpoint_state(device) for ledger in ledgers]  # every check before anything is written
+    for ledger, state in zip(ledgers, states):
+        ledger.open(state, device)
 
-    data = data or load_run_data(cfg)
-    t = build_training(cfg, data, device, opts)
-    ledger.speed = t.speed_record
-    model, optimizer, scheduler = t.model, t.optimizer, t.scheduler
-    epochs = ledger.epochs
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ledger.resume(state)
-    start_epoch, curve = ledger.start_epoch, ledger.curve
+    ts = [build_training(cfg, data, device, opts) for cfg, data in zip(cfgs, _data_for(cfgs, datas))]
+    K = len(ts)
+    names = [str(d) for d in run_dirs]
+    if K > 1:
+        check_shapes([{"training rows per epoch": epoch_rows(t), "steps per epoch": t.steps_per_epoch,
+                       "rows per step": t.batch} for t in ts], names)
+    engine: Alone | Pack = Alone(ts[0]) if K == 1 else Pack(ts)
 
-    monitor = Monitor(run_dir, epochs, start_epoch, t.steps_per_epoch * t.batch, progress,
-                      progress_every or cfg["eval"]["every"], ledger.fields, f"train {cfg['loss']['name']}",
-                      score=curve_score(cfg["eval"]["k"]))
-    monitor.beat(start_epoch, force=True)
+    def pack_of(k: int) -> dict:
+        """What a pack adds to a run's records."""
+        return {"pack": {"runs": K, "kernels": opts.pack_kernels, "members": names, "index": k}} if K > 1 else {}
 
-    def save_checkpoint(epoch: int, elapsed: float) -> None:
-        ledger.save_checkpoint(epoch, elapsed, model.state_dict(), optimizer.state_dict(), scheduler.state_dict())
+    def speed(k: int) -> dict:
+        return {**opts.record(), "status": dict(engine.status), **pack_of(k)}
 
-    def record_eval(epoch: int, loss_value: float, elapsed: float) -> None:
-        if len(data.test_targets) == 0:  # cls: all without dataset.ood: nothing to evaluate on
-            return
-        value, select_value = t.evaluate(rot=True) if ledger.select_by_rot else (t.evaluate(),) * 2
-        model.train()
-        ledger.add_point(epoch, value, select_value, loss_value, optimizer.param_groups[0]["lr"], elapsed,
-                         model.state_dict)
+    members = [Member(k, cfg, run_dir, t, ledger)
+               for k, (cfg, run_dir, t, ledger) in enumerate(zip(cfgs, run_dirs, ts, ledgers))]
+    for m, state in zip(members, states):
+        m.ledger.speed = functools.partial(speed, m.index)
+        if state is not None:
+            engine.load(m.index, state)  # each run from its own checkpoint
+            m.ledger.resume(state)
 
-    def fail(reason: str, epoch: int) -> TrainingFailed:
-        monitor.close()
-        return ledger.fail(reason, epoch)
+    epochs = int(cfgs[0]["optim"]["epochs"])
+    start = min(m.start_epoch for m in members)
+    mode = progress_mode(progress)
+    common = Path(os.path.commonpath([d.resolve() for d in run_dirs])) if K > 1 else None
+    for m in members:
+        m.state = "training" if m.start_epoch == start else "waiting"
+        m.saved = m.start_epoch
+        shown = mode if mode == "lines" or (mode == "bar" and m.index == 0) else "off"
+        label = str(m.run_dir.resolve().relative_to(common)) if common and mode == "lines" else ""
+        title = f"train pack of {K}" if K > 1 else f"train {m.cfg['loss']['name']}"
+        m.monitor = Monitor(m.run_dir, epochs, m.start_epoch, m.t.steps_per_epoch * m.t.batch, shown,
+                            progress_every or m.cfg["eval"]["every"], m.ledger.fields, title, label=label,
+                            score=curve_score(m.cfg["eval"]["k"]))
+        m.monitor.beat(m.start_epoch, force=True)
+    t0 = time.perf_counter()
 
-    def interrupted(epoch: int, saved: bool) -> TrainingInterrupted:
-        """Stopped on a signal at the end of ``epoch``: checkpoint (unless just saved), status, the exception."""
-        if not saved and epoch > start_epoch:
-            save_checkpoint(epoch, time.perf_counter() - t0)
-        monitor.close()
-        return ledger.interrupted(stop.name, stop.signum, max(epoch, start_epoch))  # the checkpoint's epoch
+    def elapsed(m: Member) -> float:
+        return time.perf_counter() - t0 + m.ledger.elapsed_before
 
-    eval_cfg = cfg["eval"]
-    t0 = time.perf_counter() - ledger.elapsed_before
+    def save_checkpoint(m: Member, epoch: int) -> None:
+        m.ledger.save_checkpoint(epoch, elapsed(m), engine.model_state(m.index), engine.optimizer_state(m.index),
+                                 m.t.scheduler.state_dict())
+        m.saved = epoch
+
+    def record_evals(which: list[int], epoch: int) -> None:
+        which = [i for i in which if len(members[i].t.data.test_targets)]  # cls: all without dataset.ood: none
+        values = engine.evaluate(which, [m.ledger.select_by_rot for m in members])
+        for i in which:
+            m = members[i]
+            value, select_value = values[i]
+            m.ledger.add_point(epoch, value, select_value, m.loss, m.t.optimizer.param_groups[0]["lr"],
+                               elapsed(m) if epoch else 0.0, functools.partial(engine.model_state, i))
+
+    def fail(m: Member, reason: str, epoch: int) -> None:
+        m.state = "failed"
+        m.monitor.close()
+        m.outcome = _Failed(str(m.ledger.fail(reason, epoch, **pack_of(m.index))), m.run_dir, epoch)
+        if K > 1:
+            print(f"firm-bench: {m.run_dir}: training failed: {reason}; it leaves the pack", file=sys.stderr)
+
+    def finish(m: Member) -> None:
+        m.state = "done"
+        m.monitor.close()
+        m.outcome = m.ledger.finish(elapsed(m))
+
+    def interrupted(epoch: int) -> TrainingInterrupted:
+        """Stopped on a signal at the end of ``epoch``: every unfinished run's checkpoint, status, the exception."""
+        stops = []
+        for m in members:
+            if m.state == "training" and epoch > m.saved:
+                save_checkpoint(m, epoch)
+            if m.state in ("training", "waiting"):
+                m.monitor.close()
+                stops.append(m.ledger.interrupted(stop.name, stop.signum, m.saved))
+        return stops[0]
+
     if stop.requested:  # a signal while the data loaded: nothing trained in this process
-        raise interrupted(start_epoch, saved=True)
-    if start_epoch == 0 and eval_cfg["at_start"] and not curve:
-        model.eval()
-        record_eval(0, float("nan"), 0.0)
-    model.train()
-    epoch_loss = float("nan")
-    upcoming = t.prepare(start_epoch + 1) if start_epoch < epochs else None
-    for epoch in range(start_epoch + 1, epochs + 1):
-        try:
-            losses = t.engine.run_epoch(upcoming)
-        except NonFiniteLoss as exc:
-            raise fail(f"non-finite loss ({exc.value}) at epoch {epoch}, step {exc.step}", epoch) from None
-        upcoming = t.prepare(epoch + 1) if epoch < epochs else None  # host work while the device trains
-        values = losses.cpu()  # the epoch's one host read of the losses
-        bad = first_non_finite(values)
-        if bad is not None:
-            raise fail(f"non-finite loss ({bad[1]}) at epoch {epoch}, step {bad[0] + 1}", epoch)
-        epoch_loss = float(values.double().mean())
-        elapsed = time.perf_counter() - t0
-        evaluated = epoch % eval_cfg["every"] == 0 or epoch == epochs
-        if evaluated:
-            model.eval()
-            record_eval(epoch, epoch_loss, elapsed)
-        saved = epoch % cfg["checkpoint"]["every"] == 0 or epoch == epochs
-        if saved:
-            save_checkpoint(epoch, elapsed)
-        monitor.epoch_done(epoch, epoch_loss, curve[-1]["auroc"] if evaluated and curve else None)
-        if stop.requested and epoch < epochs:
-            raise interrupted(epoch, saved)
-    monitor.close()
-    return ledger.finish(time.perf_counter() - t0)
+        raise interrupted(start)
+    at_start = [m.index for m in members if m.start_epoch == 0 and m.cfg["eval"]["at_start"] and not m.ledger.curve]
+    if at_start:
+        record_evals(at_start, 0)
+    for m in members:
+        if m.start_epoch >= epochs:  # its last checkpoint is the final one: only the records are written again
+            finish(m)
+
+    def joins(m: Member, epoch: int) -> bool:
+        """Whether ``m`` trains epoch ``epoch`` (as far as known before the epoch before it ends)."""
+        return m.state == "training" or (m.state == "waiting" and m.start_epoch == epoch - 1)
+
+    upcoming: dict[int, EpochData] = {}  # the next epoch's data, made while the device trains this one
+    epoch = start
+    while epoch < epochs:
+        epoch += 1
+        for m in members:
+            if m.state == "waiting" and m.start_epoch == epoch - 1:
+                m.state = "training"
+        active = [m for m in members if m.state == "training"]
+        if not active:  # the runs in training failed: on to the epoch where the next waiting one joins
+            waiting = [m.start_epoch for m in members if m.state == "waiting"]
+            if not waiting:
+                break
+            epoch = min(waiting)
+            continue
+        engine.set_live([m.state == "training" for m in members])
+        ready, upcoming = upcoming, {}
+        eds = [(ready[m.index] if m.index in ready else m.t.prepare(epoch)) if m.state == "training" else None
+               for m in members]
+        losses = engine.run_epoch(eds)
+        if epoch < epochs:
+            upcoming = {m.index: m.t.prepare(epoch + 1) for m in members if joins(m, epoch + 1)}
+        losses = losses.cpu()  # the epoch's one host read of the losses
+        for m in active:
+            bad = first_non_finite(losses[:, m.index])
+            if bad is not None:
+                fail(m, f"non-finite loss ({bad[1]}) at epoch {epoch}, step {bad[0] + 1}", epoch)
+                continue
+            m.loss = float(losses[:, m.index].double().mean())
+        if any(m.state == "failed" for m in active):
+            good = next((m.index for m in members if m.state in ("training", "waiting")), None)
+            engine.drop([m.index for m in members if m.state == "failed"], good)
+        ok = [m for m in active if m.state == "training"]
+        due_eval = [m.index for m in ok if epoch % m.cfg["eval"]["every"] == 0 or epoch == epochs]
+        if due_eval:
+            record_evals(due_eval, epoch)
+        for m in ok:
+            if epoch % m.cfg["checkpoint"]["every"] == 0 or epoch == epochs:
+                save_checkpoint(m, epoch)
+            m.monitor.epoch_done(epoch, m.loss, m.ledger.curve[-1]["auroc"] if m.index in due_eval and m.ledger.curve
+                                 else None)
+            if epoch == epochs:
+                finish(m)
+        if stop.requested and epoch < epochs and any(m.state in ("training", "waiting") for m in members):
+            raise interrupted(epoch)
+    return [m.outcome for m in members]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -20,7 +21,9 @@ from firm_bench.datasets import load_run_data
 from firm_bench.method import augment as A
 from firm_bench.run import engine as S
 from firm_bench.run.engine.draws import _hsv_to_rgb
-from firm_bench.run.train import build_training, train
+from firm_bench.run.train import train
+from firm_bench.run.training import build_training
+from tests.helpers.engine import engine_of, one_step
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
 CPU = torch.device("cpu")
@@ -101,7 +104,7 @@ def test_device_augment_equals_two_view_augment_bit_for_bit(name, hue_on_subset)
     dev.hue_on_subset = hue_on_subset
     ref, g = A.TwoViewAugment(cfg, 32, MEAN, STD), gen(7)
     for step in range(3):
-        for got, want in zip(dev(x[step], draws.at(step)), ref(x[step], g)):
+        for got, want in zip(dev.both(x[step], draws.at(step)).chunk(2), ref(x[step], g)):
             assert torch.equal(got, want)
 
 
@@ -215,42 +218,37 @@ def test_channels_last_and_exact_options_give_the_same_loss(smoke_data):
 
 
 def test_graph_body_equals_eager_steps(smoke_data):
-    """The CUDA graph's body (per-step lr and momentum from device tensors, foreach SGD), run
-    eagerly, makes each step's update as torch's SGD stepped by the scheduler does.
+    """The CUDA graph's body (per-step lr and momentum from device tensors, foreach SGD), run eagerly
+    through ``run_epoch``, makes each step's update as torch's SGD stepped by the scheduler does.
 
-    Each step starts both from the same state: this tiny network is chaotic
-    (a 1e-7 relative change of the weights moves the loss in the 4th digit
-    within ten steps), so whole trajectories cannot be compared. The first
-    steps of two epochs of a schedule that peaks in between see lr and momentum
-    vary several-fold, so a stale value would show; the schedule's end state is
+    Each step is an epoch of its own (engines of one step per epoch), both
+    started from the eager run's state: this tiny network is chaotic (a 1e-7
+    relative change of the weights moves the loss in the 4th digit within ten
+    steps), so whole trajectories cannot be compared. The first steps of two
+    epochs of a schedule that peaks in between see lr and momentum vary
+    several-fold, so a stale value would show; the schedule's end state is
     compared too.
     """
     cfg = smoke("model.width=0.125", "model.head_hidden=32", "optim.epochs=2", "optim.pct_start=0.5")
     eager, _ = _engine(cfg, smoke_data)
     body, _ = _engine(cfg, smoke_data)
-    body.engine = S.TrainEngine(body.model, body.optimizer, body.scheduler, body.engine.loss_fn, body.engine.augment,
-                                body.opts, CPU, body.batch, body.steps_per_epoch, graph_mode="body")
-    B = eager.batch
+    eager_steps, body_steps = engine_of(eager, 1, "off"), engine_of(body, 1, "body")
     for epoch in (1, 2):
         ed = eager.prepare(epoch)
-        lrs, moms, _ = body.engine._schedule()
-        body.engine._load_static(body.prepare(epoch), lrs, moms)
         for step in range(eager.steps_per_epoch):
             if step >= 4:  # compare the first steps of each epoch; the rest only move the schedule on
-                eager.scheduler.step()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    eager.scheduler.step()
+                    body.scheduler.step()
                 continue
             body.model.load_state_dict(eager.model.state_dict())
-            for p, buf in zip(eager.model.parameters(), body.engine._static["bufs"]):
-                buf.copy_(eager.optimizer.state[p].get("momentum_buffer", torch.zeros_like(p)))
+            for pe, pb in zip(eager.model.parameters(), body.model.parameters()):
+                if "momentum_buffer" in eager.optimizer.state[pe]:
+                    body.optimizer.state[pb]["momentum_buffer"].copy_(eager.optimizer.state[pe]["momentum_buffer"])
             start = [p.detach().clone() for p in eager.model.parameters()]
-            idx = ed.order[step * B : (step + 1) * B]
-            loss = eager.engine.loss(ed.images[idx], ed.labels[idx], ed.draws.at(step), None)
-            eager.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            eager.optimizer.step()
-            eager.scheduler.step()
-            body.engine._run_body(step)
-            assert body.engine._static["losses"][step] == loss.detach()
+            one = one_step(ed, step, eager.batch)
+            assert torch.equal(body_steps.run_epoch(one), eager_steps.run_epoch(one))
             for pe, pb, p0 in zip(eager.model.parameters(), body.model.parameters(), start):
                 assert torch.allclose(pb - p0, pe - p0, rtol=1e-3, atol=1e-6)  # atol: a few ulps of p
     assert eager.optimizer.state_dict()["param_groups"] == body.optimizer.state_dict()["param_groups"]
@@ -288,23 +286,21 @@ class HostReads(TorchFunctionMode):
 
 
 def test_graph_body_reads_nothing_from_the_host(smoke_data):
-    """Run the whole step on the meta device: it must neither read device values nor copy host data in."""
+    """Whole epochs of the graph's body on the meta device: nothing read back, one copy in per epoch (the schedule)."""
     cfg = smoke("model.width=0.125", "model.head_hidden=32")
     meta = torch.device("meta")
     t, ed = _engine(cfg, smoke_data)
     t.model.to(meta)
-    optimizer = torch.optim.SGD(t.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=1000)
-    engine = S.TrainEngine(t.model, optimizer, sched, t.engine.loss_fn, t.engine.augment, t.opts, meta, t.batch,
-                           t.steps_per_epoch, graph_mode="body")
+    t.optimizer = torch.optim.SGD(t.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    t.scheduler = torch.optim.lr_scheduler.OneCycleLR(t.optimizer, max_lr=0.1, total_steps=1000)
+    t.device = meta
+    engine = engine_of(t, t.steps_per_epoch, "body")
     ed = S.EpochData(ed.images.to(meta), ed.labels.to(meta), ed.order.to(meta), ed.draws.to(meta), ed.generator)
-    lrs, moms, _ = engine._schedule()
-    engine._load_static(ed, lrs, moms)
-    engine._static["step"].fill_(0)
+    assert t.steps_per_epoch > 1 and t.opts.check_loss_every == 0
     with HostReads() as audit:
-        t.model.zero_grad(set_to_none=True)
-        engine._body()
-    assert audit.calls == []
+        for _ in range(2):
+            engine.run_epoch(ed)
+    assert audit.calls == ["copy_(cpu -> meta)"] * 2  # the epoch's lr and momentum, in one copy
     with HostReads() as audit:  # the audit sees what it should
         torch.zeros(2, device=meta).copy_(torch.ones(2))
         torch.tensor([1.0], device=meta)
@@ -336,15 +332,16 @@ def test_exact_options_change_no_number(tmp_path, small_data):
 def test_non_finite_loss_found_by_a_periodic_check(smoke_data):
     cfg = smoke("optim.lr=1e30", "model.bn_momentum=1.0", "speed.check_loss_every=3")
     t, ed = _engine(cfg, smoke_data)
-    with pytest.raises(S.NonFiniteLoss) as info:
-        t.engine.run_epoch(ed)
-    assert info.value.step >= 2 and not np.isfinite(info.value.value)
+    losses = t.engine.run_epoch(ed)  # the epoch ends at the check that finds it, before that step's update
+    step, value = S.first_non_finite(losses)
+    assert step >= 1 and not np.isfinite(value) and torch.isnan(losses[-1])  # (0-based) steps after the check: NaN
+    assert t.scheduler.last_epoch < t.steps_per_epoch  # stopped early: not every step was taken
     found = S.first_non_finite(torch.tensor([1.0, 2.0, float("nan"), float("inf")]))
     assert found[0] == 2 and np.isnan(found[1]) and S.first_non_finite(torch.ones(3)) is None
 
 
 def test_fast_evaluation_equals_the_cpu_evaluation(smoke_data):
-    from firm_bench.run.train import evaluate_knn
+    from firm_bench.run.training import evaluate_knn
 
     cfg = smoke()
     t, _ = _engine(cfg, smoke_data)

@@ -36,17 +36,7 @@ import pytest
 import torch
 from torch import nn
 
-from firm_bench.run.engine.fused import (
-    FusedLoss,
-    FusedSGD,
-    fuse,
-    masked_total,
-    run_slices,
-    run_view,
-    state_dict_of,
-    train_step,
-    unfuse,
-)
+from firm_bench.run.engine.fused import FusedLoss, FusedSGD, fuse, masked_total
 from firm_bench.method.losses import get_loss
 from firm_bench.method.models import create_model
 
@@ -142,6 +132,26 @@ def train_fused(k: int, steps: int, live: list[bool] | None = None, loss_fns=Non
     return fused, sgd, per_step
 
 
+def train_step(fused, sgd, loss, x, labels, lr, momentum, freeze_non_finite=True):
+    """One fused step as ``PackEngine``'s grouped step makes it: forward, per-run losses, masked_total, backward,
+    ``FusedSGD.step`` with ``fused.live``; returns the per-run losses (K,), detached."""
+    fused.zero_grad(set_to_none=True)
+    per_run = loss.per_run(fused(x).z, labels)
+    masked_total(per_run, fused.live, freeze_non_finite).backward()
+    sgd.step(lr, momentum, fused.live)
+    return per_run.detach()
+
+
+def unfuse(fused) -> list[nn.Module]:
+    """The K runs as separate models (MODEL) holding copies of their tensors, in the fused model's mode."""
+    out = []
+    for k in range(fused.runs):
+        model = create_model(MODEL).to(next(fused.parameters()).dtype)
+        model.load_state_dict(fused.state_dict_of(k))
+        out.append(model.train(fused.training))
+    return out
+
+
 def rel_diff(got: dict, want: dict, start: dict, params: set[str]) -> float:
     """max over tensors of max|got - want| / scale; scale = the update (want - start) for parameters,
     max|want| for buffers. Counts (int64) must be equal."""
@@ -185,7 +195,7 @@ def test_forward_equals_the_separate_models(k):
         torch.testing.assert_close(out.h[i], ref.h, **FWD_TOL)
         torch.testing.assert_close(out.z[i], ref.z, **FWD_TOL)
         # the forward pass moved each run's running statistics (and counts) as the separate model's
-        got, want = state_dict_of(fused, i), m.state_dict()
+        got, want = fused.state_dict_of(i), m.state_dict()
         assert set(got) == set(want)
         for name, w in want.items():
             torch.testing.assert_close(got[name], w, **FWD_TOL, msg=lambda m_, n=name: f"{n}: {m_}")
@@ -197,7 +207,6 @@ def test_forward_equals_the_separate_models(k):
         torch.testing.assert_close(out.h[i], m(x[i]).h, **FWD_TOL)
         torch.testing.assert_close(out.z[i], m(x[i]).z, **FWD_TOL)
         torch.testing.assert_close(fused.features(x)[i], m.features(x[i]), **FWD_TOL)
-        torch.testing.assert_close(fused.features_shared(x[0])[i], m.features(x[0]), **FWD_TOL)
 
 
 def test_runs_are_not_interchangeable():
@@ -246,7 +255,7 @@ def test_one_training_step_equals_each_run_alone(k):
     assert fused.live.all() and per_step[0].shape == (k,)
     x, labels = batch(k, 0)
     for i, ((model, opt), start, loss) in enumerate(zip(alone, models(k), losses(k))):
-        assert rel_diff(state_dict_of(fused, i), model.state_dict(), start.state_dict(), param_names(model)) < ONE_STEP_REL
+        assert rel_diff(fused.state_dict_of(i), model.state_dict(), start.state_dict(), param_names(model)) < ONE_STEP_REL
         assert buffers_rel(sgd.momentum_buffers_of(i), [opt.state[p]["momentum_buffer"] for p in model.parameters()]) < ONE_STEP_REL
         # the per-run loss is the run's own loss of its own batch
         torch.testing.assert_close(per_step[0][i], loss(*start(x[i]).z.chunk(2), labels[i]).detach(), **FWD_TOL)
@@ -259,7 +268,7 @@ def test_several_steps_are_exact_in_float64(k):
     alone = train_alone(k, steps, F64)
     fused, sgd, _ = train_fused(k, steps, dtype=F64)
     for i, ((model, opt), start) in enumerate(zip(alone, models(k, F64))):
-        assert rel_diff(state_dict_of(fused, i), model.state_dict(), start.state_dict(), param_names(model)) < FLOAT64_REL
+        assert rel_diff(fused.state_dict_of(i), model.state_dict(), start.state_dict(), param_names(model)) < FLOAT64_REL
         assert buffers_rel(sgd.momentum_buffers_of(i), [opt.state[p]["momentum_buffer"] for p in model.parameters()]) < FLOAT64_REL
 
 
@@ -280,7 +289,7 @@ def test_several_float32_steps_are_as_accurate_as_separate_runs():
     for i, ((ref, _), (model, _), start) in enumerate(zip(exact, alone, models(k, F64))):
         want, first, names = ref.state_dict(), start.state_dict(), param_names(ref)
         err_alone = global_rel(model.state_dict(), want, first, names)
-        err_fused = global_rel(state_dict_of(fused, i), want, first, names)
+        err_fused = global_rel(fused.state_dict_of(i), want, first, names)
         assert err_alone < FLOAT32_STEPS_REL and err_fused < FLOAT32_STEPS_REL, (i, err_fused, err_alone)
 
 
@@ -297,7 +306,7 @@ def test_per_run_weight_decay():
         loss(*model(x[i]).z.chunk(2), labels[i]).backward()
         opt.step()
         start = models(k)[i].state_dict()
-        assert rel_diff(state_dict_of(fused, i), model.state_dict(), start, param_names(model)) < ONE_STEP_REL
+        assert rel_diff(fused.state_dict_of(i), model.state_dict(), start, param_names(model)) < ONE_STEP_REL
 
 
 def test_sgd_update_is_torchs_bit_for_bit():
@@ -321,7 +330,7 @@ def test_sgd_update_is_torchs_bit_for_bit():
                 p.grad = gr.clone()
             opt.step()
         for p, f in zip(ps, fused):
-            assert torch.equal(run_view(f.detach(), k)[i], p.detach().unflatten(0, (1, -1))[0])
+            assert torch.equal(f.detach().unflatten(0, (k, -1))[i], p.detach().unflatten(0, (1, -1))[0])
 
 
 # ---------------------------------------------------------------- (c) conversion
@@ -338,23 +347,10 @@ def test_fuse_unfuse_round_trip_is_exact():
     assert states_equal(again.state_dict(), fused2.state_dict())
     # one run loaded into another fused model's slot: that slot only changes
     target = fuse(models(3))
-    before = [state_dict_of(target, i) for i in range(3)]
-    target.load_run_state(1, state_dict_of(fused2, 2))
-    assert states_equal(state_dict_of(target, 1), state_dict_of(fused2, 2))
-    assert states_equal(state_dict_of(target, 0), before[0]) and states_equal(state_dict_of(target, 2), before[2])
-
-
-def test_run_slices_describe_every_tensor():
-    fused = fuse(models(3))
-    slices = run_slices(fused)
-    ms = models(1)[0].state_dict()
-    assert set(slices) == set(ms)
-    for name, t in fused.state_dict().items():
-        if name == "live":
-            continue
-        s = slices[name]
-        assert s.dim == 0 and s.shape == tuple(ms[name].shape) and s.size * 3 == t.shape[0]
-        assert run_view(t, 3).shape[:2] == (3, s.size)
+    before = [target.state_dict_of(i) for i in range(3)]
+    target.load_run_state(1, fused2.state_dict_of(2))
+    assert states_equal(target.state_dict_of(1), fused2.state_dict_of(2))
+    assert states_equal(target.state_dict_of(0), before[0]) and states_equal(target.state_dict_of(2), before[2])
 
 
 def test_optimizer_state_of_a_run_continues_in_torch_sgd():
@@ -374,7 +370,7 @@ def test_optimizer_state_of_a_run_continues_in_torch_sgd():
         opt.zero_grad()
         loss(*model(x[i]).z.chunk(2), labels[i]).backward()
         opt.step()
-        assert rel_diff(state_dict_of(fused, i), model.state_dict(), start[i], param_names(model)) < ONE_STEP_REL
+        assert rel_diff(fused.state_dict_of(i), model.state_dict(), start[i], param_names(model)) < ONE_STEP_REL
     # and back: a torch SGD state loaded into a fresh FusedSGD gives the same buffers exactly
     other = FusedSGD.of(fused, weight_decay=WD)
     for i, (_, opt) in enumerate(runs):
@@ -418,13 +414,13 @@ def test_a_frozen_run_stays_unchanged_while_the_others_train():
     fused, sgd, _ = train_fused(k, steps, live=[True, False, True])
     assert fused.live.tolist() == [True, False, True]
     # run 1: parameters, running statistics, counts and momentum buffers exactly as at the start
-    assert states_equal(state_dict_of(fused, 1), state_dict_of(start, 1))
+    assert states_equal(fused.state_dict_of(1), start.state_dict_of(1))
     assert all(not b.any() for b in sgd.momentum_buffers_of(1)) and int(sgd.steps[1]) == 0
     # runs 0 and 2: exactly what they are when nobody is frozen (which equals training alone: tests above)
     free, free_sgd, _ = train_fused(k, steps)
     for i in (0, 2):
-        assert states_equal(state_dict_of(fused, i), state_dict_of(free, i))
-        assert not states_equal(state_dict_of(fused, i), state_dict_of(start, i))
+        assert states_equal(fused.state_dict_of(i), free.state_dict_of(i))
+        assert not states_equal(fused.state_dict_of(i), start.state_dict_of(i))
         assert all(torch.equal(a, b) for a, b in zip(sgd.momentum_buffers_of(i), free_sgd.momentum_buffers_of(i)))
 
 
@@ -453,7 +449,7 @@ def test_a_non_finite_loss_freezes_its_run_only():
     one, one_sgd, _ = train_fused(k, 1)  # everything after exactly one clean step
     clean, clean_sgd, _ = train_fused(k, steps)
     # the failed run keeps its parameters and momentum of before the failing step (no NaN in them) ...
-    got, want = state_dict_of(fused, bad), state_dict_of(one, bad)
+    got, want = fused.state_dict_of(bad), one.state_dict_of(bad)
     for name, p in one.named_parameters():
         assert torch.equal(got[name], want[name])
     assert all(torch.equal(a, b) for a, b in zip(sgd.momentum_buffers_of(bad), one_sgd.momentum_buffers_of(bad)))
@@ -461,7 +457,7 @@ def test_a_non_finite_loss_freezes_its_run_only():
     assert int(got["encoder.stem.1.num_batches_tracked"]) == 2
     # the other runs train exactly as without the failure
     for i in (0, 2):
-        assert states_equal(state_dict_of(fused, i), state_dict_of(clean, i))
+        assert states_equal(fused.state_dict_of(i), clean.state_dict_of(i))
         assert all(torch.equal(a, b) for a, b in zip(sgd.momentum_buffers_of(i), clean_sgd.momentum_buffers_of(i)))
 
 
@@ -473,8 +469,8 @@ def test_without_freezing_the_nan_reaches_its_own_run_only():
     fused, _, _ = train_fused(k, 1, loss_fns=fns, freeze_non_finite=False)
     clean, _, _ = train_fused(k, 1)
     params = [n for n, _ in fused.named_parameters()]
-    assert any(not torch.isfinite(state_dict_of(fused, bad)[n]).all() for n in params)
-    assert states_equal(state_dict_of(fused, 1), state_dict_of(clean, 1))
+    assert any(not torch.isfinite(fused.state_dict_of(bad)[n]).all() for n in params)
+    assert states_equal(fused.state_dict_of(1), clean.state_dict_of(1))
 
 
 def test_masked_total_zeroes_the_frozen_runs_gradient():

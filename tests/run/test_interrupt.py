@@ -18,14 +18,14 @@ from firm_bench.core import config
 from firm_bench.core import rundir as runs
 from firm_bench.records.metrics import collect_metrics
 
-EPOCHS = 3
-SETS = ["--set", f"optim.epochs={EPOCHS}", "--set", "device=cpu", "--set", "checkpoint.every=100",
-        "--progress", "lines", "--progress-every", "1"]
+from tests.run.conftest import STRAIGHT_EPOCHS as EPOCHS
+from tests.run.conftest import STRAIGHT_SETS
+
+SETS = [*STRAIGHT_SETS, "--set", "checkpoint.every=100", "--progress", "lines", "--progress-every", "1"]
 
 
-def _cmd(run_dir, threads=1):
-    return [sys.executable, "-m", "firm_bench.cli", "train", "--preset", "smoke", *SETS,
-            "--set", f"threads={threads}", "--run-dir", str(run_dir)]
+def _cmd(run_dir):
+    return [sys.executable, "-m", "firm_bench.cli", "train", "--preset", "smoke", *SETS, "--run-dir", str(run_dir)]
 
 
 def _env():
@@ -66,9 +66,8 @@ def _check_interrupted(run_dir, rc, err, signum):
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_and_the_resume_equals_an_uninterrupted_run(tmp_path):
-    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    subprocess.run(_cmd(straight), check=True, env=_env(), capture_output=True)
+def test_sigterm_checkpoints_and_the_resume_equals_an_uninterrupted_run(tmp_path, straight_smoke):
+    straight, stopped = straight_smoke, tmp_path / "stopped"
     rc, err = _signal_mid_run(stopped, signal.SIGTERM)
     epoch = _check_interrupted(stopped, rc, err, signal.SIGTERM)
     resumed = subprocess.run(_cmd(stopped), env=_env(), capture_output=True, text=True)

@@ -43,12 +43,11 @@ from firm_bench.core.errors import (
 )
 from firm_bench.core.rundir import read_curve
 from firm_bench.datasets import load_run_data
-from firm_bench.run import pack as P
-from firm_bench.run.engine.fused import FusedSGD, fuse
-from firm_bench.run.engine.pack import PackEngine
 from firm_bench.run.features import extract_run_features
+from firm_bench.run.pack import Pack
 from firm_bench.run.score import score_run
-from firm_bench.run.train import build_training, train
+from firm_bench.run.train import train, train_pack
+from firm_bench.run.training import build_training
 from tests.helpers.holders import holder, stop
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -122,7 +121,7 @@ def test_a_pack_ends_every_run_as_training_it_alone(k, tmp_path, datas, alone):
     """per_run kernels (CPU default): curves, checkpoints, records of every run equal training it alone, bit for bit."""
     cfgs = [smoke(*extra) for extra in RUNS[:k]]
     dirs = [tmp_path / f"run{i}" for i in range(k)]
-    results = P.train_pack(cfgs, dirs, progress=False, datas=[data_of(c, datas) for c in cfgs])
+    results = train_pack(cfgs, dirs, progress=False, datas=[data_of(c, datas) for c in cfgs])
     for i, (d, result) in enumerate(zip(dirs, results)):
         ref = alone / f"run{i}"
         assert comparable(read_curve(d)) == comparable(read_curve(ref))
@@ -131,7 +130,9 @@ def test_a_pack_ends_every_run_as_training_it_alone(k, tmp_path, datas, alone):
         assert config.load_yaml(d / "config.yaml") == config.load_yaml(ref / "config.yaml")
         mine, theirs = runs.read_json(d / runs.TRAINED_FILE), runs.read_json(ref / runs.TRAINED_FILE)
         assert mine.keys() == theirs.keys() and mine["final_auroc"] == theirs["final_auroc"] == result.final_auroc
-        assert mine["speed"]["pack"] == {"runs": k, "kernels": "per_run", "members": [str(x) for x in dirs], "index": i}
+        if k > 1:  # a run alone (k = 1) is trained by its own engine: no pack
+            assert mine["speed"]["pack"] == {"runs": k, "kernels": "per_run", "members": [str(x) for x in dirs],
+                                             "index": i}
         assert {k2: v for k2, v in mine["speed"].items() if k2 != "pack"}.keys() == theirs["speed"].keys()
         assert runs.read_status(d)["state"] == "ok" and runs.read_status(d).keys() == runs.read_status(ref).keys()
     if k == 3:  # downstream code reads a packed run as any other: the same scores
@@ -152,7 +153,7 @@ def test_runs_of_different_optimiser_settings_and_schedules_train_as_alone(tmp_p
     for i, cfg in enumerate(cfgs):
         train(cfg, tmp_path / f"alone{i}", progress=False, data=datas[0])
     dirs = [tmp_path / "pack0", tmp_path / "pack1"]
-    P.train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
+    train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
     for i, d in enumerate(dirs):
         assert comparable(read_curve(d)) == comparable(read_curve(tmp_path / f"alone{i}"))
         assert_same_checkpoint(checkpoint(d), checkpoint(tmp_path / f"alone{i}"))
@@ -167,7 +168,7 @@ def test_grouped_kernels_match_training_alone_within_rounding(tmp_path, datas):
     for i, cfg in enumerate(cfgs):
         train(cfg, tmp_path / f"alone{i}", progress=False, data=data_of(cfg, datas))
     dirs = [tmp_path / f"pack{i}" for i in range(3)]
-    P.train_pack(cfgs, dirs, progress=False, datas=[data_of(c, datas) for c in cfgs])
+    train_pack(cfgs, dirs, progress=False, datas=[data_of(c, datas) for c in cfgs])
     moved = []
     for i, d in enumerate(dirs):
         got, want = read_curve(d), read_curve(tmp_path / f"alone{i}")
@@ -201,26 +202,12 @@ def test_grouped_graph_body_equals_grouped_eager_steps(datas):
     """The graphed pack step's body (device buffers only), run eagerly on the CPU, trains as the eager steps."""
     cfgs = [smoke(*r, "speed.pack_kernels=grouped") for r in RUNS]
 
-    def pack_of(graph_mode):
-        ts = [build_training(c, data_of(c, datas), CPU) for c in cfgs]
-        fused = fuse([t.model for t in ts])
-        fused.bind([t.model for t in ts])
-        sgd = FusedSGD.of(fused, weight_decay=cfgs[0]["optim"]["weight_decay"])
-        engine = PackEngine(fused, sgd, [t.engine for t in ts], [False] * 3, ts[0].opts, CPU, ts[0].batch,
-                            ts[0].steps_per_epoch, P._epoch_rows(ts[0]), "grouped", graph_mode=graph_mode)
-        return ts, fused, engine
-
     out = []
     for mode in ("off", "body"):
-        ts, fused, engine = pack_of(mode)
-        losses = []
-        for epoch in (1, 2):
-            eds = [t.prepare(epoch) for t in ts]
-            sched = [t.engine._schedule()[:2] for t in ts]
-            lr = torch.tensor([s[0] for s in sched]).T.contiguous()
-            mom = torch.tensor([s[1] for s in sched]).T.contiguous()
-            losses.append(engine.run_epoch(eds, lr, mom))
-        out.append((torch.stack(losses), fused.state_dict()))
+        ts = [build_training(c, data_of(c, datas), CPU) for c in cfgs]
+        pack = Pack(ts, graph_mode=mode)
+        losses = [pack.run_epoch([t.prepare(epoch) for t in ts]) for epoch in (1, 2)]
+        out.append((torch.stack(losses), pack.fused.state_dict()))
     assert torch.equal(out[0][0], out[1][0])
     assert all(torch.equal(out[0][1][k], out[1][1][k]) for k in out[0][1])
 
@@ -240,7 +227,7 @@ def test_a_nan_run_is_recorded_failed_and_the_others_go_on(kernels, tmp_path, da
     cfgs = [smoke(*RUNS[0], f"speed.pack_kernels={kernels}"), smoke(*bad, f"speed.pack_kernels={kernels}"),
             smoke(*RUNS[2], f"speed.pack_kernels={kernels}")]
     dirs = [tmp_path / f"run{i}" for i in range(3)]
-    results = P.train_pack(cfgs, dirs, progress=False, datas=[data_of(c, datas) for c in cfgs])
+    results = train_pack(cfgs, dirs, progress=False, datas=[data_of(c, datas) for c in cfgs])
     failed = runs.read_json(dirs[1] / runs.TRAINED_FILE)
     assert failed["state"] == "failed" and runs.read_status(dirs[1])["state"] == "failed"
     assert failed["reason"] == reason and results[1].final_auroc is None  # the same step and value as alone
@@ -251,7 +238,7 @@ def test_a_nan_run_is_recorded_failed_and_the_others_go_on(kernels, tmp_path, da
     else:  # the others: exactly as in a grouped pack whose run 1 trains normally (no NaN reaches them)
         good = [smoke(*r, "speed.pack_kernels=grouped") for r in RUNS]
         ref = [tmp_path / f"ref{i}" for i in range(3)]
-        P.train_pack(good, ref, progress=False, datas=[data_of(c, datas) for c in good])
+        train_pack(good, ref, progress=False, datas=[data_of(c, datas) for c in good])
         for i in (0, 2):
             assert comparable(read_curve(dirs[i])) == comparable(read_curve(ref[i]))
             assert all(torch.equal(a, b) for a, b in zip(checkpoint(dirs[i])["model"].values(),
@@ -267,19 +254,52 @@ def test_a_rerun_trains_only_the_unfinished_runs(tmp_path, datas, alone):
     cfgs = [smoke(*r) for r in RUNS[:2]]
     dirs = [tmp_path / "run0", tmp_path / "run1"]
     train(cfgs[0], dirs[0], progress=False, data=datas[0])  # run 0 finished before
-    def written(run_dir):  # its files, but the lock file (a holder's record, rewritten by whoever holds it)
-        return {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != runs.LOCK_FILE}
 
-    before = written(dirs[0])
-    P.train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
-    assert written(dirs[0]) == before  # not touched
+    def checkpoints(run_dir):
+        return {p: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").iterdir()}
+
+    before, curve = checkpoints(dirs[0]), (dirs[0] / "curve.csv").read_text()
+    train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
+    assert checkpoints(dirs[0]) == before  # not trained again: its records are written again from its checkpoint
+    assert (dirs[0] / "curve.csv").read_text() == curve and runs.read_json(dirs[0] / runs.TRAINED_FILE)["state"] == "ok"
     assert comparable(read_curve(dirs[1])) == comparable(read_curve(alone / "run1"))
     # a run whose last checkpoint is final but whose trained.json is gone (Snakemake removes a rerun job's
     # outputs): its records are written again, nothing is retrained
     (dirs[1] / runs.TRAINED_FILE).unlink()
     curve = (dirs[1] / "curve.csv").read_text()
-    P.train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
+    train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
     assert runs.read_json(dirs[1] / runs.TRAINED_FILE)["state"] == "ok" and (dirs[1] / "curve.csv").read_text() == curve
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_failed_run_is_trained_again(k, tmp_path, datas, alone, monkeypatch):
+    """One policy alone (k = 1) and in a pack: a run recorded failed (a GPU's NaN, say) is trained again by a
+    rerun, from its last checkpoint, and ends with the numbers of a run that never failed."""
+    from firm_bench.run import train as trainer
+
+    cfgs = [smoke(*r, "checkpoint.every=1") for r in RUNS[:k]]
+    dirs = [tmp_path / f"run{i}" for i in range(k)]
+    ds = [data_of(c, datas) for c in cfgs]
+    real, calls = trainer.first_non_finite, []
+
+    def nan_at_epoch_2(values):  # run 0's losses of epoch 2 read non-finite
+        calls.append(1)
+        return (0, float("nan")) if len(calls) == k + 1 else real(values)
+
+    monkeypatch.setattr(trainer, "first_non_finite", nan_at_epoch_2)
+    if k == 1:
+        with pytest.raises(TrainingFailed, match="at epoch 2, step 1"):
+            train(cfgs[0], dirs[0], progress=False, data=ds[0])
+    else:
+        results = train_pack(cfgs, dirs, progress=False, datas=ds)
+        assert results[0].final_auroc is None and results[1].final_auroc is not None
+    assert runs.read_json(dirs[0] / runs.TRAINED_FILE)["state"] == "failed" and checkpoint(dirs[0])["epoch"] == 1
+    monkeypatch.setattr(trainer, "first_non_finite", real)
+    train_pack(cfgs, dirs, progress=False, datas=ds) if k > 1 else train(cfgs[0], dirs[0], progress=False, data=ds[0])
+    for i, d in enumerate(dirs):
+        assert runs.read_json(d / runs.TRAINED_FILE)["state"] == "ok"
+        assert comparable(read_curve(d)) == comparable(read_curve(alone / f"run{i}"))
+        assert_same_checkpoint(checkpoint(d), checkpoint(alone / f"run{i}"))
 
 
 def test_runs_resumed_at_different_epochs_join_the_pack(tmp_path, datas, alone, monkeypatch):
@@ -288,7 +308,7 @@ def test_runs_resumed_at_different_epochs_join_the_pack(tmp_path, datas, alone, 
     cfgs = [smoke(*r, "optim.epochs=3", "checkpoint.every=1") for r in RUNS[:2]]
     ds = [data_of(c, datas) for c in cfgs]
     ref = [tmp_path / "ref0", tmp_path / "ref1"]
-    P.train_pack(cfgs, ref, progress=False, datas=ds)
+    train_pack(cfgs, ref, progress=False, datas=ds)
     dirs = [tmp_path / "run0", tmp_path / "run1"]
     real_save, saves = runs.atomic_torch_save, []
 
@@ -304,36 +324,47 @@ def test_runs_resumed_at_different_epochs_join_the_pack(tmp_path, datas, alone, 
 
     monkeypatch.setattr(runs, "atomic_torch_save", save)
     with pytest.raises(Killed):
-        P.train_pack(cfgs, dirs, progress=False, datas=ds)
+        train_pack(cfgs, dirs, progress=False, datas=ds)
     monkeypatch.setattr(runs, "atomic_torch_save", real_save)
     assert checkpoint(dirs[0])["epoch"] == 1 and not (dirs[1] / "checkpoints" / "last.pt").exists()
-    P.train_pack(cfgs, dirs, progress=False, datas=ds)
+    train_pack(cfgs, dirs, progress=False, datas=ds)
     for d, r in zip(dirs, ref):
         assert comparable(read_curve(d)) == comparable(read_curve(r))
         assert_same_checkpoint(checkpoint(d), checkpoint(r))
 
 
+PACK_EPOCHS = 3
+PACK_CMD = [sys.executable, "-m", "firm_bench.cli", "train-pack", "--preset", "smoke",
+            "--set", f"optim.epochs={PACK_EPOCHS}",
+            "--set", "eval.every=3", "--set", "device=cpu", "--set", "threads=1", "--no-progress"]
+PACK_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
+
+
+def pack_members(root):
+    return ["--member", str(root / "a"), "seed=0", "--member", str(root / "b"), "seed=1", "loss.name=ntxent"]
+
+
+@pytest.fixture(scope="module")
+def straight_pack(tmp_path_factory):
+    """The uninterrupted pack of the kill-and-resume tests (firm-bench train-pack), trained once."""
+    root = tmp_path_factory.mktemp("straight_pack")
+    out = subprocess.run([*PACK_CMD, *pack_members(root)], check=True, env=PACK_ENV, capture_output=True, text=True)
+    assert [r["state"] for r in json.loads(out.stdout.strip().splitlines()[-1])] == ["ok", "ok"]
+    return root
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_kill_and_resume_of_a_pack_gives_the_same_numbers(tmp_path, sig):
+def test_kill_and_resume_of_a_pack_gives_the_same_numbers(tmp_path, sig, straight_pack):
     """A pack killed mid-way (firm-bench train-pack) and restarted ends every run as the uninterrupted pack.
 
     SIGKILL: each run resumes from its last periodic checkpoint. SIGTERM (a SLURM time limit, a pre-emption):
     the pack ends the epoch in progress, every run saves its checkpoint there and reads ``interrupted``, and
     the command exits 143.
     """
-    epochs = 3
-    base = [sys.executable, "-m", "firm_bench.cli", "train-pack", "--preset", "smoke", "--set", f"optim.epochs={epochs}",
-            "--set", "eval.every=3", "--set", "device=cpu", "--set", "threads=1", "--no-progress"]
-
-    def members(root):
-        return ["--member", str(root / "a"), "seed=0", "--member", str(root / "b"), "seed=1", "loss.name=ntxent"]
-
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    out = subprocess.run([*base, *members(straight)], check=True, env=env, capture_output=True, text=True)
-    assert [r["state"] for r in json.loads(out.stdout.strip().splitlines()[-1])] == ["ok", "ok"]
-    proc = subprocess.Popen([*base, *members(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    straight, killed = straight_pack, tmp_path / "killed"
+    proc = subprocess.Popen([*PACK_CMD, *pack_members(killed)], env=PACK_ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     ckpt = killed / "b" / "checkpoints" / "last.pt"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -346,14 +377,14 @@ def test_kill_and_resume_of_a_pack_gives_the_same_numbers(tmp_path, sig):
     proc.send_signal(sig)
     assert proc.wait() == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + signal.SIGTERM)
     interrupted_at = torch.load(ckpt, weights_only=False)["epoch"]
-    assert 1 <= interrupted_at < epochs, interrupted_at
+    assert 1 <= interrupted_at < PACK_EPOCHS, interrupted_at
     assert not (killed / "b" / runs.TRAINED_FILE).exists()
     if sig == signal.SIGTERM:  # both runs stopped at the same epoch's end, with their checkpoints
         for name in ("a", "b"):
             status = runs.read_status(killed / name)
             assert status["state"] == "interrupted" and status["signal"] == "SIGTERM", status
             assert status["epoch"] == checkpoint(killed / name)["epoch"] == interrupted_at
-    resumed = subprocess.run([*base, *members(killed)], check=True, env=env, capture_output=True, text=True)
+    resumed = subprocess.run([*PACK_CMD, *pack_members(killed)], check=True, env=PACK_ENV, capture_output=True, text=True)
     assert "from its checkpoint at epoch" in resumed.stderr
     for name in ("a", "b"):
         assert comparable(read_curve(straight / name)) == comparable(read_curve(killed / name))
@@ -365,12 +396,12 @@ def test_kill_and_resume_of_a_pack_gives_the_same_numbers(tmp_path, sig):
 
 def test_incompatible_runs_are_refused_with_the_key(tmp_path, datas):
     with pytest.raises(ConfigError, match="model.width differs"):
-        P.train_pack([smoke(), smoke("model.width=0.125")], [tmp_path / "a", tmp_path / "b"], progress=False)
+        train_pack([smoke(), smoke("model.width=0.125")], [tmp_path / "a", tmp_path / "b"], progress=False)
     with pytest.raises(ConfigError, match="training rows per epoch is 64, not 256"):
-        P.train_pack([smoke(), smoke("outliers.name=none")], [tmp_path / "c", tmp_path / "d"], progress=False,
+        train_pack([smoke(), smoke("outliers.name=none")], [tmp_path / "c", tmp_path / "d"], progress=False,
                      datas=[datas[0], datas[0]])
     with pytest.raises(ConfigError, match="twice"):
-        P.train_pack([smoke(), smoke()], [tmp_path / "e", tmp_path / "e"], progress=False)
+        train_pack([smoke(), smoke()], [tmp_path / "e", tmp_path / "e"], progress=False)
 
 
 def test_a_pack_holds_every_run_directory(tmp_path):
@@ -379,7 +410,7 @@ def test_a_pack_holds_every_run_directory(tmp_path):
     proc = holder(dirs[1], "train")
     try:
         with pytest.raises(RunDirLocked, match=f"PID {proc.pid}"):
-            P.train_pack([smoke(), smoke("seed=1")], dirs, progress=False)
+            train_pack([smoke(), smoke("seed=1")], dirs, progress=False)
     finally:
         stop(proc)
     assert not (dirs[0] / runs.CONFIG_FILE).exists() and not (dirs[1] / runs.CONFIG_FILE).exists()
@@ -389,20 +420,20 @@ def test_a_run_of_another_recipe_is_refused_naming_the_keys(tmp_path, datas):
     """A pack member whose directory holds a finished run or a checkpoint of another recipe: RecipeMismatch, as alone."""
     cfgs = [smoke("optim.epochs=1"), smoke("optim.epochs=1", "seed=1")]
     dirs = [tmp_path / "a", tmp_path / "b"]
-    P.train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
+    train_pack(cfgs, dirs, progress=False, datas=[datas[0], datas[0]])
     changed = [smoke("optim.epochs=1", "optim.lr=0.01"), cfgs[1]]
     with pytest.raises(RecipeMismatch, match="optim.lr"):  # run a finished: its config.yaml is another recipe's
-        P.train_pack(changed, dirs, progress=False, datas=[datas[0], datas[0]])
+        train_pack(changed, dirs, progress=False, datas=[datas[0], datas[0]])
     (dirs[0] / runs.TRAINED_FILE).unlink()
     with pytest.raises(RecipeMismatch, match="optim.lr"):  # its final checkpoint, too
-        P.train_pack(changed, dirs, progress=False, datas=[datas[0], datas[0]])
+        train_pack(changed, dirs, progress=False, datas=[datas[0], datas[0]])
 
 
 def test_a_packs_progress_lines_name_their_run(tmp_path, datas, capfd):
     """--progress lines for a pack: each run's lines, prefixed with its place in the pack; status.json heartbeats."""
     cfgs = [smoke("optim.epochs=2"), smoke("optim.epochs=2", "seed=1")]
     dirs = [tmp_path / "cls0" / "seed0", tmp_path / "cls0" / "seed1"]
-    P.train_pack(cfgs, dirs, progress="lines", datas=[datas[0], datas[0]], progress_every=1)
+    train_pack(cfgs, dirs, progress="lines", datas=[datas[0], datas[0]], progress_every=1)
     err = capfd.readouterr().err
     for name in ("seed0", "seed1"):
         assert f"firm-bench: {name}: epoch 1/2 loss " in err and f"firm-bench: {name}: epoch 2/2 loss " in err, err
@@ -418,27 +449,17 @@ def test_grouped_pack_cuda_graph_captures_and_never_syncs():
     cfgs = [config.resolve("smoke", overrides=["device=cuda", "optim.epochs=4", *r]) for r in RUNS]
     ts = [build_training(c, load_run_data(c), cuda) for c in cfgs]
     assert ts[0].opts.cuda_graph and ts[0].opts.pack_kernels == "grouped"
-    fused = fuse([t.model for t in ts])
-    fused.bind([t.model for t in ts])
-    sgd = FusedSGD.of(fused, weight_decay=cfgs[0]["optim"]["weight_decay"])
-    engine = PackEngine(fused, sgd, [t.engine for t in ts], [False] * 3, ts[0].opts, cuda, ts[0].batch,
-                        ts[0].steps_per_epoch, P._epoch_rows(ts[0]), "grouped")
-
-    def inputs(epoch):
-        eds = [t.prepare(epoch) for t in ts]
-        sched = [t.engine._schedule()[:2] for t in ts]
-        return eds, torch.tensor([s[0] for s in sched]).T.contiguous(), torch.tensor([s[1] for s in sched]).T.contiguous()
-
-    first = engine.run_epoch(*inputs(1)).cpu()
-    assert engine.status["cuda_graph"] == "on", engine.status
+    pack = Pack(ts)
+    first = pack.run_epoch([t.prepare(1) for t in ts]).cpu()
+    assert pack.status["cuda_graph"] == "on", pack.status
     assert torch.isfinite(first).all()
-    upcoming = inputs(2)
+    upcoming = [t.prepare(2) for t in ts]
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            losses = engine.run_epoch(*upcoming)
+            losses = pack.run_epoch(upcoming)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     sites = [f"{w.filename}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]

@@ -20,10 +20,12 @@ from firm_bench.method.losses import get_loss
 from firm_bench.method.schedules import SCHEDULES
 from firm_bench.method.scores import FeatureCache
 from firm_bench.records.metrics import recipe_labels
-from firm_bench.run import engine as S
 from firm_bench.run.features import extract_run_features
 from firm_bench.run.score import score_run
-from firm_bench.run.train import build_training, train
+from firm_bench.run.train import train
+from firm_bench.run.training import build_training
+from tests.helpers.engine import engine_of, one_step
+from tests.run.conftest import STRAIGHT_EPOCHS, STRAIGHT_SETS
 
 CPU = torch.device("cpu")
 
@@ -108,18 +110,16 @@ def test_best_test_selects_by_the_rotation_score(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_and_resume_gives_the_same_numbers(tmp_path):
+def test_kill_and_resume_gives_the_same_numbers(tmp_path, straight_smoke):
     """A run SIGKILLed mid-way and restarted ends with the uninterrupted run's numbers.
 
     The kill must land mid-run (after the first checkpoint, before the end): the test fails, rather than
     passing vacuously, if it lands after training finished.
     """
-    epochs = 4
-    sets = ["--set", f"optim.epochs={epochs}", "--set", "device=cpu", "--set", "threads=1", "--no-progress"]
-    base = [sys.executable, "-m", "firm_bench.cli", "train", "--preset", "smoke", *sets]
+    epochs = STRAIGHT_EPOCHS
+    base = [sys.executable, "-m", "firm_bench.cli", "train", "--preset", "smoke", *STRAIGHT_SETS, "--no-progress"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run([*base, "--run-dir", str(straight)], check=True, env=env, capture_output=True)
+    straight, killed = straight_smoke, tmp_path / "killed"
 
     proc = subprocess.Popen([*base, "--run-dir", str(killed)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -263,21 +263,16 @@ def test_id_labels_graph_body_equals_the_eager_step(labelled_data):
     """The CUDA graph's body, run eagerly, gathers (M, 2) labels and gives the eager step's loss."""
     cfg = smoke(**{"dataset.cls": "all", "loss.id_labels": "true"})
     eager, body = build_training(cfg, labelled_data, CPU), build_training(cfg, labelled_data, CPU)
-    body.engine = S.TrainEngine(body.model, body.optimizer, body.scheduler, body.engine.loss_fn, body.engine.augment,
-                                body.opts, CPU, body.batch, body.steps_per_epoch, graph_mode="body")
     ed = eager.prepare(1)
+    assert ed.labels.shape == (ed.images.shape[0], 2)
     want = _first_step_loss(eager, ed)
-    lrs, moms, _ = body.engine._schedule()
-    body.engine._load_static(body.prepare(1), lrs, moms)
-    assert body.engine._static["labels"].shape == (ed.labels.shape[0], 2)
-    body.engine._run_body(0)
-    assert body.engine._static["losses"][0] == want.detach()
+    assert engine_of(body, 1, "body").run_epoch(one_step(body.prepare(1), 0, body.batch))[0] == want.detach()
 
 
 def test_paired_batches_hold_each_id_image_with_all_its_outliers():
     """optim.batching paired (the reference's MVTec loader): a step is B ID images, then their outlier copies."""
     from firm_bench.datasets import load_run_data
-    from firm_bench.run.train import build_training
+    from firm_bench.run.training import build_training
 
     cfg = smoke(**{"optim.batching": "paired", "optim.batch_size": 8, "outliers.name": "rot"})
     data = load_run_data(cfg)

@@ -161,11 +161,6 @@ class DeviceAugment:
         self.active = tuple(bool(s > 0) for s in cfg.jitter)
         self.hue_on_subset = torch.device(device).type == "cpu"
 
-    def __call__(self, x_uint8: Tensor, draws: EpochDraws) -> tuple[Tensor, Tensor]:
-        """Two normalised float32 views (B, 3, size, size) of uint8 images with one step's draws."""
-        both = self.both(x_uint8, draws)
-        return both[: len(x_uint8)], both[len(x_uint8) :]
-
     def both(self, x_uint8: Tensor, d: EpochDraws) -> Tensor:
         """Both views as one batch (2B, 3, size, size): view 1 of every image, then view 2.
 

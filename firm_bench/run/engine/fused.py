@@ -33,9 +33,9 @@ Every fused tensor T (parameter or buffer) is the K runs' tensors stacked on
 a leading run axis and merged with their first dimension:
 ``T.unflatten(0, (K, -1))[k]`` is run k's tensor (conv weight (K c_out, ...),
 BN vectors (K C), head weights (K, out, in), ``num_batches_tracked`` (K,)).
-So :func:`fuse` / :func:`unfuse` / :func:`state_dict_of` convert exactly
-(bit for bit) between K ``FirmModel`` state dicts and the fused one, and the
-fused state dict's names are ``FirmModel``'s (plus ``live``).
+So :func:`fuse` and ``FusedFirmModel.state_dict_of`` / ``load_run_state``
+convert exactly (bit for bit) between K ``FirmModel`` state dicts and the
+fused one, and the fused state dict's names are ``FirmModel``'s (plus ``live``).
 
 Training. The K losses are computed per run (each run's own loss, tau, form
 and labels, :class:`FusedLoss`) and summed; the gradient of a sum is each
@@ -62,7 +62,7 @@ equal K separate models trained with torch.optim.SGD up to float rounding:
 grouped convolutions and batched matrix products sum the same products in
 another order (about 1e-6 relative per op), so values agree to ~1e-5, not
 bit for bit. The SGD update itself is torch's bit for bit (``addcmul``
-rounds as ``add(alpha=)``), fuse/unfuse are exact.
+rounds as ``add(alpha=)``), the conversions are exact.
 
 Shapes: K runs, B samples per run (2B rows with both views), D = encoder
 feature dimension, P = ``model.proj_dim``.
@@ -88,15 +88,9 @@ __all__ = [
     "FusedLoss",
     "FusedOutput",
     "FusedSGD",
-    "RunSlice",
     "fuse",
     "masked_total",
     "pack",
-    "run_slices",
-    "run_view",
-    "state_dict_of",
-    "train_step",
-    "unfuse",
 ]
 
 
@@ -273,19 +267,6 @@ class FusedOutput:
     z: Tensor  # (K, B, P) L2-normalised projections of each run
 
 
-@dataclass(frozen=True)
-class RunSlice:
-    """How a fused tensor splits among the runs: run k owns indices [k size, (k+1) size) along ``dim``.
-
-    ``shape`` is one run's tensor shape; ``fused.unflatten(dim, (K, size))``
-    puts the run axis first (always a view).
-    """
-
-    dim: int
-    size: int
-    shape: tuple[int, ...]
-
-
 def pack(x: Tensor) -> Tensor:
     """K batches (K, B, C, H, W) -> one input (B, K C, H, W): run k's images on channels [k C, (k+1) C)."""
     if x.dim() != 5:
@@ -300,26 +281,20 @@ class FusedFirmModel(nn.Module):
     forward(x): x (K, B, 3, H, W) (each run's own batch) or already packed
     (B, 3K, H, W) -> :class:`FusedOutput` h (K, B, D), z (K, B, P).
     ``live`` (K,) bool buffer: the runs that still train (see module doc).
-    ``isolate_bn_stats`` (default True): a run that is not live keeps its
-    BatchNorm running statistics (a few extra small kernels per BatchNorm);
-    False skips that masking (every run's statistics move).
     """
 
     def __init__(self, encoder: nn.Module, head: nn.Sequential, runs: int, feature_dim: int, proj_dim: int,
-                 template: FirmModel, run_shapes: Mapping[str, tuple[int, ...]]) -> None:
+                 run_shapes: Mapping[str, tuple[int, ...]]) -> None:
         super().__init__()
         self.encoder, self.head = encoder, head
         self.runs, self.feature_dim, self.proj_dim = int(runs), int(feature_dim), int(proj_dim)
         self.register_buffer("live", torch.ones(self.runs, dtype=torch.bool, device=_device_of(encoder)))
-        self.isolate_bn_stats = True
-        self._template = (template,)  # a meta-device FirmModel (a tuple: not a registered submodule)
         self._run_shapes = dict(run_shapes)
         self._bns = [m for m in self.modules() if isinstance(m, FusedBatchNorm)]
 
     def forward(self, x: Tensor) -> FusedOutput:
-        live = self.live if self.isolate_bn_stats else None
         for bn in self._bns:
-            bn.live = live
+            bn.live = self.live
         xp = pack(x) if x.dim() == 5 else x
         if xp.dim() != 4 or xp.shape[1] % self.runs:
             raise ValueError(f"fused input must be (K={self.runs}, B, C, H, W) or packed (B, K C, H, W), "
@@ -337,22 +312,6 @@ class FusedFirmModel(nn.Module):
         b = x.shape[1] if x.dim() == 5 else x.shape[0]
         xp = pack(x) if x.dim() == 5 else x
         return self.encoder(xp).view(b, self.runs, self.feature_dim).transpose(0, 1)
-
-    @torch.no_grad()
-    def features_shared(self, x: Tensor) -> Tensor:
-        """Encoder features (K, B, D) of the SAME images x (B, 3, H, W) under every run (a shared test set)."""
-        return self.features(x.repeat(1, self.runs, 1, 1))
-
-    # ------------------------------------------------------------ runs
-
-    def run_slices(self) -> dict[str, RunSlice]:
-        """For every parameter and buffer (state-dict name), how it splits among the runs (always dim 0)."""
-        out = {}
-        for name, t in self.state_dict(keep_vars=True).items():
-            if name == "live":
-                continue
-            out[name] = RunSlice(0, t.shape[0] // self.runs if t.dim() else 0, self._run_shapes[name])
-        return out
 
     def state_dict_of(self, k: int) -> dict[str, Tensor]:
         """Run k's ``FirmModel`` state dict (copies, detached): parameters and buffers, exactly."""
@@ -415,12 +374,6 @@ class FusedFirmModel(nn.Module):
             if p.grad is not None:
                 p.grad.zero_()
 
-    def unfused(self, k: int) -> FirmModel:
-        """Run k as a ``FirmModel`` on this model's device (its own tensors; same train/eval mode)."""
-        model = copy.deepcopy(self._template[0]).to_empty(device=_device_of(self.encoder))
-        model.load_state_dict(self.state_dict_of(k))
-        return model.train(self.training)
-
     def _check_run(self, k: int) -> None:
         if not 0 <= k < self.runs:
             raise IndexError(f"run index {k} out of range for {self.runs} fused runs")
@@ -467,14 +420,13 @@ def fuse(models: Sequence[FirmModel]) -> FusedFirmModel:
         raise ValueError("fuse: no models given")
     _check_same_shape(models)
     runs = len(models)
-    template = copy.deepcopy(models[0]).to("meta")
-    skeleton = copy.deepcopy(template)
+    skeleton = copy.deepcopy(models[0]).to("meta")
     encoder = _fuse_encoder(skeleton.encoder, runs, "encoder", _encoder_containers())
     head = _fuse_head(skeleton.head, runs)
     proj_dim = next(m for m in reversed(list(models[0].head)) if isinstance(m, nn.Linear)).out_features
     states = [m.state_dict() for m in models]
     run_shapes = {name: tuple(t.shape) for name, t in states[0].items()}
-    fused = FusedFirmModel(encoder, head, runs, models[0].feature_dim, proj_dim, template, run_shapes)
+    fused = FusedFirmModel(encoder, head, runs, models[0].feature_dim, proj_dim, run_shapes)
     device = next(iter(states[0].values())).device
     fused.to_empty(device=device)
     fused.live = torch.ones(runs, dtype=torch.bool, device=device)
@@ -494,33 +446,6 @@ def fuse(models: Sequence[FirmModel]) -> FusedFirmModel:
     if conv is not None and not conv.is_contiguous() and conv.is_contiguous(memory_format=torch.channels_last):
         fused = fused.to(memory_format=torch.channels_last)  # as the models (speed.channels_last)
     return fused.train(models[0].training)
-
-
-def unfuse(fused: FusedFirmModel) -> list[FirmModel]:
-    """The K runs as separate ``FirmModel``s (exact copies of their parameters and buffers)."""
-    return [fused.unfused(k) for k in range(fused.runs)]
-
-
-def state_dict_of(fused: FusedFirmModel, k: int) -> dict[str, Tensor]:
-    """Run k's ``FirmModel`` state dict (see :meth:`FusedFirmModel.state_dict_of`)."""
-    return fused.state_dict_of(k)
-
-
-def run_view(t: Tensor, runs: int) -> Tensor:
-    """A fused tensor (parameter, gradient, buffer) with the run axis first: ``t.unflatten(0, (K, -1))``, a view.
-
-    (K, size, *rest): run k's elements are ``run_view(t, K)[k]`` (a head weight
-    (K, out, in) gives (K, 1, out, in)). Use it to scale or zero a run's slice,
-    e.g. ``run_view(p.grad, K)[k].zero_()``.
-    """
-    if t.dim() == 0 or t.shape[0] % runs:
-        raise ValueError(f"run_view: a tensor of shape {tuple(t.shape)} does not split into {runs} runs on dim 0")
-    return t.unflatten(0, (runs, -1))
-
-
-def run_slices(fused: FusedFirmModel) -> dict[str, RunSlice]:
-    """How each fused tensor splits among the runs (see :meth:`FusedFirmModel.run_slices`)."""
-    return fused.run_slices()
 
 
 # --------------------------------------------------------------------------- #
@@ -692,24 +617,3 @@ def masked_total(losses: Tensor, live: Tensor, freeze_non_finite: bool = True) -
     if freeze_non_finite:
         live.logical_and_(torch.isfinite(losses.detach()))
     return torch.where(live, losses, torch.zeros((), dtype=losses.dtype, device=losses.device)).sum()
-
-
-def train_step(fused: FusedFirmModel, sgd: FusedSGD, loss: FusedLoss, x: Tensor, labels: Sequence[Tensor],
-               lr: float | Sequence[float] | Tensor, momentum: float | Sequence[float] | Tensor,
-               freeze_non_finite: bool = True, bf16: bool = False) -> Tensor:
-    """One fused training step; returns the per-run losses (K,), detached.
-
-    x: (K, 2B, 3, H, W) each run's two augmented views [view 1; view 2];
-    labels: K tensors (B,) / (B, 2). Forward, per-run losses,
-    :func:`masked_total`, backward, :meth:`FusedSGD.step` with ``fused.live``:
-    for a live run the same step as ``zero_grad; loss.backward(); SGD.step()``
-    on that run alone. ``bf16``: the forward pass under bfloat16 autocast (the
-    losses in float32), as ``speed.bf16`` runs it (``run.engine.options.autocast_bf16``).
-    """
-    fused.zero_grad(set_to_none=True)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
-        z = fused(x).z
-    per_run = loss.per_run(z, labels)
-    masked_total(per_run, fused.live, freeze_non_finite).backward()
-    sgd.step(lr, momentum, fused.live)
-    return per_run.detach()

@@ -1,7 +1,4 @@
-"""The ``speed`` options of a run, resolved for its device, and small device helpers.
-
-See the package docstring (``firm_bench.run.engine``) for what each option does.
-"""
+"""The ``speed`` options of a run (what each does: ``schema/run.schema.yaml``), resolved for its device; device helpers."""
 
 from __future__ import annotations
 
@@ -34,11 +31,6 @@ class SpeedOptions:
     compile: bool = False
     compile_mode: str = "default"
     pack_kernels: str = "per_run"  # a pack's kernels: grouped (one per layer for all runs) or per_run (exact)
-
-    @classmethod
-    def off(cls) -> "SpeedOptions":
-        """Every speed-up off: the loop as it was before the fast path."""
-        return cls()
 
     def record(self) -> dict:
         return asdict(self)

@@ -3,7 +3,7 @@
 ``PackEngine.run_epoch`` trains one epoch of every run of a pack that trains
 this epoch (the others are masked out: ``FusedFirmModel.live``) and returns
 the per-step, per-run losses (steps, K) on the device. Each run keeps what a
-run trained alone has (``firm_bench.run.train.Training``): its own epoch data
+run trained alone has (``firm_bench.run.training.Training``): its own epoch data
 (training set with its outliers, shuffle, augmentation draws), its loss, its
 scheduler's learning rate and momentum step by step, its weight decay. What
 is shared is the step: one fused model, one SGD update (``FusedSGD``) over
@@ -39,7 +39,6 @@ the losses once per epoch and records the failed run as a run alone would be
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Callable, Literal, Sequence
 
 import torch
@@ -48,12 +47,12 @@ from torch import Tensor
 from firm_bench.run.engine.draws import DeviceAugment, EpochDraws
 from firm_bench.run.engine.fused import FusedFirmModel, FusedLoss, FusedSGD, masked_total, pack
 from firm_bench.run.engine.options import PACK_KERNELS, PinnedStage, SpeedOptions, autocast_bf16, cudnn_benchmark, to_device
-from firm_bench.run.engine.steps import EpochData, GraphMode, TrainEngine, capture_checked
+from firm_bench.run.engine.steps import EpochData, GraphedSteps, GraphMode, TrainEngine
 
 PackKernels = Literal["grouped", "per_run"]
 
 
-class PackEngine:
+class PackEngine(GraphedSteps):
     """The training steps of a pack of K runs: ``run_epoch(epochs, lr, momentum) -> losses (steps, K)``.
 
     fused: the K runs' models fused (``fuse``) and bound to ``members``'
@@ -61,10 +60,11 @@ class PackEngine:
     sgd: its ``FusedSGD``; members: each run's own ``TrainEngine`` (its loss,
     augmentation, model view, scheduler); id_labels: per run, whether its
     loss takes (B, 2) [kind, id_class] labels; rows: the training rows of an
-    epoch (every run: equal). ``graph_mode`` as ``TrainEngine``'s ("capture"
-    on CUDA with ``speed.cuda_graph``, "body" the graph's body run eagerly:
-    tests on the CPU, "off"); grouped kernels only.
+    epoch (every run: equal). ``graph_mode`` as ``TrainEngine``'s; grouped
+    kernels only.
     """
+
+    what = " of the pack"
 
     def __init__(
         self,
@@ -82,21 +82,15 @@ class PackEngine:
     ) -> None:
         if kernels not in PACK_KERNELS:
             raise ValueError(f"speed.pack_kernels={kernels!r}; valid: auto, {', '.join(PACK_KERNELS)}")
-        self.fused, self.sgd, self.members = fused, sgd, list(members)
+        self.fused, self.sgd, self.members, self.net = fused, sgd, list(members), fused
         self.runs = fused.runs
         self.id_labels = [bool(x) for x in id_labels]
         self.opts, self.device, self.kernels = opts, device, kernels
         self.batch, self.steps, self.rows = int(batch), int(steps), int(rows)
         self.loss = FusedLoss([m.loss_fn for m in self.members])
         want = graph_mode or ("capture" if opts.cuda_graph else "off")
-        self.graph_mode: GraphMode = want if kernels == "grouped" else "off"
-        if self.graph_mode != "off" and not (opts.predraw and opts.fast_loss):
-            raise ValueError("a graphed pack step needs speed.predraw and speed.fast_loss")
-        self.status: dict[str, str] = {
-            "cuda_graph": "pending" if self.graph_mode == "capture" else self.graph_mode,
-            "compile": "pending" if opts.compile and kernels == "grouped" else "off",
-            "pack_kernels": kernels,
-        }
+        self._plumb(want if kernels == "grouped" else "off", opts.compile and kernels == "grouped")
+        self.status["pack_kernels"] = kernels
         self.augment: DeviceAugment | None = None
         if kernels == "grouped" and opts.predraw:
             first = self.members[0].device_augment
@@ -111,28 +105,12 @@ class PackEngine:
                 self.fwd = torch.compile(fused, mode=opts.compile_mode)
             except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
                 self._compile_failed(exc)
-        self._graph: Any = None
-        self._static: dict[str, Any] = {}
         self._buffers: dict[str, Tensor] = {}
 
     # ------------------------------------------------------------------ inputs
 
-    def _compile_failed(self, exc: BaseException) -> None:
-        warnings.warn(f"firm-bench: torch.compile of the pack failed ({type(exc).__name__}: {exc}); training eagerly",
-                      stacklevel=2)
+    def _eager(self) -> None:
         self.fwd = self.fused
-        self.status["compile"] = f"failed, eager: {type(exc).__name__}: {str(exc)[:200]}"
-
-    def _forward(self, x: Tensor) -> Tensor:
-        if self.fwd is self.fused:
-            return self.fused(x).z
-        try:
-            z = self.fwd(x).z
-            self.status["compile"] = "on"
-            return z
-        except Exception as exc:  # noqa: BLE001
-            self._compile_failed(exc)
-            return self.fused(x).z
 
     def _stack(self, epochs: Sequence[EpochData | None], lr: Tensor, momentum: Tensor) -> dict[str, Any]:
         """The K runs' epochs as one set of device tensors (the graph's buffers: allocated once, refilled).
@@ -217,7 +195,7 @@ class PackEngine:
         if self.opts.channels_last:  # packed (2B, 3K, S, S) in NHWC, as the fused convolutions are
             x = pack(x).contiguous(memory_format=torch.channels_last)
         with autocast_bf16(self.device, self.opts.bf16):
-            z = self._forward(x)
+            z = self._compiled(self.fwd, self.fused, x).z
         per_run = self.loss.per_run(z, self._labels(st, idx))
         if s is not None:
             st["losses"].index_copy_(0, s, per_run.detach().view(1, -1))
@@ -248,7 +226,7 @@ class PackEngine:
             if self.kernels == "per_run":
                 return self._per_run_epoch(epochs, lr, momentum)
             st = self._stack(epochs, lr, momentum)
-            if self.graph_mode != "off" and not self.status["cuda_graph"].startswith("fallback"):
+            if self._graphed():
                 if self._begin_graph():
                     for step in range(self.steps):
                         self._run_body(step)
@@ -288,14 +266,15 @@ class PackEngine:
     def _state(self) -> list[Tensor]:
         return [*self.fused.parameters(), *self.fused.buffers(), *self.sgd.bufs, self.sgd.steps]
 
-    def _run_body(self, step: int) -> None:
-        st = self._buffers
-        st["step"].fill_(step)
-        if self._graph is not None:
-            self._graph.replay()
-        else:
-            self.fused.zero_grad(set_to_none=True)
-            self._grouped_step(st, st["step"])
+    def _params(self) -> list[Tensor]:
+        return list(self.fused.parameters())
+
+    @property
+    def _step(self) -> Tensor:
+        return self._buffers["step"]
+
+    def _body(self) -> None:
+        self._grouped_step(self._buffers, self._buffers["step"])
 
     def _begin_graph(self) -> bool:
         """Capture at the first epoch (checked against eager steps); False: train this epoch eagerly."""
@@ -303,28 +282,7 @@ class PackEngine:
             raise ValueError("a graphed pack step needs predrawn augmentation parameters (speed.predraw)")
         if self.graph_mode == "capture" and self._graph is None:
             try:
-                self._capture()
+                self._capture(self._buffers["losses"])
             except Exception as exc:  # noqa: BLE001 - any failure: eager steps
                 self._fallback(f"{type(exc).__name__}: {exc}")
         return not self.status["cuda_graph"].startswith("fallback")
-
-    def _capture(self) -> None:
-        """As ``TrainEngine._capture``: the fused step as one CUDA graph, checked against eager steps."""
-        st = self._buffers
-
-        def set_graph(graph: Any) -> None:
-            self._graph = graph
-
-        failed = capture_checked(self._state(), list(self.fused.parameters()), st["losses"],
-                                 lambda: self._grouped_step(st, st["step"]), self._run_body,
-                                 lambda: self.fused.zero_grad(set_to_none=True), set_graph, self.device)
-        if failed:
-            self._fallback(failed)
-            return
-        self.status["cuda_graph"] = "on"
-
-    def _fallback(self, reason: str) -> None:
-        warnings.warn(f"firm-bench: CUDA graph of the pack disabled, training eagerly ({reason})", stacklevel=3)
-        self.status["cuda_graph"] = f"fallback: {reason[:300]}"
-        self._graph = None
-        self.fused.zero_grad(set_to_none=True)

@@ -1,7 +1,4 @@
-"""The training steps of an epoch: eager, or one CUDA graph replayed step after step.
-
-See the package docstring (``firm_bench.run.engine``) for the options.
-"""
+"""The training steps of an epoch: eager, or one CUDA graph replayed step after step; the epoch schedule."""
 
 from __future__ import annotations
 
@@ -12,7 +9,6 @@ from typing import Any, Callable, Literal, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from firm_bench.core.errors import NonFiniteLoss
 from firm_bench.method.augment import TwoViewAugment
 from firm_bench.run.engine.draws import DeviceAugment, EpochDraws
 from firm_bench.run.engine.options import PinnedStage, SpeedOptions, autocast_bf16, cudnn_benchmark
@@ -34,6 +30,22 @@ class EpochData(NamedTuple):
     generator: torch.Generator
 
 
+def epoch_schedule(optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> tuple[list[float], list[float]]:
+    """The next epoch's per-step lr and momentum: ``scheduler`` stepped through the epoch.
+
+    Leaves scheduler and optimizer as an eager epoch of ``steps`` steps leaves them.
+    """
+    group = optimizer.param_groups[0]
+    lrs, moms = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
+        for _ in range(steps):
+            lrs.append(float(group["lr"]))
+            moms.append(float(group.get("momentum", 0.0)))
+            scheduler.step()
+    return lrs, moms
+
+
 def first_non_finite(losses: Tensor) -> tuple[int, float] | None:
     """(0-based index, value) of the first non-finite entry of a host tensor, or None."""
     bad = (~torch.isfinite(losses)).nonzero()
@@ -46,18 +58,87 @@ def first_non_finite(losses: Tensor) -> tuple[int, float] | None:
 GraphMode = Literal["off", "capture", "body"]
 
 
-class TrainEngine:
+class GraphedSteps:
+    """The CUDA-graph and torch.compile plumbing of a step engine (``TrainEngine``, ``PackEngine``).
+
+    The subclass sets ``net`` (the module a step trains), ``opts``,
+    ``device`` and ``_step`` (the (1,) int64 step index its ``_body`` reads)
+    and defines ``_body()`` (one step from device buffers only: the graph's
+    content), ``_state()`` / ``_params()`` (restored and compared by the
+    capture check) and ``_eager()`` (its compiled functions back to eager).
+    graph_mode: "capture" records the step as a CUDA graph at the first
+    epoch; "body" runs the very same body eagerly (tests: the graph's
+    arithmetic, on the CPU); "off" the plain step.
+    """
+
+    what = ""  # how warnings name the engine
+
+    def _plumb(self, graph_mode: GraphMode, compile_on: bool) -> None:
+        self.graph_mode: GraphMode = graph_mode
+        if graph_mode != "off" and not (self.opts.predraw and self.opts.fast_loss):
+            raise ValueError(f"a graphed step{self.what} needs speed.predraw and speed.fast_loss")
+        self.status: dict[str, str] = {"cuda_graph": "pending" if graph_mode == "capture" else graph_mode,
+                                       "compile": "pending" if compile_on else "off"}
+        self._graph: Any = None
+
+    def _compile_failed(self, exc: BaseException) -> None:
+        warnings.warn(f"firm-bench: torch.compile{self.what} failed ({type(exc).__name__}: {exc}); training eagerly",
+                      stacklevel=2)
+        self._eager()
+        self.status["compile"] = f"failed, eager: {type(exc).__name__}: {str(exc)[:200]}"
+
+    def _compiled(self, fn: Callable[..., Any], eager: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``; when ``fn`` is a compiled function that fails, eager from then on."""
+        if fn is eager:
+            return eager(*args)
+        try:
+            out = fn(*args)
+            self.status["compile"] = "on"
+            return out
+        except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
+            self._compile_failed(exc)
+            return eager(*args)
+
+    def _graphed(self) -> bool:
+        return self.graph_mode != "off" and not self.status["cuda_graph"].startswith("fallback")
+
+    def _run_body(self, step: int) -> None:
+        self._step.fill_(step)
+        if self._graph is not None:
+            self._graph.replay()
+        else:
+            self.net.zero_grad(set_to_none=True)
+            self._body()
+
+    def _capture(self, losses: Tensor) -> None:
+        """Capture the step as a CUDA graph, checked against eager steps (:func:`capture_checked`)."""
+
+        def set_graph(graph: Any) -> None:
+            self._graph = graph
+
+        failed = capture_checked(self._state(), self._params(), losses, self._body, self._run_body,
+                                 lambda: self.net.zero_grad(set_to_none=True), set_graph, self.device)
+        if failed:
+            self._fallback(failed)
+            return
+        self.status["cuda_graph"] = "on"
+
+    def _fallback(self, reason: str) -> None:
+        warnings.warn(f"firm-bench: CUDA graph{self.what} disabled, training eagerly ({reason})", stacklevel=3)
+        self.status["cuda_graph"] = f"fallback: {reason[:300]}"
+        self._graph = None
+        self.net.zero_grad(set_to_none=True)
+
+
+class TrainEngine(GraphedSteps):
     """The training steps of one run: ``run_epoch(EpochData) -> per-step losses``.
 
     Owns no state of its own worth saving: the model, optimizer and scheduler
     it steps are the caller's (checkpointed by ``train``). The losses come
     back as a float32 device tensor (steps,), without a host read unless
     ``check_loss_every`` asks for one; a check that finds a non-finite loss
-    raises :class:`NonFiniteLoss` before that step's update.
-
-    graph_mode (from ``speed.cuda_graph``): "capture" records the step as a
-    CUDA graph at the first epoch; "body" runs the very same graph body
-    eagerly (tests: the graph's arithmetic, on the CPU); "off" the plain step.
+    ends the epoch before that step's update (the later steps' losses: NaN).
+    graph_mode: as :class:`GraphedSteps` (default from ``speed.cuda_graph``).
     """
 
     def __init__(
@@ -74,16 +155,10 @@ class TrainEngine:
         graph_mode: GraphMode | None = None,
     ) -> None:
         self.model, self.optimizer, self.scheduler, self.loss_fn = model, optimizer, scheduler, loss_fn
-        self.augment, self.opts, self.device = augment, opts, device
+        self.augment, self.opts, self.device, self.net = augment, opts, device, model
         self.batch, self.steps = int(batch), int(steps)
         self.device_augment = DeviceAugment(augment.cfg, augment.size, augment.mean, augment.std, device) if opts.predraw else None
-        self.graph_mode: GraphMode = graph_mode or ("capture" if opts.cuda_graph else "off")
-        if self.graph_mode != "off" and not (opts.predraw and opts.fast_loss):
-            raise ValueError("a graphed step needs speed.predraw and speed.fast_loss")
-        self.status: dict[str, str] = {
-            "cuda_graph": "pending" if self.graph_mode == "capture" else self.graph_mode,
-            "compile": "pending" if opts.compile else "off",
-        }
+        self._plumb(graph_mode or ("capture" if opts.cuda_graph else "off"), opts.compile)
         # torch.compile (speed.compile): the model and, predrawn, the augmentation (hundreds of small
         # elementwise kernels fused into a few); each falls back to eager on its first failure
         self.fwd: Callable[[Tensor], Any] = model
@@ -96,27 +171,10 @@ class TrainEngine:
                     self.augment_fn = torch.compile(self._augment_eager, mode=opts.compile_mode)
             except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
                 self._compile_failed(exc)
-        self._graph: Any = None
         self._static: dict[str, Any] = {}
 
-    # -------------------------------------------------------------- one step
-
-    def _compile_failed(self, exc: BaseException) -> None:
-        warnings.warn(f"firm-bench: torch.compile failed ({type(exc).__name__}: {exc}); training eagerly", stacklevel=2)
+    def _eager(self) -> None:
         self.fwd, self.augment_fn = self.model, self._augment_eager
-        self.status["compile"] = f"failed, eager: {type(exc).__name__}: {str(exc)[:200]}"
-
-    def _compiled(self, fn: Callable[..., Any], eager: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)``; when ``fn`` is a compiled function that fails, eager from then on."""
-        if fn is eager:
-            return eager(*args)
-        try:
-            out = fn(*args)
-            self.status["compile"] = "on"
-            return out
-        except Exception as exc:  # noqa: BLE001
-            self._compile_failed(exc)
-            return eager(*args)
 
     def loss(self, x_uint8: Tensor, labels: Tensor, draws: EpochDraws | None, generator: torch.Generator | None) -> Tensor:
         """The loss of one batch: two views, one forward pass of both, the configured loss."""
@@ -131,14 +189,15 @@ class TrainEngine:
         z1, z2 = z.float().chunk(2)
         return self.loss_fn(z1, z2, labels)
 
-    def _check(self, losses: Tensor, step: int, since: int) -> None:
-        found = first_non_finite(losses[since : step + 1].cpu())
-        if found is not None:
-            raise NonFiniteLoss(since + found[0] + 1, found[1])
-
-    def _due(self, step: int) -> bool:
+    def _stop(self, losses: Tensor, step: int) -> bool:
+        """At a ``check_loss_every`` step: True when the steps since the last check hold a non-finite loss (the rest: NaN)."""
         every = self.opts.check_loss_every
-        return every > 0 and (step + 1) % every == 0
+        if not (every > 0 and (step + 1) % every == 0):
+            return False
+        if first_non_finite(losses[step + 1 - every : step + 1].cpu()) is None:
+            return False
+        losses[step + 1 :] = float("nan")
+        return True
 
     # -------------------------------------------------------------- epochs
 
@@ -146,21 +205,20 @@ class TrainEngine:
         """Train one epoch; returns the per-step losses (float32, device)."""
         # cuDNN autotuning for the training steps only (no process-wide flag left behind)
         with cudnn_benchmark(self.opts.cudnn_benchmark or torch.backends.cudnn.benchmark):
-            if self.graph_mode != "off" and not self.status["cuda_graph"].startswith("fallback"):
+            if self._graphed():
                 return self._graph_epoch(ed)
             return self._eager_epoch(ed)
 
     def _eager_epoch(self, ed: EpochData) -> Tensor:
         losses = torch.empty(self.steps, dtype=torch.float32, device=self.device)
-        B, checked = self.batch, 0
+        B = self.batch
         for step in range(self.steps):
             idx = ed.order[step * B : (step + 1) * B]
             draws = ed.draws.at(step) if ed.draws is not None else None
             loss = self.loss(ed.images[idx], ed.labels[idx], draws, ed.generator)
             losses[step] = loss.detach()
-            if self._due(step):
-                self._check(losses, step, checked)
-                checked = step + 1
+            if self._stop(losses, step):  # before this step's update: the run has failed
+                break
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -168,28 +226,6 @@ class TrainEngine:
         return losses
 
     # -------------------------------------------------------------- the graphed step
-
-    def _schedule(self) -> tuple[list[float], list[float], dict]:
-        """This epoch's per-step lr and momentum: the scheduler stepped through the epoch.
-
-        Leaves scheduler and optimizer as the eager loop would at the epoch's
-        end; returns the values and what is needed to undo it (fallback).
-        """
-        group = self.optimizer.param_groups[0]
-        undo = {"scheduler": self.scheduler.state_dict(), "groups": [dict(g) for g in self.optimizer.param_groups]}
-        lrs, moms = [], []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "scheduler.step() before optimizer.step()"
-            for _ in range(self.steps):
-                lrs.append(float(group["lr"]))
-                moms.append(float(group.get("momentum", 0.0)))
-                self.scheduler.step()
-        return lrs, moms, undo
-
-    def _undo_schedule(self, undo: dict) -> None:
-        self.scheduler.load_state_dict(undo["scheduler"])
-        for group, saved in zip(self.optimizer.param_groups, undo["groups"]):
-            group.update({k: v for k, v in saved.items() if k != "params"})
 
     def _load_static(self, ed: EpochData, lrs: list[float], moms: list[float]) -> None:
         """Copy the epoch into the graph's fixed input buffers (allocated at the first epoch)."""
@@ -253,29 +289,22 @@ class TrainEngine:
             torch._foreach_add_(bufs, grads)
             torch._foreach_add_(params, torch._foreach_mul(bufs, st["lr"].index_select(0, s)[0]), alpha=-1.0)
 
-    def _run_body(self, step: int) -> None:
-        self._static["step"].fill_(step)
-        if self._graph is not None:
-            self._graph.replay()
-        else:
-            self.model.zero_grad(set_to_none=True)
-            self._body()
-
     def _begin_graph_epoch(self, ed: EpochData) -> bool:
         """Load the epoch into the graph's buffers (capturing at the first epoch); False: train it eagerly."""
         if ed.draws is None:
             raise ValueError("a graphed step needs predrawn augmentation parameters (speed.predraw)")
-        lrs, moms, undo = self._schedule()
+        saved = self.scheduler.state_dict(), [dict(g) for g in self.optimizer.param_groups]
+        lrs, moms = epoch_schedule(self.optimizer, self.scheduler, self.steps)
         try:
             self._load_static(ed, lrs, moms)
             if self.graph_mode == "capture" and self._graph is None:
-                self._capture()
+                self._capture(self._static["losses"])
         except Exception as exc:  # noqa: BLE001 - any failure: eager steps
-            self._undo_schedule(undo)
             self._fallback(f"{type(exc).__name__}: {exc}")
-            return False
-        if self.status["cuda_graph"].startswith("fallback"):
-            self._undo_schedule(undo)
+        if not self._graphed():  # the eager steps step the scheduler themselves
+            self.scheduler.load_state_dict(saved[0])
+            for group, before in zip(self.optimizer.param_groups, saved[1]):
+                group.update({k: v for k, v in before.items() if k != "params"})
             return False
         return True
 
@@ -284,35 +313,22 @@ class TrainEngine:
             return self._eager_epoch(ed)
         # A graphed step cannot stop before its update, so a check finds a
         # non-finite loss after it (the run fails either way, without a checkpoint).
-        losses, checked = self._static["losses"], 0
+        losses = self._static["losses"]
         for step in range(self.steps):
             self._run_body(step)
-            if self._due(step):
-                self._check(losses, step, checked)
-                checked = step + 1
+            if self._stop(losses, step):
+                break
         return losses.clone()
 
-    def _fallback(self, reason: str) -> None:
-        warnings.warn(f"firm-bench: CUDA graph disabled, training eagerly ({reason})", stacklevel=3)
-        self.status["cuda_graph"] = f"fallback: {reason[:300]}"
-        self._graph = None
-        self.model.zero_grad(set_to_none=True)
+    @property
+    def _step(self) -> Tensor:
+        return self._static["step"]
 
     def _state(self) -> list[Tensor]:
         return [*self._static["params"], *self.model.buffers(), *self._static["bufs"]]
 
-    def _capture(self) -> None:
-        """Capture the step as a CUDA graph, checked against eager steps (:func:`capture_checked`)."""
-
-        def set_graph(graph: Any) -> None:
-            self._graph = graph
-
-        failed = capture_checked(self._state(), self._static["params"], self._static["losses"], self._body,
-                                 self._run_body, lambda: self.model.zero_grad(set_to_none=True), set_graph, self.device)
-        if failed:
-            self._fallback(failed)
-            return
-        self.status["cuda_graph"] = "on"
+    def _params(self) -> list[Tensor]:
+        return self._static["params"]
 
 
 def capture_checked(state: Sequence[Tensor], params: Sequence[Tensor], losses: Tensor, body: Callable[[], None],
