@@ -171,6 +171,8 @@ def test_a_live_pid_must_hold_the_run_lock(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         _running(run, holder.pid)
         assert run_state(run).state == "running"
+        _running(run, holder.pid, beat_age=2 * 3600)  # silent for long (a pack's run waiting), yet the lock's holder
+        assert run_state(run).state == "running"
         _running(run, os.getpid())  # alive, but not the lock's holder
         st = run_state(run)
         assert st.state == "stopped" and f"process {os.getpid()} does not hold the run directory's lock" in st.detail
