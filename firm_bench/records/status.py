@@ -170,15 +170,15 @@ def run_state(run_dir: str | Path, now: float | None = None, host: str | None = 
 def _run_state(run_dir: Path, now: float, host: str) -> RunState:
     scored = (run_dir / runs.METRICS_FILE).exists()
     trained = _read(run_dir / runs.TRAINED_FILE)
-    status = _read(run_dir / runs.STATUS_FILE)
     base = RunState(str(run_dir), "pending", scored=scored)
-    if trained is not None:
+    if trained is not None:  # the training's outcome: status.json is not needed (nor read)
         t_epoch = _number(trained, "epoch", runs.TRAINED_FILE, integer=True)
         t_epochs = _number(trained, "epochs", runs.TRAINED_FILE, integer=True)
         if trained.get("state") == "ok":
             return RunState(str(run_dir), "done", t_epochs, t_epochs, scored=scored)
         if trained.get("state") == "failed":
             return RunState(str(run_dir), "failed", t_epoch, detail=str(trained.get("reason")))
+    status = _read(run_dir / runs.STATUS_FILE)
     if status is None:
         return base
     state = status.get("state")
@@ -206,9 +206,9 @@ def _run_state(run_dir: Path, now: float, host: str) -> RunState:
     stale = stale_after(status)
     holding = _lock_holders(run_dir) if local else None
     if local and not locks.pid_alive(pid):
-        gone = f"its process ({where}) is gone"
-    elif local and _not_the_trainer(status, pid, holding):
-        gone = _not_the_trainer(status, pid, holding)
+        gone: str | None = f"its process ({where}) is gone"
+    elif local and (impostor := _not_the_trainer(status, pid, holding)):
+        gone = impostor
     elif local and holding is not None:  # the recorded trainer holds the run's lock: alive, however long it
         gone = None                       # is silent (a pack's run waiting for the pack to reach its epoch)
     elif silent is None or silent >= stale:  # another host, or ownership not visible: the heartbeat decides

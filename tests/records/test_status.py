@@ -208,6 +208,8 @@ def test_a_damaged_file_marks_its_run_and_the_listing_goes_on(grid, capsys):
     assert "trained.json: is damaged (" in lines[rel[2]]
     assert "trained.json: holds a JSON list, not the object firm-bench writes" in lines[rel[3]]
     assert out.index("failed:") < out.index("damaged:")
+    (d[0] / runs.STATUS_FILE).write_text("{")  # a finished run: trained.json decides, a damaged status is not read
+    assert run_state(d[0]).state == "done"
 
 
 def test_a_directory_listing_skips_profiles_and_other_folders(tmp_path, capsys):
