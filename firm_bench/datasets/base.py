@@ -377,7 +377,8 @@ def missing_root(root: str | os.PathLike) -> str | None:
     if r.is_dir():
         return None
     if r.exists():
-        kind = "an archive" if r.name.lower().endswith((".zip", ".tar", ".tgz", ".gz", ".xz", ".bz2", ".7z")) else "a file"
+        archive = r.name.lower().endswith((".zip", ".tar", ".tgz", ".gz", ".xz", ".bz2", ".7z"))
+        kind = "an archive" if archive else "a file"
         return (f"root {r} is {kind}, not a folder: pass the folder holding the dataset's files"
                 + (" (extract the archive into one)" if kind == "an archive" else ""))
     return f"root folder {r} does not exist"

@@ -33,8 +33,6 @@ run directories: ``cli.cmd_status``), :func:`format_status` prints it.
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
