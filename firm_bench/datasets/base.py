@@ -25,6 +25,7 @@ import gzip
 import operator
 import os
 import re
+import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -365,11 +366,25 @@ def require(
             problem = f"missing file {base / alternatives[0]}"
             if len(alternatives) > 1:
                 problem += " (or " + ", ".join(Path(a).name for a in alternatives[1:]) + ")"
-            if not base.is_dir():
-                problem = f"root folder {base} does not exist ({problem})"
+            if missing_root(base):
+                problem = f"{missing_root(base)} ({problem})"
             raise DataProblem(problem, _level_hint(base, alternatives))
         found.append(path)
     return found
+
+
+def missing_root(root: str | os.PathLike) -> str | None:
+    """What is wrong with a dataset root that is not a folder: it does not exist, or it is a file (an archive,
+    a single image); None for a folder."""
+    r = Path(root)
+    if r.is_dir():
+        return None
+    if r.exists():
+        archive = r.name.lower().endswith((".zip", ".tar", ".tgz", ".gz", ".xz", ".bz2", ".7z"))
+        kind = "an archive" if archive else "a file"
+        return (f"root {r} is {kind}, not a folder: pass the folder holding the dataset's files"
+                + (" (extract the archive into one)" if kind == "an archive" else ""))
+    return f"root folder {r} does not exist"
 
 
 def _level_hint(base: Path, alternatives: Sequence[str]) -> str | None:
@@ -525,16 +540,17 @@ def probe_image(path: Path) -> tuple[int, int, str]:
     try:
         with Image.open(path) as im:
             return im.size[0], im.size[1], im.mode
-    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
-        raise DataProblem(f"cannot read image {path}: {type(e).__name__}: {e} "
-                          "(not an image, or corrupted: replace it)") from e
+    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, DecompressionBombError, ...
+        raise _unreadable(path, e, "not an image, or corrupted: replace it") from e
 
 
 #: PIL modes of 8-bit RGB or grey pixels: read as they are (grey replicated to RGB)
 PLAIN_MODES = ("RGB", "L")
 #: what :func:`read_image` does with the other PIL modes (``firm-bench data check`` warns with it)
 MODE_NOTES = {
-    "I;16": "16-bit grey: scaled to 8 bits (round(x / 257), 65535 -> 255)",
+    "I;16": "16-bit grey: scaled to 8 bits (round(x / 257), 65535 -> 255); an image whose values all lie in "
+            "0..255 (8-bit values stored in a 16-bit file) is read as those 8-bit values, not scaled to black, "
+            "with a warning naming it",
     "1": "1-bit black and white: read as 0 / 255",
     "P": "palette colours: expanded to RGB",
     "PA": "palette colours with alpha: expanded to RGB, alpha dropped",
@@ -551,10 +567,46 @@ def _mode_key(mode: str) -> str:
     return "I;16" if mode.startswith("I;16") else mode  # I;16, I;16B, I;16L, I;16N: one 16-bit grey
 
 
-def mode_warnings(modes: Iterable[str]) -> list[str]:
-    """``WARNING`` lines for the unusual PIL modes among ``modes`` (what reading does with each), for ``data check``."""
-    unusual = sorted({_mode_key(m) for m in modes} - set(PLAIN_MODES))
+def mode_warnings(probes: Iterable[tuple[Path, str]]) -> list[str]:
+    """``WARNING`` lines for the unusual PIL modes among ``(path, mode)`` pairs (what reading does with each), for
+    ``data check``; a mode reading refuses (:data:`REFUSED_MODES`) raises :class:`DataProblem` naming its first
+    file and how many there are, so the check fails as training would."""
+    first: dict[str, Path] = {}
+    count: dict[str, int] = {}
+    for path, mode in probes:
+        key = _mode_key(mode)
+        first.setdefault(key, path)
+        count[key] = count.get(key, 0) + 1
+    refused = [m for m in REFUSED_MODES if m in first]
+    if refused:
+        m = refused[0]
+        others = f" and {count[m] - 1} more" if count[m] > 1 else ""
+        raise DataProblem(f"image {first[m]}{others} in mode {m} ({MODE_NOTES[m].split(':')[0]}): firm-bench refuses "
+                          "them when reading; convert them to 8-bit PNGs (RGB or grey)")
+    unusual = sorted(set(first) - set(PLAIN_MODES))
     return [f"WARNING: images in mode {m}: {MODE_NOTES.get(m, 'converted to RGB by PIL')}" for m in unusual]
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, text: str) -> None:
+    """Print ``text`` on stderr the first time ``key`` is warned about in this process."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        print(text, file=sys.stderr, flush=True)
+
+
+def _unreadable(path: Path, e: Exception, what: str) -> DataProblem:
+    """The :class:`DataProblem` of an image PIL cannot open or decode: too large (PIL's decompression-bomb
+    guard) said as such, anything else as ``what`` (truncated or corrupted?)."""
+    from PIL import Image
+
+    if isinstance(e, Image.DecompressionBombError):
+        return DataProblem(f"image {path} is too large to read: {e} (PIL's limit against decompression bombs, "
+                           f"{2 * Image.MAX_IMAGE_PIXELS} pixels); the datasets firm-bench reads have images of a few "
+                           "megapixels at most: downscale it, or remove it from the dataset's folder")
+    return DataProblem(f"cannot read image {path}: {type(e).__name__}: {e} ({what})")
 
 
 def to_rgb8(im: "Image.Image", path: Path | str = "?") -> "Image.Image":  # noqa: F821
@@ -572,6 +624,12 @@ def to_rgb8(im: "Image.Image", path: Path | str = "?") -> "Image.Image":  # noqa
     mode = _mode_key(im.mode)
     if mode == "I;16":
         x = np.asarray(im).astype(np.uint32)  # native-endian values whatever the file's byte order
+        if x.size and int(x.max()) <= 255:  # 8-bit values in a 16-bit file: scaling would make it black
+            _warn_once("16-bit-as-8", f"firm-bench: WARNING: 16-bit image {path} holds only values "
+                       f"{int(x.min())}..{int(x.max())} (8-bit values stored in 16 bits): read as those 8-bit "
+                       "values, not scaled by 1/257 (which would make it black); further such images are read "
+                       "the same way without a warning. Save them as 8-bit PNGs to silence this")
+            return Image.fromarray(x.astype(np.uint8), "L").convert("RGB")
         grey = ((2 * x + 257) // 514).astype(np.uint8)  # round(x / 257), never a tie
         return Image.fromarray(grey, "L").convert("RGB")
     if mode in REFUSED_MODES:
@@ -596,9 +654,8 @@ def read_image(path: Path) -> "Image.Image":  # noqa: F821 (PIL imported lazily)
             return to_rgb8(im, path)
     except DataProblem:
         raise
-    except Exception as e:  # PIL raises OSError ("image file is truncated"), ValueError, ...
-        raise DataProblem(f"cannot read image {path}: {type(e).__name__}: {e} "
-                          "(truncated or corrupted? replace it)") from e
+    except Exception as e:  # PIL raises OSError ("image file is truncated"), ValueError, DecompressionBombError, ...
+        raise _unreadable(path, e, "truncated or corrupted? replace it") from e
 
 
 def fit_square(img: "Image.Image", size: int, crop: bool = False) -> np.ndarray:  # noqa: F821

@@ -62,6 +62,7 @@ from firm_bench.datasets.base import (
     fit_square,
     image_set,
     list_images,
+    missing_root,
     mode_warnings,
     parallel_map,
     probe_image,
@@ -165,8 +166,8 @@ def _kaggle_source(folder: Path, files: tuple[tuple[Path, ...], tuple[Path, ...]
 def find_source(root: str) -> Source:
     """Detect the layout under ``root`` (see the module docstring)."""
     r = Path(root)
-    if not r.is_dir():
-        raise DataProblem(f"root folder {r} does not exist")
+    if missing_root(r):
+        raise DataProblem(missing_root(r))
     for base in (r / KAGGLE_DIR, r):
         if _is_split_layout(base):
             return _split_source(base)
@@ -291,7 +292,7 @@ def check_cats_vs_dogs(root: str, download: bool) -> list[str]:
              f"source images: {len(paths)}, widths {min(ws)}-{max(ws)} px, heights "
              f"{min(hs)}-{max(hs)} px (headers and file ends checked); converted to "
              f"{SIZE}x{SIZE} (shorter side {SIZE}, area interpolation, centre crop)"]
-    lines += mode_warnings(s[2] for s in shapes)
+    lines += mode_warnings((p, s[2]) for p, s in zip(paths, shapes))
     _, _, path, status = load_arrays(root, "test")
     lines.append(f"cache: {path} ({status})")
     return lines + split_report(DATASETS.get("cats_vs_dogs"), root, download)

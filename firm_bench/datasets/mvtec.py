@@ -53,6 +53,7 @@ from firm_bench.datasets.base import (
     class_lines,
     fit_square,
     list_images,
+    missing_root,
     mode_warnings,
     parallel_map,
     probe_image,
@@ -102,8 +103,8 @@ def find_base(root: str) -> tuple[Path, str]:
         if base.is_dir() and any((base / c).is_dir() for c in CLASSES):
             return base, (f"class folders directly in the root {base}/" if not sub else
                           f"class folders in <root>/{sub}/ = {base}/")
-    if not r.is_dir():
-        raise DataProblem(f"root folder {r} does not exist")
+    if missing_root(r):
+        raise DataProblem(missing_root(r))
     tried = ", ".join(str(r / s) if s else str(r) for s in CONTAINERS)
     raise DataProblem(f"no MVTec AD class folder ({', '.join(c + '/' for c in CLASSES[:3])} ...) "
                       f"in {tried}", _level_hint(r))
@@ -225,7 +226,9 @@ def check_mvtec(root: str, download: bool) -> list[str]:
             test_counts.append("absent")
             continue
         files = scan_class(base, cls)
-        shapes = {probe_image(p) for p in files.train + files.test}
+        paths = files.train + files.test
+        probes = [probe_image(p) for p in paths]
+        shapes = set(probes)
         sizes = sorted({f"{w}x{h}" for w, h, _ in shapes})
         modes = sorted({m for _, _, m in shapes})
         per_group = [files.test_groups.count(g) for g in range(len(files.group_names))]
@@ -236,7 +239,7 @@ def check_mvtec(root: str, download: bool) -> list[str]:
             + (f" (WARNING: {files.defect_images_without_mask} defect images without "
                "a ground_truth mask; not needed for image-level AUROC)"
                if files.defect_images_without_mask else ""))
-        lines += [f"  {line}" for line in mode_warnings(modes)]
+        lines += [f"  {line}" for line in mode_warnings((p, m) for p, (_, _, m) in zip(paths, probes))]
         totals["train"] += len(files.train)
         totals["test"] += len(files.test)
         train_counts.append(len(files.train))

@@ -45,6 +45,7 @@ from firm_bench.datasets.base import (
     ImageSet,
     image_set,
     list_images,
+    missing_root,
     mode_warnings,
     parallel_map,
     probe_image,
@@ -91,8 +92,8 @@ def find_images(fs: FolderSet, root: str) -> tuple[Path, list[Path]]:
     if folder is None:
         problem = (f"missing folder {r / fs.folders[0]}/"
                    + (f" (or {', '.join(fs.folders[1:])})" if len(fs.folders) > 1 else ""))
-        if not r.is_dir():
-            problem = f"root folder {r} does not exist ({problem})"
+        if missing_root(r):
+            problem = f"{missing_root(r)} ({problem})"
         raise DataProblem(problem, _level_hint(fs, r))
     images = list_images(folder)
     for sub in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
@@ -142,7 +143,7 @@ def check_folder(fs: FolderSet, root: str, download: bool) -> list[str]:
     exts = sorted({p.suffix.lower() for p in paths})
     lines = [f"found: {folder}/ ({len(paths)} {'/'.join(exts)} images {where}; every one "
              f"decoded and checked to be {SIZE}x{SIZE})"]
-    lines += mode_warnings(m for _, _, m in parallel_map(probe_image, paths))
+    lines += mode_warnings((p, m) for p, (_, _, m) in zip(paths, parallel_map(probe_image, paths)))
     return lines + split_report(DATASETS.get(fs.name), root, download)
 
 

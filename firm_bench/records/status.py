@@ -4,13 +4,15 @@ One run's state (:func:`run_state`), from its files:
 
 - ``done``: ``trained.json`` says ok (``scored`` when ``metrics.json`` exists);
 - ``failed``: ``trained.json`` or ``status.json`` says failed, with the reason;
-- ``running``: ``status.json`` says running and its process is alive: its
-  heartbeat is recent (``run.monitor``: rewritten every ``heartbeat_every_s``,
-  at an epoch's end; silent for less than :func:`stale_after`), and on this
-  host its ``pid`` is the recorded trainer's: the process exists, started
-  before the status's ``started`` time, and holds the run directory's lock
-  (a PID reused by another process after a kill fails these), with its
-  epoch and ETA;
+- ``running``: ``status.json`` says running and its process is alive, with
+  its epoch and ETA. On this host its ``pid`` must be the recorded trainer's:
+  the process exists, started before the status's ``started`` time, and
+  holds the run directory's lock (a PID reused by another process after a
+  kill fails these); a trainer seen holding the lock is alive however long
+  its heartbeat is silent (a pack's run waiting for the pack to reach its
+  epoch). Otherwise (another host, or no lock to see) its heartbeat must be
+  recent (``run.monitor``: rewritten every ``heartbeat_every_s``, at an
+  epoch's end; silent for less than :func:`stale_after`);
 - ``stopped``: interrupted by a signal (a checkpoint at that epoch), or
   ``running`` with its process gone (killed, its PID free or reused, its
   heartbeat stale); it resumes from its last checkpoint on rerun;
@@ -31,8 +33,6 @@ run directories: ``cli.cmd_status``), :func:`format_status` prints it.
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -133,18 +133,24 @@ def _ago(seconds: float) -> str:
     return f"{s} s" if s < 120 else (f"{s // 60} min" if s < 7200 else f"{s / 3600:.1f} h")
 
 
-def _not_the_trainer(run_dir: Path, status: Mapping, pid: int) -> str | None:
+def _lock_holders(run_dir: Path) -> list[int] | None:
+    """PIDs of this host holding the run directory's lock; None where that cannot be told (no lock file yet,
+    no /proc/locks)."""
+    lock_file = run_dir / runs.LOCK_FILE
+    return locks.holders(lock_file) if lock_file.exists() else None
+
+
+def _not_the_trainer(status: Mapping, pid: int, holding: list[int] | None) -> str | None:
     """Why the live process ``pid`` of this host is not the run's recorded trainer, or None when it may be.
 
     After a kill its PID may be given to another process: that one started
-    after the trainer wrote ``started``, and does not hold the run's lock.
+    after the trainer wrote ``started``, and does not hold the run's lock
+    (``holding``: its holders, None when unknown).
     """
     began, since = locks.started(pid), _when(status.get("started"))
     if began is not None and since is not None and began > since + START_SLACK_S:
         return (f"PID {pid} now belongs to another process, started {_ago(began - since)} after the training began "
                 "(the PID was reused)")
-    lock_file = run_dir / runs.LOCK_FILE
-    holding = locks.holders(lock_file) if lock_file.exists() else None
     if holding is not None and pid not in holding:
         return f"process {pid} does not hold the run directory's lock ({runs.LOCK_FILE}): it is not the trainer"
     return None
@@ -162,15 +168,15 @@ def run_state(run_dir: str | Path, now: float | None = None, host: str | None = 
 def _run_state(run_dir: Path, now: float, host: str) -> RunState:
     scored = (run_dir / runs.METRICS_FILE).exists()
     trained = _read(run_dir / runs.TRAINED_FILE)
-    status = _read(run_dir / runs.STATUS_FILE)
     base = RunState(str(run_dir), "pending", scored=scored)
-    if trained is not None:
+    if trained is not None:  # the training's outcome: status.json is not needed (nor read)
         t_epoch = _number(trained, "epoch", runs.TRAINED_FILE, integer=True)
         t_epochs = _number(trained, "epochs", runs.TRAINED_FILE, integer=True)
         if trained.get("state") == "ok":
             return RunState(str(run_dir), "done", t_epochs, t_epochs, scored=scored)
         if trained.get("state") == "failed":
             return RunState(str(run_dir), "failed", t_epoch, detail=str(trained.get("reason")))
+    status = _read(run_dir / runs.STATUS_FILE)
     if status is None:
         return base
     state = status.get("state")
@@ -196,21 +202,25 @@ def _run_state(run_dir: Path, now: float, host: str) -> RunState:
     where = f"pid {pid} on {status.get('host')}" if pid else "no pid recorded"
     local = bool(pid) and status.get("host") == host
     stale = stale_after(status)
-    if silent is None or silent >= stale:
+    holding = _lock_holders(run_dir) if local else None
+    if local and not locks.pid_alive(pid):
+        gone: str | None = f"its process ({where}) is gone"
+    elif local and (impostor := _not_the_trainer(status, pid, holding)):
+        gone = impostor
+    elif local and holding is not None:  # the recorded trainer holds the run's lock: alive, however long it
+        gone = None                       # is silent (a pack's run waiting for the pack to reach its epoch)
+    elif silent is None or silent >= stale:  # another host, or ownership not visible: the heartbeat decides
         gone = f"no heartbeat for {_ago(silent) if silent is not None else 'ever'} ({where}; stale after {_ago(stale)})"
-    elif local and not locks.pid_alive(pid):
-        gone = f"its process ({where}) is gone"
-    elif local:
-        gone = _not_the_trainer(run_dir, status, pid)
-    else:  # another host: the recent heartbeat says alive
+    else:
         gone = None
     if gone:
         return RunState(str(run_dir), "stopped", epoch, epochs,
                         detail=f"{gone}: killed? last seen at epoch {epoch}/{epochs}; resumes from its last checkpoint "
                                "on rerun")
     eta = _number(status, "eta_s", runs.STATUS_FILE)
-    eta = None if eta is None else max(0.0, eta - silent)
-    return RunState(str(run_dir), "running", epoch, epochs, eta, detail=f"{where}, heartbeat {_ago(silent)} ago")
+    eta = None if eta is None or silent is None else max(0.0, eta - silent)
+    beat_text = f"heartbeat {_ago(silent)} ago" if silent is not None else "no heartbeat time"
+    return RunState(str(run_dir), "running", epoch, epochs, eta, detail=f"{where}, {beat_text}")
 
 
 def grid_status(run_dirs: Iterable[str | Path], experiments: Mapping[str, Sequence[str]] | None = None,

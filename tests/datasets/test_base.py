@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import numpy as np
 import pytest
@@ -87,3 +88,73 @@ def test_resize_antialias_and_rounding():
     ref = torch.nn.functional.interpolate(x.float(), size=(8, 8), mode="bilinear",
                                           antialias=True).round().to(torch.uint8)
     assert torch.equal(y, ref)
+
+
+# ---------------------------------------------------------------- bad roots and images, each one clear line
+
+
+def _png(width: int, height: int, bit_depth: int = 8, rows: bytes = b"") -> bytes:
+    """A grey PNG file's bytes with an IHDR of ``width`` x ``height`` (``rows``: its raw scanlines, may be short)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows or b"\x00" * 64))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "mvtec", "cats_vs_dogs", "lsun_resize"])
+def test_a_root_that_is_a_file_is_said_to_be_one(tmp_path, capsys, dataset):
+    from firm_bench.cli import main
+
+    for name, kind, hint in (("data.zip", "an archive", " (extract the archive into one)"), ("data", "a file", "")):
+        root = tmp_path / name
+        root.write_bytes(b"PK\x03\x04 not a folder")
+        assert main(["data", "check", dataset, "--root", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert f"root {root} is {kind}, not a folder: pass the folder holding the dataset's files{hint}" in err, err
+        assert "does not exist" not in err
+    with pytest.raises(DataProblem, match=re.escape(f"root folder {tmp_path / 'nope'} does not exist")):
+        require(str(tmp_path / "nope"), ["x.bin"])
+
+
+def test_a_huge_image_is_said_to_be_too_large_not_corrupted(tmp_path):
+    """A 14000 x 14000 PNG trips PIL's decompression-bomb guard: said as such, naming the file and what to do."""
+    from firm_bench.datasets.base import probe_image, read_image
+
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png(14000, 14000))
+    for read in (probe_image, read_image):
+        with pytest.raises(DataProblem) as info:
+            read(path)
+        text = str(info.value)
+        assert text.startswith(f"image {path} is too large to read: Image size (196000000 pixels) exceeds limit"), text
+        assert "downscale it, or remove it from the dataset's folder" in text and "corrupted" not in text
+
+
+def test_16bit_pngs_holding_8bit_values_are_read_as_8bit_with_a_warning(tmp_path, capsys, monkeypatch):
+    """A 16-bit grey PNG whose values all lie in 0..255 holds 8-bit values: scaling by 1/257 would read it black.
+    It is read as those values, and a warning names the file, the range found and what was done."""
+    from firm_bench.datasets import base
+    from firm_bench.datasets.base import read_image
+    from tests.helpers.data import write_png16
+
+    monkeypatch.setattr(base, "_WARNED", set())
+    values = np.arange(256, dtype=np.uint16).reshape(16, 16)
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    for path in (first, second):
+        write_png16(path, values)
+    got = np.asarray(read_image(first))
+    assert got.shape == (16, 16, 3) and np.array_equal(got[..., 0], values.astype(np.uint8))
+    err = capsys.readouterr().err
+    assert (f"WARNING: 16-bit image {first} holds only values 0..255 (8-bit values stored in 16 bits): read as those "
+            "8-bit values, not scaled by 1/257 (which would make it black)") in err
+    assert np.array_equal(np.asarray(read_image(second))[..., 1], values.astype(np.uint8))
+    assert capsys.readouterr().err == ""  # once per process
+    wide = values.astype(np.uint32) * 257  # a real 16-bit image: scaled, no warning
+    write_png16(first, wide.astype(np.uint16))
+    assert np.array_equal(np.asarray(read_image(first))[..., 2], values.astype(np.uint8))
+    assert capsys.readouterr().err == ""

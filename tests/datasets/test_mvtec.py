@@ -184,4 +184,21 @@ def test_32bit_images_are_refused_naming_the_file(tmp_path):
     Image.fromarray(np.full((32, 32), 70000, np.int32), "I").save(path)  # 32-bit integer pixels: no known range
     with pytest.raises(DatasetError, match=re.escape(f"image {path} has mode I") + ".*convert it to an 8-bit PNG"):
         one_class_split("mvtec", "bottle", root=str(tmp_path), image_size=32)
-    assert "WARNING: images in mode I: 32-bit integer pixels: refused" in check_dataset("mvtec", root=str(tmp_path))
+    refusal = re.escape(f"image {path} in mode I (32-bit integer pixels): firm-bench refuses them when reading; "
+                        "convert them to 8-bit PNGs (RGB or grey)")
+    with pytest.raises(DatasetError, match=refusal):  # `data check` fails as training would, naming the file
+        check_dataset("mvtec", root=str(tmp_path))
+
+
+def test_data_check_exits_non_zero_on_refused_image_modes(tmp_path, capsys):
+    from firm_bench.cli import main
+
+    write_mvtec(tmp_path, classes=("bottle",), size=32)
+    assert main(["data", "check", "mvtec", "--root", str(tmp_path)]) == 0
+    capsys.readouterr()
+    for name in ("003.tif", "004.tif"):
+        Image.fromarray(np.zeros((32, 32), np.float32), "F").save(tmp_path / "bottle" / "train" / "good" / name)
+    assert main(["data", "check", "mvtec", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"image {tmp_path / 'bottle' / 'train' / 'good' / '003.tif'} and 1 more in mode F (32-bit float pixels): " \
+           "firm-bench refuses them when reading" in err, err

@@ -171,6 +171,8 @@ def test_a_live_pid_must_hold_the_run_lock(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         _running(run, holder.pid)
         assert run_state(run).state == "running"
+        _running(run, holder.pid, beat_age=2 * 3600)  # silent for long (a pack's run waiting), yet the lock's holder
+        assert run_state(run).state == "running"
         _running(run, os.getpid())  # alive, but not the lock's holder
         st = run_state(run)
         assert st.state == "stopped" and f"process {os.getpid()} does not hold the run directory's lock" in st.detail
@@ -206,6 +208,8 @@ def test_a_damaged_file_marks_its_run_and_the_listing_goes_on(grid, capsys):
     assert "trained.json: is damaged (" in lines[rel[2]]
     assert "trained.json: holds a JSON list, not the object firm-bench writes" in lines[rel[3]]
     assert out.index("failed:") < out.index("damaged:")
+    (d[0] / runs.STATUS_FILE).write_text("{")  # a finished run: trained.json decides, a damaged status is not read
+    assert run_state(d[0]).state == "done"
 
 
 def test_a_directory_listing_skips_profiles_and_other_folders(tmp_path, capsys):
