@@ -28,7 +28,7 @@ cache) are written atomically and only from a source that read cleanly.
 Images are uint8 (N, 3, S, S) RGB tensors (docs/DESIGN.md "Conventions").
 Protocols (targets 1 = normal / in-distribution, 0 = anomalous / OOD):
 
-- :func:`one_class_split` (METHOD.md "Metrics"): train on one class's
+- :func:`one_class_split` (docs/METHOD.md "Metrics"): train on one class's
   training images, test on the whole test set; a dataset may bring its own
   protocol (``DatasetInfo.one_class``; MVTec: the class's own test folder).
   The class is an index or a class name.

@@ -121,12 +121,12 @@ class DatasetInfo:
     ``load(root, split, download=False, image_size=None)`` returns the split at
     ``native_size`` (``image_size`` None) or resized to ``image_size``;
     ``mean`` / ``std`` are the per-channel normalisation constants of the
-    training set in [0, 1] units (METHOD.md "Augmentations": per-dataset
+    training set in [0, 1] units (docs/METHOD.md "Augmentations": per-dataset
     normalisation). ``role``: "one_class" (a one-class AD benchmark; its test
     split can also serve as an OOD set), "ood" (only an out-of-distribution
     test set) or "oe" (outlier-exposure data, checked but never a benchmark).
     ``splits``: the splits it has (OOD folder sets: test only; OE: train only).
-    ``default_image_size``: the paper's training size for it (METHOD.md "Image
+    ``default_image_size``: the paper's training size for it (docs/METHOD.md "Image
     sizes"; the run's ``dataset.image_size: null``).
     ``one_class(root, cls, download, image_size) -> (train, test, targets)``:
     the dataset's own one-class protocol where it differs from the default

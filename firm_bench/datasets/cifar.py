@@ -3,7 +3,7 @@
 Both are the "python version" archives of https://www.cs.toronto.edu/~kriz/cifar.html:
 pickled dicts with ``data`` uint8 (N, 3072) (1024 red, then green, then blue
 values per image, each plane row-major 32 x 32) and a list of labels. CIFAR-100
-one-class AD uses the 20 coarse superclasses (METHOD.md "Experiments", Table 1b),
+one-class AD uses the 20 coarse superclasses (docs/METHOD.md "Experiments", Table 1b),
 read from ``coarse_labels``; torchvision only exposes the fine labels.
 
 The pickles are read here, not by torchvision, for two reasons: the coarse

@@ -4,7 +4,7 @@ Files: ``<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``,
 plain or gzipped (``.gz``; the plain file wins when both exist). The IDX files
 are read here with numpy (``base.read_idx``), never written, so a read-only
 root holding only the ``.gz`` files (as distributed) works. Images are 28 x 28
-grayscale, replicated to 3 channels; the paper resizes them to 32 (METHOD.md
+grayscale, replicated to 3 channels; the paper resizes them to 32 (docs/METHOD.md
 "Image sizes"), which the caller asks for through ``image_size``.
 ``download=True`` fetches missing files through torchvision.
 """

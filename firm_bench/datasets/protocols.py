@@ -1,7 +1,7 @@
 """What a run trains and tests on: the one-class and the unlabeled multiclass OOD protocols.
 
 Targets are 1 = normal / in-distribution (the positive class of AUROC), 0 =
-anomalous / OOD (METHOD.md "Metrics").
+anomalous / OOD (docs/METHOD.md "Metrics").
 
 - :func:`one_class_split` (Tables 1-3, 5-16): train on one class's training
   images, test on the whole test set; a dataset may bring its own protocol
@@ -39,7 +39,7 @@ def one_class_split(
     image_size: int | None = None,
     download: bool = False,
 ) -> tuple[ImageSet, ImageSet, torch.Tensor]:
-    """The one-class AD protocol (METHOD.md "Metrics"; paper Sec. 4.1).
+    """The one-class AD protocol (docs/METHOD.md "Metrics"; paper Sec. 4.1).
 
     ``cls``: a class index or name (:func:`class_index`). Returns
     ``(train, test, targets)``: ``train`` = the training images of class
@@ -71,7 +71,7 @@ def ood_split(
     image_size: int | None = None,
     download: bool = False,
 ) -> tuple[ImageSet, ImageSet, torch.Tensor]:
-    """The unlabeled multiclass OOD protocol (paper Table 4; METHOD.md "Experiments").
+    """The unlabeled multiclass OOD protocol (paper Table 4; docs/METHOD.md "Experiments").
 
     Returns ``(train, test, targets)``: ``train`` = every training image of
     ``id_name`` (its labels are returned; a run uses them only with ``loss.id_labels``);

@@ -2,7 +2,7 @@
 
 Files: ``<root>/{train,test}_32x32.mat`` (MATLAB; ``X`` uint8 (32, 32, 3, N) as
 height, width, channel, image; ``y`` (N, 1) with digit 0 stored as 10, mapped
-to 0 as torchvision does). Only an out-of-distribution test set here (METHOD.md
+to 0 as torchvision does). Only an out-of-distribution test set here (docs/METHOD.md
 "Experiments", Table 4): role "ood". The .mat files are read with scipy, not
 through torchvision, whose md5 check would reject anything but the official
 files; ``download=True`` fetches missing files through torchvision.

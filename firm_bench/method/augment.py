@@ -1,11 +1,11 @@
 """Batched two-view augmentation, the test transform and the test crop ensemble.
 
-METHOD.md "Training recipe": each training sample gets two views, each made by
+docs/METHOD.md "Training recipe": each training sample gets two views, each made by
   RandomResizedCrop(size, scale (0.25, 1), ratio (1, 1))
   -> ColorJitter(0.4, 0.4, 0.4, 0.4) (always)
   -> GaussianBlur(kernel 3, sigma 0.1-2.0) with p = 0.75
   -> per-dataset normalisation (no flip, no grayscale).
-METHOD.md "Scores": bank and test features use Resize(int(1.125 * size)) ->
+docs/METHOD.md "Scores": bank and test features use Resize(int(1.125 * size)) ->
 CenterCrop(size); the ``ens`` score adds RandomResizedCrop(size, scale
 (0.55, 1), ratio 1) crops of each test image.
 
@@ -58,7 +58,7 @@ _GRAY = (0.2989, 0.587, 0.114)
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The ``augment`` config section (defaults = the paper recipe, METHOD.md).
+    """The ``augment`` config section (defaults = the paper recipe, docs/METHOD.md).
 
     crop_scale: RandomResizedCrop area fraction range.
     crop_ratio: RandomResizedCrop aspect-ratio range (w / h); (1, 1) = square.
@@ -444,7 +444,7 @@ def gaussian_blur(
 
 
 class TwoViewAugment:
-    """The training transform: two independent views per image (METHOD.md).
+    """The training transform: two independent views per image (docs/METHOD.md).
 
     Per view: random_resized_crop -> color_jitter -> gaussian_blur -> normalize.
     Call with uint8 images (B, 3, S, S) on any device and a generator; returns
@@ -498,7 +498,7 @@ def _resize_center_crop(x: Tensor, size: int, zoom: float = TEST_ZOOM) -> Tensor
 def test_transform(
     x_uint8: Tensor, size: int, mean: Sequence[float], std: Sequence[float], zoom: float = TEST_ZOOM
 ) -> Tensor:
-    """Bank / test transform (METHOD.md "Scores"): Resize(int(zoom size)) ->
+    """Bank / test transform (docs/METHOD.md "Scores"): Resize(int(zoom size)) ->
     CenterCrop(size) -> normalise (zoom 1.125; MVTec 1). uint8 (B, 3, H, W) ->
     float32 (B, 3, size, size)."""
     _check_images(x_uint8, "x_uint8")
@@ -518,7 +518,7 @@ def ensemble_crops(
     std: Sequence[float] | None = None,
     zoom: float = TEST_ZOOM,
 ) -> Tensor:
-    """Test crops of the ``ens`` scores (METHOD.md "Scores").
+    """Test crops of the ``ens`` scores (docs/METHOD.md "Scores").
 
     Resize(int(zoom size)) -> CenterCrop(size) -> RandomResizedCrop(size,
     scale, ratio (1, 1)), ``n_crops`` independent crops per image, normalised.

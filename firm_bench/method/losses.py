@@ -1,7 +1,7 @@
 """Contrastive losses: NT-Xent, SupCon, SupCon* and FIRM as one masked loss.
 
 All four losses are the same masked multi-positive contrastive loss; only the
-positive mask differs (METHOD.md "Losses"; paper Eq. 2). For anchor i with
+positive mask differs (docs/METHOD.md "Losses"; paper Eq. 2). For anchor i with
 positive set P(i) and key set K(i)::
 
     l_i  = -1/|P(i)| * sum_{p in P(i)} log( exp(s_ip / tau) / sum_{k in K(i)} exp(s_ik / tau) )
@@ -48,7 +48,7 @@ concat mask is R lifted to both views (``R.repeat(2, 2)``) with self removed.
 Deliberate difference from SupContrast (HobbitLong/SupContrast ``losses.py``):
 there is no ``temperature / base_temperature`` factor. It rescales SupCon's
 gradients (by ~2.9 at tau = 0.2 with base 0.07) and the FIRM reference code
-drops it, so keeping it would make the loss comparison unfair (METHOD.md).
+drops it, so keeping it would make the loss comparison unfair (docs/METHOD.md).
 
 References:
   [0] FIRM, arXiv 2501.05130, Eq. 2 (formula recovered from Willtl/firm).
@@ -267,7 +267,7 @@ def supcon_star_mask(labels: Tensor, form: Form = "pairwise") -> Tensor:
 
 @LOSSES.register("firm")
 def firm_mask(labels: Tensor, form: Form = "pairwise", id_class: Tensor | None = None) -> Tensor:
-    """FIRM positives (paper Eq. 2; METHOD.md "Losses"; Willtl/firm ``firm/loss.py``).
+    """FIRM positives (paper Eq. 2; docs/METHOD.md "Losses"; Willtl/firm ``firm/loss.py``).
 
     labels: (N,) int outlier kinds; id_class: (N,) int in-distribution class of
     each ID sample (ignored for outliers), or None = one ID class.
@@ -293,7 +293,7 @@ def firm_mask(labels: Tensor, form: Form = "pairwise", id_class: Tensor | None =
 
 
 #: The form the FIRM reference code trained each loss in (Willtl/firm ``losses.py`` @b26a3ce8;
-#: METHOD.md "Losses"), the run config's ``loss.form: reference``:
+#: docs/METHOD.md "Losses"), the run config's ``loss.form: reference``:
 REFERENCE_FORMS: dict[str, Form] = {
     "ntxent": "pairwise",  # NTXentLoss: cross-entropy over f1 @ f2.T, the diagonal as target
     "supcon": "concat",  # SupCon (SupContrast L_out, contrast_mode='all'), binary labels
@@ -481,7 +481,7 @@ def get_loss(
 ) -> ContrastiveLoss:
     """The loss ``name`` (one of ``list_losses()``) at temperature ``tau``.
 
-    tau = 0.2 is the paper's anomaly-detection value (METHOD.md) and must equal
+    tau = 0.2 is the paper's anomaly-detection value (docs/METHOD.md) and must equal
     the schema default (a test checks it), as must ``form``: "reference" = the
     form the FIRM reference code ran this loss in (NT-Xent and FIRM pairwise,
     SupCon and SupCon* concat; :data:`REFERENCE_FORMS`), "pairwise" or

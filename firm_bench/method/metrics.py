@@ -1,4 +1,4 @@
-"""Evaluation metrics: AUROC, AULC and mean +- std over seeds (METHOD.md "Metrics").
+"""Evaluation metrics: AUROC, AULC and mean +- std over seeds (docs/METHOD.md "Metrics").
 
 Conventions: scores are higher = more normal, targets are 1 = normal (the
 positive class), 0 = anomalous.

@@ -1,4 +1,4 @@
-"""Encoder and projection head (METHOD.md "Model").
+"""Encoder and projection head (docs/METHOD.md "Model").
 
 - ``resnet18_cifar``: the CIFAR-style ResNet-18 of the reference code: a 3x3
   stride-1 stem with 64 channels and no max-pool, stages of 64/128/256/512
@@ -88,7 +88,7 @@ class CifarResNet(nn.Module):
 
 @ENCODERS.register("resnet18_cifar")
 def resnet18_cifar(width: float = 1.0, bn_momentum: float = 0.1) -> nn.Module:
-    """ResNet-18 with the CIFAR stem (METHOD.md "Model"); feature dim 512 * width."""
+    """ResNet-18 with the CIFAR stem (docs/METHOD.md "Model"); feature dim 512 * width."""
     return CifarResNet((2, 2, 2, 2), width, bn_momentum)
 
 

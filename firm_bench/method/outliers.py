@@ -1,6 +1,6 @@
 """Synthetic outliers: the training set of one epoch, ID images plus outliers.
 
-METHOD.md "Training recipe": the paper's synthetic outliers are the rotated
+docs/METHOD.md "Training recipe": the paper's synthetic outliers are the rotated
 copies of every ID image (``rot``), or, with outlier exposure, random images of
 the 300K random-images set (``oe``, ``oe_rot``); for MVTec AD, CutPaste and
 CutPaste-scar copies (``cutpaste``, ``scar``, ``cutpaste_scar``, after the
@@ -405,7 +405,7 @@ class Scar(OutlierSource):
 
 @OUTLIERS.register("cutpaste_scar")
 class CutPasteScar(OutlierSource):
-    """METHOD.md's MVTec recipe: per ID image one CutPaste copy (label 1) and
+    """docs/METHOD.md's MVTec recipe: per ID image one CutPaste copy (label 1) and
     one CutPaste-scar copy (label 2); 3N images."""
 
     kinds = (1, 2)

@@ -1,4 +1,4 @@
-"""Learning-rate schedules (METHOD.md "Training recipe"): the reference code's and the paper text's.
+"""Learning-rate schedules (docs/METHOD.md "Training recipe"): the reference code's and the paper text's.
 
 Each entry of ``SCHEDULES`` builds a scheduler stepped once per training
 iteration: ``build(optimizer, total_steps, steps_per_epoch, optim_cfg)``

@@ -1,4 +1,4 @@
-"""Anomaly scores computed from a cached set of encoder features (METHOD.md "Scores").
+"""Anomaly scores computed from a cached set of encoder features (docs/METHOD.md "Scores").
 
 Every score is **higher = more normal** and is computed from a ``FeatureCache``:
 the raw (unnormalised) encoder features of the training (normal) images, the
@@ -16,7 +16,7 @@ batch of query features, below) applied over one *view*:
   ens     *_ens, ens*      test_crops[a, c] vs bank[a]        mean over angles and crops
 
 The ``ens`` view uses the crops only (not the uncropped test view), as the
-reference code did; the bank gets no crops (METHOD.md). Within one angle the
+reference code did; the bank gets no crops (docs/METHOD.md). Within one angle the
 base score sees one bank, so per-bank quantities (KDE gamma, a fitted
 OC-SVM) come from that angle's bank.
 

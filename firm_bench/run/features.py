@@ -8,7 +8,7 @@ extracted for:
   ``features.angles`` (test transform: Resize(1.125 * size) -> CenterCrop);
 - the test set at each angle (same transform);
 - ``features.crops`` random resized crops (scale ``features.crop_scale``,
-  ratio 1) of each test image at each angle (METHOD.md "Scores", ``ens``).
+  ratio 1) of each test image at each angle (docs/METHOD.md "Scores", ``ens``).
 
 The result is a :class:`firm_bench.method.scores.FeatureCache` in
 ``features/<evalset>/cache.pt`` (``test``: the run's own test protocol;

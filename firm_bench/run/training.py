@@ -1,6 +1,6 @@
 """One run built for training: model, optimiser, schedule, loss, augmentation, epoch data, engine.
 
-The recipe (METHOD.md "Training recipe"): SGD with momentum and weight
+The recipe (docs/METHOD.md "Training recipe"): SGD with momentum and weight
 decay; every epoch the normal class's training images plus their synthetic
 outliers (``outliers.name``) are shuffled into ``batch_size`` batches
 (drop_last); each batch gets two augmented views; the loss (``loss.name``,
