@@ -88,14 +88,6 @@ class TrainingInterrupted(Exception):
         return 128 + self.signum
 
 
-class NonFiniteLoss(RuntimeError):
-    """A training step produced a non-finite loss (``step`` is 1-based within the epoch)."""
-
-    def __init__(self, step: int, value: float) -> None:
-        super().__init__(f"non-finite loss ({value}) at step {step}")
-        self.step, self.value = step, value
-
-
 class RunDirLocked(RuntimeError):
     """Another live process holds a run directory's lock (``core.lock``).
 
