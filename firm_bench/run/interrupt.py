@@ -65,8 +65,9 @@ def stop_requests(what: str = "training") -> Iterator[StopRequest]:
             os.kill(os.getpid(), signum)
             return
         request.signum = signum
-        print(f"firm-bench: {signal.Signals(signum).name} received: {what} stops at the end of the current epoch, "
-              "with a checkpoint (send it again to stop at once)", file=sys.stderr, flush=True)
+        # os.write, not print: the signal may arrive while the main thread is inside a print to stderr
+        os.write(2, (f"firm-bench: {signal.Signals(signum).name} received: {what} stops at the end of the current "
+                     "epoch, with a checkpoint (send it again to stop at once)\n").encode())
 
     try:
         for signum in SIGNALS:
