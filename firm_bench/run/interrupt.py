@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 

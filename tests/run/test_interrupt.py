@@ -111,7 +111,7 @@ def test_sigint_checkpoints_and_a_resume_under_other_settings_is_recorded(tmp_pa
     assert collect_metrics(cfg, run)["recipe"]["resumed_under_other_settings"] == want[0]
 
 
-def test_stop_requests_set_on_the_first_signal_and_stop_at_once_on_the_second(capsys):
+def test_stop_requests_set_on_the_first_signal_and_stop_at_once_on_the_second(capfd):  # the note goes to fd 2 (os.write)
     from firm_bench.run.interrupt import stop_requests
 
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
@@ -120,7 +120,7 @@ def test_stop_requests_set_on_the_first_signal_and_stop_at_once_on_the_second(ca
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.01)  # the handler runs between bytecodes of the main thread
         assert req.requested and req.name == "SIGTERM" and req.signum == signal.SIGTERM
-        assert "SIGTERM received: training stops at the end of the current epoch" in capsys.readouterr().err
+        assert "SIGTERM received: training stops at the end of the current epoch" in capfd.readouterr().err
         with pytest.raises(KeyboardInterrupt):  # a second signal: what it would do without the handler
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.01)
