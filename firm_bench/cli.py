@@ -53,7 +53,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "summarize": (WORKFLOW, "one CSV row per run x score of an experiment (results/summary/<experiment>.csv)"),
     "combine": (WORKFLOW, "concatenate experiment summaries into one CSV (results/summary.csv)"),
     "table": (WORKFLOW, "an experiment summary as a plain mean ± std Markdown table (paper-table: the paper's layout)"),
-    "catalog": (WORKFLOW, "the snapshot of every registered name that planning reads without torch"),
 }
 
 DEFAULT_WORKFLOW_CONFIG = "workflow/config/paper.yaml"
@@ -324,12 +323,12 @@ def _run_header(cfg: dict, run_dir: Path) -> str:
     """What a run trains and where: dataset and class, loss, outliers, recipe, epochs, device, threads, run dir."""
     import torch
 
-    from firm_bench.core import catalog
+    from firm_bench.core.facts.datasets import dataset
 
     data = cfg["dataset"]
-    classes = catalog.dataset(data["name"]).classes
+    classes = dataset(data["name"]).classes
     cls = data["cls"]
-    index = catalog.class_index(classes, cls, data["name"]) if cls != "all" else None
+    index = dataset(data["name"]).class_index(cls) if cls != "all" else None
     shown = f"class {cls}" + (f" ({classes[index]})" if index is not None and str(cls) != classes[index] else "")
     optim = cfg["optim"]
     device = runs.pick_device(cfg["device"])
@@ -349,7 +348,7 @@ def _finished_metrics(cfg: dict, run_dir: Path) -> dict | None:
     recorded = runs.read_run_config(run_dir)
     if config_mod.recorded_differences(recorded, cfg) or recorded.get("features") != cfg["features"]:
         return None  # another recipe or other features: the normal path says what differs, or extracts again
-    from firm_bench.core.catalog import uses_k
+    from firm_bench.core.facts.method import uses_k
 
     metrics = runs.read_json(metrics_file)
     wanted = {runs.score_key(n, k) for n in cfg["scores"]["names"] for k in (cfg["scores"]["k"] if uses_k(n) else [None])}
@@ -445,7 +444,7 @@ def _value_source(args: argparse.Namespace, key: str) -> str:
 
 def _describe(args: argparse.Namespace, key: str) -> str:
     """``config --describe KEY``: the schema's description, default and allowed values, and this config's value."""
-    from firm_bench.core.catalog import CONFIG_KEYS, names
+    from firm_bench.core.facts import CONFIG_NAMES
 
     node = _schema_node(key)
     cfg, _ = _resolve(args)
@@ -461,8 +460,8 @@ def _describe(args: argparse.Namespace, key: str) -> str:
     allowed = []
     if "enum" in node:
         allowed.append("one of " + ", ".join(json.dumps(v) for v in node["enum"]))
-    if key in CONFIG_KEYS:
-        allowed.append("a registered name: " + ", ".join(names(key)) + " (firm-bench list)")
+    if key in CONFIG_NAMES:
+        allowed.append("a registered name: " + ", ".join(CONFIG_NAMES[key][1]) + " (firm-bench list)")
     if "type" in node:
         allowed.append("type " + " or ".join(node["type"] if isinstance(node["type"], list) else [node["type"]]))
     for bound, text in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
@@ -526,19 +525,19 @@ def _registry_docs(module: str, attr: str) -> list[tuple[str, str]]:
 
 
 def _datasets() -> list[tuple[str, str]]:
-    from firm_bench.core import catalog
+    from firm_bench.core.facts.datasets import DATASETS
 
     roles = {"one_class": "one-class protocol", "ood": "OOD test set of Table 4", "oe": "outlier-exposure images"}
 
     def line(name: str) -> str:
-        d = catalog.dataset(name)
+        d = DATASETS[name]
         sizes = {k: sum(v.values()) if isinstance(v, dict) else v for k, v in (d.sizes or {}).items()}
         counts = ", ".join(f"{sizes[k]} {k}" for k in ("train", "test") if k in sizes)
         shown = d.classes if len(d.classes) <= 4 else [*d.classes[:3], "..."]
         classes = f", {len(d.classes)} classes ({', '.join(shown)})" if d.role == "one_class" else ""
         return f"{roles.get(d.role, d.role)}{classes}, {d.image_size} px" + (f", {counts} images" if counts else "")
 
-    return [(name, line(name)) for name in catalog.names("dataset.name")]
+    return [(name, line(name)) for name in DATASETS]
 
 
 def _yaml_comment(text: str) -> str:
@@ -569,12 +568,12 @@ def _workflow_configs() -> list[tuple[str, str]]:
 
 
 def _paper_items(key: str) -> list[tuple[str, str]]:
-    from firm_bench.core import catalog
+    from firm_bench.core.facts import paper
     from firm_bench.planning.grid import load_workflow_config, paper_item_feeders
 
     feeders = paper_item_feeders(load_workflow_config(DEFAULT_WORKFLOW_CONFIG))
-    return [(e["name"], f"{e['title']} (paper config experiment: {', '.join(feeders.get(e['name'], [])) or 'none'})")
-            for e in catalog.snapshot()["registries"][key]]
+    return [(name, f"{title} (paper config experiment: {', '.join(feeders.get(name, [])) or 'none'})")
+            for name, title in getattr(paper, key.upper()).items()]
 
 
 def _experiments(configfile: str) -> list[tuple[str, str]]:
@@ -586,10 +585,9 @@ def _experiments(configfile: str) -> list[tuple[str, str]]:
     for item, exps in paper_item_feeders(cfg).items():
         for e in exps:
             feeds.setdefault(e, []).append(item)
-    from firm_bench.core.catalog import names, title
+    from firm_bench.core.facts.paper import FIGURES, TABLES, title
 
-    items = names("tables") + names("figures")
-    return [(e, f"{cfg['experiments'][e].get('title') or (title(e) if e in items else e)} "
+    return [(e, f"{cfg['experiments'][e].get('title') or (title(e) if e in TABLES or e in FIGURES else e)} "
                 f"({len(p.experiments[e])} runs; feeds "
                 f"{', '.join(feeds.get(e, [])) or 'no paper item'})") for e in p.experiments]
 
@@ -636,7 +634,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- #
-# paper outputs, planning, the catalog
+# paper outputs, planning
 # --------------------------------------------------------------------------- #
 TOLERANCE_HELP = "agreement tolerance in AUROC points (default: the tables' DEFAULT_TOLERANCE, 1 point)"
 
@@ -772,27 +770,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_catalog(args: argparse.Namespace) -> int:
-    from firm_bench import build_catalog
-    from firm_bench.core import catalog
-
-    if args.write:
-        build_catalog.write()
-        print(f"wrote {catalog.SNAPSHOT}")
-        return 0
-    if args.check:
-        stale = build_catalog.is_stale()
-        print(f"{catalog.SNAPSHOT}: {'stale: run firm-bench catalog --write' if stale else 'up to date'}")
-        return 1 if stale else 0
-    print(json.dumps(build_catalog.build(), indent=1, sort_keys=True))
-    return 0
-
-
 def _add_paper_commands(sub: argparse._SubParsersAction) -> None:
-    """paper-table, figure, report, claims, plan. Choices come from the catalog snapshot (no torch, no pandas)."""
-    from firm_bench.core import catalog
+    """paper-table, figure, report, claims, plan. Choices come from ``core/facts/paper.py`` (no torch, no pandas)."""
+    from firm_bench.core.facts.paper import FIGURES, TABLES
 
-    tables, figures = catalog.names("tables"), catalog.names("figures")
+    tables, figures = list(TABLES), list(FIGURES)
     p = _command(sub, "paper-table", "Writes results/tables/NAME.{md,tex,csv}; `firm-bench list tables` names "
                                      "them and the experiment of the paper config that feeds each.")
     p.add_argument("name", choices=tables, metavar="NAME", help=f"one of: {', '.join(tables)}")
@@ -964,12 +946,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pending", action="store_true", help="also list the runs not started")
     p.add_argument("--json", action="store_true", help="one JSON record per run instead")
     p.set_defaults(func=cmd_status)
-
-    p = _command(sub, "catalog")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--write", action="store_true", help="rewrite firm_bench/schema/catalog.json from the registries")
-    group.add_argument("--check", action="store_true", help="exit 1 when the snapshot differs from the registries")
-    p.set_defaults(func=cmd_catalog)
 
     p = _command(sub, "list", "Without WHAT: the categories.")
     p.add_argument("what", nargs="?", choices=list(LISTINGS), default=None, metavar="WHAT",

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from firm_bench.cli import main
-from firm_bench.core.catalog import config_names as registered_names
+from firm_bench.core.facts import config_names as registered_names
 
 
 def test_list_commands_print_the_registries(capsys):

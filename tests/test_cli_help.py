@@ -31,7 +31,7 @@ def test_every_subcommand_is_described_once_in_its_group():
         assert parsers[name].description.startswith(text[0].upper() + text[1:]), name
     for name in ("run", "plan", "status", "report", "claims", "list", "config"):
         assert cli.COMMANDS[name][0] == cli.USER
-    for name in ("metrics", "summarize", "combine", "catalog", "train-pack", "features", "score", "table"):
+    for name in ("metrics", "summarize", "combine", "train-pack", "features", "score", "table"):
         assert cli.COMMANDS[name][0] == cli.WORKFLOW
 
 
@@ -126,7 +126,7 @@ def test_list_gives_every_name_a_description(what, capsys):
 def test_list_descriptions_come_from_the_registries(capsys):
     import inspect
 
-    from firm_bench.core.catalog import title
+    from firm_bench.core.facts.paper import title
     from firm_bench.method.losses import LOSSES
     from firm_bench.method.scores import SCORES
 

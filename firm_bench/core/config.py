@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 import jsonschema
 import yaml
 
-from firm_bench.core import catalog
+from firm_bench.core.facts import CONFIG_NAMES, datasets, method
 from firm_bench.core.errors import ConfigError
 
 TIMM_PREFIX = "timm/"  # model.encoder: timm/<name> (firm_bench.method.models.timm_encoder)
@@ -186,7 +186,7 @@ def _default(section: str, key: str) -> Any:
 
 
 def _check_momentum(optim: Mapping) -> list[str]:
-    """The momentum keys that would do nothing under the configured schedule (``catalog.schedule_momentum``).
+    """The momentum keys that would do nothing under the configured schedule (``core/facts/method.py`` SCHEDULES).
 
     A ``cycle`` schedule (onecycle) overwrites the SGD momentum every step with
     its cycle ``optim.momentum_cycle`` (the reference's OneCycleLR), so a
@@ -194,9 +194,9 @@ def _check_momentum(optim: Mapping) -> list[str]:
     ``constant`` schedule (warmup_cosine) holds ``optim.momentum``, so a
     non-default ``optim.momentum_cycle`` changes nothing: refused.
     """
-    if optim["schedule"] not in catalog.names("optim.schedule", optim["schedule"]):
+    if optim["schedule"] not in method.SCHEDULES:
         return []  # reported as an unknown name
-    cycles = catalog.schedule_momentum(optim["schedule"]) == "cycle"
+    cycles = method.SCHEDULES[optim["schedule"]] == "cycle"
     momentum, cycle = optim["momentum"], optim["momentum_cycle"]
     if cycles and cycle is not None and momentum != _default("optim", "momentum"):
         return [f"optim.momentum: {momentum} has no effect under optim.schedule: {optim['schedule']}, which cycles the "
@@ -216,7 +216,7 @@ def momentum_label(cfg: Mapping) -> str:
     """
     optim = cfg["optim"]
     cycle = optim.get("momentum_cycle")
-    if catalog.schedule_momentum(optim["schedule"]) == "cycle" and cycle is not None:
+    if method.SCHEDULES.get(optim["schedule"]) == "cycle" and cycle is not None:
         base, peak = cycle
         return f"cycled {peak:g}-{base:g}-{peak:g}"
     return f"{optim['momentum']:g}"
@@ -224,39 +224,39 @@ def momentum_label(cfg: Mapping) -> str:
 
 def _check_names(cfg: dict) -> None:
     problems = _check_momentum(cfg["optim"])
-    for dotted in catalog.CONFIG_KEYS:
+    for dotted, (_, table) in CONFIG_NAMES.items():
         section, key = dotted.split(".")
         value = cfg[section][key]
         values = value if isinstance(value, list) else [value]
         if dotted == "model.encoder":  # timm/<name>: any timm backbone, checked by timm when the model is built
             values = [v for v in values if not (str(v).startswith(TIMM_PREFIX) and len(str(v)) > len(TIMM_PREFIX))]
-        valid = catalog.names(dotted, *values)
+        valid = list(table)
         for v in values:
-            if v not in valid:
+            if v not in table:
                 extra = f", or {TIMM_PREFIX}<name> for a timm backbone" if dotted == "model.encoder" else ""
                 problems.append(f"{dotted}: unknown value {v!r}; valid: {', '.join(valid)}{extra}")
     ds = cfg["dataset"]
-    datasets = catalog.names("dataset.name", ds["name"], *([ds["ood"]] if ds["ood"] is not None else []))
-    if ds["name"] in datasets and catalog.dataset(ds["name"]).role != "one_class":
-        problems.append(f"dataset.name: {ds['name']!r} is a test-only set (role {catalog.dataset(ds['name']).role!r}), not a training set; "
+    known = datasets.DATASETS
+    if ds["name"] in known and known[ds["name"]].role != "one_class":
+        problems.append(f"dataset.name: {ds['name']!r} is a test-only set (role {known[ds['name']].role!r}), not a training set; "
                         "use it as dataset.ood (OOD test sets) or outliers.oe_path (outlier exposure)")
     if ds["ood"] is not None and ds["cls"] != "all":
         problems.append(f"dataset.ood={ds['ood']!r} needs dataset.cls: all (the whole training set is in-distribution)")
-    if ds["ood"] is not None and ds["ood"] not in datasets:
-        problems.append(f"dataset.ood: unknown value {ds['ood']!r}; valid: {', '.join(datasets)}")
-    if ds["name"] in datasets and ds["cls"] != "all":
+    if ds["ood"] is not None and ds["ood"] not in known:
+        problems.append(f"dataset.ood: unknown value {ds['ood']!r}; valid: {', '.join(known)}")
+    if ds["name"] in known and ds["cls"] != "all":
         try:  # one class, one name: "bottle" and 0 are the same MVTec run (the dataset's class_ids)
-            ds["cls"] = catalog.dataset(ds["name"]).class_id(ds["cls"], ds["name"])
+            ds["cls"] = known[ds["name"]].class_id(ds["cls"])
         except ValueError as exc:
             problems.append(f"dataset.cls: {exc}")
     loss = cfg["loss"]
-    if loss["name"] in catalog.names("loss.name", loss["name"]):
+    if loss["name"] in method.LOSSES:
         try:
-            catalog.loss_form(loss["name"], loss["form"])
+            method.resolve_form(loss["name"], loss["form"])
         except ValueError as exc:
             problems.append(f"loss.form: {exc}")
-        if loss["id_labels"] and not catalog.loss_takes_id_classes(loss["name"]):
-            takes = [n for n in catalog.names("loss.name") if catalog.loss_takes_id_classes(n)]
+        if loss["id_labels"] and not method.LOSSES[loss["name"]].id_classes:
+            takes = [n for n, f in method.LOSSES.items() if f.id_classes]
             problems.append(f"loss.id_labels: true needs loss.name: {' or '.join(takes)} (in-distribution class "
                             f"labels are FIRM's option), got loss.name: {loss['name']!r}; set loss.id_labels: false")
     if loss["id_labels"] and ds["cls"] != "all":
@@ -270,7 +270,7 @@ def _check_names(cfg: dict) -> None:
 
 
 class Protocol(NamedTuple):
-    """What a run's null / auto protocol keys resolve to (the dataset's defaults; ``catalog.DatasetEntry``)."""
+    """What a run's null / auto protocol keys resolve to (the dataset's defaults; ``core/facts/datasets.py``)."""
 
     image_size: int  # training images (dataset.image_size)
     eval_size: int  # bank and test images of the scores and the learning curve (features.image_size)
@@ -284,7 +284,7 @@ class Protocol(NamedTuple):
 
 def protocol(cfg: Mapping) -> Protocol:
     """The resolved image sizes, test-transform zoom and batching of a validated run config (no torch)."""
-    entry = catalog.dataset(cfg["dataset"]["name"])
+    entry = datasets.dataset(cfg["dataset"]["name"])
     size = int(cfg["dataset"]["image_size"] or entry.image_size)
     f = cfg["features"]
     batching = cfg["optim"]["batching"]

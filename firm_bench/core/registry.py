@@ -12,58 +12,34 @@ Losses, datasets, outlier generators, scores and encoders each live in one
 so a typo never silently falls through an if-chain. The same names feed the
 CLI ``choices``, the Snakemake wildcard constraints and the schema enums.
 
-A registry may say what planning and reading results need to know about each
-entry without importing it: ``facts(name, obj) -> dict`` of JSON values (a
-dataset's classes and sizes, a score's family, a loss's reference form).
-``firm_bench.core.catalog`` reads those facts from a stored snapshot, so
-planning imports no torch. A registry the catalog keeps names its catalog
-key (``catalog="loss.name"``); ``Registry.index()`` maps those keys to the
-registries created in this process (the catalog's view of what is loaded,
-never an import).
+A registry names the torch-free records of its names' facts
+(``firm_bench.core.facts``: ``Registry("loss", facts=facts.method.LOSSES)``)
+and refuses to register a name without one, so what planning and config
+validation read without torch is declared once, before the code.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
 
 from firm_bench.core.errors import UnknownNameError
 
 __all__ = ["Registry", "UnknownNameError"]
 
 T = TypeVar("T")
-Facts = Callable[[str, Any], dict]
 
 
 class Registry(Generic[T]):
     """Ordered mapping from a name to a registered object of one kind.
 
     kind: what an entry is ("loss", "dataset", ...), used in messages.
-    catalog: the key under which ``firm_bench.core.catalog`` keeps this
-    registry (``dataset.name``, ``tables``, ...); None = not kept.
-    facts, meta: see the module docstring.
+    facts: the records of the names it may hold (``firm_bench.core.facts``); None = any name.
     """
 
-    _index: ClassVar[dict[str, "Registry[Any]"]] = {}
-
-    def __init__(self, kind: str, catalog: str | None = None, facts: Facts | None = None,
-                 meta: dict | None = None) -> None:
-        if catalog is not None and catalog in Registry._index:
-            raise ValueError(f"a registry for catalog key {catalog!r} exists already")
+    def __init__(self, kind: str, facts: Mapping[str, Any] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._facts = facts
-        self.meta = dict(meta or {})  # JSON facts of the registry as a whole (e.g. the loss forms)
-        if catalog is not None:
-            Registry._index[catalog] = self
-
-    @classmethod
-    def index(cls) -> dict[str, "Registry[Any]"]:
-        """The registries the catalog keeps that exist in this process, by catalog key (a copy)."""
-        return dict(cls._index)
-
-    def facts(self, name: str) -> dict:
-        """The JSON-able facts of entry ``name`` (empty when the registry keeps none)."""
-        return dict(self._facts(name, self.get(name))) if self._facts is not None else {}
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator that registers ``obj`` under ``name`` (once; duplicates raise)."""
@@ -71,6 +47,9 @@ class Registry(Generic[T]):
         def deco(obj: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            if self._facts is not None and name not in self._facts:
+                raise ValueError(f"{self.kind} {name!r} has no facts record: declare it in firm_bench/core/facts/ "
+                                 "(the torch-free records planning and config validation read) first")
             self._entries[name] = obj
             return obj
 

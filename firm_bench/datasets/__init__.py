@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from firm_bench.core.errors import DatasetError
 
-# Importing a loader module registers its datasets; this order (the paper's) is DATASETS.names() and the catalog's.
+# Importing a loader module registers its datasets (each declared in core/facts/datasets.py, in the paper's order).
 from firm_bench.datasets import cifar, fashion_mnist, svhn, mini, mvtec, cats_vs_dogs, ood_folders, oe  # noqa: E402,F401,I001
 from firm_bench.datasets.base import (
     DATA_ENV,

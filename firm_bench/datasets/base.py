@@ -28,7 +28,7 @@ import re
 import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Sequence, TypeVar
 
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from firm_bench.core.catalog import class_index as match_class  # the matching rules, torch-free
 from firm_bench.core.errors import DataProblem, DatasetError
+from firm_bench.core.facts.datasets import DATASETS as FACTS, DatasetFacts
 from firm_bench.core.registry import Registry
 
 Split = Literal["train", "test"]
@@ -106,141 +106,49 @@ class ImageSet:
         return int(self.labels.shape[0])
 
 
-Role = Literal["one_class", "ood", "oe"]
-ClassIds = Literal["index", "name"]
-Batching = Literal["pool", "paired"]
-Stats = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, std)
 OneClass = Callable[[str, int, bool, "int | None"], "tuple[ImageSet, ImageSet, torch.Tensor]"]
 Check = Callable[[str, bool], "list[str]"]
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a registered dataset provides.
+@dataclass(frozen=True, kw_only=True)
+class DatasetInfo(DatasetFacts):
+    """A registered dataset: its facts (``core/facts/datasets.py``: classes, sizes, statistics, protocol) and
+    how to read it.
 
     ``load(root, split, download=False, image_size=None)`` returns the split at
-    ``native_size`` (``image_size`` None) or resized to ``image_size``;
-    ``mean`` / ``std`` are the per-channel normalisation constants of the
-    training set in [0, 1] units (docs/METHOD.md "Augmentations": per-dataset
-    normalisation). ``role``: "one_class" (a one-class AD benchmark; its test
-    split can also serve as an OOD set), "ood" (only an out-of-distribution
-    test set) or "oe" (outlier-exposure data, checked but never a benchmark).
-    ``splits``: the splits it has (OOD folder sets: test only; OE: train only).
-    ``default_image_size``: the paper's training size for it (docs/METHOD.md "Image
-    sizes"; the run's ``dataset.image_size: null``).
+    ``native_size`` (``image_size`` None) or resized to ``image_size``.
+    ``layout`` / ``how_to_get``: the files expected under the root and where to get them (every error says).
     ``one_class(root, cls, download, image_size) -> (train, test, targets)``:
     the dataset's own one-class protocol where it differs from the default
     (MVTec AD: the class's own test folder); None = the default protocol.
     ``check(root, download) -> report lines``: the dataset's own ``data check``
     body (MVTec: headers only, without decoding GBs); None = load every split.
-    ``root_env``: an environment variable consulted before $FIRM_BENCH_DATA.
-
-    The evaluation protocol, as the reference code's evaluators ran it
-    (``Willtl/firm`` ``evaluate_oneclass.py``, ``get_loader`` /
-    ``get_transform``; a run's ``features.zoom: null`` / ``features.image_size:
-    null`` / ``optim.batching: auto`` / ``dataset.normalization`` resolve to
-    these):
-
-    ``class_ids``: how runs, run directories, summaries and tables name a
-    class: ``index`` (CIFAR, Fashion-MNIST, Cats-vs-Dogs: the paper numbers
-    them) or ``name`` (MVTec AD: the paper names them, "bottle").
-    ``eval_zoom``: the test transform's Resize(int(zoom * size)) ->
-    CenterCrop(size) factor (1.125; MVTec 1.0: the reference's evaluator
-    resized MVTec without the zoom-and-crop, which would cut ~5.5% of each
-    border, where many defects sit).
-    ``eval_size``: the image side the bank and test images are evaluated at;
-    None = the training size (MVTec: 32, the reference's evaluator, while
-    training ran at 256).
-    ``batching``: how a training step is built by default: ``pool`` (the
-    whole ID + outlier set shuffled into batches) or ``paired`` (B ID images
-    with all their own outliers; the reference's MVTec loader).
-    ``reference_stats``: (mean, std) the reference code normalised with where
-    they differ from the measured ``mean`` / ``std`` (``dataset.normalization:
-    reference``); None = the same.
-    ``sizes``: images per split of the official files, for planning the cost of
-    a grid without reading data: ``train`` (every class), ``train_per_class``
-    (the one-class training set; a dict by class name where classes differ)
-    and ``test`` (the whole test set, or a dict by class for a per-class
-    protocol such as MVTec's).
-    ``class_groups``: named groups of classes the paper draws apart (MVTec's
-    objects and textures, Figures 6 and 7).
     """
 
-    name: str
-    classes: tuple[str, ...]
-    native_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
     layout: str
     how_to_get: str
     load: Callable[..., ImageSet]
-    role: Role = "one_class"
-    splits: tuple[str, ...] = SPLITS
-    default_image_size: int = 32
     one_class: OneClass | None = None
     check: Check | None = None
-    root_env: str | None = None
-    class_ids: ClassIds = "index"
-    eval_zoom: float = 1.125
-    eval_size: int | None = None
-    batching: Batching = "pool"
-    reference_stats: Stats | None = None
-    sizes: dict | None = None
-    class_groups: dict | None = None
-
-    def facts(self) -> dict:
-        """What planning and reading results need, as JSON (the catalog snapshot; ``catalog.DatasetEntry``)."""
-        return {"role": self.role, "classes": [str(c) for c in self.classes], "class_ids": self.class_ids,
-                "image_size": self.default_image_size, "eval_size": self.eval_size, "eval_zoom": self.eval_zoom,
-                "batching": self.batching, "sizes": self.sizes,
-                "class_groups": {k: list(v) for k, v in (self.class_groups or {}).items()} or None}
-
-    def stats(self, normalization: str = "measured") -> Stats:
-        """(mean, std) of ``dataset.normalization``: ``measured`` or ``reference`` (the reference code's)."""
-        if normalization not in ("measured", "reference"):
-            raise ValueError(f"dataset.normalization={normalization!r}; valid: measured, reference")
-        if normalization == "reference" and self.reference_stats is not None:
-            return self.reference_stats
-        return self.mean, self.std
 
 
-DATASETS: Registry[DatasetInfo] = Registry("dataset", catalog="dataset.name", facts=lambda name, info: info.facts())
+DATASETS: Registry[DatasetInfo] = Registry("dataset", facts=FACTS)
 
 Reader = Callable[..., ImageSet]  # (resolved root, split, download[, image_size])
 
 
-def register(
-    name: str,
-    *,
-    classes: Sequence[str],
-    native_size: int,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
-    layout: str,
-    how_to_get: str,
-    read: Reader,
-    role: Role = "one_class",
-    splits: Sequence[str] = SPLITS,
-    default_image_size: int = 32,
-    sized: bool = False,
-    one_class: OneClass | None = None,
-    check: Check | None = None,
-    root_env: str | None = None,
-    class_ids: ClassIds = "index",
-    eval_zoom: float = 1.125,
-    eval_size: int | None = None,
-    batching: Batching = "pool",
-    reference_stats: Stats | None = None,
-    sizes: dict | None = None,
-    class_groups: dict | None = None,
-) -> DatasetInfo:
+def register(name: str, *, layout: str, how_to_get: str, read: Reader, sized: bool = False,
+             one_class: OneClass | None = None, check: Check | None = None) -> DatasetInfo:
     """Register a dataset whose ``read`` (and hooks) raise :class:`DataProblem` on bad data.
 
     ``sized=True``: ``read(root, split, download, image_size)`` resizes while
     decoding (large image files: never held at full size); otherwise ``read``
     returns the native size and ``load`` resizes with :func:`resize_images`.
     """
-    classes, splits = tuple(classes), tuple(splits)
+    if name not in FACTS:
+        raise ValueError(f"dataset {name!r} has no facts record: declare it in firm_bench/core/facts/datasets.py first")
+    facts = FACTS[name]
+    classes, splits, root_env = facts.classes, facts.splits, facts.root_env
 
     def fail(root: str, e: DataProblem) -> DatasetError:
         return DatasetError(_message(name, root, layout, how_to_get, e, root_env))
@@ -280,10 +188,9 @@ def register(
         except DataProblem as e:
             raise fail(root, e) from e
 
-    info = DatasetInfo(name, classes, native_size, mean, std, layout, how_to_get, load, role,
-                       splits, default_image_size, protocol if one_class else None,
-                       report if check else None, root_env, class_ids, float(eval_zoom), eval_size,
-                       batching, reference_stats, sizes, class_groups)
+    info = DatasetInfo(**{f.name: getattr(facts, f.name) for f in fields(DatasetFacts)}, layout=layout,
+                       how_to_get=how_to_get, load=load, one_class=protocol if one_class else None,
+                       check=report if check else None)
     return DATASETS.add(name, info)
 
 
@@ -732,12 +639,12 @@ def resolve_root(name: str, root: str | os.PathLike | None) -> str:
 def class_index(name: str, cls: int | str) -> int:
     """The index of class ``cls`` of dataset ``name``: an index, or a class name.
 
-    The matching rules are ``catalog.class_index``'s (exact name, else the
+    The matching rules are ``core.facts.datasets.class_index``'s (exact name, else the
     name with every run of non-alphanumerics as "_", so "ankle_boot" names
     Fashion-MNIST's "Ankle boot"; a string of digits is an index). Raises
     ValueError listing the valid names and indices.
     """
-    return match_class(get_dataset(name).classes, cls, name)
+    return get_dataset(name).class_index(cls)
 
 
 def load_split(
@@ -776,7 +683,7 @@ def check_dataset(name: str, root: str | os.PathLike | None = None, download: bo
     info = get_dataset(name)
     root_used = resolve_root(name, root)
     lines = [f"dataset: {name} (role {info.role}, native size {info.native_size}, "
-             f"training size {info.default_image_size}, splits {', '.join(info.splits)})",
+             f"training size {info.image_size}, splits {', '.join(info.splits)})",
              "root: " + ("not used (embedded in the package)" if name == "fmnist_mini"
                          else root_used)]
     if info.check is not None:

@@ -54,6 +54,7 @@ from typing import Literal, Mapping
 import numpy as np
 
 from firm_bench.core.errors import DataProblem
+from firm_bench.core.facts.datasets import DATASETS as FACTS
 from firm_bench.datasets.base import (
     DATASETS,
     SPLITS,
@@ -71,8 +72,8 @@ from firm_bench.datasets.base import (
     split_report,
 )
 
-CLASSES = ("cat", "dog")
-SIZE = 64
+CLASSES = FACTS["cats_vs_dogs"].classes
+SIZE = FACTS["cats_vs_dogs"].native_size
 SEED = 0
 TEST_FRACTION = 0.2  # 2,500 of the 12,500 images per class
 KAGGLE_DIR = "dogs-vs-cats"
@@ -80,7 +81,6 @@ KAGGLE_NAME = re.compile(r"^(cat|dog)\.(\d+)\.jpe?g$", re.IGNORECASE)
 CACHE_FILE = "cats_vs_dogs_64.npz"
 CACHE_ENV = "FIRM_BENCH_CACHE"
 CACHE_VERSION = 1  # bump when the conversion or the split rule changes
-MEAN, STD = (0.4899, 0.4546, 0.4161), (0.2204, 0.2158, 0.2156)  # reference code (Willtl/firm)
 KAGGLE_URL = "https://www.kaggle.com/c/dogs-vs-cats/data"
 
 
@@ -299,13 +299,12 @@ def check_cats_vs_dogs(root: str, download: bool) -> list[str]:
 
 
 register(
-    "cats_vs_dogs", classes=CLASSES, native_size=SIZE, mean=MEAN, std=STD,
+    "cats_vs_dogs",
     layout=f"{KAGGLE_DIR}/train/{{cat,dog}}.N.jpg   (Kaggle's train.zip extracted; also "
            "<root>/train/ or the root = that train/ folder)\n"
            f"or [{KAGGLE_DIR}/]{{train,test}}/{{cat,dog}}/*.jpg   (already split)\n"
            f"converted once to {CACHE_FILE} (in the root if writable, else ${CACHE_ENV})",
     how_to_get=f"download train.zip from {KAGGLE_URL} (Kaggle account; no automatic download) "
                f"and extract it into <root>/{KAGGLE_DIR}/",
-    read=read_cats_vs_dogs, default_image_size=SIZE, check=check_cats_vs_dogs,
-    sizes={"train": 20000, "train_per_class": 10000, "test": 5000},  # 12,500 per class, the last 2,500 held out
+    read=read_cats_vs_dogs, check=check_cats_vs_dogs,
 )

@@ -115,30 +115,6 @@ def _how_to_get(fmt: CifarFormat) -> str:
             f"or download {fmt.url} and extract it into the root")
 
 
-def _register(name: str, fmt: CifarFormat, classes: tuple[str, ...],
-              mean: tuple[float, float, float], std: tuple[float, float, float],
-              reference: tuple[tuple[float, float, float], tuple[float, float, float]]) -> None:
-    # 50,000 training and 10,000 test images, the training images evenly over the classes
-    sizes = {"train": 50000, "train_per_class": 50000 // len(classes), "test": 10000}
-    register(name, classes=classes, native_size=32, mean=mean, std=std,
-             layout=_layout(fmt), how_to_get=_how_to_get(fmt), read=partial(read_cifar, fmt),
-             reference_stats=reference, sizes=sizes)
+for _name, _fmt in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
+    register(_name, layout=_layout(_fmt), how_to_get=_how_to_get(_fmt), read=partial(read_cifar, _fmt))
 
-
-_register(
-    "cifar10", CIFAR10,
-    ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
-    # Willtl/firm transforms.py get_transform: the widely copied CIFAR-10 std (not the pixel std)
-    reference=((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-)
-_register(
-    "cifar100", CIFAR100,
-    ("aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
-     "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
-     "large_man-made_outdoor_things", "large_natural_outdoor_scenes",
-     "large_omnivores_and_herbivores", "medium_mammals", "non-insect_invertebrates", "people",
-     "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2"),
-    mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
-    reference=((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),  # Willtl/firm transforms.py
-)

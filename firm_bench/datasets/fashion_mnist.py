@@ -16,6 +16,7 @@ from functools import partial
 import numpy as np
 
 from firm_bench.core.errors import DataProblem
+from firm_bench.core.facts.datasets import DATASETS as FACTS
 from firm_bench.datasets.base import (
     IDX_IMAGES,
     IDX_LABELS,
@@ -28,10 +29,7 @@ from firm_bench.datasets.base import (
     require,
 )
 
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-MEAN, STD = (0.2860,) * 3, (0.3530,) * 3  # of the 60000 training images, gray replicated
-REFERENCE_STATS = ((0.2860,) * 3, (0.3204,) * 3)  # Willtl/firm transforms.py get_transform
+CLASSES = FACTS["fashion_mnist"].classes
 RAW = "FashionMNIST/raw"
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -66,12 +64,11 @@ def read_fashion_mnist(root: str, split: str, download: bool) -> ImageSet:
 
 
 register(
-    "fashion_mnist", classes=CLASSES, native_size=28, mean=MEAN, std=STD,
+    "fashion_mnist",
     layout=f"{RAW}/{{{','.join(FILES['train'] + FILES['test'])}}}[.gz]"
            "   (torchvision FashionMNIST format)",
     how_to_get=f"{TORCHVISION_DOWNLOAD}, "
                f"or download the four *-ubyte.gz files from {URL} "
                f"(or Debian's dataset-fashion-mnist package) into <root>/{RAW}/",
-    read=read_fashion_mnist, reference_stats=REFERENCE_STATS,
-    sizes={"train": 60000, "train_per_class": 6000, "test": 10000},
+    read=read_fashion_mnist,
 )

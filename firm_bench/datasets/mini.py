@@ -17,10 +17,9 @@ from importlib import resources
 import numpy as np
 
 from firm_bench.core.errors import DataProblem
+from firm_bench.core.facts.datasets import MINI_PER_CLASS as PER_CLASS
 from firm_bench.datasets.base import ImageSet, check_labels, image_set, register
-from firm_bench.datasets.fashion_mnist import CLASSES, MEAN, REFERENCE_STATS, STD
 
-PER_CLASS = {"train": 200, "test": 100}
 FILE = "fmnist_mini.npz"
 BUILD = "python scripts/build_fmnist_mini.py --source <folder with the Fashion-MNIST IDX files>"
 
@@ -43,9 +42,8 @@ def read_mini(root: str, split: str, download: bool) -> ImageSet:
 
 
 register(
-    "fmnist_mini", classes=CLASSES, native_size=28, mean=MEAN, std=STD,
+    "fmnist_mini",
     layout=f"nothing: embedded in the package as firm_bench/datasets/data/{FILE} (root ignored)",
     how_to_get=f"ships with firm-bench; rebuild with: {BUILD}",
-    read=read_mini, reference_stats=REFERENCE_STATS,  # a subset of Fashion-MNIST: its statistics
-    sizes={"train": 10 * PER_CLASS["train"], "train_per_class": PER_CLASS["train"], "test": 10 * PER_CLASS["test"]},
+    read=read_mini,
 )

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from firm_bench.core.errors import DataProblem
+from firm_bench.core.facts.datasets import DATASETS as FACTS
 from firm_bench.datasets.base import (
     ImageSet,
     class_lines,
@@ -61,24 +62,13 @@ from firm_bench.datasets.base import (
     register,
 )
 
-CLASSES = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
-           "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper")
+MVTEC = FACTS["mvtec"]  # classes, sizes, protocol (core/facts/datasets.py)
+CLASSES = MVTEC.classes
 GRAYSCALE = ("grid", "screw", "zipper")  # stored as 8-bit grayscale PNGs
-OBJECTS = ("bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw", "toothbrush", "transistor",
-           "zipper")  # the paper's 10 object classes (Figure 6)
-TEXTURES = ("carpet", "grid", "leather", "tile", "wood")  # its 5 texture classes (Figure 7)
-# Files of the official release per class: train/good, and the whole test/ folder (good + defects)
-TRAIN_GOOD = {"bottle": 209, "cable": 224, "capsule": 219, "carpet": 280, "grid": 264, "hazelnut": 391,
-              "leather": 245, "metal_nut": 220, "pill": 267, "screw": 320, "tile": 230, "toothbrush": 60,
-              "transistor": 213, "wood": 247, "zipper": 240}
-TEST_IMAGES = {"bottle": 83, "cable": 150, "capsule": 132, "carpet": 117, "grid": 78, "hazelnut": 110,
-               "leather": 124, "metal_nut": 115, "pill": 167, "screw": 160, "tile": 117, "toothbrush": 42,
-               "transistor": 100, "wood": 79, "zipper": 151}
+OBJECTS, TEXTURES = MVTEC.class_groups["objects"], MVTEC.class_groups["textures"]  # Figures 6 and 7
 CONTAINERS = ("", "mvtec_ad", "mvtec_anomaly_detection")  # tried in this order under the root
 GOOD = "good"
-DEFAULT_SIZE = 256
-EVAL_SIZE = 32  # the reference's evaluator (evaluate_oneclass.py: size = 32; "# size = 256" commented out)
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet
+DEFAULT_SIZE = MVTEC.image_size
 URL = "https://www.mvtec.com/company/research/datasets/mvtec-ad"
 
 
@@ -257,19 +247,11 @@ def check_mvtec(root: str, download: bool) -> list[str]:
 
 
 register(
-    "mvtec", classes=CLASSES, native_size=DEFAULT_SIZE, mean=MEAN, std=STD,
+    "mvtec",
     layout="<class>/{train/good,test/good,test/<defect>}/*.png, <class>/ground_truth/<defect>/"
            "*_mask.png\n  for the 15 classes bottle, cable, ..., zipper, directly in the root "
            "or in <root>/mvtec_ad/ or <root>/mvtec_anomaly_detection/",
     how_to_get=f"download mvtec_anomaly_detection.tar.xz (or single classes) from {URL} "
                "(licence CC BY-NC-SA 4.0; no automatic download) and extract it into the root",
-    read=read_mvtec, sized=True, default_image_size=DEFAULT_SIZE,
-    one_class=mvtec_one_class, check=check_mvtec,
-    # The reference's protocol (Willtl/firm): classes named as the paper names them; its
-    # evaluator (evaluate_oneclass.py get_loader) resized MVTec to EVAL_SIZE px with zoom 1
-    # (no 1.125 resize-and-centre-crop) while training ran at 256; its loader built each step
-    # from B images with their own outliers (data.py SyntheticOutlierDataset).
-    class_ids="name", eval_zoom=1.0, eval_size=EVAL_SIZE, batching="paired",
-    sizes={"train_per_class": dict(TRAIN_GOOD), "test": dict(TEST_IMAGES)},
-    class_groups={"objects": OBJECTS, "textures": TEXTURES},
+    read=read_mvtec, sized=True, one_class=mvtec_one_class, check=check_mvtec,
 )

@@ -57,12 +57,11 @@ def _check_oe(root: str, download: bool) -> list[str]:
 
 
 register(
-    "oe", classes=("random",), native_size=32,
-    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),  # unused: ID statistics apply
+    "oe",
     layout=f"{OE_FILE}   (uint8 (N, 32, 32, 3), channels last; or pass the .npy file itself "
            f"as the root; the training runs read outliers.oe_path / ${OE_ENV})",
     how_to_get=f"download {OE_URL} (about 920 MB; Hendrycks et al., Outlier Exposure)",
-    read=_read_oe, role="oe", splits=("train",), check=_check_oe, root_env=OE_ENV,
+    read=_read_oe, check=_check_oe,
 )
 
 

@@ -55,7 +55,6 @@ from firm_bench.datasets.base import (
 )
 
 SIZE = 32
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CSI_URL = "https://github.com/alinlab/CSI#datasets"
 
 
@@ -149,12 +148,11 @@ def check_folder(fs: FolderSet, root: str, download: bool) -> list[str]:
 
 for _fs in SETS:
     register(
-        _fs.name, classes=(_fs.name,), native_size=SIZE, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+        _fs.name,
         layout=f"{_fs.folders[0]}/[<subfolder>/]*.{{jpg,png}}   ({_fs.provenance}"
                + (f"; folder also accepted as {', '.join(_fs.folders[1:])}" if _fs.folders[1:]
                   else "") + ")",
         how_to_get=f"download {_fs.url} (links in {CSI_URL}; no automatic download) "
                    "and extract it into the root",
-        read=partial(read_folder, _fs), role="ood", splits=("test",),
-        check=partial(check_folder, _fs), sizes={"test": 10000},  # each set: 10,000 images (CSI's copies)
+        read=partial(read_folder, _fs), check=partial(check_folder, _fs),
     )

@@ -15,10 +15,11 @@ from functools import partial
 import numpy as np
 
 from firm_bench.core.errors import DataProblem
+from firm_bench.core.facts.datasets import DATASETS as FACTS
 from firm_bench.datasets.base import TORCHVISION_DOWNLOAD, ImageSet, check_labels, image_set, register, require
 
 URL = "http://ufldl.stanford.edu/housenumbers/"
-CLASSES = tuple(str(d) for d in range(10))
+CLASSES = FACTS["svhn"].classes
 
 
 def _download(root: str, split: str) -> None:
@@ -47,10 +48,9 @@ def read_svhn(root: str, split: str, download: bool) -> ImageSet:
 
 
 register(
-    "svhn", classes=CLASSES, native_size=32,
-    mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),
+    "svhn",
     layout="{train,test}_32x32.mat   (torchvision SVHN format, directly in the root)",
     how_to_get=f"{TORCHVISION_DOWNLOAD}, "
                f"or download train_32x32.mat / test_32x32.mat from {URL} into the root",
-    read=read_svhn, role="ood", sizes={"train": 73257, "test": 26032},
+    read=read_svhn,
 )

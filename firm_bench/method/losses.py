@@ -20,7 +20,7 @@ Two forms build the similarities from the two views z1, z2 (N, d) of a batch:
   numerator and the denominator.
 
 Each loss trains by default in the form the FIRM reference code ran it
-(:data:`REFERENCE_FORMS`; Willtl/firm ``losses.py`` @b26a3ce8): NT-Xent
+(its ``reference_form`` in ``core/facts/method.py``; Willtl/firm ``losses.py`` @b26a3ce8): NT-Xent
 (``NTXentLoss``: cross-entropy over f1 @ f2.T with the diagonal as target) and
 FIRM (``FIRMLoss``) pairwise; SupCon and SupCon* with SupContrast's L_out
 (``SupCon``, contrast_mode='all': both views stacked, self excluded), i.e.
@@ -34,7 +34,7 @@ Labels (one row per sample), int64:
   outlier of kind k (rot90/180/270 -> 1/2/3). One ID class.
 - (N, 2): columns [kind, id_class]; id_class is the in-distribution class of
   an ID sample (>= 0), ignored for outliers (the trainer writes -1). Several
-  ID classes: FIRM's option only (:data:`ID_CLASS_LOSSES`; run config
+  ID classes: FIRM's option only (its facts' ``id_classes``; run config
   ``loss.id_labels``), as the reference's current ``firm/loss.py``
   (@d39fde8c) takes class labels plus an ``outlier_label``. An ID anchor's
   positives are then the ID samples of its own class, an outlier's only its
@@ -70,22 +70,20 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Literal, Mapping, get_args
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 
+from firm_bench.core.facts.method import FORM_SETTINGS, FORMS, LOSSES as FACTS, Form, resolve_form
 from firm_bench.core.registry import Registry
 
 __all__ = [
     "FORMS",
     "FORM_SETTINGS",
-    "ID_CLASS_LOSSES",
     "LOSSES",
-    "REFERENCE_FORMS",
     "ContrastiveLoss",
     "Form",
-    "FormSetting",
     "MaskFn",
     "build_loss",
     "check_label_values",
@@ -96,19 +94,9 @@ __all__ = [
     "resolve_form",
 ]
 
-Form = Literal["pairwise", "concat"]
-FORMS: tuple[str, ...] = get_args(Form)  # ("pairwise", "concat")
-#: values of the run config's ``loss.form``: each loss's reference form, or one form for all
-FormSetting = Literal["reference", "pairwise", "concat"]
-FORM_SETTINGS: tuple[str, ...] = get_args(FormSetting)
-
-#: ``builder(kinds (N,), form) -> bool mask``; builders of ID_CLASS_LOSSES also take ``id_class=`` (N,)
+#: ``builder(kinds (N,), form) -> bool mask``; builders of losses with ``id_classes`` also take ``id_class=`` (N,)
 MaskFn = Callable[..., Tensor]
-LOSSES: Registry[MaskFn] = Registry(
-    "loss", catalog="loss.name",
-    facts=lambda name, fn: {"reference_form": REFERENCE_FORMS.get(name), "id_classes": name in ID_CLASS_LOSSES},
-    meta={"forms": list(FORMS)},
-)
+LOSSES: Registry[MaskFn] = Registry("loss", facts=FACTS)
 
 
 # --------------------------------------------------------------------------- #
@@ -292,36 +280,6 @@ def firm_mask(labels: Tensor, form: Form = "pairwise", id_class: Tensor | None =
     return _to_form(relation, form)
 
 
-#: The form the FIRM reference code trained each loss in (Willtl/firm ``losses.py`` @b26a3ce8;
-#: docs/METHOD.md "Losses"), the run config's ``loss.form: reference``:
-REFERENCE_FORMS: dict[str, Form] = {
-    "ntxent": "pairwise",  # NTXentLoss: cross-entropy over f1 @ f2.T, the diagonal as target
-    "supcon": "concat",  # SupCon (SupContrast L_out, contrast_mode='all'), binary labels
-    "supcon_star": "concat",  # the same SupCon class, with the rotation labels
-    "firm": "pairwise",  # FIRMLoss: f1 @ f2.T, the form the paper ran
-}
-#: the losses that take (N, 2) labels [kind, id_class]: several in-distribution classes
-ID_CLASS_LOSSES: frozenset[str] = frozenset({"firm"})
-
-
-def resolve_form(name: str, setting: str = "reference") -> Form:
-    """The form loss ``name`` trains in under ``loss.form = setting``.
-
-    ``reference``: the form the FIRM reference code ran it in
-    (:data:`REFERENCE_FORMS`); ``pairwise`` / ``concat``: that form. Raises
-    ValueError for another setting or a loss without a reference form.
-    """
-    if setting in FORMS:
-        return setting  # type: ignore[return-value]
-    if setting != "reference":
-        raise ValueError(f"unknown loss form {setting!r}; valid: {', '.join(FORM_SETTINGS)}")
-    LOSSES.get(name)  # UnknownNameError lists valid names
-    if name not in REFERENCE_FORMS:
-        raise ValueError(f"loss {name!r} has no reference form in losses.REFERENCE_FORMS; "
-                         f"set loss.form to one of {', '.join(FORMS)}")
-    return REFERENCE_FORMS[name]
-
-
 def list_losses() -> list[str]:
     """Registered loss names, in registration order."""
     return LOSSES.names()
@@ -401,14 +359,14 @@ class ContrastiveLoss(nn.Module):
     name: a name of ``LOSSES`` (ntxent, supcon, supcon_star, firm).
     tau:  temperature > 0.
     form: a ``loss.form`` setting: "reference" (the form the FIRM reference
-          code ran this loss in, :data:`REFERENCE_FORMS`), "pairwise" or
+          code ran this loss in, its facts' ``reference_form``), "pairwise" or
           "concat" (see module doc). ``self.form`` is the resolved form,
           ``self.form_setting`` the setting.
 
     forward(z1, z2, labels):
       z1, z2: (N, d) float, L2-normalised projections of the two views (same
               dtype and device); labels: (N,) int, 0 = ID, k >= 1 = outlier,
-              or, for :data:`ID_CLASS_LOSSES`, (N, 2) int [kind, id_class].
+              or, for a loss with ``id_classes``, (N, 2) int [kind, id_class].
       pairwise: masked_multi_positive_loss(z1 @ z2.T / tau, M (N, N))
       concat:   masked_multi_positive_loss(Z @ Z.T / tau, M (2N, 2N),
                 valid = not self), Z = [z1; z2].
@@ -425,7 +383,7 @@ class ContrastiveLoss(nn.Module):
     """
 
     def __init__(
-        self, name: str, tau: float, form: FormSetting = "reference", check_values: bool = True
+        self, name: str, tau: float, form: str = "reference", check_values: bool = True
     ) -> None:
         super().__init__()
         self.mask_fn = LOSSES.get(name)  # UnknownNameError lists valid names
@@ -456,11 +414,11 @@ class ContrastiveLoss(nn.Module):
                 f"labels are on device {labels.device} but z1 is on device {z1.device}; "
                 f"move labels to z1.device"
             )
-        if labels.dim() == 2 and self.name not in ID_CLASS_LOSSES:
+        if labels.dim() == 2 and not FACTS[self.name].id_classes:
             raise ValueError(
                 f"loss {self.name!r} takes labels (N,) (0 = ID, k >= 1 = outlier kind k); labels "
                 f"(N, 2) [kind, id_class] with in-distribution classes are an option of "
-                f"{', '.join(sorted(ID_CLASS_LOSSES))} only (run config loss.id_labels)"
+                f"{', '.join(n for n, f in FACTS.items() if f.id_classes)} only (run config loss.id_labels)"
             )
         if self.check_values:
             check_label_values(labels)
@@ -477,14 +435,14 @@ class ContrastiveLoss(nn.Module):
 
 
 def get_loss(
-    name: str, tau: float = 0.2, form: FormSetting = "reference", check_values: bool = True
+    name: str, tau: float = 0.2, form: str = "reference", check_values: bool = True
 ) -> ContrastiveLoss:
     """The loss ``name`` (one of ``list_losses()``) at temperature ``tau``.
 
     tau = 0.2 is the paper's anomaly-detection value (docs/METHOD.md) and must equal
     the schema default (a test checks it), as must ``form``: "reference" = the
     form the FIRM reference code ran this loss in (NT-Xent and FIRM pairwise,
-    SupCon and SupCon* concat; :data:`REFERENCE_FORMS`), "pairwise" or
+    SupCon and SupCon* concat; ``core/facts/method.py``), "pairwise" or
     "concat" = that form. Raises UnknownNameError for an unknown name (listing
     the valid ones) and ValueError for a bad form or tau. ``check_values=False``:
     see ``ContrastiveLoss`` (same value, no per-call reads of device values).
@@ -497,12 +455,12 @@ def build_loss(cfg: Mapping[str, Any], check_values: bool = True) -> Contrastive
 
     ``loss.name``, ``loss.tau`` and ``loss.form`` (resolved per loss:
     :func:`resolve_form`). ``loss.id_labels`` decides the labels the trainer
-    feeds it ((N, 2) with ID classes), so it must name a loss of
-    :data:`ID_CLASS_LOSSES` (ValueError otherwise; the config validation says
-    so first). ``check_values``: see ``ContrastiveLoss``.
+    feeds it ((N, 2) with ID classes), so it must name a loss with
+    ``id_classes`` (ValueError otherwise; the config validation says so
+    first). ``check_values``: see ``ContrastiveLoss``.
     """
     section = cfg["loss"]
-    if section.get("id_labels") and section["name"] not in ID_CLASS_LOSSES:
-        raise ValueError(f"loss.id_labels: true needs loss.name one of {', '.join(sorted(ID_CLASS_LOSSES))}, "
+    if section.get("id_labels") and not FACTS[section["name"]].id_classes:
+        raise ValueError(f"loss.id_labels: true needs loss.name one of {', '.join(n for n, f in FACTS.items() if f.id_classes)}, "
                          f"got {section['name']!r}")
     return get_loss(section["name"], tau=section["tau"], form=section["form"], check_values=check_values)

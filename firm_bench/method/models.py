@@ -32,9 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from firm_bench.core.config import TIMM_PREFIX  # model.encoder: timm/<name>, any timm backbone
+from firm_bench.core.facts.method import ENCODERS as ENCODER_FACTS
 from firm_bench.core.registry import Registry
 
-ENCODERS: Registry[Callable[..., nn.Module]] = Registry("encoder", catalog="model.encoder")
+ENCODERS: Registry[Callable[..., nn.Module]] = Registry("encoder", facts=ENCODER_FACTS)
 
 
 class BasicBlock(nn.Module):

@@ -7,7 +7,7 @@ CutPaste-scar copies (``cutpaste``, ``scar``, ``cutpaste_scar``, after the
 CutPaste paper) or NSA Poisson-blended patches (``nsa``, after the NSA paper).
 ``ref_cutpaste_scar`` and ``ref_nsa`` are the FIRM reference code's own two
 MVTec generators (older and later commits of Willtl/firm), reproduced detail by
-detail; each lists where it must differ from that code in ``differences``.
+detail; their facts list where they must differ from that code (``differences``).
 
 Every entry of ``OUTLIERS`` is a class built as ``Cls(cfg, image_size)``, with
 ``cfg`` the config's ``outliers`` section (keys each class reads: ``oe_path``,
@@ -19,7 +19,8 @@ Every entry of ``OUTLIERS`` is a class built as ``Cls(cfg, image_size)``, with
 that returns the whole training set of one epoch: the N ID images first
 (label 0), then the outliers (label k >= 1 = outlier kind k; docs/DESIGN.md).
 
-Class attributes:
+Class attributes (``copies`` and ``paired`` set at registration from the
+source's facts, ``core/facts/method.py``, which also hold its ``differences``):
 
 - ``deterministic``: every epoch yields the same set (the trainer builds it once);
 - ``kinds``: the outlier labels produced, ``n_kinds = len(kinds)``;
@@ -34,10 +35,7 @@ Class attributes:
   (their outliers are not made from the IDs);
 - ``transforms_ids``: the first N rows are transformed copies of the input IDs
   rather than the inputs themselves (``ref_nsa`` colour-jitters them, as the
-  reference does); callers must take the ID images from ``epoch``'s output;
-- ``differences``: short human-readable statements of where a reference
-  reproduction must differ from the reference code (empty elsewhere), for
-  outputs to print.
+  reference does); callers must take the ID images from ``epoch``'s output.
 
 Random draws use the explicit generator (drawn on its device, results moved to
 the images' device); the same generator state gives the same epoch. The patch
@@ -57,18 +55,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from firm_bench.core.facts.method import OUTLIERS as FACTS
 from firm_bench.core.registry import Registry
 from firm_bench.method.augment import _JITTER_OPS, _apply_jitter
 
 __all__ = ["OUTLIERS", "OutlierSource", "load_oe_array", "poisson_blend", "OE_URL", "OE_ENV"]
 
-def _outlier_facts(name: str, cls: type["OutlierSource"]) -> dict:
-    """What planning needs of a source: outliers per ID image (``oe_ratio`` where configured), pairing, differences."""
-    copies = "oe_ratio" if issubclass(cls, OutlierExposure) else int(cls.copies)
-    return {"copies": copies, "paired": bool(cls.paired), "differences": list(cls.differences)}
+OUTLIERS: Registry[type["OutlierSource"]] = Registry("outliers", facts=FACTS)
 
 
-OUTLIERS: Registry[type["OutlierSource"]] = Registry("outliers", catalog="outliers.name", facts=_outlier_facts)
+def _source(name: str):  # noqa: ANN202 (a class decorator)
+    """Register an outlier source under ``name`` with its declared ``copies`` and ``paired`` (``core/facts/method.py``)."""
+
+    def deco(cls: type["OutlierSource"]) -> type["OutlierSource"]:
+        facts = FACTS.get(name)
+        if facts is not None:  # else the registry refuses it
+            cls.paired = facts.paired
+            cls.copies = cls.copies if facts.copies == "oe_ratio" else facts.copies  # oe: per instance, the ratio
+        return OUTLIERS.register(name)(cls)
+
+    return deco
+
 
 OE_URL = "https://people.eecs.berkeley.edu/~hendrycks/300K_random_images.npy"
 OE_ENV = "FIRM_BENCH_OE_PATH"
@@ -115,7 +122,6 @@ class OutlierSource:
     copies: ClassVar[int] = 1
     paired: ClassVar[bool] = True
     transforms_ids: ClassVar[bool] = False
-    differences: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -141,20 +147,18 @@ class OutlierSource:
         return f"{type(self).__name__}(image_size={self.image_size})"
 
 
-@OUTLIERS.register("none")
+@_source("none")
 class NoOutliers(OutlierSource):
     """ID images only (e.g. NT-Xent without synthetic outliers)."""
 
     deterministic = True
     kinds = ()
-    copies = 0
-    paired = False
 
     def outliers(self, ids: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return ids[:0], torch.zeros(0, dtype=torch.int64)
 
 
-@OUTLIERS.register("rot")
+@_source("rot")
 class Rotations(OutlierSource):
     """The paper's synthetic outliers: rot90 / rot180 / rot270 copies, labels 1 / 2 / 3.
 
@@ -165,7 +169,6 @@ class Rotations(OutlierSource):
 
     deterministic = True
     kinds = (1, 2, 3)
-    copies = 3
 
     def outliers(self, ids: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         n = ids.shape[0]
@@ -215,7 +218,7 @@ def _resize_uint8(x: Tensor, size: int) -> Tensor:
     return y.round_().clamp_(0, 255).to(torch.uint8)
 
 
-@OUTLIERS.register("oe")
+@_source("oe")
 class OutlierExposure(OutlierSource):
     """Outlier exposure (Hendrycks et al. 2018): OE images instead of rotated copies.
 
@@ -230,7 +233,6 @@ class OutlierExposure(OutlierSource):
     """
 
     copies = DEFAULT_OE_RATIO
-    paired = False
 
     def __init__(self, cfg: Mapping[str, Any], image_size: int) -> None:
         super().__init__(cfg, image_size)
@@ -255,7 +257,7 @@ class OutlierExposure(OutlierSource):
         return out, torch.ones(out.shape[0], dtype=torch.int64)
 
 
-@OUTLIERS.register("oe_rot")
+@_source("oe_rot")
 class OutlierExposureRotated(OutlierExposure):
     """The paper's "FIRM w/ OE (rot.)": OE images, each also rotated.
 
@@ -385,7 +387,7 @@ def scar(ids: Tensor, generator: torch.Generator) -> Tensor:
     return out
 
 
-@OUTLIERS.register("cutpaste")
+@_source("cutpaste")
 class CutPaste(OutlierSource):
     """One CutPaste copy per ID image, label 1 (see ``cutpaste``)."""
 
@@ -393,7 +395,7 @@ class CutPaste(OutlierSource):
         return cutpaste(ids, generator), torch.ones(ids.shape[0], dtype=torch.int64)
 
 
-@OUTLIERS.register("scar")
+@_source("scar")
 class Scar(OutlierSource):
     """One CutPaste-scar copy per ID image, label 2 (see ``scar``)."""
 
@@ -403,13 +405,12 @@ class Scar(OutlierSource):
         return scar(ids, generator), torch.full((ids.shape[0],), 2, dtype=torch.int64)
 
 
-@OUTLIERS.register("cutpaste_scar")
+@_source("cutpaste_scar")
 class CutPasteScar(OutlierSource):
     """docs/METHOD.md's MVTec recipe: per ID image one CutPaste copy (label 1) and
     one CutPaste-scar copy (label 2); 3N images."""
 
     kinds = (1, 2)
-    copies = 2
 
     def outliers(self, ids: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         n = ids.shape[0]
@@ -517,7 +518,7 @@ def nsa(ids: Tensor, generator: torch.Generator, mixed: bool = False) -> Tensor:
     return out
 
 
-@OUTLIERS.register("nsa")
+@_source("nsa")
 class NSA(OutlierSource):
     """One NSA Poisson-blended copy per ID image, label 1 (see ``nsa``)."""
 
@@ -722,7 +723,7 @@ def ref_scar(ids: Tensor, generator: torch.Generator) -> Tensor:
     return out
 
 
-@OUTLIERS.register("ref_cutpaste_scar")
+@_source("ref_cutpaste_scar")
 class RefCutPasteScar(OutlierSource):
     """The older FIRM reference MVTec generator: per ID image the original
     (label 0), a CutPaste copy (label 1) and a CutPaste-scar copy (label 2).
@@ -746,11 +747,6 @@ class RefCutPasteScar(OutlierSource):
     """
 
     kinds = (1, 2)
-    copies = 2
-    differences = (
-        "scar colour jitter uses torchvision's tensor formulas in float, rounded once (reference: PIL on uint8)",
-        "scar sizes scaled by S/256 (rounded, >= 1 px) at image sizes other than 256 (reference: 256 px only)",
-    )
 
     def outliers(self, ids: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         n = ids.shape[0]
@@ -882,7 +878,7 @@ def _ref_nsa_draws(n: int, generator: torch.Generator) -> dict[str, Tensor]:
     }
 
 
-@OUTLIERS.register("ref_nsa")
+@_source("ref_nsa")
 class RefNSA(OutlierSource):
     """The later FIRM reference MVTec generator: per ID image its colour-jittered
     copy (the ID sample, label 0) and one Poisson-blended patch of it (label 1).
@@ -911,15 +907,6 @@ class RefNSA(OutlierSource):
     """
 
     transforms_ids = True
-    differences = (
-        "Poisson solve: exact float64 DST solve of the system cv2.seamlessClone(NORMAL_CLONE) sets up "
-        "(its ROI placement and 3-px mask erosion reproduced), not OpenCV's float32 solver (within 1 grey level)",
-        "patch resize: torch bilinear (half-pixel centres), rounded, not cv2.resize INTER_LINEAR fixed point "
-        "(within 1 grey level)",
-        "colour jitter uses torchvision's tensor formulas in float, rounded once (reference: PIL on uint8)",
-        "at image sizes other than 256 the 50-px minimum mask area scales by (S/256)^2 and cv2's 3-px mask "
-        "erosion by S/256, rounded (reference: 256 px only)",
-    )
 
     def __init__(self, cfg: Mapping[str, Any], image_size: int) -> None:
         super().__init__(cfg, image_size)

@@ -3,8 +3,8 @@
 Each entry of ``SCHEDULES`` builds a scheduler stepped once per training
 iteration: ``build(optimizer, total_steps, steps_per_epoch, optim_cfg)``
 with the run config's ``optim`` section. Each entry also says what it does
-with the SGD momentum (its ``momentum`` attribute, kept in the catalog so that
-config validation knows it without torch): ``cycle`` = it sets the momentum
+with the SGD momentum (its facts in ``core/facts/method.py``, so that config
+validation knows it without torch): ``cycle`` = it sets the momentum
 itself from ``optim.momentum_cycle`` (null there: ``optim.momentum`` held),
 ``constant`` = ``optim.momentum`` is held through training.
 """
@@ -17,12 +17,12 @@ from typing import Callable
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
+from firm_bench.core.facts import method as facts
 from firm_bench.core.registry import Registry
 
 __all__ = ["SCHEDULES", "onecycle", "warmup_cosine"]
 
-SCHEDULES: Registry[Callable[..., LRScheduler]] = Registry(
-    "schedule", catalog="optim.schedule", facts=lambda name, build: {"momentum": build.momentum})
+SCHEDULES: Registry[Callable[..., LRScheduler]] = Registry("schedule", facts=facts.SCHEDULES)
 
 
 @SCHEDULES.register("onecycle")
@@ -47,7 +47,6 @@ def onecycle(optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch
                       cycle_momentum=True, base_momentum=base, max_momentum=peak)
 
 
-onecycle.momentum = "cycle"  # type: ignore[attr-defined]
 
 
 @SCHEDULES.register("warmup_cosine")
@@ -67,4 +66,3 @@ def warmup_cosine(
     return LambdaLR(optimizer, factor)
 
 
-warmup_cosine.momentum = "constant"  # type: ignore[attr-defined]

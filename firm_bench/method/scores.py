@@ -31,7 +31,7 @@ var(B^) is the variance over all elements of the normalised bank (numpy's
 ``np.var``, ddof=0), as in the reference code.
 
 Families (one workflow job each): ``knn`` (cos*, rot*, ens*), ``center``,
-``kde``, ``ocsvm``, ``locsvm``: ``SCORE_FAMILIES``, the registry's facts (``core.catalog.score_family``).
+``kde``, ``ocsvm``, ``locsvm``: ``SCORE_FAMILIES``, the scores' facts (``core/facts/method.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from firm_bench.core.facts.method import SCORES as SCORE_FAMILIES
 from firm_bench.core.registry import Registry
 
 __all__ = [
@@ -407,9 +408,7 @@ def ensemble_score(
 # --------------------------------------------------------------------------- #
 # Registry
 # --------------------------------------------------------------------------- #
-SCORES: Registry[ScoreFn] = Registry("score", catalog="scores.names", facts=lambda name, fn: {"family": SCORE_FAMILIES[name]})
-SCORE_FAMILIES: dict[str, str] = {}
-"""score name -> family (knn, center, kde, ocsvm, locsvm); one workflow job per family."""
+SCORES: Registry[ScoreFn] = Registry("score", facts=SCORE_FAMILIES)
 
 _VIEW_DOC = {
     "single": "unrotated test features (angle 0) vs the angle-0 bank",
@@ -442,7 +441,8 @@ _BASE_DOC = {
 }
 
 
-def _register(name: str, family: str, base_name: str, base: BaseScore, view: View) -> None:
+def _register(name: str, base_name: str, base: BaseScore, view: View) -> None:
+    family = SCORE_FAMILIES.get(name, "?")  # an undeclared name: the registry refuses it
     def score(cache: FeatureCache, *, k: int = 5, device: torch.device | str | None = None) -> np.ndarray:
         return ensemble_score(base, cache, view, k=k, device=device)
 
@@ -457,19 +457,18 @@ def _register(name: str, family: str, base_name: str, base: BaseScore, view: Vie
     score.family = family  # type: ignore[attr-defined]
     score.view = view  # type: ignore[attr-defined]
     SCORES.add(name, score)
-    SCORE_FAMILIES[name] = family
 
 
 _SUFFIX: dict[View, str] = {"single": "", "rot": "_rot", "ens": "_ens"}
 
 # k-NN cosine: the paper names them cos / rot / ens (+ _norm).
 for _view, _prefix in (("single", "cos"), ("rot", "rot"), ("ens", "ens")):
-    _register(_prefix, "knn", "cos", _base_cos, _view)
-    _register(f"{_prefix}_norm", "knn", "cos_norm", _base_cos_norm, _view)
-_register("center", "center", "center", _base_center, "single")
+    _register(_prefix, "cos", _base_cos, _view)
+    _register(f"{_prefix}_norm", "cos_norm", _base_cos_norm, _view)
+_register("center", "center", _base_center, "single")
 for _family, _base in (("kde", _base_kde), ("ocsvm", _base_ocsvm), ("locsvm", _base_locsvm)):
     for _view, _suffix in _SUFFIX.items():
-        _register(f"{_family}{_suffix}", _family, _family, _base, _view)
+        _register(f"{_family}{_suffix}", _family, _base, _view)
 del _view, _prefix, _family, _base, _suffix
 
 

@@ -120,26 +120,26 @@ def loss_form_label(rows: pd.DataFrame, compact: bool = False) -> str:
 
     Reads the ``loss_form`` label (``records.metrics.recipe_labels``) per loss and
     compares it with the form the FIRM reference code ran that loss in
-    (``catalog.loss_form``). E.g. ``loss forms: NT-Xent pairwise (N×N), SupCon
+    (``core.facts.method.resolve_form``). E.g. ``loss forms: NT-Xent pairwise (N×N), SupCon
     concat (2N×2N) — as the reference ran them``, or ``loss forms: all pairwise
     (N×N) — override; the reference ran SupCon in concat (2N×2N)``. A loss
     without the label (a summary written before it existed) is named unknown.
     ``compact``: shorter, for figure footers.
     """
-    from firm_bench.core import catalog
+    from firm_bench.core.facts import method
 
     def reference(loss: str) -> str | None:
         try:
-            return catalog.loss_form(loss)
+            return method.resolve_form(loss)
         except (KeyError, ValueError):
             return None
 
-    # a row whose "loss" the catalog does not know trained no loss (the untrained-encoder baseline): no form
+    # a row whose "loss" is no registered loss trained no loss (the untrained-encoder baseline): no form
     losses = {str(v) for v in rows["loss"].dropna()} if "loss" in rows else set()
     losses = {n for n in losses if reference(n) is not None}
     if not losses:
         return "loss forms: unknown"
-    rank = {n: i for i, n in enumerate(catalog.names("loss.name"))}
+    rank = {n: i for i, n in enumerate(method.LOSSES)}
     losses = sorted(losses, key=lambda n: (rank.get(n, len(rank)), n))
     name = lambda n: rep.LOSS_DISPLAY.get(n, n)  # noqa: E731
     text = (lambda f: f) if compact else (lambda f: FORM_LABELS.get(f, f))
@@ -238,20 +238,20 @@ def protocol_label(rec: dict, compact: bool = False) -> str:
 
 
 def class_name(dataset: str | None, cls: object) -> str:
-    """The catalog's name of class ``cls`` of ``dataset``: CIFAR-10 "2" -> "bird", MVTec "screw" -> "screw".
+    """The declared name of class ``cls`` of ``dataset``: CIFAR-10 "2" -> "bird", MVTec "screw" -> "screw".
 
     A run names a class by its index or by its name (the dataset's
-    ``class_ids``); figures and table headers show the name (the CSV keeps what the run named). A class the catalog does
+    ``class_ids``); figures and table headers show the name (the CSV keeps what the run named). A class the facts do
     not know (an unknown dataset, ``all`` of the multiclass protocol) is shown
     as it is.
     """
-    from firm_bench.core import catalog
+    from firm_bench.core.facts.datasets import DATASETS
 
     text = str(cls)
-    if dataset is None or dataset not in catalog.names("dataset.name", dataset):
+    if dataset not in DATASETS:
         return text
     try:
-        entry = catalog.dataset(dataset)
-        return entry.classes[entry.class_index(text, dataset)]
+        entry = DATASETS[dataset]
+        return entry.classes[entry.class_index(text)]
     except ValueError:
         return text

@@ -48,7 +48,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from firm_bench.core import catalog
+from firm_bench.core.facts import paper
 from firm_bench.core import rundir as runs_mod
 from firm_bench.core.errors import DamagedFile
 from firm_bench.paper import claims as claims_mod
@@ -368,7 +368,7 @@ def build_report(
     for name in paper_items():
         kind = "table" if name in tabs.TABLES else "figure"
         spec = tabs.TABLES.get(name) if kind == "table" else figs.FIGURES.get(name)
-        item = _Item(name, catalog.title(name), spec.doc, feeders[name], kind)
+        item = _Item(name, paper.title(name), spec.doc, feeders[name], kind)
         items.append(_table_item(item, Path(tables_dir) / f"{name}.csv", out.parent, tolerance) if kind == "table"
                      else _figure_item(item, Path(figures_dir) / f"{name}.png", out.parent))
     summary = _concat(list(rows.values()))

@@ -10,7 +10,7 @@ as the workflow will (:func:`firm_bench.planning.grid.run_config`) and adds up:
   class's training images times the outlier multiplicity
   (1 + the outlier source's registered ``copies``: rot x4, ref_cutpaste_scar
   x3, oe x(1 + oe_ratio), ...), the sizes the datasets register
-  (``sizes``; both read from the catalog, no torch);
+  (``sizes``; both read from ``core/facts``, no torch);
 - learning-curve evaluations: every ``eval.every`` epochs (and the last) a
   forward pass of the bank and the test set (none for ``cls: all``);
 - feature extraction: bank and test images at every angle plus the test
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from firm_bench.core import catalog
+from firm_bench.core.facts import datasets, method
 from firm_bench.core.config import protocol
 from firm_bench.core.rundir import OOD_PREFIX, TEST_EVALSET
 
@@ -98,7 +98,7 @@ class Cost:
 
 def multiplicity(outliers: Mapping[str, Any]) -> int:
     """Training samples per normal image for the config's ``outliers`` section (the outlier source's ``copies``)."""
-    return catalog.outlier(outliers["name"]).multiplicity(outliers)
+    return method.lookup(method.OUTLIERS, "outlier source", outliers["name"]).multiplicity(outliers)
 
 
 def model_factor(cfg: Mapping[str, Any], image_size: int) -> float:
@@ -110,10 +110,10 @@ def model_factor(cfg: Mapping[str, Any], image_size: int) -> float:
 def run_cost(cfg: Mapping[str, Any], dataset: str, cls: str, evalsets: Sequence[str]) -> dict:
     """Epochs, images per epoch, training views and forward passes of one run config.
 
-    Sizes are the datasets' registered ``sizes`` (``catalog.DatasetEntry``), the
-    outliers per image the source's ``copies`` (``catalog.OutlierEntry``).
+    Sizes are the datasets' declared ``sizes`` (``core.facts.datasets``), the
+    outliers per image the source's ``copies`` (``core.facts.method.OUTLIERS``).
     """
-    data = catalog.dataset(dataset)
+    data = datasets.dataset(dataset)
     n = data.size("train") if cls == "all" else data.size("train_per_class", cls)
     per_epoch = n * multiplicity(cfg["outliers"])
     batch, epochs = int(cfg["optim"]["batch_size"]), int(cfg["optim"]["epochs"])
@@ -126,7 +126,7 @@ def run_cost(cfg: Mapping[str, Any], dataset: str, cls: str, evalsets: Sequence[
     f = cfg["features"]
     models = 2 if f["untrained"] else 1  # the trained model and the untrained-encoder baseline
     for ev in evalsets:  # test: the run's test set; ood-<name>: this dataset's test set + the OOD set's
-        ev_test = test if ev == TEST_EVALSET else data.size("test") + catalog.dataset(ev[len(OOD_PREFIX):]).size("test")
+        ev_test = test if ev == TEST_EVALSET else data.size("test") + datasets.dataset(ev[len(OOD_PREFIX):]).size("test")
         forward += models * len(f["angles"]) * (n + ev_test * (1 + int(f["crops"])))
     return {"epochs": epochs, "per_epoch": per_epoch, "views": views, "forward": forward,
             "factor": model_factor(cfg, protocol(cfg).image_size)}
@@ -153,7 +153,7 @@ def plan_cost(workflow_cfg: Mapping[str, Any], target: str, throughput: Throughp
     cache: dict = {}
 
     def cost_of(run) -> dict:
-        sizes = catalog.dataset(run.dataset).sizes or {}
+        sizes = datasets.dataset(run.dataset).sizes or {}
         sized_by_class = isinstance(sizes.get("train_per_class"), dict) or run.cls == "all"
         key = (run.dataset, run.cls if sized_by_class else "", run.outliers, run.recipe, tuple(sorted(p.runs[run].evalsets)))
         if key not in cache:

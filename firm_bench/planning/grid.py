@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
-from firm_bench.core import catalog
+from firm_bench.core.facts import CONFIG_NAMES, datasets, method, paper
 from firm_bench.core import config as config_mod
 from firm_bench.core.errors import ConfigError
 from firm_bench.core.packs import pack_key
@@ -70,7 +70,7 @@ class Plan:
 
     def families(self, run: Run) -> list[str]:
         if run not in self.families_cache:
-            self.families_cache[run] = sorted({catalog.score_family(s) for s in self.runs[run].scores})
+            self.families_cache[run] = sorted({method.score_family(s) for s in self.runs[run].scores})
         return self.families_cache[run]
 
     def experiment_title(self, experiment: str) -> str:
@@ -79,7 +79,7 @@ class Plan:
         if exp["title"]:
             return str(exp["title"])
         fed = [item for item, exps in paper_item_feeders(self.config).items() if experiment in exps]
-        return catalog.title(fed[0]) if fed else experiment
+        return paper.title(fed[0]) if fed else experiment
 
     def experiment_evalsets(self, experiment: str) -> list[str]:
         """``test``, or ``ood-<name>`` for each OOD set of an unlabeled multiclass experiment (Table 4)."""
@@ -87,10 +87,10 @@ class Plan:
         return [evalset_of(name) for name in ood] if ood else [evalset_of(None)]
 
     def experiment_families(self, experiment: str) -> list[str]:
-        return sorted({catalog.score_family(s) for s in self.config["experiments"][experiment]["scores"]})
+        return sorted({method.score_family(s) for s in self.config["experiments"][experiment]["scores"]})
 
     def scores_of_family(self, run: Run, family: str) -> list[str]:
-        return sorted(s for s in self.runs[run].scores if catalog.score_family(s) == family)
+        return sorted(s for s in self.runs[run].scores if method.score_family(s) == family)
 
 
 BUNDLED = "firm_bench.experiments"  # the package's workflow configs (workflow/config/*.yaml link to them)
@@ -164,23 +164,22 @@ def recipe_name(preset: str, variant: str) -> str:
 def _classes(dataset: str, classes: Any) -> list[str]:
     """The run ids of an experiment's classes (``all``, or indices / names): each class's canonical id.
 
-    A dataset names its classes in runs as the paper does (``catalog.DatasetEntry.class_ids``):
+    A dataset names its classes in runs as the paper does (``core.facts.datasets.DatasetFacts.class_ids``):
     by index (CIFAR-10 ``3``) or by name (MVTec ``bottle``); either spelling is accepted here.
     """
-    entry = catalog.dataset(dataset)
+    entry = datasets.dataset(dataset)
     wanted = range(len(entry.classes)) if classes == "all" else classes
     out = []
     for c in wanted:
         try:
-            out.append(str(entry.class_id(c, dataset)))
+            out.append(str(entry.class_id(c)))
         except ValueError as exc:
             raise ConfigError(f"experiments: {exc}") from None
     return list(dict.fromkeys(out))
 
 
 def _check(kind: str, values: Iterable[str], key: str, where: str) -> None:
-    values = list(values)
-    valid = catalog.names(key, *values)
+    valid = CONFIG_NAMES[key][1]
     for v in values:
         if v not in valid:
             raise ConfigError(f"{where}: unknown {kind} {v!r}; valid: {', '.join(valid)}")
@@ -321,10 +320,10 @@ def _pack_group(p: Plan, run: Run, configs: dict) -> tuple:
     overrides = tuple(pair for pair in run_overrides(p, run) if not pair.startswith("seed="))
     if overrides not in configs:  # a seed sets only the seed: one resolution for the seeds of a run
         cfg = run_config(p, run)
-        configs[overrides] = (cfg, catalog.outlier(run.outliers).multiplicity(cfg["outliers"]))
+        configs[overrides] = (cfg, method.OUTLIERS[run.outliers].multiplicity(cfg["outliers"]))
     cfg, multiplicity = configs[overrides]
     key = pack_key({**cfg, "seed": run.seed})
-    entry = catalog.dataset(run.dataset)
+    entry = datasets.dataset(run.dataset)
     try:
         n_ids = entry.size("train") if run.cls == "all" else entry.size("train_per_class", run.cls)
     except ValueError:  # no registered size: only runs of the same class are known to match
@@ -385,7 +384,7 @@ def paper_items() -> list[str]:
         digits = "".join(ch for ch in name if ch.isdigit())
         return int(digits), name
 
-    return [*sorted(catalog.names("tables"), key=number), *sorted(catalog.names("figures"), key=number)]
+    return [*sorted(paper.TABLES, key=number), *sorted(paper.FIGURES, key=number)]
 
 
 def paper_item_feeders(config: Mapping) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from firm_bench.core import rundir as runs
-from firm_bench.core.catalog import loss_form, outlier_differences
+from firm_bench.core.facts.method import OUTLIERS, resolve_form
 from firm_bench.core.config import momentum_label, protocol
 from firm_bench.core.rundir import TEST_EVALSET, checked_curve, read_curve
 from firm_bench.method.metrics import aulc
@@ -33,7 +33,7 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
 
     ``loss_form``: the form the loss trained in (pairwise | concat), resolved
     from ``loss_form_setting`` = ``loss.form`` (reference | pairwise | concat;
-    ``catalog.loss_form``); ``id_labels``: whether the ID images kept their
+    ``core.facts.method.resolve_form``); ``id_labels``: whether the ID images kept their
     class labels (multi-class FIRM). ``momentum``: the SGD momentum that ran
     (``config.momentum_label``: ``cycled 0.95-0.85-0.95`` under onecycle, as
     the reference, or the held value). ``status``: the run's status.json, for
@@ -50,7 +50,7 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
         "select_score": cfg["checkpoint"]["select_score"] if cfg["checkpoint"]["select"] == "best_test" else None,
         "bn_momentum": cfg["model"]["bn_momentum"],
         "head_init": cfg["model"]["head_init"],
-        "loss_form": loss_form(cfg["loss"]["name"], cfg["loss"]["form"]),
+        "loss_form": resolve_form(cfg["loss"]["name"], cfg["loss"]["form"]),
         "loss_form_setting": cfg["loss"]["form"],
         "id_labels": bool(cfg["loss"]["id_labels"]),
         "tau": cfg["loss"]["tau"],
@@ -61,7 +61,7 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
         # resumed under settings that change the rounding (thread count, device, precision: run.numerics)
         "resumed_under_other_settings": "; ".join((status or {}).get("resumed_under_other_settings") or []) or None,
         **protocol(cfg).labels(),
-        "outlier_differences": outlier_differences(cfg["outliers"]["name"]),
+        "outlier_differences": list(OUTLIERS[cfg["outliers"]["name"]].differences),
     }
 
 

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from firm_bench.core import rundir as runs
-from firm_bench.core.catalog import uses_k
+from firm_bench.core.facts.method import uses_k
 from firm_bench.core.errors import DamagedFile
 
 ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "seed", "evalset", "score", "k"]

@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from firm_bench.core import rundir as runs
-from firm_bench.core.catalog import uses_k
+from firm_bench.core.facts.method import uses_k
 from firm_bench.core.rundir import TEST_EVALSET, cache_path, meta_path
 from firm_bench.method.metrics import auroc
 from firm_bench.records.metrics import write_metrics

@@ -46,7 +46,7 @@ def test_info_fields(dataset):
     assert len(info.classes) >= (2 if info.role == "one_class" else 1)
     assert len(set(info.classes)) == len(info.classes)
     assert info.native_size in (28, 32, 64, 256)
-    assert info.default_image_size in (32, 64, 256)
+    assert info.image_size in (32, 64, 256)
     assert info.splits and set(info.splits) <= {"train", "test"}
     assert info.role != "one_class" or info.splits == ("train", "test")
     for stats in (info.mean, info.std):

@@ -90,7 +90,7 @@ def test_area_resize_while_reading(tmp_path):
 def test_default_size_and_all_classes(small):
     root, _ = small
     info = get_dataset("mvtec")
-    assert info.native_size == info.default_image_size == mvtec.DEFAULT_SIZE == 256
+    assert info.native_size == info.image_size == mvtec.DEFAULT_SIZE == 256
     assert info.mean == (0.485, 0.456, 0.406) and info.std == (0.229, 0.224, 0.225)
     test = load_split("mvtec", "test", root=str(root))  # every class present, 64 -> 256
     assert test.images.shape == (12, 3, 256, 256)

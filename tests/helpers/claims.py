@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from firm_bench.core.catalog import uses_k
+from firm_bench.core.facts.method import uses_k
 from firm_bench.paper import claims as C
 from firm_bench.records.summary import COLUMNS, CURVE_COLUMNS
 

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from firm_bench.core.catalog import score_family
+from firm_bench.core.facts.method import score_family
 from firm_bench.datasets import DATASETS
 from firm_bench.paper import reported as rep
 from firm_bench.paper.labels import default_k

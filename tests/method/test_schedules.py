@@ -60,10 +60,10 @@ def test_other_cycle_bounds_are_used():
 
 
 def test_every_schedule_says_what_it_does_with_the_momentum():
-    """The catalog fact config validation reads (no torch) matches what the schedule does."""
-    from firm_bench.core import catalog
+    """The declared fact config validation reads (no torch) matches what the schedule does."""
+    from firm_bench.core.facts.method import SCHEDULES
 
-    for name in SCHEDULES.names():
+    for name in SCHEDULES:
         cfg = config.resolve("paper", overrides=[f"optim.schedule={name}"])
         cycles = len(set(_momenta(cfg, 200))) > 1
-        assert catalog.schedule_momentum(name) == ("cycle" if cycles else "constant"), name
+        assert SCHEDULES[name] == ("cycle" if cycles else "constant"), name

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.svm import OneClassSVM
 
-from firm_bench.core.catalog import score_family
+from firm_bench.core.facts.method import score_family
 from firm_bench.core.errors import UnknownNameError
 from firm_bench.method.metrics import auroc
 from firm_bench.method.scores import (

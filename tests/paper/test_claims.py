@@ -13,7 +13,7 @@ import yaml
 from scipy import stats
 
 from firm_bench.cli import main as cli_main
-from firm_bench.core import catalog
+from firm_bench.core.facts.datasets import dataset as dataset_facts
 from firm_bench.paper import claims as C
 from firm_bench.paper import reported as rep
 from firm_bench.planning import grid
@@ -237,8 +237,8 @@ def _planned_runs(plan, side: C.Side):
     if side.evalset != ("test",):
         classes = ["all"]
     elif side.cls == "all":
-        entry = catalog.dataset(side.dataset)
-        classes = [str(entry.class_id(i, side.dataset)) for i in range(len(entry.classes))]
+        entry = dataset_facts(side.dataset)
+        classes = [str(entry.class_id(i)) for i in range(len(entry.classes))]
     else:
         classes = list(side.cls)
     return classes, [r for r in plan.runs if r.dataset == side.dataset and r.loss == side.loss

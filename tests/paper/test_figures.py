@@ -280,7 +280,7 @@ def test_learning_curves_start_at_the_untrained_encoder():
 # --------------------------------------------------------------------------- #
 # legends beside the panels, never over them; classes by name
 # --------------------------------------------------------------------------- #
-#: CIFAR-10's classes in index order, as torchvision lists them (written out here, not read from the catalog)
+#: CIFAR-10's classes in index order, as torchvision lists them (written out here, not read from the facts)
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -381,7 +381,7 @@ def test_tsne_class_lists_are_the_datasets_own():
     assert panel_classes(figs.FIGURES.get("fig6")) == list(mvtec.OBJECTS)
     assert panel_classes(figs.FIGURES.get("fig7")) == list(mvtec.TEXTURES)
     assert panel_classes(figs.FIGURES.get("fig3")) == ["metal_nut", "screw"]
-    bad = figs.FigureSpec("fig6", title="Figure 6: x", kind="tsne", params={"dataset": "mvtec", "class_group": "shiny"})
+    bad = figs.FigureSpec("fig6", kind="tsne", params={"dataset": "mvtec", "class_group": "shiny"})
     with pytest.raises(ValueError, match="no class group 'shiny'; valid: objects, textures"):
         panel_classes(bad)
 
@@ -392,7 +392,9 @@ def test_each_kind_has_its_drawing_function():
     assert figs.DRAW == {"curves": c.draw_curves, "landscape": la.draw_landscape, "tsne": ts.draw_tsne,
                          "sweep": sw.draw_sweep}
     with pytest.raises(ValueError, match="unknown kind 'pie'"):
-        figs.FigureSpec("fig9", title="Figure 9: x", kind="pie")
+        figs.FigureSpec("fig4", kind="pie")
+    with pytest.raises(ValueError, match="'fig9' has no title: add one to firm_bench/core/facts/paper.py"):
+        figs.FigureSpec("fig9", kind="curves")
 
 
 # --------------------------------------------------------------------------- #

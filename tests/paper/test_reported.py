@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import tomllib
 
-from firm_bench.core.catalog import config_names as registered_names
+from firm_bench.core.facts import config_names as registered_names
 from firm_bench.paper import reported as rep
 from tests.helpers import ROOT
 

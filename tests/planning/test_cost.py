@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from firm_bench.cli import build_parser
-from firm_bench.core import catalog
+from firm_bench.core.facts.datasets import dataset as dataset_facts
 from firm_bench.datasets import DATASETS
 from firm_bench.method.outliers import OUTLIERS
 from firm_bench.planning import cost as P
@@ -40,13 +40,13 @@ def test_registered_sizes_cover_what_planning_needs(paper_cfg):
     """Every training set has its one-class and whole training sizes and a test size; every OOD set a test size."""
     one_class = [n for n, info in DATASETS.items() if info.role == "one_class"]
     for name in one_class:
-        entry = catalog.dataset(name)
+        entry = dataset_facts(name)
         for cls in entry.classes:
             assert entry.size("train_per_class", cls) > 0 and entry.size("test", cls) > 0, (name, cls)
     for exp in paper_cfg["experiments"].values():
         for ood in exp.get("ood") or []:
-            assert catalog.dataset(ood).size("test") > 0
-    mvtec = catalog.dataset("mvtec")
+            assert dataset_facts(ood).size("test") > 0
+    mvtec = dataset_facts("mvtec")
     assert set(mvtec.sizes["train_per_class"]) == set(DATASETS.get("mvtec").classes) == set(mvtec.sizes["test"])
     assert mvtec.size("train") == 3629 and mvtec.size("test") == 1725  # MVTec AD's official counts
 
@@ -55,7 +55,7 @@ def test_fmnist_mini_sizes_are_the_embedded_data():
     from firm_bench.datasets import load_split, one_class_split
 
     train, test, _ = one_class_split("fmnist_mini", 0)
-    entry = catalog.dataset("fmnist_mini")
+    entry = dataset_facts("fmnist_mini")
     assert len(train) == entry.size("train_per_class", "0") and len(test) == entry.size("test")
     assert len(load_split("fmnist_mini", "train")) == entry.size("train")
 

@@ -2,13 +2,13 @@
 # functions; the rule files hold rules only, and none needs another included
 # first. The config is validated once, by firm_bench.planning.grid.plan
 # (schema firm_bench/schema/workflow.schema.yaml, defaults filled): rules read
-# the validated CONFIG. Planning reads the registries' names from the catalog
-# snapshot (no torch), and each job rule has one params function building its
+# the validated CONFIG. Planning reads the registered names from their facts
+# (firm_bench/core/facts, no torch), and each job rule has one params function building its
 # whole argument string: Snakemake's cost per job bounds `snakemake -n` on the
 # paper's ~6,400 jobs (benchmarks/bench_dag.py).
 import os
 
-from firm_bench.core import catalog
+from firm_bench.core.facts import datasets as dataset_facts, method, paper
 from firm_bench.core.rundir import EVALSET_PATTERN, Run
 from firm_bench.planning import grid as fw
 from firm_bench.planning.gpu_slots import count_gpus
@@ -47,12 +47,12 @@ wildcard_constraints:
     run="/".join(
         [
             _alternatives(
-                catalog.names("dataset.name") + [r.dataset for r in PLAN.runs]
+                list(dataset_facts.DATASETS) + [r.dataset for r in PLAN.runs]
             ),
             fw.CLS_PATTERN,
-            _alternatives(catalog.names("loss.name") + [r.loss for r in PLAN.runs]),
+            _alternatives(list(method.LOSSES) + [r.loss for r in PLAN.runs]),
             _alternatives(
-                catalog.names("outliers.name") + [r.outliers for r in PLAN.runs]
+                list(method.OUTLIERS) + [r.outliers for r in PLAN.runs]
             ),
             fw.RECIPE_PATTERN,
             r"seed\d+",
@@ -60,7 +60,7 @@ wildcard_constraints:
     ),
     evalset=EVALSET_PATTERN,
     family=_alternatives(
-        catalog.score_families()
+        sorted(set(method.SCORES.values()))
         + [f for e in PLAN.experiments for f in PLAN.experiment_families(e)]
     ),
     experiment="|".join(PLAN.experiments) or "none",
@@ -150,12 +150,12 @@ def paper_item_curves(wildcards):
 
 
 def paper_tables():
-    return expand(os.path.join(TABLES_DIR, "{item}.csv"), item=catalog.names("tables"))
+    return expand(os.path.join(TABLES_DIR, "{item}.csv"), item=list(paper.TABLES))
 
 
 def paper_figures():
     return expand(
-        os.path.join(FIGURES_DIR, "{item}.png"), item=catalog.names("figures")
+        os.path.join(FIGURES_DIR, "{item}.png"), item=list(paper.FIGURES)
     )
 
 

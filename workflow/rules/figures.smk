@@ -19,7 +19,7 @@ rule paper_figure:
     log:
         log_file("paper_figure_{item}.log"),
     wildcard_constraints:
-        item="|".join(catalog.names("figures")),
+        item="|".join(paper.FIGURES),
     threads: CONFIG["threads"]["score"]
     params:
         out_dir=subpath(output.png, parent=True),

@@ -21,7 +21,7 @@ rule paper_table:
     log:
         log_file("paper_table_{item}.log"),
     wildcard_constraints:
-        item="|".join(catalog.names("tables")),
+        item="|".join(paper.TABLES),
     params:
         out_dir=subpath(output.md, parent=True),
     shell:

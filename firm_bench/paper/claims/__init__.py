@@ -13,7 +13,7 @@ report's section (:func:`write_claims`, :func:`claims_html`; the command
 ``stats`` (the statistics), ``evaluate`` (selection, pairing, verdicts),
 ``render`` (the outputs); everything public is re-exported here. Reading
 results needs no torch: summaries come from ``records.summary``, the paper's
-numbers from ``paper.reported``, names from the catalog snapshot.
+numbers from ``paper.reported``, names from ``core/facts``.
 
 The method (unit of analysis, effect, interval, tests, Holm, power, coverage,
 verdicts) is described once, in docs/CLAIMS.md; the header of

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from firm_bench.core import catalog
+from firm_bench.core.facts.datasets import dataset as dataset_facts
 from firm_bench.paper import reported as rep
 from firm_bench.paper.claims.spec import (CLAIMS_PATH, STATISTICS, UNTRAINED, Claim, Side, _matched, _thaw, load_claims,
                                           problems_error)
@@ -658,7 +658,7 @@ def _paper_classes(claim: Claim) -> tuple[str, int]:
         return "OOD sets", len(a.evalset)
     if a.cls != "all":
         return "classes", len(a.cls)
-    return "classes", len(catalog.dataset(str(a.dataset)).classes)
+    return "classes", len(dataset_facts(str(a.dataset)).classes)
 
 
 def _coverage(claim: Claim, n_items: int, seeds: Sequence[int]) -> str:

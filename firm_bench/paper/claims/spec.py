@@ -17,7 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-from firm_bench.core import catalog
+from firm_bench.core.facts import CONFIG_NAMES
+from firm_bench.core.facts.datasets import DATASETS
+from firm_bench.core.facts.method import uses_k
 from firm_bench.paper.labels import default_k
 
 #: the packaged claims file (package data of firm_bench.paper, like reported_results.csv)
@@ -208,7 +210,7 @@ def _default_k() -> int:
 def _check_name(kind: str, key: str, value: Any, where: str, cid: str, ckey: str) -> str:
     if not isinstance(value, str):
         raise _fail(where, cid, ckey, f"{kind} must be a name, got {value!r}")
-    valid = catalog.names(key, value)
+    valid = CONFIG_NAMES[key][1]
     if value not in valid:
         raise _fail(where, cid, ckey, f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
     return value
@@ -251,7 +253,7 @@ def _parse_side(raw: Any, defaults: Mapping, role: str, *, statistic: str, where
     if s.get("dataset") is None:
         raise _fail(where, cid, f"{role}.dataset", "every side names its dataset")
     dataset = _check_name("dataset", "dataset.name", s["dataset"], where, cid, f"{role}.dataset")
-    entry = catalog.dataset(dataset)
+    entry = DATASETS[dataset]
     if entry.role != "one_class":
         raise _fail(where, cid, f"{role}.dataset", f"{dataset!r} is a {entry.role} set, not a training dataset")
     loss = _check_name("loss", "loss.name", s.get("loss"), where, cid, f"{role}.loss")
@@ -278,7 +280,7 @@ def _parse_side(raw: Any, defaults: Mapping, role: str, *, statistic: str, where
         if not isinstance(cls, list) or not cls:
             raise _fail(where, cid, f"{role}.cls", f"all or a list of classes, got {cls!r}")
         try:
-            cls = tuple(str(entry.class_id(c, dataset)) for c in cls)
+            cls = tuple(str(entry.class_id(c)) for c in cls)
         except ValueError as exc:
             raise _fail(where, cid, f"{role}.cls", str(exc)) from None
     baseline = s.get("baseline")
@@ -294,7 +296,7 @@ def _parse_side(raw: Any, defaults: Mapping, role: str, *, statistic: str, where
     k = s.get("k")
     if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
         raise _fail(where, cid, f"{role}.k", f"a positive integer or null, got {k!r}")
-    k = (k or k_default) if catalog.uses_k(score) else None
+    k = (k or k_default) if uses_k(score) else None
     variant = s.get("variant", "base")
     if not isinstance(variant, str) or not re.fullmatch(r"[A-Za-z0-9_.]+", variant):
         raise _fail(where, cid, f"{role}.variant", f"a workflow variant name (or base), got {variant!r}")

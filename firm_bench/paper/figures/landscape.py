@@ -84,9 +84,9 @@ def landscape(
 def draw_landscape(spec: FigureSpec, data: FigureData):
     """One heat map per loss over (inlier similarity, synthetic-outlier similarity), minimum marked.
 
-    Each loss in the form the reference code ran it (``catalog.loss_form``), named in its title and the note.
+    Each loss in the form the reference code ran it (``core.facts.method.resolve_form``), named in its title and the note.
     """
-    from firm_bench.core import catalog
+    from firm_bench.core.facts.method import resolve_form
     from firm_bench.core.config import schema_defaults
     from firm_bench.paper.labels import FORM_LABELS
 
@@ -101,11 +101,11 @@ def draw_landscape(spec: FigureSpec, data: FigureData):
         ax.contour(s_in, s_out, values.T, levels=8, colors="white", linewidths=0.4, alpha=0.6)
         i, j = np.unravel_index(np.argmin(values), values.shape)
         ax.plot(s_in[i], s_out[j], marker="*", color="red", markersize=7, label="minimum")
-        ax.set_title(f"{loss_label(loss)} ({catalog.loss_form(loss)})")
+        ax.set_title(f"{loss_label(loss)} ({resolve_form(loss)})")
         ax.set_xlabel("inlier similarity")
         ax.set_ylabel("syn. outlier similarity")
         fig.colorbar(mesh, ax=ax, shrink=0.85, label="loss")
-    forms = ", ".join(f"{loss_label(loss)} {FORM_LABELS[catalog.loss_form(loss)]}" for loss in losses)
+    forms = ", ".join(f"{loss_label(loss)} {FORM_LABELS[resolve_form(loss)]}" for loss in losses)
     note(fig, f"our losses, each in the form the reference code ran it ({forms}), tau = "
               f"{schema_defaults()['loss']['tau']}, on constructed batches of {n_id} ID + {n_out} outlier unit "
               "vectors; both views equal; ID-outlier similarity 0")

@@ -5,7 +5,7 @@ feature cache, ``core.rundir.cache_path``, unrotated view) in 2-D
 (:func:`tsne_embedding`: scikit-learn TSNE, seeded, ``n_jobs`` = ``--threads``),
 normal images blue and anomalous ones red, as the paper's plots. The run of a
 panel is the base recipe's lowest seed. The classes are the spec's
-``classes``, or a class group of the dataset's catalog entry
+``classes``, or a class group of the dataset's facts
 (``class_group``: MVTec ``objects`` for Figure 6, ``textures`` for Figure 7);
 in miniature (no run on the spec's dataset) the classes the config ran on its
 stand-in, each panel naming the paper's class it stands in for. Panels name
@@ -78,13 +78,13 @@ def tsne_embedding(features: np.ndarray, *, seed: int = 0, threads: int = 1, max
 
 
 def panel_classes(spec: FigureSpec) -> list[str]:
-    """The paper's classes of a t-SNE figure: its ``classes``, or its ``class_group`` of the dataset's catalog entry."""
+    """The paper's classes of a t-SNE figure: its ``classes``, or its ``class_group`` of the dataset's facts."""
     if "classes" in spec.params:
         return list(spec.params["classes"])
-    from firm_bench.core import catalog
+    from firm_bench.core.facts.datasets import dataset as dataset_facts
 
     dataset, group = str(spec.params["dataset"]), str(spec.params["class_group"])
-    groups = catalog.dataset(dataset).class_groups or {}
+    groups = dataset_facts(dataset).class_groups or {}
     if group not in groups:
         raise ValueError(f"figure {spec.name}: dataset {dataset!r} has no class group {group!r}; "
                          f"valid: {', '.join(groups) or 'none'}")

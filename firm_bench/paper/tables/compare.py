@@ -177,11 +177,11 @@ def _natural(v: str) -> tuple:
 
 def _n_items(spec: TableSpec, dataset: str, n_ood: int) -> int | None:
     """How many classes (or OOD sets) a complete mean covers."""
-    from firm_bench.core import catalog
+    from firm_bench.core.facts.datasets import DATASETS
 
     if spec.mean_over == "ood":
         return n_ood
-    return len(catalog.dataset(dataset).classes) if dataset in catalog.names("dataset.name", dataset) else None
+    return len(DATASETS[dataset].classes) if dataset in DATASETS else None
 
 
 def _our_cells(spec: TableSpec, long: pd.DataFrame, n_ood: int) -> pd.DataFrame:
@@ -456,7 +456,7 @@ def _paper_column_order(spec: TableSpec, cells: pd.DataFrame) -> list[str]:
 
 def _label(spec: TableSpec, cells: pd.DataFrame) -> pd.DataFrame:
     """Row and column labels and their order (the paper's order first, then ours by registry order)."""
-    from firm_bench.core import catalog
+    from firm_bench.core.facts import CONFIG_NAMES
 
     cells = cells.reset_index(drop=True)
     recs = cells.to_dict("records")
@@ -474,7 +474,7 @@ def _label(spec: TableSpec, cells: pd.DataFrame) -> pd.DataFrame:
     if not clash.empty:
         raise ValueError(f"{spec.name}: several cells share row {clash['row'].iloc[0]!r} and column "
                          f"{clash['column'].iloc[0]!r}; give the table's experiments distinct labels")
-    rank = {f: {n: i for i, n in enumerate(catalog.names(key))}
+    rank = {f: {n: i for i, n in enumerate(CONFIG_NAMES[key][1])}
             for f, key in (("loss", "loss.name"), ("outliers", "outliers.name"), ("score", "scores.names"))}
     rank["loss"][UNTRAINED] = len(rank["loss"])  # the baseline after every loss
     paper_pos = cells.groupby("row", sort=False)["paper_order"].min()

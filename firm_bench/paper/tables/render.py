@@ -211,15 +211,12 @@ def _reading_notes(spec: TableSpec, cells: pd.DataFrame, tolerance: float, fmt: 
 
 def _outlier_notes(cells: pd.DataFrame) -> list[str]:
     """Where each outlier source of our rows knowingly differs from the reference code it follows."""
-    from firm_bench.core import catalog
+    from firm_bench.core.facts.method import OUTLIERS
 
     ran = cells.loc[cells["ours_status"].isin(["ok", "failed", "damaged", "missing", "pending"]), "outliers"].dropna()
     out = []
     for name in dict.fromkeys(ran):
-        try:
-            diffs = catalog.outlier_differences(str(name))
-        except KeyError:
-            continue
+        diffs = OUTLIERS[str(name)].differences if str(name) in OUTLIERS else ()
         if diffs:
             out.append(f"Outliers {name} differ from the reference code in: {'; '.join(diffs)}.")
     return out

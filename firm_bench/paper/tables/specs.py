@@ -4,8 +4,8 @@ A spec says what the paper table is (``title``, ``doc``: its first words name
 the paper item, ``Table 5: ...``) and how ours are laid out beside it (the
 column axis, metrics, per-class or means only, transposed as printed, the
 relative-improvement row, the NOTES.md caveat in ``note``, the per-class
-tables of the same runs in ``per_class_from``). The titles are the catalog's
-(``firm_bench.core.catalog.title``, read without importing this module).
+tables of the same runs in ``per_class_from``). The titles are the paper
+facts' (``firm_bench/core/facts/paper.py``, read there without this module).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from firm_bench.core.facts import paper
 from firm_bench.core.registry import Registry
 
 __all__ = ["TABLES", "TABLE_SPECS", "Axis", "TableSpec", "spec_of"]
@@ -26,8 +27,6 @@ class TableSpec:
 
     name:        target name (``table5`` -> results/tables/table5.{md,tex,csv}).
     paper:       the table's id in reported_results.csv (``"5"``).
-    title:       the paper item and what it shows (``Table 5: ...``): the heading of every
-                 output, the report's and the catalog's title.
     doc:         what else a reader of the report should know about the table (may be empty; plain
                  text: it reaches the page as it is, so no reST markup).
     columns:     the column axis: ``cls`` (classes, then their mean),
@@ -49,7 +48,6 @@ class TableSpec:
 
     name: str
     paper: str
-    title: str
     doc: str = ""
     columns: Axis = "cls"
     metrics: tuple[str, ...] = ("auroc",)
@@ -60,7 +58,14 @@ class TableSpec:
     note: str = ""
     per_class_from: tuple[str, ...] = ()
 
+    @property
+    def title(self) -> str:
+        """The paper item and what it shows (``Table 5: ...``; ``core/facts/paper.py``): every output's heading."""
+        return paper.TABLES[self.name]
+
     def __post_init__(self) -> None:
+        if self.name not in paper.TABLES:
+            raise ValueError(f"table spec {self.name!r} has no title: add one to firm_bench/core/facts/paper.py")
         if not self.title.startswith(f"Table {self.paper}:"):
             raise ValueError(f"table spec {self.name!r}: the title must name the paper item "
                              f"('Table {self.paper}: ...'), got {self.title!r}")
@@ -79,36 +84,29 @@ _CATS_VS_DOGS_DATA = ("Our Cats-vs-Dogs images are the Kaggle JPEGs resized to 6
 TABLE_SPECS: list[TableSpec] = [
     TableSpec(
         "table1a", "1a",
-        title="Table 1a: one-class anomaly detection on CIFAR-10 (FIRM cos / rot / ens, FIRM w/ OE) vs the literature.",
         doc="Per-class AUROC. See the notes for the caveat on the rot and ens rows.",
         note=("NOTES.md: the paper's printed rot and ens rows of Table 1a equal Table 11's rot_norm and ens_norm rows "
               "(10 of 11 and 11 of 11 numbers), not Table 11's rot and ens rows. reported_results.csv keeps the "
               "printed labels rot and ens, so our rot and ens rows are compared with them; our rot_norm and ens_norm "
               "rows have no paper number in this table (Table 11 has them).")),
     TableSpec(
-        "table1b", "1b", per_class_from=("14",), **_MEANS,
-        title="Table 1b: one-class anomaly detection on CIFAR-100 (20 superclasses), class means."),
+        "table1b", "1b", per_class_from=("14",), **_MEANS),
     TableSpec(
-        "table1c", "1c", per_class_from=("15",), **_MEANS,
-        title="Table 1c: one-class anomaly detection on Fashion-MNIST, class means."),
+        "table1c", "1c", per_class_from=("15",), **_MEANS),
     TableSpec(
         "table1d", "1d", per_class_from=("16",), **_MEANS,
-        title="Table 1d: one-class anomaly detection on Cats-vs-Dogs, class means (no OE row: resolution mismatch).",
         note=("NOTES.md: the rot and ens means differ from Table 16's (90.0 vs 89.9, 89.7 vs 90.2). "
               + _CATS_VS_DOGS_DATA)),
     TableSpec(
         "table2", "2", transpose=True,
-        title="Table 2: MVTec AD, NT-Xent vs SupCon vs FIRM, per class.",
         doc=("The paper's score and per-class outlier generator (CutPaste or NSA) were not stated; its numbers are "
              "compared with every score and generator of ours.")),
     TableSpec(
         "table3", "3", transpose=True,
-        title="Table 3: MVTec AD, FIRM vs the literature (DOCC, CutPaste, P-SVDD, U-Student, NSA, RotNet, DROC).",
         note=("NOTES.md: the literature CutPaste mean (90.9) does not equal the mean of its printed per-class values "
               "(93.5).")),
     TableSpec(
         "table4", "4", columns="ood", mean_over="ood",
-        title="Table 4: unlabeled multiclass OOD detection, CIFAR-10 (all classes, no labels) vs six OOD sets.",
         doc=("One column per OOD set (our rows need the summaries' ood column). The reference's multiclass "
              "evaluator (evaluate_multiclass.py, eval_embed) reports cos_5 and cos_5_norm, each plain and over the "
              "rotations (_angled) or with crops (_ensemble); the paper's choice among them is unstated (see the "
@@ -120,62 +118,45 @@ TABLE_SPECS: list[TableSpec] = [
     TableSpec(
         "table5", "5", metrics=("auroc", "aulc"), improvement=_VS_NTXENT, per_class_from=("10a", "14", "15", "16"),
         **_MEANS,
-        title="Table 5: AUROC and AULC of the four losses (S_cos) on four datasets, class means.",
         doc="AULC from our learning curves (the summaries' aulc column).",
         note=("NOTES.md: the CIFAR-10 AUROCs are the paper's run set A (Tables 5, 7, 10a); the relative-improvement "
               "row is FIRM / NT-Xent - 1 in %, and its CIFAR-10 AUROC cell (+1.4) copies Table 10a's mean of "
               "per-class ratios (the ratio of the means is +1.3). Some means differ from Tables 14-16 "
               "(e.g. CIFAR-100 NT-Xent 86.3 vs 87.7).")),
     TableSpec(
-        "table6", "6",
-        title="Table 6: SupCon vs SupCon* on CIFAR-10 with the cos, center and KDE scores, per class."),
+        "table6", "6"),
     TableSpec(
         "table7", "7", columns="score", per_class=False, per_class_from=("10a", "10b"),
-        title=("Table 7: score functions (cos, cos_norm, rot, rot_norm, ens, ens_norm, center) of each loss on "
-               "CIFAR-10, class means."),
         doc=("Includes FIRM w/ OE and w/ OE (rot.). Per-class numbers of the same runs exist only for cos "
              "(Tables 10a, 10b); Tables 11 and 12 are other runs."),
         note=("NOTES.md: these are the paper's run sets A (rotations; Tables 5, 7, 10a) and D (OE; Tables 7, 10b); "
               "Tables 11 and 12 (sets B and C) differ slightly.")),
     TableSpec(
-        "table8", "8",
-        title="Table 8: KDE scores (kde, kde_rot, kde_ens) of the four losses on CIFAR-10, per class."),
+        "table8", "8"),
     TableSpec(
-        "table9", "9",
-        title="Table 9: LOC-SVM scores (locsvm, locsvm_rot, locsvm_ens) of NT-Xent and FIRM on CIFAR-10, per class."),
+        "table9", "9"),
     TableSpec(
         "table10a", "10a", improvement=_VS_NTXENT,
-        title=("Table 10a: synthetic outliers from rotations, CIFAR-10 per class (S_cos), with FIRM's relative "
-               "improvement."),
         note=("NOTES.md: the paper's relative-improvement mean is the mean of the per-class improvements; ours is the "
               "ratio of the class means.")),
     TableSpec(
-        "table10b", "10b", improvement=_VS_NTXENT,
-        title=("Table 10b: outliers from outlier exposure (OE), CIFAR-10 per class (S_cos), with FIRM's relative "
-               "improvement.")),
+        "table10b", "10b", improvement=_VS_NTXENT),
     TableSpec(
-        "table11", "11",
-        title="Table 11: every score function of the four losses per class, CIFAR-10, rotations."),
+        "table11", "11"),
     TableSpec(
-        "table12", "12",
-        title="Table 12: every score function of NT-Xent, SupCon and FIRM w/ OE per class, CIFAR-10."),
+        "table12", "12"),
     TableSpec(
-        "table13", "13", transpose=True,
-        title="Table 13: per-class AUROC on CIFAR-10 (NT-Xent, SupCon, SupCon* cos; FIRM cos, rot, ens)."),
+        "table13", "13", transpose=True),
     TableSpec(
-        "table14", "14", transpose=True,
-        title=("Table 14: per-class AUROC on CIFAR-100, 20 superclasses (NT-Xent, SupCon, SupCon* cos; FIRM cos, rot, "
-               "ens).")),
+        "table14", "14", transpose=True),
     TableSpec(
-        "table15", "15", transpose=True,
-        title="Table 15: per-class AUROC on Fashion-MNIST (NT-Xent, SupCon, SupCon* cos; FIRM cos, rot, ens)."),
+        "table15", "15", transpose=True),
     TableSpec(
         "table16", "16", transpose=True,
-        title="Table 16: per-class AUROC on Cats-vs-Dogs (NT-Xent, SupCon, SupCon* cos; FIRM cos, rot, ens).",
         note=_CATS_VS_DOGS_DATA),
 ]
 
-TABLES: Registry[TableSpec] = Registry("paper table", catalog="tables", facts=lambda name, spec: {"title": spec.title})
+TABLES: Registry[TableSpec] = Registry("paper table", facts=paper.TABLES)
 for _spec in TABLE_SPECS:
     TABLES.add(_spec.name, _spec)
 del _spec
