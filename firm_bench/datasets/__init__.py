@@ -41,10 +41,10 @@ Protocols (targets 1 = normal / in-distribution, 0 = anomalous / OOD):
 
 from __future__ import annotations
 
-from firm_bench.core.errors import DatasetError
+import importlib
 
-# Importing a loader module registers its datasets (each declared in core/facts/datasets.py, in the paper's order).
-from firm_bench.datasets import cifar, fashion_mnist, svhn, mini, mvtec, cats_vs_dogs, ood_folders, oe  # noqa: E402,F401,I001
+from firm_bench.core.errors import DatasetError
+from firm_bench.core.facts.datasets import DATASETS as FACTS
 from firm_bench.datasets.base import (
     DATA_ENV,
     DATASETS,
@@ -59,6 +59,11 @@ from firm_bench.datasets.base import (
     resolve_root,
 )
 from firm_bench.datasets.protocols import RunData, evalset_data, load_run_data, one_class_split, ood_split
+
+# Importing a loader module registers its datasets: each dataset's facts name its module (core/facts/datasets.py),
+# imported here in the facts' order, which is the registry's.
+for _module in dict.fromkeys(f.module for f in FACTS.values()):
+    importlib.import_module(f"firm_bench.datasets.{_module}")
 
 __all__ = [
     "DATASETS", "DATA_ENV", "DEFAULT_ROOT", "DatasetError", "DatasetInfo", "ImageSet", "RunData",

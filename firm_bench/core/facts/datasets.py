@@ -23,6 +23,8 @@ Stats = tuple[tuple[float, float, float], tuple[float, float, float]]  # (mean, 
 class DatasetFacts:
     """What a dataset is, independent of its files.
 
+    ``module``: its loader, ``firm_bench/datasets/<module>.py`` (imported by
+    ``firm_bench.datasets``, which registers the reader under ``name``).
     ``native_size``: the side of its stored images; ``mean`` / ``std``: the
     per-channel normalisation constants of the training set in [0, 1] units
     (docs/METHOD.md "Augmentations"). ``role``: "one_class" (a one-class AD
@@ -57,6 +59,7 @@ class DatasetFacts:
     """
 
     name: str
+    module: str
     classes: tuple[str, ...]
     native_size: int
     mean: tuple[float, float, float]
@@ -158,13 +161,12 @@ MVTEC_TEST = {"bottle": 83, "cable": 150, "capsule": 132, "carpet": 117, "grid":
 MVTEC_GROUPS = {"objects": ("bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw", "toothbrush",
                             "transistor", "zipper"),  # the paper's 10 object classes (Figure 6)
                 "textures": ("carpet", "grid", "leather", "tile", "wood")}  # its 5 texture classes (Figure 7)
-OOD_FOLDERS = ("lsun_resize", "imagenet_resize", "lsun_fix", "imagenet_fix")  # datasets/ood_folders.py
 
 
 def _cifar(name: str, classes: tuple[str, ...], stats: Stats, reference: Stats) -> DatasetFacts:
     # 50,000 training and 10,000 test images, the training images evenly over the classes
     sizes = {"train": 50000, "train_per_class": 50000 // len(classes), "test": 10000}
-    return DatasetFacts(name, classes, 32, *stats, reference_stats=reference, sizes=sizes)
+    return DatasetFacts(name, "cifar", classes, 32, *stats, reference_stats=reference, sizes=sizes)
 
 
 #: every dataset by name, in the paper's order (``firm-bench list datasets``)
@@ -180,26 +182,28 @@ DATASETS: dict[str, DatasetFacts] = {f.name: f for f in (
                         "reptiles", "small_mammals", "trees", "vehicles_1", "vehicles_2"),
            ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
            ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))),  # Willtl/firm transforms.py
-    DatasetFacts("fashion_mnist", FMNIST_CLASSES, 28, *FMNIST_STATS, reference_stats=FMNIST_REFERENCE,
+    DatasetFacts("fashion_mnist", "fashion_mnist", FMNIST_CLASSES, 28, *FMNIST_STATS, reference_stats=FMNIST_REFERENCE,
                  sizes={"train": 60000, "train_per_class": 6000, "test": 10000}),
-    DatasetFacts("svhn", tuple(str(d) for d in range(10)), 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
-                 role="ood", sizes={"train": 73257, "test": 26032}),
-    DatasetFacts("fmnist_mini", FMNIST_CLASSES, 28, *FMNIST_STATS, reference_stats=FMNIST_REFERENCE,
+    DatasetFacts("svhn", "svhn", tuple(str(d) for d in range(10)), 32,
+                 (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), role="ood", sizes={"train": 73257, "test": 26032}),
+    DatasetFacts("fmnist_mini", "mini", FMNIST_CLASSES, 28, *FMNIST_STATS, reference_stats=FMNIST_REFERENCE,
                  sizes={"train": 10 * MINI_PER_CLASS["train"], "train_per_class": MINI_PER_CLASS["train"],
                         "test": 10 * MINI_PER_CLASS["test"]}),  # a subset of Fashion-MNIST: its statistics
     # The reference's protocol (Willtl/firm): classes named as the paper names them; its evaluator
     # (evaluate_oneclass.py get_loader: size = 32, "# size = 256" commented out) resized MVTec to 32 px with
     # zoom 1 while training ran at 256; its loader built each step from B images with their own outliers
     # (data.py SyntheticOutlierDataset). Statistics: ImageNet's.
-    DatasetFacts("mvtec", MVTEC_CLASSES, 256, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), image_size=256,
+    DatasetFacts("mvtec", "mvtec", MVTEC_CLASSES, 256, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), image_size=256,
                  class_ids="name", eval_zoom=1.0, eval_size=32, batching="paired",
                  sizes={"train_per_class": MVTEC_TRAIN, "test": MVTEC_TEST}, class_groups=MVTEC_GROUPS),
-    DatasetFacts("cats_vs_dogs", ("cat", "dog"), 64, (0.4899, 0.4546, 0.4161), (0.2204, 0.2158, 0.2156),
-                 image_size=64,  # statistics: the reference code's (Willtl/firm)
+    DatasetFacts("cats_vs_dogs", "cats_vs_dogs", ("cat", "dog"), 64,
+                 (0.4899, 0.4546, 0.4161), (0.2204, 0.2158, 0.2156),  # the reference code's (Willtl/firm)
+                 image_size=64,
                  sizes={"train": 20000, "train_per_class": 10000, "test": 5000}),  # 12,500 a class, 2,500 held out
-    *(DatasetFacts(name, (name,), 32, *CIFAR10_STATS, role="ood", splits=("test",), sizes={"test": 10000})
-      for name in OOD_FOLDERS),  # each set: 10,000 images (CSI's copies)
-    DatasetFacts("oe", ("random",), 32, *CIFAR10_STATS, role="oe", splits=("train",),  # statistics unused
+    *(DatasetFacts(name, "ood_folders", (name,), 32, *CIFAR10_STATS, role="ood", splits=("test",),
+                   sizes={"test": 10000})  # each set: 10,000 images (CSI's copies)
+      for name in ("lsun_resize", "imagenet_resize", "lsun_fix", "imagenet_fix")),
+    DatasetFacts("oe", "oe", ("random",), 32, *CIFAR10_STATS, role="oe", splits=("train",),  # statistics unused
                  root_env="FIRM_BENCH_OE_PATH"),
 )}
 
