@@ -27,8 +27,8 @@ from typing import Any, Iterable, Mapping, NamedTuple
 import jsonschema
 import yaml
 
-from firm_bench.core.facts import CONFIG_NAMES, datasets, method
 from firm_bench.core.errors import ConfigError
+from firm_bench.core.facts import CONFIG_NAMES, datasets, method
 
 TIMM_PREFIX = "timm/"  # model.encoder: timm/<name> (firm_bench.method.models.timm_encoder)
 

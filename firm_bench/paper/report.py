@@ -48,9 +48,9 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from firm_bench.core.facts import paper
 from firm_bench.core import rundir as runs_mod
 from firm_bench.core.errors import DamagedFile
+from firm_bench.core.facts import paper
 from firm_bench.paper import claims as claims_mod
 from firm_bench.paper import figures as figs
 from firm_bench.paper import tables as tabs

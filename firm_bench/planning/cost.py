@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from firm_bench.core.facts import datasets, method
 from firm_bench.core.config import protocol
+from firm_bench.core.facts import datasets, method
 from firm_bench.core.rundir import OOD_PREFIX, TEST_EVALSET
 
 __all__ = [

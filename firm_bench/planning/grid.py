@@ -35,9 +35,9 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
-from firm_bench.core.facts import CONFIG_NAMES, datasets, method, paper
 from firm_bench.core import config as config_mod
 from firm_bench.core.errors import ConfigError
+from firm_bench.core.facts import CONFIG_NAMES, datasets, method, paper
 from firm_bench.core.packs import pack_key
 from firm_bench.core.rundir import Run, evalset_of
 
