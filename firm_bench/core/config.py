@@ -46,6 +46,43 @@ def _schema() -> dict:
     return yaml.safe_load(text)
 
 
+#: what a key's ``x-roles`` in the schema may say (run.schema.yaml's header: what each means)
+ROLES = ("not-recipe", "local", "pack-varying")
+
+
+@functools.lru_cache(maxsize=None)
+def keys_with(role: str) -> tuple[str, ...]:
+    """The dotted keys the schema gives ``role`` (a section: all its keys), in schema order: the one place
+    config (recipe names, resume), packs and the planner read which keys are recipe, local or pack-varying."""
+    if role not in ROLES:
+        raise ValueError(f"unknown config key role {role!r}; valid: {', '.join(ROLES)}")
+
+    def walk(node: Mapping, prefix: str) -> Iterable[str]:
+        for key, sub in node.get("properties", {}).items():
+            bad = set(sub.get("x-roles", ())) - set(ROLES)
+            if bad:
+                raise ValueError(f"run.schema.yaml: {prefix}{key}: unknown x-roles {sorted(bad)}; valid: {', '.join(ROLES)}")
+            if role in sub.get("x-roles", ()):
+                yield prefix + key
+            elif key != "recipe_overrides":
+                yield from walk(sub, f"{prefix}{key}.")
+
+    return tuple(walk(_schema(), ""))
+
+
+def without(cfg: Mapping, keys: Iterable[str]) -> dict:
+    """A deep copy of ``cfg`` without the dotted ``keys`` (a section: all of it)."""
+    out = copy.deepcopy(dict(cfg))
+    for key in keys:
+        *parents, last = key.split(".")
+        node: Any = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
+
+
 def _fill_defaults(schema: Mapping, instance: dict) -> None:
     """Recursively insert ``default`` values of ``properties`` missing in ``instance``."""
     for key, sub in schema.get("properties", {}).items():
@@ -296,10 +333,6 @@ def protocol(cfg: Mapping) -> Protocol:
     )
 
 
-#: keys that never name a recipe: bookkeeping, where a run runs, what is scored afterwards, and the run
-#: directory's other levels (dataset, class, loss, outliers, seed)
-NOT_RECIPE = ("preset", "recipe", "recipe_overrides", "device", "threads", "scores", "seed", "dataset.name",
-              "dataset.cls", "dataset.root", "loss.name", "outliers.name")
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._-]+")
 _MAX_SUFFIX = 60
 
@@ -315,18 +348,10 @@ def leaves(cfg: Mapping, prefix: str = "") -> dict:
     return out
 
 
-#: run-local knobs: a checkpoint is resumed (and its features extracted) whatever their values
-RUN_LOCAL = ("device", "threads", "scores", "features", "speed")
-
-
-#: names of a recipe, not its values: two configs that differ only in them train the same numbers
-RECIPE_NAMES = ("preset", "recipe", "recipe_overrides")
-
-
 def resume_view(cfg: Mapping) -> dict:
-    """The part of a config that must match to resume a checkpoint: everything but :data:`RUN_LOCAL` and
-    :data:`RECIPE_NAMES` (the differing values themselves are compared)."""
-    return {k: v for k, v in cfg.items() if k not in RUN_LOCAL + RECIPE_NAMES}
+    """The part of a config that must match to resume a checkpoint: everything but the schema's ``local``
+    keys (run-local knobs and the recipe's names; the differing values themselves are compared)."""
+    return without(cfg, keys_with("local"))
 
 
 def resume_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
@@ -348,13 +373,14 @@ def recorded_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
 def recipe_differences(cfg: Mapping, base: Mapping) -> dict:
     """The recipe keys (dotted) whose value in validated ``cfg`` differs from validated ``base``, sorted.
 
-    Leaves out :data:`NOT_RECIPE` (the run directory's other levels already
-    name the dataset, class, loss, outliers and seed).
+    Leaves out the schema's ``not-recipe`` keys (bookkeeping, where a run
+    runs, and the run directory's other levels: dataset, class, loss,
+    outliers, seed).
     """
     a, b = leaves(cfg), leaves(base)
 
     def recipe_key(k: str) -> bool:
-        return not any(k == n or k.startswith(n + ".") for n in NOT_RECIPE)
+        return not any(k == n or k.startswith(n + ".") for n in keys_with("not-recipe"))
 
     return {k: a.get(k) for k in sorted(set(a) | set(b)) if recipe_key(k) and a.get(k) != b.get(k)}
 

@@ -7,8 +7,9 @@ step schedule. Everything else is per run: each run has its own data, draws,
 loss, optimiser state and schedule, and its own run directory.
 
 :data:`PACK_VARYING` lists the config keys (dotted; a section name means all
-of its keys) that may differ between the runs of one pack; every other key
-must be equal. It is the one rule: the planner groups runs by
+of its keys) that may differ between the runs of one pack, the schema's
+``pack-varying`` keys (``x-roles`` in run.schema.yaml); every other key must
+be equal. It is the one rule: the planner groups runs by
 :func:`pack_key` (``firm_bench.planning.grid.packs``) and the trainer checks
 a pack with :func:`check_packable`, so the two cannot disagree. Why each may
 differ:
@@ -39,51 +40,19 @@ Not in the list, so equal across a pack: ``model`` (one fused network),
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any, Mapping, Sequence
 
+from firm_bench.core.config import keys_with, without
 from firm_bench.core.errors import ConfigError
 
-#: config keys that may differ between the runs of a pack (a section: all its keys)
-PACK_VARYING: tuple[str, ...] = (
-    "seed",
-    "recipe",
-    "preset",
-    "dataset.cls",
-    "dataset.normalization",
-    "loss",
-    "outliers",
-    "optim.lr",
-    "optim.momentum",
-    "optim.momentum_cycle",
-    "optim.weight_decay",
-    "optim.schedule",
-    "optim.pct_start",
-    "optim.warmup_epochs",
-    "optim.lr_min",
-    "eval.k",
-    "checkpoint.select",
-    "checkpoint.select_score",
-    "features.angles",
-    "features.crops",
-    "features.crop_scale",
-    "features.untrained",
-    "scores",
-)
+#: config keys that may differ between the runs of a pack (a section: all its keys): the schema's pack-varying
+PACK_VARYING: tuple[str, ...] = keys_with("pack-varying")
 
 
 def shared_part(cfg: Mapping[str, Any]) -> dict:
     """The config without the :data:`PACK_VARYING` keys: what every run of a pack must share."""
-    out = copy.deepcopy(dict(cfg))
-    for key in PACK_VARYING:
-        *parents, last = key.split(".")
-        node: Any = out
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return out
+    return without(cfg, PACK_VARYING)
 
 
 def pack_key(cfg: Mapping[str, Any]) -> str:

@@ -220,3 +220,20 @@ def test_a_config_yaml_error_is_one_line(tmp_path, capsys):
     assert main(["config", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"cannot read config {str(path)!r}: " in err, err
+
+
+def test_key_roles_come_from_the_schema_annotations():
+    """x-roles in run.schema.yaml say once which keys are recipe, local or pack-varying; a section gives its keys."""
+    defaults = config.leaves(config.schema_defaults())
+    for role in config.ROLES:
+        keys = config.keys_with(role)
+        assert keys and all(any(k == d or d.startswith(k + ".") for d in defaults) for k in keys), role
+    assert "scores" in config.keys_with("not-recipe") and "loss.tau" not in config.keys_with("not-recipe")
+    assert "speed" in config.keys_with("local") and "optim" not in config.keys_with("local")
+    cfg = config.resolve("smoke")
+    assert config.resume_view(cfg).keys() == set(cfg) - set(config.keys_with("local"))
+    threads, lr = config.resolve("smoke", overrides=["threads=3"]), config.resolve("smoke", overrides=["optim.lr=0.3"])
+    assert config.resume_differences(cfg, threads) == [] and config.resume_differences(cfg, lr)
+    assert config.recipe_differences(threads, cfg) == {} and config.recipe_differences(lr, cfg) == {"optim.lr": 0.3}
+    with pytest.raises(ValueError, match="unknown config key role 'recip'; valid: not-recipe, local, pack-varying"):
+        config.keys_with("recip")
