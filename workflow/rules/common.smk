@@ -3,9 +3,9 @@
 # first. The config is validated once, by firm_bench.planning.grid.plan
 # (schema firm_bench/schema/workflow.schema.yaml, defaults filled): rules read
 # the validated CONFIG. Planning reads the registered names from their facts
-# (firm_bench/core/facts, no torch), and each job rule has one params function building its
-# whole argument string: Snakemake's cost per job bounds `snakemake -n` on the
-# paper's ~6,400 jobs (benchmarks/bench_dag.py).
+# (firm_bench/core/facts, no torch), and each job rule has one params function
+# building its whole argument string: Snakemake's cost per job bounds
+# `snakemake -n` on the paper's ~6,400 jobs (benchmarks/bench_dag.py).
 import os
 
 from firm_bench.core.facts import datasets as dataset_facts, method, paper
@@ -51,9 +51,7 @@ wildcard_constraints:
             ),
             fw.CLS_PATTERN,
             _alternatives(list(method.LOSSES) + [r.loss for r in PLAN.runs]),
-            _alternatives(
-                list(method.OUTLIERS) + [r.outliers for r in PLAN.runs]
-            ),
+            _alternatives(list(method.OUTLIERS) + [r.outliers for r in PLAN.runs]),
             fw.RECIPE_PATTERN,
             r"seed\d+",
         ]
@@ -154,9 +152,7 @@ def paper_tables():
 
 
 def paper_figures():
-    return expand(
-        os.path.join(FIGURES_DIR, "{item}.png"), item=list(paper.FIGURES)
-    )
+    return expand(os.path.join(FIGURES_DIR, "{item}.png"), item=list(paper.FIGURES))
 
 
 def input_folder(name):
