@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from firm_bench.core.facts.datasets import DATASETS
 from firm_bench.core.facts.method import OUTLIERS as FACTS
 from firm_bench.core.registry import Registry
 from firm_bench.method.augment import _JITTER_OPS, _apply_jitter
@@ -78,7 +79,7 @@ def _source(name: str):  # noqa: ANN202 (a class decorator)
 
 
 OE_URL = "https://people.eecs.berkeley.edu/~hendrycks/300K_random_images.npy"
-OE_ENV = "FIRM_BENCH_OE_PATH"
+OE_ENV = DATASETS["oe"].root_env  # the OE file's own variable (core/facts/datasets.py)
 DEFAULT_OE_RATIO = 3  # = the schema's outliers.oe_ratio default
 
 # CutPaste (Li et al. 2021) patch geometry and patch colour jitter.

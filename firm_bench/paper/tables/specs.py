@@ -89,10 +89,8 @@ TABLE_SPECS: list[TableSpec] = [
               "(10 of 11 and 11 of 11 numbers), not Table 11's rot and ens rows. reported_results.csv keeps the "
               "printed labels rot and ens, so our rot and ens rows are compared with them; our rot_norm and ens_norm "
               "rows have no paper number in this table (Table 11 has them).")),
-    TableSpec(
-        "table1b", "1b", per_class_from=("14",), **_MEANS),
-    TableSpec(
-        "table1c", "1c", per_class_from=("15",), **_MEANS),
+    TableSpec("table1b", "1b", per_class_from=("14",), **_MEANS),
+    TableSpec("table1c", "1c", per_class_from=("15",), **_MEANS),
     TableSpec(
         "table1d", "1d", per_class_from=("16",), **_MEANS,
         note=("NOTES.md: the rot and ens means differ from Table 16's (90.0 vs 89.9, 89.7 vs 90.2). "
@@ -123,34 +121,25 @@ TABLE_SPECS: list[TableSpec] = [
               "row is FIRM / NT-Xent - 1 in %, and its CIFAR-10 AUROC cell (+1.4) copies Table 10a's mean of "
               "per-class ratios (the ratio of the means is +1.3). Some means differ from Tables 14-16 "
               "(e.g. CIFAR-100 NT-Xent 86.3 vs 87.7).")),
-    TableSpec(
-        "table6", "6"),
+    TableSpec("table6", "6"),
     TableSpec(
         "table7", "7", columns="score", per_class=False, per_class_from=("10a", "10b"),
         doc=("Includes FIRM w/ OE and w/ OE (rot.). Per-class numbers of the same runs exist only for cos "
              "(Tables 10a, 10b); Tables 11 and 12 are other runs."),
         note=("NOTES.md: these are the paper's run sets A (rotations; Tables 5, 7, 10a) and D (OE; Tables 7, 10b); "
               "Tables 11 and 12 (sets B and C) differ slightly.")),
-    TableSpec(
-        "table8", "8"),
-    TableSpec(
-        "table9", "9"),
+    TableSpec("table8", "8"),
+    TableSpec("table9", "9"),
     TableSpec(
         "table10a", "10a", improvement=_VS_NTXENT,
         note=("NOTES.md: the paper's relative-improvement mean is the mean of the per-class improvements; ours is the "
               "ratio of the class means.")),
-    TableSpec(
-        "table10b", "10b", improvement=_VS_NTXENT),
-    TableSpec(
-        "table11", "11"),
-    TableSpec(
-        "table12", "12"),
-    TableSpec(
-        "table13", "13", transpose=True),
-    TableSpec(
-        "table14", "14", transpose=True),
-    TableSpec(
-        "table15", "15", transpose=True),
+    TableSpec("table10b", "10b", improvement=_VS_NTXENT),
+    TableSpec("table11", "11"),
+    TableSpec("table12", "12"),
+    TableSpec("table13", "13", transpose=True),
+    TableSpec("table14", "14", transpose=True),
+    TableSpec("table15", "15", transpose=True),
     TableSpec(
         "table16", "16", transpose=True,
         note=_CATS_VS_DOGS_DATA),
