@@ -61,7 +61,8 @@ def keys_with(role: str) -> tuple[str, ...]:
         for key, sub in node.get("properties", {}).items():
             bad = set(sub.get("x-roles", ())) - set(ROLES)
             if bad:
-                raise ValueError(f"run.schema.yaml: {prefix}{key}: unknown x-roles {sorted(bad)}; valid: {', '.join(ROLES)}")
+                raise ValueError(f"run.schema.yaml: {prefix}{key}: unknown x-roles {sorted(bad)}; "
+                                 f"valid: {', '.join(ROLES)}")
             if role in sub.get("x-roles", ()):
                 yield prefix + key
             elif key != "recipe_overrides":

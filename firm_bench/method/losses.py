@@ -461,6 +461,7 @@ def build_loss(cfg: Mapping[str, Any], check_values: bool = True) -> Contrastive
     """
     section = cfg["loss"]
     if section.get("id_labels") and not FACTS[section["name"]].id_classes:
-        raise ValueError(f"loss.id_labels: true needs loss.name one of {', '.join(n for n, f in FACTS.items() if f.id_classes)}, "
+        takes = ", ".join(n for n, f in FACTS.items() if f.id_classes)
+        raise ValueError(f"loss.id_labels: true needs loss.name one of {takes}, "
                          f"got {section['name']!r}")
     return get_loss(section["name"], tau=section["tau"], form=section["form"], check_values=check_values)

@@ -66,7 +66,7 @@ OUTLIERS: Registry[type["OutlierSource"]] = Registry("outliers", facts=FACTS)
 
 
 def _source(name: str):  # noqa: ANN202 (a class decorator)
-    """Register an outlier source under ``name`` with its declared ``copies`` and ``paired`` (``core/facts/method.py``)."""
+    """Register an outlier source under ``name``, its ``copies`` and ``paired`` its declared ones (core/facts)."""
 
     def deco(cls: type["OutlierSource"]) -> type["OutlierSource"]:
         facts = FACTS.get(name)

@@ -39,7 +39,8 @@ class FigureSpec:
 
     @property
     def title(self) -> str:
-        """The paper item and what it shows (``Figure 4: ...``; ``core/facts/paper.py``); before the colon: the heading."""
+        """The paper item and what it shows (``Figure 4: ...``; core/facts/paper.py); its part before the colon
+        heads the drawn figure."""
         return paper.FIGURES[self.name]
 
     def __post_init__(self) -> None:
