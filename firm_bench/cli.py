@@ -461,7 +461,7 @@ def _describe(args: argparse.Namespace, key: str) -> str:
     if "enum" in node:
         allowed.append("one of " + ", ".join(json.dumps(v) for v in node["enum"]))
     if key in CONFIG_NAMES:
-        allowed.append("a registered name: " + ", ".join(CONFIG_NAMES[key][1]) + " (firm-bench list)")
+        allowed.append("a registered name: " + ", ".join(CONFIG_NAMES[key]) + " (firm-bench list)")
     if "type" in node:
         allowed.append("type " + " or ".join(node["type"] if isinstance(node["type"], list) else [node["type"]]))
     for bound, text in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):

@@ -6,13 +6,13 @@ import sys
 import pytest
 
 from firm_bench.cli import main
-from firm_bench.core.facts import config_names as registered_names
+from firm_bench.core.facts import CONFIG_NAMES
 
 
 def test_list_commands_print_the_registries(capsys):
     for what, key in [("losses", "loss.name"), ("scores", "scores.names"), ("datasets", "dataset.name")]:
         assert main(["list", what, "--names"]) == 0
-        assert capsys.readouterr().out.split() == registered_names()[key]
+        assert capsys.readouterr().out.split() == list(CONFIG_NAMES[key])
     assert main(["list", "presets", "--names"]) == 0
     assert {"paper", "mini", "smoke"} <= set(capsys.readouterr().out.split())
 

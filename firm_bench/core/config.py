@@ -262,7 +262,7 @@ def momentum_label(cfg: Mapping) -> str:
 
 def _check_names(cfg: dict) -> None:
     problems = _check_momentum(cfg["optim"])
-    for dotted, (_, table) in CONFIG_NAMES.items():
+    for dotted, table in CONFIG_NAMES.items():
         section, key = dotted.split(".")
         value = cfg[section][key]
         values = value if isinstance(value, list) else [value]

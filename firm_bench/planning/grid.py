@@ -179,7 +179,7 @@ def _classes(dataset: str, classes: Any) -> list[str]:
 
 
 def _check(kind: str, values: Iterable[str], key: str, where: str) -> None:
-    valid = CONFIG_NAMES[key][1]
+    valid = CONFIG_NAMES[key]
     for v in values:
         if v not in valid:
             raise ConfigError(f"{where}: unknown {kind} {v!r}; valid: {', '.join(valid)}")

@@ -11,19 +11,11 @@ validation, planning, records, tables) reads them here: nothing to generate.
 from __future__ import annotations
 
 from firm_bench.core.facts import datasets, method, paper
-from firm_bench.core.facts.method import lookup
 
-#: run-config keys whose values are registered names -> (what an entry is, its records by name)
-CONFIG_NAMES: dict[str, tuple[str, dict]] = {
-    "dataset.name": ("dataset", datasets.DATASETS), "loss.name": ("loss", method.LOSSES),
-    "outliers.name": ("outlier source", method.OUTLIERS), "model.encoder": ("encoder", method.ENCODERS),
-    "optim.schedule": ("schedule", method.SCHEDULES), "scores.names": ("score", method.SCORES),
+#: run-config keys whose values are registered names -> their records by name (``firm-bench list``)
+CONFIG_NAMES: dict[str, dict] = {
+    "dataset.name": datasets.DATASETS, "loss.name": method.LOSSES, "outliers.name": method.OUTLIERS,
+    "model.encoder": method.ENCODERS, "optim.schedule": method.SCHEDULES, "scores.names": method.SCORES,
 }
 
-
-def config_names() -> dict[str, list[str]]:
-    """Run-config key (``loss.name``, ...) -> the registered names it accepts (what ``firm-bench list`` prints)."""
-    return {key: list(table) for key, (_, table) in CONFIG_NAMES.items()}
-
-
-__all__ = ["CONFIG_NAMES", "config_names", "datasets", "lookup", "method", "paper"]
+__all__ = ["CONFIG_NAMES", "datasets", "method", "paper"]

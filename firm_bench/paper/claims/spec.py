@@ -210,7 +210,7 @@ def _default_k() -> int:
 def _check_name(kind: str, key: str, value: Any, where: str, cid: str, ckey: str) -> str:
     if not isinstance(value, str):
         raise _fail(where, cid, ckey, f"{kind} must be a name, got {value!r}")
-    valid = CONFIG_NAMES[key][1]
+    valid = CONFIG_NAMES[key]
     if value not in valid:
         raise _fail(where, cid, ckey, f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
     return value

@@ -474,7 +474,7 @@ def _label(spec: TableSpec, cells: pd.DataFrame) -> pd.DataFrame:
     if not clash.empty:
         raise ValueError(f"{spec.name}: several cells share row {clash['row'].iloc[0]!r} and column "
                          f"{clash['column'].iloc[0]!r}; give the table's experiments distinct labels")
-    rank = {f: {n: i for i, n in enumerate(CONFIG_NAMES[key][1])}
+    rank = {f: {n: i for i, n in enumerate(CONFIG_NAMES[key])}
             for f, key in (("loss", "loss.name"), ("outliers", "outliers.name"), ("score", "scores.names"))}
     rank["loss"][UNTRAINED] = len(rank["loss"])  # the baseline after every loss
     paper_pos = cells.groupby("row", sort=False)["paper_order"].min()
