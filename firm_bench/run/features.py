@@ -34,6 +34,7 @@ from firm_bench.datasets import evalset_data
 from firm_bench.method.augment import TEST_ZOOM, ensemble_crops, test_transform
 from firm_bench.method.models import FirmModel, create_model, initial_model
 from firm_bench.method.scores import FeatureCache
+from firm_bench.records import chain
 from firm_bench.run.engine.options import autocast_bf16
 
 
@@ -208,11 +209,14 @@ def _extract_run_features(cfg: dict, run_dir: Path, progress: bool, evalset: str
 
     cache = extract(model)
     cache.save(cache_path(run_dir, evalset))
+    links = {"run": chain.run_identity(cfg), "checkpoint_sha256": chain.recorded_sha256(chain.checkpoint_path(run_dir, cfg)),
+             "features": chain.features_identity(cfg), "cache_sha256": chain.recorded_sha256(cache_path(run_dir, evalset))}
     if f["untrained"]:  # the same views of the encoder at initialisation (same crops: same seed)
         extract(initial_model(cfg["model"], int(cfg["seed"])).to(device).eval()).save(cache_path(run_dir, evalset, runs.UNTRAINED))
+        links["untrained_sha256"] = chain.recorded_sha256(cache_path(run_dir, evalset, runs.UNTRAINED))
     runs.atomic_write_json(
         meta_path(run_dir, evalset),
-        {"state": "ok", "evalset": evalset, "checkpoint": cfg["checkpoint"]["select"], "epoch": epoch, "angles": list(cache.angles),
+        {"state": "ok", **links, "evalset": evalset, "checkpoint": cfg["checkpoint"]["select"], "epoch": epoch, "angles": list(cache.angles),
          "crops": f["crops"], "n_bank": int(cache.bank.shape[1]), "n_test": int(cache.test.shape[1]),
          "dim": int(cache.bank.shape[2]), "eval_size": data.eval_size, "eval_zoom": data.eval_zoom,
          "normalization": {"setting": cfg["dataset"]["normalization"], "mean": list(data.mean), "std": list(data.std)},
