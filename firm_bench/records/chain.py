@@ -102,6 +102,20 @@ def model_sha256(run_dir: str | Path, cfg: Mapping) -> tuple[str | None, Path]:
     return (recorded_sha256(ckpt), ckpt) if ckpt.is_file() else (None, ckpt)
 
 
+def check_checkpoint(run_dir: str | Path, cfg: Mapping) -> None:
+    """Refuse a checkpoint of a finished run that is not the final one ``trained.json`` names (an older one
+    restored, or one copied in): :class:`StaleRecord` naming both files and what to do."""
+    run_dir = Path(run_dir)
+    want, source = model_sha256(run_dir, cfg)
+    ckpt = checkpoint_path(run_dir, cfg)
+    if source.name == runs.TRAINED_FILE and want is not None and ckpt.is_file() and recorded_sha256(ckpt) != want:
+        raise StaleRecord(ckpt, f"has sha256 {short(recorded_sha256(ckpt))}, but {source} names the final model "
+                                f"{short(want)}: not the checkpoint the training ended with", "the run's checkpoint",
+                          f"put the run's final checkpoint back in {ckpt.parent}, or retrain the run from scratch "
+                          f"(delete {ckpt.parent} and {source}, then `firm-bench train --config "
+                          f"{run_dir / runs.CONFIG_FILE} --run-dir {run_dir}`)")
+
+
 def _differences(got: Mapping, want: Mapping) -> list[str]:
     return [f"{k}: {got.get(k, '(absent)')!r} -> {want.get(k, '(absent)')!r}" for k in sorted(set(got) | set(want))
             if got.get(k) != want.get(k)]

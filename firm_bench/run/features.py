@@ -197,6 +197,7 @@ def _extract_run_features(cfg: dict, run_dir: Path, progress: bool, evalset: str
         return meta_path(run_dir, evalset)
     device = runs.pick_device(cfg["device"])
     model, epoch = load_trained_model(run_dir, cfg, device)
+    chain.check_checkpoint(run_dir, cfg)
     data = evalset_data(cfg, evalset)
     f = cfg["features"]
 

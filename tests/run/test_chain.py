@@ -61,6 +61,8 @@ def resumed(tmp_path_factory):
     assert main(["features", str(run)]) == 0 and main(["score", str(run)]) == 0  # the peek
     peek = runs.read_json(run / runs.METRICS_FILE)
     assert peek["scores"]["cos_k5"]["status"] == "ok"
+    backup = run.parent / "epoch2-checkpoints"  # outside the run directory (a backup of the epoch-2 checkpoint)
+    shutil.copytree(run / "checkpoints", backup)
     train(cfg, run, progress=False)  # resumes from the epoch-2 checkpoint to the end
     assert runs.read_json(run / runs.TRAINED_FILE)["state"] == "ok"
     return cfg, run, peek
@@ -178,3 +180,15 @@ def pd_isna(value):
     import pandas as pd
 
     return pd.isna(value)
+
+
+def test_an_older_checkpoint_put_back_is_not_extracted_as_the_final_model(resumed, tmp_path, capsys):
+    _, run, _ = resumed
+    run = _copy(run, tmp_path / "run")
+    shutil.rmtree(run / "checkpoints")
+    shutil.copytree(resumed[1].parent / "epoch2-checkpoints", run / "checkpoints")
+    assert main(["features", str(run)]) == 2
+    err = capsys.readouterr().err
+    ckpt = run / "checkpoints" / "last.pt"
+    assert err.startswith(f"firm-bench: error: {ckpt} (") and str(run / runs.TRAINED_FILE) in err, err
+    assert "not the checkpoint the training ended with" in err
