@@ -17,7 +17,7 @@ from firm_bench.core import config
 from firm_bench.core import rundir as runs
 from firm_bench.records import summary
 from firm_bench.records.chain import recorded_sha256
-from firm_bench.records.status import run_state
+from firm_bench.records.status import format_status, run_state
 from firm_bench.run import ledger as ledger_mod
 from firm_bench.run.train import train
 
@@ -96,6 +96,8 @@ def test_peeked_scores_are_refused_after_the_resume_naming_both_files_and_the_fi
     # readers of metrics.json: status does not count it as scored; the summary does not table its numbers
     state = run_state(run)
     assert state.state == "done" and not state.scored and str(trained) in state.detail
+    shown = format_status([state])
+    assert "(0 of 1 done scored)" in shown and "done, scores stale (not counted as scored):" in shown, shown
     df = summary.experiment_rows("e", [str(run)], ["cos"], [5])
     assert df["status"].tolist() == ["damaged"] and df["auroc"].isna().all()
     assert str(run / runs.METRICS_FILE) in df["reason"][0] and str(trained) in df["reason"][0]
@@ -192,3 +194,17 @@ def test_an_older_checkpoint_put_back_is_not_extracted_as_the_final_model(resume
     ckpt = run / "checkpoints" / "last.pt"
     assert err.startswith(f"firm-bench: error: {ckpt} (") and str(run / runs.TRAINED_FILE) in err, err
     assert "not the checkpoint the training ended with" in err
+
+
+def test_run_on_a_peeked_run_scores_the_final_model_not_the_peek(resumed, tmp_path, capsys):
+    cfg, run, peek = resumed
+    run = _copy(run, tmp_path / "run")
+    sets = [a for k, v in {"device": "cpu", "threads": 1, "optim.epochs": EPOCHS, "checkpoint.every": 1,
+                           **SCORES}.items() for a in ("--set", f"{k}={v}")]
+    assert main(["run", "--preset", "smoke", "--recipe", cfg["recipe"], *sets, "--run-dir", str(run),
+                 "--no-progress"]) == 0
+    assert "is finished" not in capsys.readouterr().err  # the peek's metrics are not its results
+    metrics = runs.read_json(run / runs.METRICS_FILE)
+    assert metrics["checkpoint_sha256"] == runs.read_json(run / runs.TRAINED_FILE)["checkpoint_sha256"]["last.pt"]
+    assert metrics["checkpoint_sha256"] != peek["checkpoint_sha256"]
+    assert runs.read_json(runs.score_path(run, "test", "cos", 5))["epoch"] == EPOCHS
