@@ -292,7 +292,7 @@ def _score_refreshed(cfg: dict, run_dir: Path, args: argparse.Namespace, wait_s:
     from firm_bench.run.features import extract_run_features
     from firm_bench.run.score import score_run
 
-    deadline, extracted = time.monotonic() + wait_s, False
+    deadline, extracted, waited = time.monotonic() + wait_s, False, False
     while True:
         try:
             return score_run(cfg, run_dir, args.scores, args.k, evalset=args.evalset)
@@ -300,9 +300,12 @@ def _score_refreshed(cfg: dict, run_dir: Path, args: argparse.Namespace, wait_s:
             if extracted:  # stale after its own extraction: the checkpoint is not the one trained.json names
                 raise
             print(f"firm-bench: {exc.path} {exc.problem}: extracting the features again", file=sys.stderr)
-        except RunDirLocked:  # another job of the run extracts the features: wait for it
+        except RunDirLocked as exc:  # another job of the run extracts the features: wait for it
             if time.monotonic() > deadline:
                 raise
+            if not waited:
+                print(f"firm-bench: waiting for the run directory ({exc})", file=sys.stderr)
+            waited = True
             time.sleep(2.0)
             continue
         try:

@@ -44,7 +44,7 @@ IDENTITY = ("dataset", "cls", "loss", "outliers", "recipe", "seed")
 
 
 def short(sha: object) -> str:
-    return f"{sha[:12]}..." if isinstance(sha, str) else "none (not recorded)"
+    return f"{sha[:12]}..." if isinstance(sha, str) else "none (not recorded: written before records named it)"
 
 
 def recorded_sha256(path: str | Path) -> str:
