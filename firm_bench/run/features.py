@@ -210,8 +210,10 @@ def _extract_run_features(cfg: dict, run_dir: Path, progress: bool, evalset: str
 
     cache = extract(model)
     cache.save(cache_path(run_dir, evalset))
-    links = {"run": chain.run_identity(cfg), "checkpoint_sha256": chain.recorded_sha256(chain.checkpoint_path(run_dir, cfg)),
-             "features": chain.features_identity(cfg), "cache_sha256": chain.recorded_sha256(cache_path(run_dir, evalset))}
+    links = {"run": chain.run_identity(cfg),  # what the cache was made from (records.chain)
+             "checkpoint_sha256": chain.recorded_sha256(chain.checkpoint_path(run_dir, cfg)),
+             "features": chain.features_identity(cfg),
+             "cache_sha256": chain.recorded_sha256(cache_path(run_dir, evalset))}
     if f["untrained"]:  # the same views of the encoder at initialisation (same crops: same seed)
         extract(initial_model(cfg["model"], int(cfg["seed"])).to(device).eval()).save(cache_path(run_dir, evalset, runs.UNTRAINED))
         links["untrained_sha256"] = chain.recorded_sha256(cache_path(run_dir, evalset, runs.UNTRAINED))
