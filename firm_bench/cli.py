@@ -283,37 +283,34 @@ def _score_refreshed(cfg: dict, run_dir: Path, args: argparse.Namespace, wait_s:
     """``score --refresh`` (the workflow's score jobs): a stale feature cache (``records.chain``: another
     checkpoint, other features settings, another run's) is extracted again, then scored.
 
-    The score jobs of one run's families run together: one extracts (holding the evaluation set's
-    features exclusively), the others wait for it (up to ``wait_s``) and score the new cache.
+    The score jobs of one run's families run together: the first to hold the evaluation set's features
+    extracts (``run.features.refresh_run_features`` checks again under the lock), the others wait for it
+    (up to ``wait_s``) and score the new cache.
     """
     import time
 
     from firm_bench.core.errors import RunDirLocked, StaleRecord
-    from firm_bench.run.features import extract_run_features
+    from firm_bench.run.features import refresh_run_features
     from firm_bench.run.score import score_run
 
-    deadline, extracted, waited = time.monotonic() + wait_s, False, False
+    deadline, refreshed, waited = time.monotonic() + wait_s, 0, False
     while True:
         try:
-            return score_run(cfg, run_dir, args.scores, args.k, evalset=args.evalset)
-        except StaleRecord as exc:
-            if extracted:  # stale after its own extraction: the checkpoint is not the one trained.json names
-                raise
-            print(f"firm-bench: {exc.path} {exc.problem}: extracting the features again", file=sys.stderr)
-        except RunDirLocked as exc:  # another job of the run extracts the features: wait for it
+            try:
+                return score_run(cfg, run_dir, args.scores, args.k, evalset=args.evalset)
+            except StaleRecord as exc:
+                if refreshed >= 2:  # still stale after extracting: not something extracting mends
+                    raise
+                print(f"firm-bench: {exc.path} {exc.problem}: extracting the features again", file=sys.stderr)
+            if not refresh_run_features(cfg, run_dir, evalset=args.evalset):
+                print("firm-bench: the features are fresh (another job extracted them)", file=sys.stderr)
+            refreshed += 1
+        except RunDirLocked as exc:  # another job of the run extracts the features (or scores): wait for it
             if time.monotonic() > deadline:
                 raise
             if not waited:
                 print(f"firm-bench: waiting for the run directory ({exc})", file=sys.stderr)
             waited = True
-            time.sleep(2.0)
-            continue
-        try:
-            extract_run_features(cfg, run_dir, progress=False, evalset=args.evalset)
-            extracted = True
-        except RunDirLocked:
-            if time.monotonic() > deadline:
-                raise
             time.sleep(2.0)
 
 

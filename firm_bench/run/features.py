@@ -189,6 +189,28 @@ def extract_run_features(
         return _extract_run_features(cfg, run_dir, progress, evalset)
 
 
+def refresh_run_features(cfg: dict, run_dir: str | Path, evalset: str = TEST_EVALSET) -> bool:
+    """Extract the features again unless ``meta.json`` names the run's current cache (``records.chain``: its
+    model, its features settings); whether it extracted. A damaged meta.json is extracted again too.
+
+    Checked under the evaluation set's exclusive lock, so of the score jobs of a run that found its cache
+    stale together (``score --refresh``), one extracts and the others find it fresh.
+    """
+    run_dir = Path(run_dir)
+    with runs.writing(run_dir, "features", evalset):
+        meta_file = meta_path(run_dir, evalset)
+        try:
+            meta = runs.read_record(meta_file) if meta_file.is_file() else {}
+            if meta.get("state") == "ok":
+                chain.check_features(run_dir, cfg, evalset, meta)
+                return False
+        except DamagedFile:  # StaleRecord included
+            pass
+        meta_file.unlink(missing_ok=True)
+        _extract_run_features(cfg, run_dir, False, evalset)
+        return True
+
+
 def _extract_run_features(cfg: dict, run_dir: Path, progress: bool, evalset: str) -> Path:
     trained = run_dir / runs.TRAINED_FILE
     if trained.exists() and runs.read_json(trained).get("state") == "failed":

@@ -8,7 +8,10 @@ another loss and seed. Before the chain, each was scored or tabled
 silently as the run's.
 """
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -208,3 +211,22 @@ def test_run_on_a_peeked_run_scores_the_final_model_not_the_peek(resumed, tmp_pa
     assert metrics["checkpoint_sha256"] == runs.read_json(run / runs.TRAINED_FILE)["checkpoint_sha256"]["last.pt"]
     assert metrics["checkpoint_sha256"] != peek["checkpoint_sha256"]
     assert runs.read_json(runs.score_path(run, "test", "cos", 5))["epoch"] == EPOCHS
+
+
+@pytest.mark.slow
+def test_score_jobs_of_a_stale_run_together_both_score_the_final_model(resumed, tmp_path):
+    """The workflow's score jobs of one run (one per family) start together on a stale cache: the first to
+    hold the features extracts them, the other waits or finds them fresh; both score the final model."""
+    _, run, _ = resumed
+    run = _copy(run, tmp_path / "run")
+    cmd = [sys.executable, "-m", "firm_bench.cli", "score", str(run), "--refresh", "--k", "5", "--scores"]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    procs = [subprocess.Popen([*cmd, name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for name in ("cos", "center")]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert main(["metrics", str(run)]) == 0  # every score file of the final model and the current cache
+    metrics = runs.read_json(run / runs.METRICS_FILE)
+    assert set(metrics["scores"]) == {"cos_k5", "center"}
+    assert all(runs.read_json(runs.score_path(run, "test", n, k))["epoch"] == EPOCHS
+               for n, k in (("cos", 5), ("center", None)))
