@@ -198,8 +198,10 @@ def check_identity(run_dir: str | Path, record_file: Path, recorded: Mapping | N
     diff = [f"{k} {recorded[k]} (its path: {path_run[k]})" for k in IDENTITY
             if recorded.get(k) is not None and str(recorded[k]) != str(path_run[k])]
     if diff:
-        home = runs.Run(**{k: str(recorded.get(k, path_run[k])) if k != "seed" else int(recorded.get(k, path_run[k]))
-                           for k in IDENTITY}).id if all(k in recorded for k in IDENTITY) else "its own run directory"
+        try:  # where the records say the run lives (below the same runs root)
+            home = runs.Run(**{k: int(recorded[k]) if k == "seed" else str(recorded[k]) for k in IDENTITY}).id
+        except (KeyError, ValueError, TypeError, ConfigError):
+            home = "its own run directory"
         raise StaleRecord(record_file, f"is the record of another run than its path names: {', '.join(diff)} (the "
                                        "run directory was moved or copied, or trained with another run's config)",
                           "the run's identity",

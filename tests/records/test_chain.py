@@ -95,6 +95,8 @@ def test_identity_is_compared_only_for_paths_that_name_a_run(tmp_path, cfg):
     assert msg.startswith(f"{moved / 'metrics.json'} (the run's identity) is the record of another run")
     assert "outliers rot (its path: oe), recipe smoke (its path: paper)" in msg
     assert f"move {moved} back to {runs.Run(**chain.run_identity(cfg)).id}" in msg
+    with pytest.raises(StaleRecord, match=r"outliers rot \(its path: oe\).* back to its own run directory"):
+        chain.check_identity(moved, moved / "metrics.json", {"outliers": "rot", "recipe": "../x"})
 
 
 def test_metrics_of_an_earlier_model_or_another_curve_are_stale(tmp_path, cfg):
