@@ -269,11 +269,48 @@ def cmd_score(args: argparse.Namespace) -> int:
     from firm_bench.run.score import score_run
 
     run_dir = Path(args.run_dir)
-    records = score_run(_run_config(run_dir), run_dir, args.scores, args.k, evalset=args.evalset)
+    cfg = _run_config(run_dir)
+    records = (_score_refreshed(cfg, run_dir, args) if args.refresh
+               else score_run(cfg, run_dir, args.scores, args.k, evalset=args.evalset))
     if args.out:
         runs.atomic_write_json(args.out, records)
     _print_scores(runs.read_json(run_dir / "metrics.json"))
     return 0
+
+
+def _score_refreshed(cfg: dict, run_dir: Path, args: argparse.Namespace, wait_s: float = 1800.0) -> dict:
+    """``score --refresh`` (the workflow's score jobs): a stale feature cache (``records.chain``: another
+    checkpoint, other features settings, another run's) is extracted again, then scored.
+
+    The score jobs of one run's families run together: the first to hold the evaluation set's features
+    extracts (``run.features.refresh_run_features`` checks again under the lock), the others wait for it
+    (up to ``wait_s``) and score the new cache.
+    """
+    import time
+
+    from firm_bench.core.errors import RunDirLocked, StaleRecord
+    from firm_bench.run.features import refresh_run_features
+    from firm_bench.run.score import score_run
+
+    deadline, refreshed, waited = time.monotonic() + wait_s, 0, False
+    while True:
+        try:
+            try:
+                return score_run(cfg, run_dir, args.scores, args.k, evalset=args.evalset)
+            except StaleRecord as exc:
+                if refreshed >= 2:  # still stale after extracting: not something extracting mends
+                    raise
+                print(f"firm-bench: {exc.path} {exc.problem}: extracting the features again", file=sys.stderr)
+            if not refresh_run_features(cfg, run_dir, evalset=args.evalset):
+                print("firm-bench: the features are fresh (another job extracted them)", file=sys.stderr)
+            refreshed += 1
+        except RunDirLocked as exc:  # another job of the run extracts the features (or scores): wait for it
+            if time.monotonic() > deadline:
+                raise
+            if not waited:
+                print(f"firm-bench: waiting for the run directory ({exc})", file=sys.stderr)
+            waited = True
+            time.sleep(2.0)
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -348,9 +385,15 @@ def _finished_metrics(cfg: dict, run_dir: Path) -> dict | None:
     recorded = runs.read_run_config(run_dir)
     if config_mod.recorded_differences(recorded, cfg) or recorded.get("features") != cfg["features"]:
         return None  # another recipe or other features: the normal path says what differs, or extracts again
+    from firm_bench.core.errors import StaleRecord
     from firm_bench.core.facts.method import uses_k
+    from firm_bench.records import chain
 
     metrics = runs.read_json(metrics_file)
+    try:  # the final model's scores of this run, else extracted and scored again
+        chain.check_metrics(run_dir, metrics)
+    except StaleRecord:
+        return None
     wanted = {runs.score_key(n, k) for n in cfg["scores"]["names"] for k in (cfg["scores"]["k"] if uses_k(n) else [None])}
     return metrics if wanted <= set(metrics.get("scores", {})) else None
 
@@ -899,6 +942,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", nargs="+", default=None, help="score names (default: the config's scores.names)")
     p.add_argument("--k", nargs="+", type=int, default=None, help="k of the k-NN scores (default: scores.k)")
     p.add_argument("--out", default=None, help="also write these scores' records to this JSON file (workflow)")
+    p.add_argument("--refresh", action="store_true",
+                   help="extract the features again when the cache is stale (another checkpoint, other features "
+                        "settings, copied from another run) instead of refusing (workflow)")
     p.set_defaults(func=cmd_score)
 
     p = _command(sub, "metrics")

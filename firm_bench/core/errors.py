@@ -109,6 +109,13 @@ class DamagedFile(RuntimeError):
         self.path, self.problem, self.what, self.fix = path, problem, what, fix
 
 
+class StaleRecord(DamagedFile):
+    """A run record not made from what it must come from now (``records.chain``): a feature cache of another
+    checkpoint or features config, a score of another cache, metrics of an earlier model, a record of another
+    run than its directory's path names. The message names the record, the file it contradicts and the
+    commands that make it again."""
+
+
 class RunDirUnusable(RuntimeError):
     """A run directory that cannot be created or written: a file stands in its place (or in a parent's), or it
     is read-only; the message names the path, the cause and what to do."""

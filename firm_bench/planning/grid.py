@@ -372,10 +372,11 @@ def features_args(p: Plan, run: Run, evalset: str) -> str:
 
 
 def score_args(p: Plan, run: Run, evalset: str, family: str) -> str:
-    """``firm-bench score`` arguments of the score rule: the family's scores this run needs, its k values."""
+    """``firm-bench score`` arguments of the score rule: the family's scores this run needs, its k values, and
+    ``--refresh``: a stale feature cache (``records.chain``) is extracted again by the job, not refused."""
     return (f"{shlex.quote(run.path(p.config['runs_root']))} --evalset {evalset}"
             f" --scores {' '.join(p.scores_of_family(run, family))}"
-            f" --k {' '.join(str(k) for k in sorted(p.runs[run].ks))}")
+            f" --k {' '.join(str(k) for k in sorted(p.runs[run].ks))} --refresh")
 
 
 def paper_items() -> list[str]:

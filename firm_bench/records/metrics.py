@@ -11,13 +11,17 @@ choice, BatchNorm momentum, loss form, precision, evaluation size and zoom,
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from pathlib import Path
 
 from firm_bench.core import rundir as runs
 from firm_bench.core.facts.method import OUTLIERS, resolve_form
 from firm_bench.core.config import momentum_label, protocol
+from firm_bench.core.errors import StaleRecord
 from firm_bench.core.rundir import TEST_EVALSET, checked_curve, read_curve
 from firm_bench.method.metrics import aulc
+from firm_bench.records import chain
 
 __all__ = ["collect_metrics", "precision_of", "recipe_labels", "write_metrics"]
 
@@ -65,8 +69,8 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
     }
 
 
-def write_metrics(cfg: dict, run_dir: str | Path) -> dict:
-    """:func:`collect_metrics` written to the run's metrics.json; returns it.
+def write_metrics(cfg: dict, run_dir: str | Path, stale: str = "refuse") -> dict:
+    """:func:`collect_metrics` written to the run's metrics.json; returns it (``stale``: as there).
 
     Score jobs of one run (one per family) may finish at the same time: the
     collect-and-write happens under a lock, so the last writer sees every score.
@@ -76,21 +80,38 @@ def write_metrics(cfg: dict, run_dir: str | Path) -> dict:
 
     with runs.writing(run_dir, "metrics"), open(Path(run_dir) / ".metrics.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        metrics = collect_metrics(cfg, run_dir)
+        metrics = collect_metrics(cfg, run_dir, stale)
         runs.atomic_write_json(Path(run_dir) / runs.METRICS_FILE, metrics)
     return metrics
 
 
-def collect_metrics(cfg: dict, run_dir: str | Path) -> dict:
+def collect_metrics(cfg: dict, run_dir: str | Path, stale: str = "refuse") -> dict:
     """Every score JSON of the run and its learning curve, as the metrics.json dict (reads only).
 
     ``scores`` holds the run's own test protocol (evalset ``test``); ``evalsets``
-    every evaluation set, e.g. ``ood-svhn`` for Table 4.
+    every evaluation set, e.g. ``ood-svhn`` for Table 4. Each score file must
+    come from the run's model and its evaluation set's cache (``records.chain``):
+    a stale one raises :class:`~firm_bench.core.errors.StaleRecord` naming it and
+    what to rerun, or with ``stale="leave out"`` (a score job, whose sibling jobs
+    of the run rescore the other families) is left out with a line on stderr.
+    metrics.json records what it was made from: the model's and the curve's
+    sha256 and each score file's (``scores_sha256``), and the run's identity.
     """
+    if stale not in ("refuse", "leave out"):
+        raise ValueError(f"stale must be 'refuse' or 'leave out', got {stale!r}")
     run_dir = Path(run_dir)
     evalsets: dict[str, dict] = {}
+    scores_sha: dict[str, str] = {}
     for path in sorted((run_dir / "scores").glob("*/*.json")):
         rec = runs.read_record(path)
+        try:
+            chain.check_score(run_dir, cfg, path, rec)
+        except StaleRecord as exc:
+            if stale == "refuse":
+                raise
+            print(f"firm-bench: left out of {run_dir / runs.METRICS_FILE}: {exc}", file=sys.stderr)
+            continue
+        scores_sha[f"{path.parent.name}/{path.stem}"] = hashlib.sha256(path.read_bytes()).hexdigest()
         entry = {k: rec.get(k) for k in ("score", "k", "status", "auroc", "reason")}
         base = rec.get("untrained") or {}
         entry["untrained_auroc"] = base.get("auroc") if base.get("status") == "ok" else None
@@ -106,14 +127,19 @@ def collect_metrics(cfg: dict, run_dir: str | Path) -> dict:
     aurocs = [row["auroc"] for row in curve if row["epoch"] > 0] if finished else []
     start = [row["auroc"] for row in curve if row["epoch"] == 0]
     status = runs.read_status(run_dir) or {}
+    curve_file = run_dir / runs.CURVE_FILE
     metrics = {
         "run": {
             "dataset": cfg["dataset"]["name"],
             "cls": cfg["dataset"]["cls"],
             "loss": cfg["loss"]["name"],
             "outliers": cfg["outliers"]["name"],
+            "recipe": cfg["recipe"],
             "seed": cfg["seed"],
         },
+        "checkpoint_sha256": chain.model_sha256(run_dir, cfg)[0],
+        "curve_sha256": hashlib.sha256(curve_file.read_bytes()).hexdigest() if curve_file.is_file() else None,
+        "scores_sha256": scores_sha,
         "recipe": recipe_labels(cfg, status),
         "train_status": status.get("state"),
         "train_seconds": status.get("train_seconds"),

@@ -2,7 +2,8 @@
 
 One run's state (:func:`run_state`), from its files:
 
-- ``done``: ``trained.json`` says ok (``scored`` when ``metrics.json`` exists);
+- ``done``: ``trained.json`` says ok (``scored`` when ``metrics.json`` exists and holds the final model's
+  scores, ``records.chain``; else the detail says why they are stale);
 - ``failed``: ``trained.json`` or ``status.json`` says failed, with the reason;
 - ``running``: ``status.json`` says running and its process is alive, with
   its epoch and ETA. On this host its ``pid`` must be the recorded trainer's:
@@ -42,6 +43,7 @@ from typing import Iterable, Mapping, Sequence
 from firm_bench.core import lock as locks
 from firm_bench.core import rundir as runs
 from firm_bench.core.errors import DamagedFile
+from firm_bench.records import chain
 
 STATES = ("done", "running", "stopped", "failed", "pending", "unknown", "damaged")
 #: states shown in the counts only when some run is in them
@@ -157,12 +159,29 @@ def _not_the_trainer(status: Mapping, pid: int, holding: list[int] | None) -> st
 
 
 def run_state(run_dir: str | Path, now: float | None = None, host: str | None = None) -> RunState:
-    """The state of one run directory (see the module docstring); reads only; a damaged file gives ``damaged``."""
+    """The state of one run directory (see the module docstring); reads only; a damaged file gives ``damaged``,
+    and so does a run whose trained.json or metrics.json names another run than its path (moved or copied)."""
     run_dir = Path(run_dir)
     try:
+        for name in (runs.TRAINED_FILE, runs.METRICS_FILE):
+            record = _read(run_dir / name)
+            if record is not None:
+                chain.check_identity(run_dir, run_dir / name, record.get("run") if name == runs.TRAINED_FILE
+                                     else chain.metrics_identity(record))
         return _run_state(run_dir, time.time() if now is None else now, socket.gethostname() if host is None else host)
     except _Damaged as exc:
         return RunState(str(run_dir), "damaged", detail=f"{exc}; {runs.describe(run_dir / exc.name)[1]}")
+    except DamagedFile as exc:  # records.chain: another run's records
+        return RunState(str(run_dir), "damaged", detail=str(exc))
+
+
+def _stale_scores(run_dir: Path) -> str:
+    """Why a done run's metrics.json is not its final model's (``records.chain``), or "" when it is."""
+    try:
+        chain.check_metrics(run_dir, _read(run_dir / runs.METRICS_FILE))
+    except DamagedFile as exc:
+        return str(exc)
+    return ""
 
 
 def _run_state(run_dir: Path, now: float, host: str) -> RunState:
@@ -173,7 +192,8 @@ def _run_state(run_dir: Path, now: float, host: str) -> RunState:
         t_epoch = _number(trained, "epoch", runs.TRAINED_FILE, integer=True)
         t_epochs = _number(trained, "epochs", runs.TRAINED_FILE, integer=True)
         if trained.get("state") == "ok":
-            return RunState(str(run_dir), "done", t_epochs, t_epochs, scored=scored)
+            stale = _stale_scores(run_dir) if scored else ""
+            return RunState(str(run_dir), "done", t_epochs, t_epochs, scored=scored and not stale, detail=stale)
         if trained.get("state") == "failed":
             return RunState(str(run_dir), "failed", t_epoch, detail=str(trained.get("reason")))
     status = _read(run_dir / runs.STATUS_FILE)
@@ -304,4 +324,8 @@ def format_status(states: Sequence[RunState], title: str = "", root: str | None 
         if mine:
             lines.append(f"{state}:")
             lines += [f"  {_short(st.run_dir, root)}  {text(st)}" for st in mine]
+    stale = [st for st in states if st.state == "done" and st.detail]
+    if stale:
+        lines.append("done, scores stale (not counted as scored):")
+        lines += [f"  {_short(st.run_dir, root)}  {st.detail}" for st in stale]
     return "\n".join(lines) + "\n"

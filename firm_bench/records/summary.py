@@ -4,7 +4,8 @@
   read from each run's ``metrics.json`` (its score jobs write it), with
   AUROC, the untrained-encoder baseline, AULC and the run's recipe labels. A run or score that failed or is missing
   is a row with ``status`` failed / missing and a ``reason``, and no number; a run whose metrics.json or
-  status.json is damaged, ``damaged`` with the file and what to do as its reason.
+  status.json is damaged, or whose records are another run's than its path names or an earlier model's
+  (``records.chain``: moved, copied, relabelled, stale), ``damaged`` with the file and what to do as its reason.
 - :func:`combine`: every experiment's rows into ``results/summary.csv``.
 - :func:`read_csv`: a summary or learning-curve CSV read back, checked (a row
   cut short or a value that is not a number names the file, line and column).
@@ -31,6 +32,7 @@ import pandas as pd
 from firm_bench.core import rundir as runs
 from firm_bench.core.facts.method import uses_k
 from firm_bench.core.errors import DamagedFile
+from firm_bench.records import chain
 
 ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "seed", "evalset", "score", "k"]
 VALUE_COLUMNS = ["auroc", "aulc", "status", "reason", "untrained_auroc"]
@@ -76,6 +78,7 @@ def experiment_rows(
         try:
             metrics = _metrics(run_dir)
             status = runs.read_status(run_dir) or {}
+            chain.check_metrics(run_dir, metrics)  # this run's (its path), of its final model: else refused
         except DamagedFile as exc:  # one damaged run is one marked cell, never an aborted summary
             metrics, status = None, {"state": "damaged", "reason": str(exc)}
         labels = dict(metrics["recipe"]) if metrics else {}
@@ -116,6 +119,7 @@ def experiment_curves(experiment: str, run_dirs: Iterable[str]) -> pd.DataFrame:
     for run_dir in dict.fromkeys(run_dirs):
         ident = _parse_run_dir(run_dir)
         try:
+            chain.check_metrics(run_dir, _metrics(run_dir))  # another run's curve is never drawn as this one's
             curve = read_curve(run_dir)
         except DamagedFile as exc:  # its rows (experiment_rows) say so; the other runs' curves are drawn
             print(f"firm-bench: warning: {exc}", file=sys.stderr)

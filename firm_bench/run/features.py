@@ -34,6 +34,7 @@ from firm_bench.datasets import evalset_data
 from firm_bench.method.augment import TEST_ZOOM, ensemble_crops, test_transform
 from firm_bench.method.models import FirmModel, create_model, initial_model
 from firm_bench.method.scores import FeatureCache
+from firm_bench.records import chain
 from firm_bench.run.engine.options import autocast_bf16
 
 
@@ -188,6 +189,28 @@ def extract_run_features(
         return _extract_run_features(cfg, run_dir, progress, evalset)
 
 
+def refresh_run_features(cfg: dict, run_dir: str | Path, evalset: str = TEST_EVALSET) -> bool:
+    """Extract the features again unless ``meta.json`` names the run's current cache (``records.chain``: its
+    model, its features settings); whether it extracted. A damaged meta.json is extracted again too.
+
+    Checked under the evaluation set's exclusive lock, so of the score jobs of a run that found its cache
+    stale together (``score --refresh``), one extracts and the others find it fresh.
+    """
+    run_dir = Path(run_dir)
+    with runs.writing(run_dir, "features", evalset):
+        meta_file = meta_path(run_dir, evalset)
+        try:
+            meta = runs.read_record(meta_file) if meta_file.is_file() else {}
+            if meta.get("state") == "ok":
+                chain.check_features(run_dir, cfg, evalset, meta)
+                return False
+        except DamagedFile:  # StaleRecord included
+            pass
+        meta_file.unlink(missing_ok=True)
+        _extract_run_features(cfg, run_dir, False, evalset)
+        return True
+
+
 def _extract_run_features(cfg: dict, run_dir: Path, progress: bool, evalset: str) -> Path:
     trained = run_dir / runs.TRAINED_FILE
     if trained.exists() and runs.read_json(trained).get("state") == "failed":
@@ -196,6 +219,7 @@ def _extract_run_features(cfg: dict, run_dir: Path, progress: bool, evalset: str
         return meta_path(run_dir, evalset)
     device = runs.pick_device(cfg["device"])
     model, epoch = load_trained_model(run_dir, cfg, device)
+    chain.check_checkpoint(run_dir, cfg)
     data = evalset_data(cfg, evalset)
     f = cfg["features"]
 
@@ -208,11 +232,16 @@ def _extract_run_features(cfg: dict, run_dir: Path, progress: bool, evalset: str
 
     cache = extract(model)
     cache.save(cache_path(run_dir, evalset))
+    links = {"run": chain.run_identity(cfg),  # what the cache was made from (records.chain)
+             "checkpoint_sha256": chain.recorded_sha256(chain.checkpoint_path(run_dir, cfg)),
+             "features": chain.features_identity(cfg),
+             "cache_sha256": chain.recorded_sha256(cache_path(run_dir, evalset))}
     if f["untrained"]:  # the same views of the encoder at initialisation (same crops: same seed)
         extract(initial_model(cfg["model"], int(cfg["seed"])).to(device).eval()).save(cache_path(run_dir, evalset, runs.UNTRAINED))
+        links["untrained_sha256"] = chain.recorded_sha256(cache_path(run_dir, evalset, runs.UNTRAINED))
     runs.atomic_write_json(
         meta_path(run_dir, evalset),
-        {"state": "ok", "evalset": evalset, "checkpoint": cfg["checkpoint"]["select"], "epoch": epoch, "angles": list(cache.angles),
+        {"state": "ok", **links, "evalset": evalset, "checkpoint": cfg["checkpoint"]["select"], "epoch": epoch, "angles": list(cache.angles),
          "crops": f["crops"], "n_bank": int(cache.bank.shape[1]), "n_test": int(cache.test.shape[1]),
          "dim": int(cache.bank.shape[2]), "eval_size": data.eval_size, "eval_zoom": data.eval_zoom,
          "normalization": {"setting": cfg["dataset"]["normalization"], "mean": list(data.mean), "std": list(data.std)},

@@ -29,6 +29,7 @@ from firm_bench.core.errors import (
     TrainingFailed,
     TrainingInterrupted,
 )
+from firm_bench.records import chain
 from firm_bench.run.numerics import changes as numerics_changes
 from firm_bench.run.numerics import describe as describe_resumes
 
@@ -180,7 +181,7 @@ class RunLedger:
         runs.write_status(self.run_dir, "ok", stage="trained", epoch=self.epochs, **outcome, **self.fields())
         runs.atomic_write_json(self.run_dir / runs.TRAINED_FILE,
                                {"state": "ok", "epochs": self.epochs, **outcome, **self.fields(),
-                                **runs.curve_record(self.curve)})
+                                **runs.curve_record(self.curve), **chain.trained_links(self.run_dir, self.cfg)})
         return TrainResult(self.run_dir, self.epochs, final, self.best["auroc"], self.best["epoch"], elapsed)
 
 

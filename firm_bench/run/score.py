@@ -30,6 +30,7 @@ from firm_bench.core import rundir as runs
 from firm_bench.core.facts.method import uses_k
 from firm_bench.core.rundir import TEST_EVALSET, cache_path, meta_path
 from firm_bench.method.metrics import auroc
+from firm_bench.records import chain
 from firm_bench.records.metrics import write_metrics
 
 __all__ = ["score_run"]
@@ -67,8 +68,10 @@ def _score_run(cfg: dict, run_dir: Path, names: Sequence[str] | None, ks: Iterab
         raise FileNotFoundError(
             f"{meta_file} does not exist: run `firm-bench features {run_dir} --evalset {evalset}` first"
         )
-    meta = runs.read_json(meta_file)
+    meta = runs.read_record(meta_file)
     ok = meta.get("state") == "ok"
+    if ok:  # made from the run's model, under its features config: else refused, naming what to rerun
+        chain.check_features(run_dir, cfg, evalset, meta)
     cache = FeatureCache.load(cache_path(run_dir, evalset)) if ok else None
     untrained_file = cache_path(run_dir, evalset, runs.UNTRAINED)
     untrained = FeatureCache.load(untrained_file) if ok and meta.get("untrained") and untrained_file.exists() else None
@@ -80,7 +83,7 @@ def _score_run(cfg: dict, run_dir: Path, names: Sequence[str] | None, ks: Iterab
         if on_score is not None:
             on_score(i, len(todo), runs.score_key(name, k))
         record = {"score": name, "k": k, "evalset": evalset, "checkpoint": meta.get("checkpoint"), "epoch": meta.get("epoch"),
-                  **_auroc_record(name, k, cache, meta.get("reason", "no features"))}
+                  **chain.score_links(meta), **_auroc_record(name, k, cache, meta.get("reason", "no features"))}
         if ok:  # the untrained-encoder baseline: the same score of the encoder at initialisation
             why = "no untrained features (features.untrained: false)" if meta.get("untrained") is False else \
                 f"{untrained_file} is missing: rerun `firm-bench features {run_dir} --evalset {evalset}`"
@@ -88,7 +91,7 @@ def _score_run(cfg: dict, run_dir: Path, names: Sequence[str] | None, ks: Iterab
             record["untrained"] = {key: base.get(key) for key in ("status", "auroc", "reason")}
         runs.atomic_write_json(runs.score_path(run_dir, evalset, name, k), record)
         results[runs.score_key(name, k)] = record
-    write_metrics(cfg, run_dir)
+    write_metrics(cfg, run_dir, stale="leave out")  # another score job of the run may not have rescored yet
     return results
 
 

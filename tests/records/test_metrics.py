@@ -42,7 +42,7 @@ def test_metrics_gather_every_score_file_of_every_evaluation_set(tmp_path):
                                             "reason": "singular bandwidth", "untrained_auroc": None}
     assert m["scores"] == m["evalsets"]["test"]
     assert m["run"] == {"dataset": cfg["dataset"]["name"], "cls": cfg["dataset"]["cls"], "loss": cfg["loss"]["name"],
-                        "outliers": cfg["outliers"]["name"], "seed": cfg["seed"]}
+                        "outliers": cfg["outliers"]["name"], "recipe": cfg["recipe"], "seed": cfg["seed"]}
 
 
 def test_aulc_leaves_out_the_untrained_point_and_final_is_the_last(tmp_path):
