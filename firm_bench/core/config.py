@@ -144,8 +144,8 @@ def validate(cfg: dict) -> dict:
     cfg = copy.deepcopy(cfg)
     _fill_defaults(schema, cfg)
     validator = jsonschema.Draft7Validator(schema)
+    lines = non_finite(cfg) + _removed(cfg)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
-    lines = non_finite(cfg)
     if errors or lines:
         for err in errors:
             if err.validator == "additionalProperties":
@@ -161,6 +161,22 @@ def validate(cfg: dict) -> dict:
 
     check_name("recipe", cfg["recipe"])
     return cfg
+
+
+#: keys taken out of the schema: a config that still sets one is refused, naming it
+REMOVED_KEYS = tuple(f"speed.{k}" for k in ("resident_data", "predraw", "fast_loss", "check_loss_every", "fast_eval"))
+
+
+def _removed(cfg: dict) -> list[str]:
+    """A problem line for every :data:`REMOVED_KEYS` key set in ``cfg``, taken out of it (the schema names no other)."""
+    out = []
+    for dotted in REMOVED_KEYS:
+        section, key = dotted.split(".")
+        if isinstance(cfg.get(section), dict) and key in cfg[section]:
+            del cfg[section][key]
+            out.append(f"{dotted}: this option was removed; the exact fast path it switched (bit for bit the same "
+                       "numbers) is always on now: delete the key from the config or --set")
+    return out
 
 
 def non_finite(node: Any, path: str = "") -> list[str]:

@@ -419,7 +419,7 @@ class ContrastiveLoss(nn.Module):
     id_class >= 0) and of the mask each call. These reads synchronise host and
     device every step on a GPU; the registered masks cannot fail them
     (pairwise keeps the diagonal, concat the other view; both exclude no
-    positive), so the training loop's fast path (``speed.fast_loss``) turns
+    positive), so the training loop turns
     them off and checks its labels once per epoch. The loss value is the same
     either way.
     """

@@ -75,7 +75,7 @@ def encode(
 
     Test transform: Resize(int(zoom size)) -> CenterCrop(size) -> normalise
     (``augment.test_transform``; zoom 1.125, MVTec 1). Eval mode. The features are gathered on the CPU, or with ``keep_on_device``
-    left on ``device`` (the learning curve's ``speed.fast_eval``); ``bf16``:
+    left on ``device`` (the learning curve); ``bf16``:
     bfloat16 autocast of the forward passes (``speed.eval_bf16``).
     """
     mean_t = torch.as_tensor(tuple(mean), dtype=torch.float32, device=device)  # moved once, not per batch

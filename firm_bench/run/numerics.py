@@ -12,11 +12,8 @@ every resume under other settings (epoch and what changed), status.json and
 trained.json list them as ``resumed_under_other_settings``, and metrics.json
 labels the run with them (``records.metrics.recipe_labels``).
 
-Left out: the exact speed options (``resident_data``, ``predraw``,
-``fast_loss``, ``check_loss_every``, ``fast_eval``: bit for bit the same
-numbers, ``firm_bench.run.engine``) and, off the CPU, the thread count (the
-arithmetic runs on the device; the host only draws random numbers, which
-do not depend on it).
+Left out, off the CPU: the thread count (the arithmetic runs on the device;
+the host only draws random numbers, which do not depend on it).
 """
 
 from __future__ import annotations
