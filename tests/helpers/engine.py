@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from firm_bench.method.augment import TwoViewAugment
 from firm_bench.method.losses import build_loss
 from firm_bench.method.metrics import auroc
 from firm_bench.method.scores import knn_mean_similarity
 from firm_bench.run.engine import EpochData, EpochDraws, TrainEngine
 from firm_bench.run.features import encode
 from firm_bench.run.training import epoch_generator
+from tests.helpers.reference import TwoViewAugment
 
 
 def engine_of(t, steps: int, graph_mode: str) -> TrainEngine:

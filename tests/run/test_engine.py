@@ -23,6 +23,7 @@ from firm_bench.run import engine as S
 from firm_bench.run.engine.draws import _hsv_to_rgb
 from firm_bench.run.train import train
 from firm_bench.run.training import build_training
+from tests.helpers import reference as R
 from tests.helpers.engine import engine_of, one_step, reference_epoch, reference_evaluate
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
@@ -97,7 +98,7 @@ def test_device_augment_equals_two_view_augment_bit_for_bit(name, hue_on_subset)
     draws = S.draw_epoch(gen(7), 3, 12, cfg, 32, 32)
     dev = S.DeviceAugment(cfg, 32, MEAN, STD, CPU)
     dev.hue_on_subset = hue_on_subset
-    ref, g = A.TwoViewAugment(cfg, 32, MEAN, STD), gen(7)
+    ref, g = R.TwoViewAugment(cfg, 32, MEAN, STD), gen(7)
     for step in range(3):
         for got, want in zip(dev.both(x[step], draws.at(step)).chunk(2), ref(x[step], g)):
             assert torch.equal(got, want)
