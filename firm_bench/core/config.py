@@ -28,7 +28,7 @@ import jsonschema
 import yaml
 
 from firm_bench.core import catalog
-from firm_bench.core.errors import ConfigError
+from firm_bench.core.errors import ConfigError, DamagedFile
 
 TIMM_PREFIX = "timm/"  # model.encoder: timm/<name> (firm_bench.method.models.timm_encoder)
 
@@ -177,6 +177,24 @@ def _removed(cfg: dict) -> list[str]:
             out.append(f"{dotted}: this option was removed; the exact fast path it switched (bit for bit the same "
                        "numbers) is always on now: delete the key from the config or --set")
     return out
+
+
+#: the format of the run records this firm-bench writes and reads (``format`` in the schema)
+FORMAT: int = _schema()["properties"]["format"]["const"]
+
+
+def check_format(recorded: Mapping, path: str | Path) -> None:
+    """Refuse a config a run recorded (``path``: its config.yaml or checkpoint) in another format than :data:`FORMAT`."""
+    found = recorded.get("format")
+    if found != FORMAT:
+        from firm_bench.core.rundir import describe
+
+        what, _ = describe(path)
+        path = Path(path)
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        was = f"format {found}" if found is not None else "a format before run records were numbered"
+        raise DamagedFile(path, f"was written in {was}; this firm-bench reads format {FORMAT} only", what,
+                          f"delete {run_dir} and rerun the command that made it (the run trains again)")
 
 
 def non_finite(node: Any, path: str = "") -> list[str]:
@@ -352,13 +370,11 @@ def resume_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
             if a.get(k) != b.get(k)]
 
 
-def recorded_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
-    """:func:`resume_differences` of a config a run recorded (a checkpoint's, a ``config.yaml``) and validated ``cfg``.
-
-    The recorded one is read as what ran then: keys added to the schema since
-    it was written take the values of that time (:func:`with_added_keys`), then it is validated.
-    """
-    return resume_differences(validate(with_added_keys(recorded)), cfg)
+def recorded_differences(recorded: Mapping, cfg: Mapping, path: str | Path) -> list[str]:
+    """:func:`resume_differences` of a config a run recorded at ``path`` (a checkpoint's, a ``config.yaml``) and
+    validated ``cfg``; one of another format is refused (:func:`check_format`)."""
+    check_format(recorded, path)
+    return resume_differences(validate(recorded), cfg)
 
 
 def recipe_differences(cfg: Mapping, base: Mapping) -> dict:
@@ -423,27 +439,6 @@ def resolve(
         cfg = deep_merge(cfg, {"recipe": override_recipe_name(full["recipe"], differences),
                                "recipe_overrides": differences})
     return validate(cfg)
-
-
-#: keys added to the schema after runs were recorded without them -> the value the older firm-bench ran with
-#: (not merely today's default): a recorded config that lacks one is read with it
-ADDED_KEYS: dict[str, Any] = {
-    "optim.momentum_cycle": [0.85, 0.95],  # OneCycleLR's cycle_momentum defaults, always on before the key existed
-}
-
-
-def with_added_keys(recorded: Mapping) -> dict:
-    """A recorded run config with each :data:`ADDED_KEYS` key it lacks set to what the older firm-bench ran.
-
-    Only those keys: a recorded config is otherwise taken as it is (so a
-    truncated one does not pass for a complete one).
-    """
-    cfg = copy.deepcopy(dict(recorded))
-    for dotted, value in ADDED_KEYS.items():
-        section, key = dotted.split(".")
-        if isinstance(cfg.get(section), dict) and key not in cfg[section]:
-            cfg[section][key] = copy.deepcopy(value)
-    return cfg
 
 
 def differences(before: Mapping, after: Mapping, prefix: str = "") -> list[str]:

@@ -109,7 +109,7 @@ def load_trained_model(run_dir: str | Path, cfg: dict, device: torch.device) -> 
     state = runs.torch_load(path, map_location=device)  # checksum verified
     recorded = state.get("config")
     if isinstance(recorded, dict):  # the checkpoint's own config: config.yaml must describe this model
-        diff = config_mod.recorded_differences(recorded, cfg)
+        diff = config_mod.recorded_differences(recorded, cfg, path)
         if diff:
             raise DamagedFile(Path(run_dir) / runs.CONFIG_FILE,
                               f"is not the config {path} was trained with ({'; '.join(diff[:8])})",

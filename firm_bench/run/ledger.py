@@ -189,6 +189,6 @@ def check_resumable(cfg: dict, state: dict, path: Path) -> None:
     recorded = state.get("config") if isinstance(state, dict) else None
     if not isinstance(recorded, dict):
         raise DamagedFile(path, "records no config, so what it trained cannot be checked", *runs.describe(path))
-    diff = config_mod.recorded_differences(recorded, cfg)
+    diff = config_mod.recorded_differences(recorded, cfg, path)
     if diff:
         raise RecipeMismatch(str(path.parent.parent), diff)
