@@ -155,6 +155,7 @@ def validate(cfg: dict) -> dict:
                 lines.append(f"{_path(err)}: {err.message}")
         raise ConfigError("invalid run config:\n  " + "\n  ".join(lines))
     _check_names(cfg)
+    _resolve_settings(cfg)
     if cfg["recipe"] is None:
         cfg["recipe"] = cfg["preset"]
     from firm_bench.core.rundir import check_name  # the run directory's naming rule, one place
@@ -303,8 +304,53 @@ def _check_names(cfg: dict) -> None:
         raise ConfigError("invalid run config:\n  " + "\n  ".join(problems))
 
 
+def _resolve_settings(cfg: dict) -> None:
+    """Make every setting of :data:`RESOLVED_KEYS` concrete, in place, once, when the config is built.
+
+    null / auto take the dataset's protocol (``catalog.DatasetEntry``: image
+    sizes, test-transform zoom, batching), ``loss.form: reference`` the form
+    the reference ran the loss in (``catalog.loss_form``). Each key that
+    changes records its setting in ``cfg["resolved"]``; a config resolved
+    already (a recorded one) stays as it is.
+    """
+    entry = catalog.dataset(cfg["dataset"]["name"])
+    d, f, loss = cfg["dataset"], cfg["features"], cfg["loss"]
+    size = int(d["image_size"] or entry.image_size)
+    values = {
+        "dataset.image_size": size,
+        "features.image_size": int(f["image_size"] or entry.eval_size or size),
+        "features.zoom": float(f["zoom"] if f["zoom"] is not None else entry.eval_zoom),
+        "optim.batching": entry.batching if cfg["optim"]["batching"] == "auto" else cfg["optim"]["batching"],
+        "loss.form": catalog.loss_form(loss["name"], loss["form"]),
+    }
+    for dotted, value in values.items():
+        section, key = dotted.split(".")
+        if cfg[section][key] is None or isinstance(cfg[section][key], str) and cfg[section][key] != value:
+            cfg["resolved"][dotted] = cfg[section][key]
+            cfg[section][key] = value
+
+
+#: the keys a built config holds resolved (their settings: ``resolved``)
+RESOLVED_KEYS = ("dataset.image_size", "features.image_size", "features.zoom", "optim.batching", "loss.form")
+
+
+def setting(cfg: Mapping, dotted: str) -> Any:
+    """The setting ``dotted`` (one of :data:`RESOLVED_KEYS`) came from in a built config: ``auto``, null, ... or its value."""
+    section, key = dotted.split(".")
+    return cfg["resolved"].get(dotted, cfg[section][key])
+
+
+def settings(cfg: Mapping) -> dict:
+    """A built config with each resolved key back at its setting (what recipes are named and compared by)."""
+    out = copy.deepcopy(dict(cfg))
+    for dotted in out.pop("resolved", {}):
+        section, key = dotted.split(".")
+        out[section][key] = cfg["resolved"][dotted]
+    return out
+
+
 class Protocol(NamedTuple):
-    """What a run's null / auto protocol keys resolve to (the dataset's defaults; ``catalog.DatasetEntry``)."""
+    """A run's protocol keys as resolved when its config was built (:func:`_resolve_settings`)."""
 
     image_size: int  # training images (dataset.image_size)
     eval_size: int  # bank and test images of the scores and the learning curve (features.image_size)
@@ -317,22 +363,14 @@ class Protocol(NamedTuple):
 
 
 def protocol(cfg: Mapping) -> Protocol:
-    """The resolved image sizes, test-transform zoom and batching of a validated run config (no torch)."""
-    entry = catalog.dataset(cfg["dataset"]["name"])
-    size = int(cfg["dataset"]["image_size"] or entry.image_size)
-    f = cfg["features"]
-    batching = cfg["optim"]["batching"]
-    return Protocol(
-        image_size=size,
-        eval_size=int(f["image_size"] or entry.eval_size or size),
-        eval_zoom=float(f["zoom"] if f["zoom"] is not None else entry.eval_zoom),
-        batching=entry.batching if batching == "auto" else batching,
-    )
+    """The image sizes, test-transform zoom and batching of a built run config (no torch)."""
+    return Protocol(int(cfg["dataset"]["image_size"]), int(cfg["features"]["image_size"]),
+                    float(cfg["features"]["zoom"]), cfg["optim"]["batching"])
 
 
 #: keys that never name a recipe: bookkeeping, where a run runs, what is scored afterwards, and the run
 #: directory's other levels (dataset, class, loss, outliers, seed)
-NOT_RECIPE = ("preset", "recipe", "recipe_overrides", "device", "threads", "scores", "seed", "dataset.name",
+NOT_RECIPE = ("preset", "recipe", "recipe_overrides", "resolved", "device", "threads", "scores", "seed", "dataset.name",
               "dataset.cls", "dataset.root", "loss.name", "outliers.name")
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._-]+")
 _MAX_SUFFIX = 60
@@ -354,7 +392,7 @@ RUN_LOCAL = ("device", "threads", "scores", "features", "speed")
 
 
 #: names of a recipe, not its values: two configs that differ only in them train the same numbers
-RECIPE_NAMES = ("preset", "recipe", "recipe_overrides")
+RECIPE_NAMES = ("preset", "recipe", "recipe_overrides", "resolved")
 
 
 def resume_view(cfg: Mapping) -> dict:
@@ -383,7 +421,7 @@ def recipe_differences(cfg: Mapping, base: Mapping) -> dict:
     Leaves out :data:`NOT_RECIPE` (the run directory's other levels already
     name the dataset, class, loss, outliers and seed).
     """
-    a, b = leaves(cfg), leaves(base)
+    a, b = leaves(settings(cfg)), leaves(settings(base))
 
     def recipe_key(k: str) -> bool:
         return not any(k == n or k.startswith(n + ".") for n in NOT_RECIPE)

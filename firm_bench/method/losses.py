@@ -495,8 +495,8 @@ def get_loss(
 def build_loss(cfg: Mapping[str, Any], check_values: bool = True) -> ContrastiveLoss:
     """The training loss of a validated run config: its ``loss`` section.
 
-    ``loss.name``, ``loss.tau`` and ``loss.form`` (resolved per loss:
-    :func:`resolve_form`). ``loss.id_labels`` decides the labels the trainer
+    ``loss.name``, ``loss.tau`` and ``loss.form`` (the form, resolved when
+    the config was built: ``config.setting`` gives the setting). ``loss.id_labels`` decides the labels the trainer
     feeds it ((N, 2) with ID classes), so it must name a loss of
     :data:`ID_CLASS_LOSSES` (ValueError otherwise; the config validation says
     so first). ``check_values``: see ``ContrastiveLoss``.

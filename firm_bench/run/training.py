@@ -210,7 +210,7 @@ def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOp
         n_ids = int(data.train_ids.shape[0])
         if not getattr(outliers, "paired", False) or n_train % n_ids:
             raise config_mod.ConfigError(
-                f"optim.batching=paired ({'the default of dataset ' + repr(cfg['dataset']['name']) if optim_cfg['batching'] == 'auto' else 'set'}) "
+                f"optim.batching=paired ({'the default of dataset ' + repr(cfg['dataset']['name']) if config_mod.setting(cfg, 'optim.batching') == 'auto' else 'set'}) "
                 f"needs outliers made from the ID images, each ID's copies aligned with it (rot, cutpaste, scar, "
                 f"cutpaste_scar, nsa, ref_cutpaste_scar, ref_nsa); outliers.name={cfg['outliers']['name']!r} is not: "
                 "set optim.batching=pool or another outliers.name")

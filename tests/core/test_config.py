@@ -72,8 +72,13 @@ def test_bad_values_name_the_key(override, fragment):
 
 def test_loss_form_and_id_labels():
     cfg = config.resolve("paper")
-    assert cfg["loss"]["form"] == "reference" and cfg["loss"]["id_labels"] is False  # the reference's forms, no labels
-    assert config.resolve("paper", overrides=["loss.form=pairwise"])["loss"]["form"] == "pairwise"
+    assert cfg["loss"]["id_labels"] is False  # no labels, and each loss in the reference's form, resolved once:
+    assert cfg["loss"]["form"] == "pairwise" and cfg["resolved"]["loss.form"] == "reference"  # FIRM ran pairwise
+    supcon = config.resolve("paper", overrides=["loss.name=supcon"])
+    assert supcon["loss"]["form"] == "concat" and config.setting(supcon, "loss.form") == "reference"
+    forced = config.resolve("paper", overrides=["loss.form=pairwise"])
+    assert forced["loss"]["form"] == "pairwise" and "loss.form" not in forced["resolved"]
+    assert config.validate(supcon) == supcon  # a built (recorded) config stays as it is
     labelled = config.resolve("paper", overrides=["dataset.cls=all", "loss.id_labels=true"])
     assert labelled["loss"]["id_labels"] is True and labelled["loss"]["name"] == "firm"
     with pytest.raises(ConfigError) as err:
@@ -200,6 +205,20 @@ def test_a_config_recorded_in_another_format_is_refused_naming_the_file(tmp_path
         assert f"delete {tmp_path / 'run'} and rerun" in str(err.value)
     with pytest.raises(ConfigError, match="format"):  # a user config cannot claim another format
         config.resolve("paper", overrides=["format=1"])
+
+
+def test_auto_and_null_protocol_keys_are_resolved_once_and_recipes_named_by_the_settings():
+    mvtec = config.resolve("paper", overrides=["dataset.name=mvtec"])
+    assert (mvtec["dataset"]["image_size"], mvtec["features"]["image_size"], mvtec["features"]["zoom"],
+            mvtec["optim"]["batching"]) == (256, 32, 1.0, "paired")
+    assert mvtec["resolved"] == {"dataset.image_size": None, "features.image_size": None, "features.zoom": None,
+                                 "optim.batching": "auto", "loss.form": "reference"}
+    assert config.protocol(mvtec) == (256, 32, 1.0, "paired")
+    assert config.settings(mvtec)["optim"]["batching"] == "auto" and "resolved" not in config.settings(mvtec)
+    # set to what auto gives: the same numbers, but named by the setting, as before
+    named = config.resolve("smoke", overrides=["optim.batching=pool"], name_recipe=True)
+    assert named["recipe"] == "smoke+optim.batching=pool" and named["optim"] == config.resolve("smoke")["optim"]
+    assert config.resume_differences(named, config.resolve("smoke")) == []
 
 
 def test_a_removed_speed_switch_is_refused_naming_it():
