@@ -37,13 +37,8 @@ def numerics(device: torch.device, opts: SpeedOptions) -> dict:
     return rec
 
 
-def changes(before: dict | None, now: dict) -> list[str]:
-    """What differs between the settings a checkpoint was trained under and this process's, e.g. ``threads 2 -> 1``.
-
-    ``before`` None (a checkpoint from before the record): one entry saying so.
-    """
-    if before is None:
-        return ["settings of the epochs before not recorded (a checkpoint from an older firm-bench)"]
+def changes(before: dict, now: dict) -> list[str]:
+    """What differs between the settings a checkpoint was trained under and this process's, e.g. ``threads 2 -> 1``."""
     return [f"{key} {before.get(key, 'not recorded')} -> {now.get(key, 'not recorded')}"
             for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
 
