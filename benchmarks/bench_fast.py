@@ -9,8 +9,8 @@ class 0 at 32 px stands in for a CIFAR-10 class):
   GaussianBlur) in DataLoader workers, float32, ``loss.item()`` every step,
   and each evaluation saving a checkpoint file, reloading it into a fresh
   model and extracting features through a DataLoader, k-NN on the CPU;
-- ``off``: firm-bench's loop with every ``speed`` option off (the loop before
-  the fast path: batched augmentation, but per-step host-device syncs);
+- ``off``: firm-bench's loop with every ``speed`` option off (the exact fast
+  path only: no bf16, channels_last, cuDNN autotuning, CUDA graph or compile);
 - ``fast-eager``: the fast path without the CUDA graph (CUDA only);
 - ``fast``: the fast path with the run config's defaults (``speed: auto``:
   on a GPU bf16, channels_last, cuDNN autotuning and the CUDA graph);
@@ -76,8 +76,7 @@ CIFAR_BANK, CIFAR_TEST = 5000, 10000  # one CIFAR-10 class: its training images;
 TABLE1A_FIRM_RUNS = 50  # Table 1a's FIRM column: 10 classes x 5 seeds
 
 SPEED_OFF = [
-    "speed.resident_data=false", "speed.predraw=false", "speed.fast_loss=false", "speed.check_loss_every=1",
-    "speed.fast_eval=false", "speed.bf16=false", "speed.channels_last=false", "speed.cudnn_benchmark=false",
+    "speed.bf16=false", "speed.channels_last=false", "speed.cudnn_benchmark=false",
     "speed.cuda_graph=false", "speed.compile=false",
 ]
 FAST_VARIANTS: dict[str, list[str]] = {
@@ -257,8 +256,7 @@ def run_fused(args: argparse.Namespace, variant: str) -> dict:
     syncs, sync_sites = count_pack_syncs(pack, epoch_inputs(epoch + 1)) if device.type == "cuda" else (None, None)
     ev = eval_set(data, *eval_sizes(args, data))
     for t in ts:  # the timed evaluation on the CIFAR-sized sets
-        t.bank_images = ev.train_ids.to(device) if (opts.resident_data or opts.fast_eval) else ev.train_ids
-        t.test_images = ev.test_images.to(device) if (opts.resident_data or opts.fast_eval) else ev.test_images
+        t.bank_images, t.test_images = ev.train_ids.to(device), ev.test_images.to(device)
         t.data = ev
     sync(device)
     t0 = time.perf_counter()

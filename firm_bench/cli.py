@@ -173,7 +173,9 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, Path]:
 def _run_config(run_dir: Path) -> dict:
     """The run's recorded config, its checksum verified (``rundir.read_run_config``; never filled in from
     a damaged file), validated."""
-    return config_mod.validate(runs.read_run_config(run_dir))
+    recorded = runs.read_run_config(run_dir)
+    config_mod.check_format(recorded, run_dir / runs.CONFIG_FILE)
+    return config_mod.validate(recorded)
 
 
 def _progress(args: argparse.Namespace) -> bool | str:
@@ -383,7 +385,7 @@ def _finished_metrics(cfg: dict, run_dir: Path) -> dict | None:
     if runs.read_json(run_dir / runs.TRAINED_FILE).get("state") != "ok":
         return None
     recorded = runs.read_run_config(run_dir)
-    if config_mod.recorded_differences(recorded, cfg) or recorded.get("features") != cfg["features"]:
+    if config_mod.recorded_differences(recorded, cfg, run_dir / runs.CONFIG_FILE) or recorded.get("features") != cfg["features"]:
         return None  # another recipe or other features: the normal path says what differs, or extracts again
     from firm_bench.core.errors import StaleRecord
     from firm_bench.core.facts.method import uses_k

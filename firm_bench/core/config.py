@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 import jsonschema
 import yaml
 
-from firm_bench.core.errors import ConfigError
+from firm_bench.core.errors import ConfigError, DamagedFile
 from firm_bench.core.facts import CONFIG_NAMES, datasets, method
 
 TIMM_PREFIX = "timm/"  # model.encoder: timm/<name> (firm_bench.method.models.timm_encoder)
@@ -182,8 +182,8 @@ def validate(cfg: dict) -> dict:
     cfg = copy.deepcopy(cfg)
     _fill_defaults(schema, cfg)
     validator = jsonschema.Draft7Validator(schema)
+    lines = non_finite(cfg) + _removed(cfg)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
-    lines = non_finite(cfg)
     if errors or lines:
         for err in errors:
             if err.validator == "additionalProperties":
@@ -193,12 +193,47 @@ def validate(cfg: dict) -> dict:
                 lines.append(f"{_path(err)}: {err.message}")
         raise ConfigError("invalid run config:\n  " + "\n  ".join(lines))
     _check_names(cfg)
+    _resolve_settings(cfg)
     if cfg["recipe"] is None:
         cfg["recipe"] = cfg["preset"]
     from firm_bench.core.rundir import check_name  # the run directory's naming rule, one place
 
     check_name("recipe", cfg["recipe"])
     return cfg
+
+
+#: keys taken out of the schema: a config that still sets one is refused, naming it
+REMOVED_KEYS = tuple(f"speed.{k}" for k in ("resident_data", "predraw", "fast_loss", "check_loss_every", "fast_eval"))
+
+
+def _removed(cfg: dict) -> list[str]:
+    """A problem line for every :data:`REMOVED_KEYS` key set in ``cfg``, taken out of it (the schema names no other)."""
+    out = []
+    for dotted in REMOVED_KEYS:
+        section, key = dotted.split(".")
+        if isinstance(cfg.get(section), dict) and key in cfg[section]:
+            del cfg[section][key]
+            out.append(f"{dotted}: this option was removed; the exact fast path it switched (bit for bit the same "
+                       "numbers) is always on now: delete the key from the config or --set")
+    return out
+
+
+#: the format of the run records this firm-bench writes and reads (``format`` in the schema)
+FORMAT: int = _schema()["properties"]["format"]["const"]
+
+
+def check_format(recorded: Mapping, path: str | Path) -> None:
+    """Refuse a config a run recorded (``path``: its config.yaml or checkpoint) in another format than :data:`FORMAT`."""
+    found = recorded.get("format")
+    if found != FORMAT:
+        from firm_bench.core.rundir import describe
+
+        what, _ = describe(path)
+        path = Path(path)
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        was = f"format {found}" if found is not None else "a format before run records were numbered"
+        raise DamagedFile(path, f"was written in {was}; this firm-bench reads format {FORMAT} only", what,
+                          f"delete {run_dir} and rerun the command that made it (the run trains again)")
 
 
 def non_finite(node: Any, path: str = "") -> list[str]:
@@ -307,8 +342,53 @@ def _check_names(cfg: dict) -> None:
         raise ConfigError("invalid run config:\n  " + "\n  ".join(problems))
 
 
+def _resolve_settings(cfg: dict) -> None:
+    """Make every setting of :data:`RESOLVED_KEYS` concrete, in place, once, when the config is built.
+
+    null / auto take the dataset's protocol (``core/facts/datasets.py``: image
+    sizes, test-transform zoom, batching), ``loss.form: reference`` the form
+    the reference ran the loss in (``facts.method.resolve_form``). Each key that
+    changes records its setting in ``cfg["resolved"]``; a config resolved
+    already (a recorded one) stays as it is.
+    """
+    entry = datasets.dataset(cfg["dataset"]["name"])
+    d, f, loss = cfg["dataset"], cfg["features"], cfg["loss"]
+    size = int(d["image_size"] or entry.image_size)
+    values = {
+        "dataset.image_size": size,
+        "features.image_size": int(f["image_size"] or entry.eval_size or size),
+        "features.zoom": float(f["zoom"] if f["zoom"] is not None else entry.eval_zoom),
+        "optim.batching": entry.batching if cfg["optim"]["batching"] == "auto" else cfg["optim"]["batching"],
+        "loss.form": method.resolve_form(loss["name"], loss["form"]),
+    }
+    for dotted, value in values.items():
+        section, key = dotted.split(".")
+        if cfg[section][key] is None or isinstance(cfg[section][key], str) and cfg[section][key] != value:
+            cfg["resolved"][dotted] = cfg[section][key]
+            cfg[section][key] = value
+
+
+#: the keys a built config holds resolved (their settings: ``resolved``)
+RESOLVED_KEYS = ("dataset.image_size", "features.image_size", "features.zoom", "optim.batching", "loss.form")
+
+
+def setting(cfg: Mapping, dotted: str) -> Any:
+    """The setting ``dotted`` (one of :data:`RESOLVED_KEYS`) came from in a built config: ``auto``, null, ... or its value."""
+    section, key = dotted.split(".")
+    return cfg["resolved"].get(dotted, cfg[section][key])
+
+
+def settings(cfg: Mapping) -> dict:
+    """A built config with each resolved key back at its setting (what recipes are named and compared by)."""
+    out = copy.deepcopy(dict(cfg))
+    for dotted in out.pop("resolved", {}):
+        section, key = dotted.split(".")
+        out[section][key] = cfg["resolved"][dotted]
+    return out
+
+
 class Protocol(NamedTuple):
-    """What a run's null / auto protocol keys resolve to (the dataset's defaults; ``core/facts/datasets.py``)."""
+    """A run's protocol keys as resolved when its config was built (:func:`_resolve_settings`)."""
 
     image_size: int  # training images (dataset.image_size)
     eval_size: int  # bank and test images of the scores and the learning curve (features.image_size)
@@ -321,17 +401,10 @@ class Protocol(NamedTuple):
 
 
 def protocol(cfg: Mapping) -> Protocol:
-    """The resolved image sizes, test-transform zoom and batching of a validated run config (no torch)."""
-    entry = datasets.dataset(cfg["dataset"]["name"])
-    size = int(cfg["dataset"]["image_size"] or entry.image_size)
-    f = cfg["features"]
-    batching = cfg["optim"]["batching"]
-    return Protocol(
-        image_size=size,
-        eval_size=int(f["image_size"] or entry.eval_size or size),
-        eval_zoom=float(f["zoom"] if f["zoom"] is not None else entry.eval_zoom),
-        batching=entry.batching if batching == "auto" else batching,
-    )
+    """The image sizes, test-transform zoom and batching of a built run config (no torch)."""
+    return Protocol(int(cfg["dataset"]["image_size"]), int(cfg["features"]["image_size"]),
+                    float(cfg["features"]["zoom"]), cfg["optim"]["batching"])
+
 
 
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._-]+")
@@ -362,13 +435,11 @@ def resume_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
             if a.get(k) != b.get(k)]
 
 
-def recorded_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
-    """:func:`resume_differences` of a config a run recorded (a checkpoint's, a ``config.yaml``) and validated ``cfg``.
-
-    The recorded one is read as what ran then: keys added to the schema since
-    it was written take the values of that time (:func:`with_added_keys`), then it is validated.
-    """
-    return resume_differences(validate(with_added_keys(recorded)), cfg)
+def recorded_differences(recorded: Mapping, cfg: Mapping, path: str | Path) -> list[str]:
+    """:func:`resume_differences` of a config a run recorded at ``path`` (a checkpoint's, a ``config.yaml``) and
+    validated ``cfg``; one of another format is refused (:func:`check_format`)."""
+    check_format(recorded, path)
+    return resume_differences(validate(recorded), cfg)
 
 
 def recipe_differences(cfg: Mapping, base: Mapping) -> dict:
@@ -378,7 +449,7 @@ def recipe_differences(cfg: Mapping, base: Mapping) -> dict:
     runs, and the run directory's other levels: dataset, class, loss,
     outliers, seed).
     """
-    a, b = leaves(cfg), leaves(base)
+    a, b = leaves(settings(cfg)), leaves(settings(base))
 
     def recipe_key(k: str) -> bool:
         return not any(k == n or k.startswith(n + ".") for n in keys_with("not-recipe"))
@@ -434,27 +505,6 @@ def resolve(
         cfg = deep_merge(cfg, {"recipe": override_recipe_name(full["recipe"], differences),
                                "recipe_overrides": differences})
     return validate(cfg)
-
-
-#: keys added to the schema after runs were recorded without them -> the value the older firm-bench ran with
-#: (not merely today's default): a recorded config that lacks one is read with it
-ADDED_KEYS: dict[str, Any] = {
-    "optim.momentum_cycle": [0.85, 0.95],  # OneCycleLR's cycle_momentum defaults, always on before the key existed
-}
-
-
-def with_added_keys(recorded: Mapping) -> dict:
-    """A recorded run config with each :data:`ADDED_KEYS` key it lacks set to what the older firm-bench ran.
-
-    Only those keys: a recorded config is otherwise taken as it is (so a
-    truncated one does not pass for a complete one).
-    """
-    cfg = copy.deepcopy(dict(recorded))
-    for dotted, value in ADDED_KEYS.items():
-        section, key = dotted.split(".")
-        if isinstance(cfg.get(section), dict) and key not in cfg[section]:
-            cfg[section][key] = copy.deepcopy(value)
-    return cfg
 
 
 def differences(before: Mapping, after: Mapping, prefix: str = "") -> list[str]:

@@ -15,6 +15,7 @@ a pack with :func:`check_packable`, so the two cannot disagree. Why each may
 differ:
 
 - ``seed``, ``recipe``: initial weights, draws, names; no shapes.
+- ``resolved``: the settings resolved keys came from (the values are compared).
 - ``dataset.cls``, ``dataset.normalization``: each run reads its own class
   and normalises with its own mean and std (per sample). The training-set
   sizes must still match: :func:`check_shapes` checks them once the data is

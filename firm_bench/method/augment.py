@@ -23,8 +23,10 @@ Differences from torchvision, all deliberate and small:
   paper recipe are only ever upsampled and the two agree.
 - the colour jitter works on float images in [0, 1] (torchvision's recipe
   jitters uint8 PIL images, rounding after every op).
-The slow per-image torchvision version lives with the tests that compare
-against it (``tests/helpers/reference.py``).
+The per-step training augmentation (``TwoViewAugment``, drawing from a
+generator as it goes) and the slow per-image torchvision version live with
+the tests that compare against them (``tests/helpers/reference.py``); the
+training loop augments with ``run.engine.draws.DeviceAugment``.
 """
 
 from __future__ import annotations
@@ -40,11 +42,8 @@ from torch import Tensor
 __all__ = [
     "AugmentConfig",
     "CropParams",
-    "TwoViewAugment",
-    "color_jitter",
     "crop_boxes",
     "ensemble_crops",
-    "gaussian_blur",
     "normalize",
     "random_resized_crop",
     "sample_crop_params",
@@ -363,35 +362,6 @@ def _apply_jitter(
     return x
 
 
-def color_jitter(
-    x: Tensor,
-    brightness: float,
-    contrast: float,
-    saturation: float,
-    hue: float,
-    generator: torch.Generator,
-    p: float = 1.0,
-) -> Tensor:
-    """torchvision ColorJitter per sample, applied with probability p.
-
-    Factors ~ U[max(0, 1 - s), 1 + s] for brightness, contrast, saturation;
-    hue shift ~ U[-hue, hue]; a random order of the four ops per sample.
-    x: float (B, 3, H, W) in [0, 1]; returns the same shape.
-    """
-    _check_images(x)
-    B = x.shape[0]
-    u = _rand((B, 4), generator, x.device)
-    order = torch.argsort(_rand((B, 4), generator, x.device), dim=1)
-    apply = _rand((B,), generator, x.device) < p
-    lo = torch.tensor([max(0.0, 1 - brightness), max(0.0, 1 - contrast), max(0.0, 1 - saturation), -hue], device=x.device)
-    hi = torch.tensor([1 + brightness, 1 + contrast, 1 + saturation, hue], device=x.device)
-    factors = lo + (hi - lo) * u
-    active = tuple(s > 0 for s in (brightness, contrast, saturation, hue))
-    if not any(active):
-        return x
-    return torch.where(apply.view(-1, 1, 1, 1), _apply_jitter(x, factors, order, active), x)
-
-
 # ---------------------------------------------------------------- blur
 
 
@@ -421,55 +391,7 @@ def _blur(x: Tensor, kernel_size: int, sigma: Tensor) -> Tensor:
     return y.view(B, C, H, W)
 
 
-def gaussian_blur(
-    x: Tensor,
-    kernel_size: int,
-    sigma_range: Sequence[float],
-    p: float,
-    generator: torch.Generator,
-) -> Tensor:
-    """RandomApply(GaussianBlur(kernel_size, sigma_range), p) per sample.
-
-    sigma ~ U(sigma_range) per sample (same in x and y, as torchvision);
-    a sample is blurred with probability p.
-    """
-    _check_images(x)
-    B = x.shape[0]
-    sigma = sigma_range[0] + (sigma_range[1] - sigma_range[0]) * _rand((B,), generator, x.device)
-    apply = _rand((B,), generator, x.device) < p
-    return torch.where(apply.view(-1, 1, 1, 1), _blur(x, kernel_size, sigma), x)
-
-
 # ---------------------------------------------------------------- pipelines
-
-
-class TwoViewAugment:
-    """The training transform: two independent views per image (docs/METHOD.md).
-
-    Per view: random_resized_crop -> color_jitter -> gaussian_blur -> normalize.
-    Call with uint8 images (B, 3, S, S) on any device and a generator; returns
-    two float32 (B, 3, size, size) tensors on the images' device.
-    """
-
-    def __init__(self, cfg: AugmentConfig, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.cfg, self.size = cfg, int(size)
-        self.mean, self.std = tuple(mean), tuple(std)
-
-    def view(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """One augmented, normalised view of float images x in [0, 1]."""
-        c = self.cfg
-        x = random_resized_crop(x, self.size, c.crop_scale, c.crop_ratio, generator)
-        x = color_jitter(x, *c.jitter, generator=generator, p=c.jitter_p)
-        x = gaussian_blur(x, c.blur_kernel, c.blur_sigma, c.blur_p, generator)
-        return normalize(x, self.mean, self.std)
-
-    def __call__(self, x_uint8: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        _check_images(x_uint8, "x_uint8")
-        x = to_float(x_uint8)
-        return self.view(x, generator), self.view(x, generator)
-
-    def __repr__(self) -> str:
-        return f"TwoViewAugment({self.cfg}, size={self.size}, mean={self.mean}, std={self.std})"
 
 
 TEST_ZOOM = 1.125  # the reference's test transform: Resize(int(1.125 size)) -> CenterCrop(size)

@@ -377,7 +377,7 @@ class ContrastiveLoss(nn.Module):
     id_class >= 0) and of the mask each call. These reads synchronise host and
     device every step on a GPU; the registered masks cannot fail them
     (pairwise keeps the diagonal, concat the other view; both exclude no
-    positive), so the training loop's fast path (``speed.fast_loss``) turns
+    positive), so the training loop turns
     them off and checks its labels once per epoch. The loss value is the same
     either way.
     """
@@ -453,11 +453,11 @@ def get_loss(
 def build_loss(cfg: Mapping[str, Any], check_values: bool = True) -> ContrastiveLoss:
     """The training loss of a validated run config: its ``loss`` section.
 
-    ``loss.name``, ``loss.tau`` and ``loss.form`` (resolved per loss:
-    :func:`resolve_form`). ``loss.id_labels`` decides the labels the trainer
+    ``loss.name``, ``loss.tau`` and ``loss.form`` (the form, resolved when
+    the config was built: ``config.setting`` gives the setting). ``loss.id_labels`` decides the labels the trainer
     feeds it ((N, 2) with ID classes), so it must name a loss with
-    ``id_classes`` (ValueError otherwise; the config validation says so
-    first). ``check_values``: see ``ContrastiveLoss``.
+    ``id_classes`` (ValueError otherwise; the config validation says
+    so first). ``check_values``: see ``ContrastiveLoss``.
     """
     section = cfg["loss"]
     if section.get("id_labels") and not FACTS[section["name"]].id_classes:

@@ -173,21 +173,6 @@ class FeatureCache:
         if bad:
             raise ValueError(f"FeatureCache.targets must be 0/1 (1 = normal); {bad} entries are neither")
 
-    def subset_angles(self, angles: Sequence[int]) -> FeatureCache:
-        """The same cache restricted to ``angles`` (in that order; the first must be 0)."""
-        try:
-            idx = [self.angles.index(int(x)) for x in angles]
-        except ValueError:
-            raise ValueError(f"angles {tuple(angles)} not all in this cache's angles {self.angles}") from None
-        sel = torch.tensor(idx, dtype=torch.long)
-        return FeatureCache(
-            angles=tuple(int(x) for x in angles),
-            bank=self.bank[sel],
-            test=self.test[sel],
-            test_crops=None if self.test_crops is None else self.test_crops[sel],
-            targets=self.targets,
-        )
-
     # -- persistence ---------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Write the cache with ``torch.save`` atomically (temp file in the same dir + os.replace)."""

@@ -4,8 +4,7 @@ One home for how results are labelled in the paper outputs. The tables put
 the long forms in their captions (:func:`recipe_label`), the figures the
 compact ones in their footers (``compact=True``). Each label reads the recipe
 columns of summary (or cell) rows (``records.summary.RECIPE_LABELS``, written
-by ``records.metrics.recipe_labels``); a column a summary written before it
-existed lacks reads as unknown / not recorded. Where a label differs from the
+by ``records.metrics.recipe_labels``). Where a label differs from the
 reference code it says so (docs/FAITHFULNESS.md).
 """
 
@@ -123,7 +122,7 @@ def loss_form_label(rows: pd.DataFrame, compact: bool = False) -> str:
     (``core.facts.method.resolve_form``). E.g. ``loss forms: NT-Xent pairwise (N×N), SupCon
     concat (2N×2N) — as the reference ran them``, or ``loss forms: all pairwise
     (N×N) — override; the reference ran SupCon in concat (2N×2N)``. A loss
-    without the label (a summary written before it existed) is named unknown.
+    no row records a form for (no run of it ran) is left out.
     ``compact``: shorter, for figure footers.
     """
     from firm_bench.core.facts import method
@@ -148,20 +147,18 @@ def loss_form_label(rows: pd.DataFrame, compact: bool = False) -> str:
     for loss in losses:
         vals = rows.loc[rows["loss"] == loss, "loss_form"].dropna() if "loss_form" in rows else []
         forms[loss] = sorted({f for v in vals for f in str(v).split("/")})
-    unknown = [n for n in losses if not forms[n]]
-    if len(unknown) == len(losses):
-        return "loss forms: not recorded (results from before the label)"
-    deviating = [n for n in losses if forms[n] and any(f != reference(n) for f in forms[n])]
-    parts = ", ".join(f"{name(n)} {'/'.join(text(f) for f in forms[n]) or 'unknown'}" for n in losses)
+    losses = [n for n in losses if forms[n]]
+    if not losses:
+        return "loss forms: unknown"
+    deviating = [n for n in losses if any(f != reference(n) for f in forms[n])]
+    parts = ", ".join(f"{name(n)} {'/'.join(text(f) for f in forms[n])}" for n in losses)
     one = {f for n in losses for f in forms[n]}
-    if deviating and not unknown and len(losses) > 1 and len(one) == 1:
+    if deviating and len(losses) > 1 and len(one) == 1:
         parts = f"all {text(one.pop())}"
     notes = []
     if deviating:
         refs = sorted({str(reference(n)) for n in deviating})
         notes.append(f"override; the reference ran {'/'.join(map(name, deviating))} in {'/'.join(map(text, refs))}")
-    if unknown:
-        notes.append(f"{'/'.join(map(name, unknown))}: form not recorded (older results)")
     if not notes:
         notes.append("as the reference" if compact else "as the reference ran them")
     return f"loss forms: {parts} — {'; '.join(notes)}"

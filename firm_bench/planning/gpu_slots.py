@@ -82,11 +82,3 @@ def acquire_gpu_slot(
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"no free GPU slot among {n_gpus} in {lock_dir} after {timeout_s} s")
         time.sleep(poll_s)
-
-
-def release_all() -> None:
-    """Release every slot this process holds (normally left to process exit)."""
-    while _HELD:
-        fd = _HELD.pop()
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)

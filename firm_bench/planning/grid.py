@@ -406,31 +406,3 @@ def paper_item_feeders(config: Mapping) -> dict[str, list[str]]:
                 raise ValueError(f"experiments.{name}.paper_items: unknown paper item {item!r}; valid: {', '.join(items)}")
             feeders[item].append(name)
     return feeders
-
-
-def job_counts(p: Plan, experiments: Iterable[str] | None = None) -> dict[str, int]:
-    """Jobs per rule needed to build ``experiments`` from nothing (for the dry-run benchmark/tests).
-
-    With ``pack_runs`` > 1 the training jobs are the packs (``train_pack``: every ``train_pack_<n>`` rule).
-    """
-    exps = list(experiments) if experiments is not None else list(p.experiments)
-    runs = {r for e in exps for r in p.experiments[e]}
-    score_jobs = {
-        (r, ev, f)
-        for e in exps
-        for r in p.experiments[e]
-        for ev in p.experiment_evalsets(e)
-        for f in p.experiment_families(e)
-    }
-    feature_jobs = {(r, ev) for e in exps for r in p.experiments[e] for ev in p.experiment_evalsets(e)}
-    if int(p.config["pack_runs"]) > 1:  # one job per pack (rules train_pack_<n>), counted together
-        trains = {"train_pack": sum(1 for pack in packs(p) if set(pack.runs) & runs)}
-    else:
-        trains = {"train": len(runs)}
-    return {
-        **trains,
-        "features": len(feature_jobs),
-        "score": len(score_jobs),
-        "summarize_experiment": len(exps),
-        "table": len(exps),
-    }

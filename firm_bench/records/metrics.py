@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from firm_bench.core import rundir as runs
-from firm_bench.core.facts.method import OUTLIERS, resolve_form
-from firm_bench.core.config import momentum_label, protocol
+from firm_bench.core.config import momentum_label, protocol, setting
 from firm_bench.core.errors import StaleRecord
+from firm_bench.core.facts.method import OUTLIERS
 from firm_bench.core.rundir import TEST_EVALSET, checked_curve, read_curve
 from firm_bench.method.metrics import aulc
 from firm_bench.records import chain
@@ -35,9 +35,9 @@ def precision_of(status: dict | None) -> str | None:
 def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
     """The recipe options every output is labelled with (where the reference differs: docs/FAITHFULNESS.md).
 
-    ``loss_form``: the form the loss trained in (pairwise | concat), resolved
-    from ``loss_form_setting`` = ``loss.form`` (reference | pairwise | concat;
-    ``core.facts.method.resolve_form``); ``id_labels``: whether the ID images kept their
+    ``loss_form``: the form the loss trained in (pairwise | concat, ``loss.form``
+    as the config was built), ``loss_form_setting`` the setting it came from
+    (reference | pairwise | concat); ``id_labels``: whether the ID images kept their
     class labels (multi-class FIRM). ``momentum``: the SGD momentum that ran
     (``config.momentum_label``: ``cycled 0.95-0.85-0.95`` under onecycle, as
     the reference, or the held value). ``status``: the run's status.json, for
@@ -54,8 +54,8 @@ def recipe_labels(cfg: dict, status: dict | None = None) -> dict:
         "select_score": cfg["checkpoint"]["select_score"] if cfg["checkpoint"]["select"] == "best_test" else None,
         "bn_momentum": cfg["model"]["bn_momentum"],
         "head_init": cfg["model"]["head_init"],
-        "loss_form": resolve_form(cfg["loss"]["name"], cfg["loss"]["form"]),
-        "loss_form_setting": cfg["loss"]["form"],
+        "loss_form": cfg["loss"]["form"],
+        "loss_form_setting": setting(cfg, "loss.form"),
         "id_labels": bool(cfg["loss"]["id_labels"]),
         "tau": cfg["loss"]["tau"],
         "epochs": cfg["optim"]["epochs"],

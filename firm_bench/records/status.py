@@ -18,10 +18,9 @@ One run's state (:func:`run_state`), from its files:
   ``running`` with its process gone (killed, its PID free or reused, its
   heartbeat stale); it resumes from its last checkpoint on rerun;
 - ``pending``: not started (no ``status.json``);
-- ``unknown``: ``running`` in a status.json of an older firm-bench, written once
-  at the start, without heartbeat or process: alive or dead cannot be told;
 - ``damaged``: ``status.json`` or ``trained.json`` unreadable, or a field of it
-  not what firm-bench writes (a non-numeric epoch, ...): the detail names the
+  not what firm-bench writes (a non-numeric epoch, a ``running`` one without
+  heartbeat, as earlier formats wrote it, ...): the detail names the
   file and the reason; the other runs are listed as usual.
 
 A run directory (:func:`find_run_dirs`) holds a run's ``status.json``,
@@ -45,9 +44,9 @@ from firm_bench.core import rundir as runs
 from firm_bench.core.errors import DamagedFile
 from firm_bench.records import chain
 
-STATES = ("done", "running", "stopped", "failed", "pending", "unknown", "damaged")
+STATES = ("done", "running", "stopped", "failed", "pending", "damaged")
 #: states shown in the counts only when some run is in them
-RARE_STATES = ("unknown", "damaged")
+RARE_STATES = ("damaged",)
 #: the shortest silence after which a run is taken for dead
 MIN_STALE_S = 600.0
 #: how much earlier than a status's ``started`` (whole seconds, written after the process began) the
@@ -214,10 +213,8 @@ def _run_state(run_dir: Path, now: float, host: str) -> RunState:
         raise _Damaged(runs.STATUS_FILE, f"state is {state!r}, not one of {', '.join(runs.STATUS_STATES)}")
     beat = _heartbeat(status)
     silent = now - beat if beat is not None else None
-    if "heartbeat_every_s" not in status:  # an older firm-bench: one status at the start, no process recorded
-        return RunState(str(run_dir), "unknown", epoch, epochs,
-                        detail=f"running since {_ago(silent) if silent is not None else '?'} ago by a status.json of "
-                               "an older firm-bench (no heartbeat): alive or killed cannot be told from its files")
+    if "heartbeat_every_s" not in status:
+        raise _Damaged(runs.STATUS_FILE, "is running without a heartbeat (an earlier firm-bench's format)")
     pid = _number(status, "pid", runs.STATUS_FILE, integer=True)
     where = f"pid {pid} on {status.get('host')}" if pid else "no pid recorded"
     local = bool(pid) and status.get("host") == host
@@ -316,7 +313,7 @@ def format_status(states: Sequence[RunState], title: str = "", root: str | None 
             lines.append(f"  {exp:<{width}}  " + "  ".join(f"{s} {sum(st.state == s for st in mine):>3}" for s in shown))
     sections = [("running", lambda st: f"epoch {st.epoch}/{st.epochs}, eta {_clock(st.eta_s)} ({st.detail})"),
                 ("stopped", lambda st: st.detail), ("failed", lambda st: st.detail or "no reason recorded"),
-                ("unknown", lambda st: st.detail), ("damaged", lambda st: st.detail)]
+                ("damaged", lambda st: st.detail)]
     if show_pending:
         sections.append(("pending", lambda st: "not started"))
     for state, text in sections:

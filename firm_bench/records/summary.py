@@ -36,14 +36,13 @@ from firm_bench.records import chain
 
 ID_COLUMNS = ["experiment", "dataset", "cls", "loss", "outliers", "recipe", "seed", "evalset", "score", "k"]
 VALUE_COLUMNS = ["auroc", "aulc", "status", "reason", "untrained_auroc"]
-#: recipe labels of each row (records.metrics.recipe_labels; where they differ from the reference: docs/FAITHFULNESS.md);
-#: a summary written before a label existed reads it as unknown
+#: recipe labels of each row (records.metrics.recipe_labels; where they differ from the reference: docs/FAITHFULNESS.md)
 RECIPE_LABELS = ["schedule", "momentum", "checkpoint", "select_score", "bn_momentum", "head_init", "loss_form", "id_labels", "tau",
                  "batch_size", "epochs", "normalization", "precision", "image_size", "eval_size", "eval_zoom", "batching"]
 LABEL_COLUMNS = [*RECIPE_LABELS, "resumed_under_other_settings", "train_seconds", "run_dir"]
-#: recipe labels a summary (or a paper table's cell CSV) written before they existed lacks: read as unknown
-LATER_LABELS = ["loss_form", "id_labels", "select_score", "head_init", "normalization", "precision", "image_size",
-                "eval_size", "eval_zoom", "batching", "momentum"]
+#: recipe labels read as text (object columns: a label no row recorded stays None, not a float NaN)
+TEXT_LABELS = ["loss_form", "id_labels", "select_score", "head_init", "normalization", "precision", "image_size",
+               "eval_size", "eval_zoom", "batching", "momentum"]
 COLUMNS = ID_COLUMNS + VALUE_COLUMNS + LABEL_COLUMNS
 
 
@@ -197,9 +196,8 @@ def read_summaries(paths: Iterable[str | Path] | pd.DataFrame) -> pd.DataFrame:
 
     Runs shared by experiments (Table 5 and Table 10a) appear once. ``ood`` is
     the OOD set of the unlabeled multiclass protocol (Table 4): the summary's
-    ``evalset`` where it is not ``test``, else empty. A column of
-    :data:`COLUMNS` that an older summary lacks reads as unknown (``evalset``:
-    ``test``).
+    ``evalset`` where it is not ``test``, else empty. A summary that lacks a
+    column of :data:`COLUMNS` (written by an earlier firm-bench) is refused.
     """
     if isinstance(paths, pd.DataFrame):
         df = paths.copy()
@@ -209,11 +207,15 @@ def read_summaries(paths: Iterable[str | Path] | pd.DataFrame) -> pd.DataFrame:
             if not p.is_file():
                 raise FileNotFoundError(f"summary {p} does not exist; build it with `snakemake {p}`")
         df = combine(paths)
-    for col in COLUMNS:
-        if col not in df.columns:
-            df[col] = "test" if col == "evalset" else None
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing and df.empty:  # no rows: nothing recorded in any format
+        df = df.reindex(columns=[*df.columns, *missing])
+    elif missing:
+        where = ", ".join(map(str, paths)) if not isinstance(paths, pd.DataFrame) else "the summary rows"
+        raise ValueError(f"{where} lack(s) column(s) {missing} (written by an earlier firm-bench); rebuild the "
+                         "summaries: delete them and rerun `snakemake` for them")
     text = ["experiment", "dataset", "loss", "outliers", "recipe", "score", "status", "reason", "run_dir", "schedule",
-            "checkpoint", *LATER_LABELS]
+            "checkpoint", *TEXT_LABELS]
     df = df.astype({c: object for c in text})
     df["evalset"] = df["evalset"].fillna("test").astype(str)
     df["ood"] = df["evalset"].where(df["evalset"] != "test", None)

@@ -76,7 +76,7 @@ def encode(
 
     Test transform: Resize(int(zoom size)) -> CenterCrop(size) -> normalise
     (``augment.test_transform``; zoom 1.125, MVTec 1). Eval mode. The features are gathered on the CPU, or with ``keep_on_device``
-    left on ``device`` (the learning curve's ``speed.fast_eval``); ``bf16``:
+    left on ``device`` (the learning curve); ``bf16``:
     bfloat16 autocast of the forward passes (``speed.eval_bf16``).
     """
     mean_t = torch.as_tensor(tuple(mean), dtype=torch.float32, device=device)  # moved once, not per batch
@@ -110,7 +110,7 @@ def load_trained_model(run_dir: str | Path, cfg: dict, device: torch.device) -> 
     state = runs.torch_load(path, map_location=device)  # checksum verified
     recorded = state.get("config")
     if isinstance(recorded, dict):  # the checkpoint's own config: config.yaml must describe this model
-        diff = config_mod.recorded_differences(recorded, cfg)
+        diff = config_mod.recorded_differences(recorded, cfg, path)
         if diff:
             raise DamagedFile(Path(run_dir) / runs.CONFIG_FILE,
                               f"is not the config {path} was trained with ({'; '.join(diff[:8])})",

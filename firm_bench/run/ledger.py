@@ -109,12 +109,12 @@ class RunLedger:
         epochs before it (``run.numerics``) is warned about and recorded.
         """
         self.start_epoch, self.curve, self.best = int(state["epoch"]), state["curve"], state["best"]
-        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        self.elapsed_before = float(state["elapsed_s"])
         runs.write_curve(self.run_dir, self.curve)
         print(f"firm-bench: resuming {self.run_dir} from its checkpoint at epoch {self.start_epoch}/{self.epochs}",
               file=sys.stderr)
-        self.resumes = list(state.get("resumes", []))
-        changed = numerics_changes(state.get("numerics"), self.settings)
+        self.resumes = list(state["resumes"])
+        changed = numerics_changes(state["numerics"], self.settings)
         if changed and self.start_epoch < self.epochs:
             self.resumes.append({"epoch": self.start_epoch, "changes": changed})
             print(f"firm-bench: WARNING: resuming under other settings than epochs 1-{self.start_epoch} of "
@@ -190,6 +190,6 @@ def check_resumable(cfg: dict, state: dict, path: Path) -> None:
     recorded = state.get("config") if isinstance(state, dict) else None
     if not isinstance(recorded, dict):
         raise DamagedFile(path, "records no config, so what it trained cannot be checked", *runs.describe(path))
-    diff = config_mod.recorded_differences(recorded, cfg)
+    diff = config_mod.recorded_differences(recorded, cfg, path)
     if diff:
         raise RecipeMismatch(str(path.parent.parent), diff)

@@ -60,7 +60,7 @@ def progress_mode(progress: bool | str | None) -> str:
     return str(mode)
 
 
-VIEWS_PER_IMAGE = 2  # the two augmented views of every training image (method.augment.TwoViewAugment)
+VIEWS_PER_IMAGE = 2  # the two augmented views of every training image (run.engine.draws.DeviceAugment)
 
 
 def curve_score(k: int) -> str:

@@ -12,11 +12,8 @@ every resume under other settings (epoch and what changed), status.json and
 trained.json list them as ``resumed_under_other_settings``, and metrics.json
 labels the run with them (``records.metrics.recipe_labels``).
 
-Left out: the exact speed options (``resident_data``, ``predraw``,
-``fast_loss``, ``check_loss_every``, ``fast_eval``: bit for bit the same
-numbers, ``firm_bench.run.engine``) and, off the CPU, the thread count (the
-arithmetic runs on the device; the host only draws random numbers, which
-do not depend on it).
+Left out, off the CPU: the thread count (the arithmetic runs on the device;
+the host only draws random numbers, which do not depend on it).
 """
 
 from __future__ import annotations
@@ -40,13 +37,8 @@ def numerics(device: torch.device, opts: SpeedOptions) -> dict:
     return rec
 
 
-def changes(before: dict | None, now: dict) -> list[str]:
-    """What differs between the settings a checkpoint was trained under and this process's, e.g. ``threads 2 -> 1``.
-
-    ``before`` None (a checkpoint from before the record): one entry saying so.
-    """
-    if before is None:
-        return ["settings of the epochs before not recorded (a checkpoint from an older firm-bench)"]
+def changes(before: dict, now: dict) -> list[str]:
+    """What differs between the settings a checkpoint was trained under and this process's, e.g. ``threads 2 -> 1``."""
     return [f"{key} {before.get(key, 'not recorded')} -> {now.get(key, 'not recorded')}"
             for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
 

@@ -111,15 +111,14 @@ class _Eval:
 @torch.no_grad()
 def _fused_encode(net: FusedFirmModel, images: Sequence[torch.Tensor], means: Sequence[torch.Tensor],
                   stds: Sequence[torch.Tensor], size: int, zoom: float, batch_size: int, device: torch.device,
-                  keep_on_device: bool, bf16: bool) -> list[torch.Tensor]:
-    """Encoder features (N, D) of each run's own images (K tensors of N images), one fused forward per chunk.
+                  bf16: bool) -> list[torch.Tensor]:
+    """Encoder features (N, D) of each run's own images (K tensors of N images, kept on ``device``), one fused forward per chunk.
 
     As ``features.encode`` run by run: the test transform of each run's
     chunk (its own normalisation), eval mode, float32 features.
     """
     from firm_bench.method.augment import test_transform
 
-    home = device if keep_on_device else torch.device("cpu")
     n = images[0].shape[0]
     out: list[list[torch.Tensor]] = [[] for _ in images]
     for i in range(0, n, batch_size):
@@ -128,8 +127,8 @@ def _fused_encode(net: FusedFirmModel, images: Sequence[torch.Tensor], means: Se
         with autocast_bf16(device, bf16):
             f = net.features(x)
         for k in range(len(images)):
-            out[k].append(f[k].float().to(home))
-    return [torch.cat(parts) if parts else torch.empty(0, net.feature_dim, device=home) for parts in out]
+            out[k].append(f[k].float())
+    return [torch.cat(parts) if parts else torch.empty(0, net.feature_dim, device=device) for parts in out]
 
 
 @torch.no_grad()
@@ -159,7 +158,7 @@ def evaluate_pack(fused: FusedFirmModel, ts: Sequence[Training], which: Sequence
     batch = int(t0.cfg["features"]["batch_size"])
     net = fused
     conv = next((mod.weight for mod in fused.modules() if isinstance(mod, torch.nn.Conv2d)), None)
-    if opts.fast_eval and conv is not None and not conv.is_contiguous():  # as features.as_extracted: NCHW weights
+    if conv is not None and not conv.is_contiguous():  # as features.as_extracted: NCHW weights
         import copy
 
         net = copy.deepcopy(fused).to(memory_format=torch.contiguous_format)
@@ -172,8 +171,8 @@ def evaluate_pack(fused: FusedFirmModel, ts: Sequence[Training], which: Sequence
     stds = [torch.as_tensor(tuple(m.t.data.std), dtype=torch.float32, device=device) for m in full]
     angles = ROTATIONS if any(m.select_by_rot for m in ms) else ROTATIONS[:1]
     sims: dict[int, list[torch.Tensor]] = {m.index: [] for m in ms}
-    args = (means, stds, size, zoom, batch, device, opts.fast_eval, opts.eval_bf16)
-    with cudnn_benchmark(False) if opts.fast_eval else cudnn_benchmark(torch.backends.cudnn.benchmark):
+    args = (means, stds, size, zoom, batch, device, opts.eval_bf16)
+    with cudnn_benchmark(False):
         for angle in angles:
             banks = _fused_encode(net, [rotate(m.t.bank_images, angle) for m in full], *args)
             tests = _fused_encode(net, [rotate(m.t.test_images, angle) for m in full], *args)

@@ -13,7 +13,6 @@ generator seeded by ``(seed, epoch)`` (exact resume). The loop: ``run.train``.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, replace
 
 import torch
@@ -21,7 +20,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from firm_bench.core import config as config_mod
 from firm_bench.datasets import RunData
-from firm_bench.method.augment import AugmentConfig, TwoViewAugment
+from firm_bench.method.augment import AugmentConfig
 from firm_bench.method.losses import build_loss, check_label_values, id_class_labels
 from firm_bench.method.metrics import auroc
 from firm_bench.method.models import FirmModel, initial_model
@@ -29,6 +28,7 @@ from firm_bench.method.outliers import OUTLIERS
 from firm_bench.method.schedules import SCHEDULES
 from firm_bench.method.scores import knn_mean_similarity
 from firm_bench.run.engine import (
+    DeviceAugment,
     EpochData,
     SpeedOptions,
     TrainEngine,
@@ -53,7 +53,6 @@ def evaluate_knn(
     batch_size: int,
     device: torch.device,
     *,
-    on_device: bool = False,
     bf16: bool = False,
     rot: bool = False,
 ) -> float | tuple[float, float]:
@@ -64,21 +63,20 @@ def evaluate_knn(
     averaged over the test and bank images rotated by 0/90/180/270 degrees,
     each angle against the bank at the same angle; the reference's
     ``cos_5_angled``, by which it selected its checkpoint) and return
-    ``(cos, rot)``. ``on_device`` (``speed.fast_eval``): the features stay on
-    ``device`` and the search runs there (one host read), and the forward
-    passes run as ``firm-bench features`` runs them (NCHW weights, no cuDNN
-    autotuning), so the curve's last point equals the cache's ``cos``. Off:
-    features gathered on the CPU and searched there. The same number either
-    way on the CPU. ``bf16``: autocast of the forward passes (``speed.eval_bf16``).
+    ``(cos, rot)``. The features stay on ``device`` and the search runs there
+    (one host read), and the forward passes run as ``firm-bench features``
+    runs them (NCHW weights, no cuDNN autotuning), so the curve's last point
+    equals the cache's ``cos``. ``bf16``: autocast of the forward passes
+    (``speed.eval_bf16``).
     """
-    net = as_extracted(model) if on_device else model
+    net = as_extracted(model)
     size, mean, std, zoom = data.eval_view
     args = (size, mean, std, batch_size, device)
     sims = []
-    with cudnn_benchmark(False) if on_device else contextlib.nullcontext():
+    with cudnn_benchmark(False):
         for angle in ROTATIONS if rot else ROTATIONS[:1]:
-            bank = encode(net, rotate(data.train_ids, angle), *args, keep_on_device=on_device, bf16=bf16, zoom=zoom)
-            test = encode(net, rotate(data.test_images, angle), *args, keep_on_device=on_device, bf16=bf16, zoom=zoom)
+            bank = encode(net, rotate(data.train_ids, angle), *args, keep_on_device=True, bf16=bf16, zoom=zoom)
+            test = encode(net, rotate(data.test_images, angle), *args, keep_on_device=True, bf16=bf16, zoom=zoom)
             sims.append(knn_mean_similarity(
                 torch.nn.functional.normalize(test, dim=1), torch.nn.functional.normalize(bank, dim=1), k=k))
     targets = data.test_targets.cpu().numpy()
@@ -136,28 +134,25 @@ class Training:
         return kinds if self.id_classes is None else id_class_labels(kinds, self.id_classes)
 
     def prepare(self, epoch: int) -> EpochData:
-        """The training set, shuffle and (``speed.predraw``) draws of ``epoch``, on the device.
+        """The training set, shuffle and augmentation draws of ``epoch``, on the device.
 
-        All randomness comes from ``epoch_generator(seed, epoch)`` in the same
-        order as the per-step loop draws it, so resuming stays exact.
+        All randomness comes from ``epoch_generator(seed, epoch)``: outliers,
+        shuffle, then the draws in the order the per-step augmentation would
+        draw them (``draw_epoch``), so resuming stays exact.
         """
         gen = epoch_generator(self.seed, epoch)
-        fast = self.opts.resident_data and self.device.type == "cuda"
+        fast = self.device.type == "cuda"
         if self.fixed_set is not None:
             images, labels = self.fixed_set
         else:
             images, kinds = self.outliers.epoch(self.data.train_ids, gen)
             labels = self.labels_of(kinds)
-            if self.opts.fast_loss:
-                _check_labels(labels)
+            _check_labels(labels)
         images, labels = to_device(images, self.device, fast), to_device(labels, self.device, fast)
         order = self.shuffle(images.shape[0], gen)
-        draws = None
-        if self.opts.predraw:
-            size = self.data.image_size
-            draws = draw_epoch(gen, self.steps_per_epoch, self.batch, self.engine.augment.cfg, size, size)
-            draws = draws.to(self.device, non_blocking=fast)
-        return EpochData(images, labels, to_device(order, self.device, fast), draws, gen)
+        size = self.data.image_size
+        draws = draw_epoch(gen, self.steps_per_epoch, self.batch, self.engine.augment.cfg, size, size)
+        return EpochData(images, labels, to_device(order, self.device, fast), draws.to(self.device, non_blocking=fast))
 
     def evaluate(self, data: RunData | None = None, rot: bool = False) -> float | tuple[float, float]:
         """Learning-curve AUROC of the current model (k-NN cosine, ``eval.k``); with ``rot`` also the rotation score.
@@ -168,8 +163,7 @@ class Training:
         k, batch = self.cfg["eval"]["k"], int(self.cfg["features"]["batch_size"])
         # the run's own: its bank and test images, on the device when resident
         d = replace(self.data, train_ids=self.bank_images, test_images=self.test_images) if data is None else data
-        return evaluate_knn(self.model, d, k, batch, self.device, on_device=self.opts.fast_eval,
-                            bf16=self.opts.eval_bf16, rot=rot)
+        return evaluate_knn(self.model, d, k, batch, self.device, bf16=self.opts.eval_bf16, rot=rot)
 
     def speed_record(self) -> dict:
         """The resolved ``speed`` options and what became of the graph and compile attempts."""
@@ -177,7 +171,7 @@ class Training:
 
 
 def _check_labels(labels: torch.Tensor) -> None:
-    """Once per training set: the loss's label check, which ``speed.fast_loss`` skips per step.
+    """Once per training set: the loss's label check (the loss skips it per step).
 
     labels: (M,) kinds or (M, 2) [kind, id_class] (``losses.check_label_values``).
     """
@@ -206,11 +200,9 @@ def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOp
     gen0 = epoch_generator(seed, 0)
     fixed_set = None
     if outliers.deterministic:
-        ids = data.train_ids.to(device) if opts.resident_data else data.train_ids
-        images, kinds = outliers.epoch(ids, gen0)  # rotations made once, on the device when resident
+        images, kinds = outliers.epoch(data.train_ids.to(device), gen0)  # rotations made once, on the device
         fixed_set = (images, kinds if id_classes is None else id_class_labels(kinds, id_classes))
-        if opts.fast_loss:
-            _check_labels(fixed_set[1])
+        _check_labels(fixed_set[1])
     n_train = (fixed_set[0] if fixed_set else outliers.epoch(data.train_ids, gen0)[0]).shape[0]
     batch = int(optim_cfg["batch_size"])
     ids_per_step = None
@@ -218,7 +210,7 @@ def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOp
         n_ids = int(data.train_ids.shape[0])
         if not getattr(outliers, "paired", False) or n_train % n_ids:
             raise config_mod.ConfigError(
-                f"optim.batching=paired ({'the default of dataset ' + repr(cfg['dataset']['name']) if optim_cfg['batching'] == 'auto' else 'set'}) "
+                f"optim.batching=paired ({'the default of dataset ' + repr(cfg['dataset']['name']) if config_mod.setting(cfg, 'optim.batching') == 'auto' else 'set'}) "
                 f"needs outliers made from the ID images, each ID's copies aligned with it (rot, cutpaste, scar, "
                 f"cutpaste_scar, nsa, ref_cutpaste_scar, ref_nsa); outliers.name={cfg['outliers']['name']!r} is not: "
                 "set optim.batching=pool or another outliers.name")
@@ -233,12 +225,10 @@ def build_training(cfg: dict, data: RunData, device: torch.device, opts: SpeedOp
         )
     epochs = int(optim_cfg["epochs"])
     scheduler = SCHEDULES.get(optim_cfg["schedule"])(optimizer, epochs * steps_per_epoch, steps_per_epoch, optim_cfg)
-    loss_fn = build_loss(cfg, check_values=not opts.fast_loss)
-    augment = TwoViewAugment(AugmentConfig.from_dict(cfg["augment"]), data.image_size, data.mean, data.std)
+    loss_fn = build_loss(cfg, check_values=False)  # labels checked once per epoch (_check_labels)
+    augment = DeviceAugment(AugmentConfig.from_dict(cfg["augment"]), data.image_size, data.mean, data.std, device)
     engine = TrainEngine(model, optimizer, scheduler, loss_fn, augment, opts, device, batch, steps_per_epoch)
-    resident = opts.resident_data or opts.fast_eval
-    bank = data.train_ids.to(device) if resident else data.train_ids
-    test = data.test_images.to(device) if resident else data.test_images
+    bank, test = data.train_ids.to(device), data.test_images.to(device)
     return Training(cfg, data, device, opts, model, optimizer, scheduler, engine, outliers, fixed_set,
                     steps_per_epoch, batch, seed, bank, test, id_classes, ids_per_step)
 

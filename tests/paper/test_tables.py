@@ -381,23 +381,22 @@ def test_caption_names_the_form_of_each_loss(reported, tmp_path):
     forced = tabs.render(spec, tabs.compare(spec, rows.assign(loss_form="pairwise"), reported), "md")
     assert "loss forms: all pairwise (N×N) — override; the reference ran SupCon/SupCon* in concat (2N×2N)" in forced
     assert labels.loss_form_label(rows, compact=True).startswith("loss forms: NT-Xent pairwise, SupCon concat")
-    # a cell CSV written before the label existed reads back, the form unknown
+    # a cell CSV written by an earlier firm-bench, without the label: refused, naming the file
     from firm_bench.records.summary import write_csv
 
     path = write_csv(cells.drop(columns=["loss_form", "id_labels"]), tmp_path / "old.csv")
-    assert tabs.read_cells(path)["loss_form"].isna().all()
+    with pytest.raises(ValueError, match="old.csv lacks column.*loss_form.*rebuild it"):
+        tabs.read_cells(path)
 
 
-def test_older_summaries_without_the_form_read_as_unknown(reported):
-    rows = summary("e", ["cifar10"], range(10), ["firm", "supcon"], ["rot"], ["cos"]).drop(columns=["loss_form", "id_labels"])
-    df = read_summaries(rows)
-    assert df["loss_form"].isna().all()
-    assert labels.loss_form_label(df) == "loss forms: not recorded (results from before the label)"
-    partly = df.assign(loss_form=df["loss"].map({"firm": "pairwise"}))
-    assert labels.loss_form_label(partly) == ("loss forms: SupCon unknown, FIRM pairwise (N×N) — SupCon: form not "
-                                            "recorded (older results)")
-    text = tabs.render(tabs.TABLES.get("table10a"), tabs.compare(tabs.TABLES.get("table10a"), df, reported), "md")
-    assert "loss forms: not recorded" in text
+def test_summaries_of_an_earlier_firm_bench_are_refused_and_unrun_losses_name_no_form(reported):
+    rows = summary("e", ["cifar10"], range(10), ["firm", "supcon"], ["rot"], ["cos"])
+    with pytest.raises(ValueError, match=r"lack\(s\) column\(s\) \['loss_form', 'id_labels'\].*rebuild"):
+        read_summaries(rows.drop(columns=["loss_form", "id_labels"]))
+    df = read_summaries(rows.assign(loss_form=None))
+    assert labels.loss_form_label(df) == "loss forms: unknown"
+    partly = df.assign(loss_form=df["loss"].map({"firm": "pairwise"}))  # no SupCon run recorded a form
+    assert labels.loss_form_label(partly) == "loss forms: FIRM pairwise (N×N) — as the reference ran them"
 
 
 def test_id_labels_are_named_in_the_caption(reported):

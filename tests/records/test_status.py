@@ -122,12 +122,14 @@ def test_states_of_single_runs(tmp_path):
     (run / runs.STATUS_FILE).write_text('{"state": "runn')  # damaged from outside
     st = run_state(run)
     assert st.state == "damaged" and st.detail.startswith("status.json: is damaged (") and "rerun the run's" in st.detail
-    runs.write_status(run, "running", epoch=0, epochs=5)  # an older firm-bench: no heartbeat, no pid
-    assert run_state(run).state == "unknown"
+    runs.write_status(run, "running", epoch=0, epochs=5)  # an earlier firm-bench's format: no heartbeat, no pid
+    st = run_state(run)
+    assert st.state == "damaged" and st.detail.startswith("status.json: is running without a heartbeat") \
+        and "rerun the run's training" in st.detail
     assert stale_after({"heartbeat_every_s": 30, "seconds_per_epoch": 400}) == 3 * (30 + 800)
     assert stale_after({}) == 600
     text = format_status(grid_status([run]), "t")
-    assert "1 runs: 0 done, 0 running, 0 stopped, 0 failed, 0 pending, 1 unknown" in text
+    assert "1 runs: 0 done, 0 running, 0 stopped, 0 failed, 0 pending, 1 damaged" in text
 
 
 def _since(seconds_ago: float) -> str:

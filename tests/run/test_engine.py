@@ -23,14 +23,11 @@ from firm_bench.run import engine as S
 from firm_bench.run.engine.draws import _hsv_to_rgb
 from firm_bench.run.train import train
 from firm_bench.run.training import build_training
-from tests.helpers.engine import engine_of, one_step
+from tests.helpers import reference as R
+from tests.helpers.engine import engine_of, one_step, reference_epoch, reference_evaluate
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
 CPU = torch.device("cpu")
-
-OFF = ["speed.resident_data=false", "speed.predraw=false", "speed.fast_loss=false",
-       "speed.check_loss_every=1", "speed.fast_eval=false"]
-
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
@@ -58,7 +55,6 @@ def small_data(smoke_data):
 def test_auto_resolves_per_device_and_records_everything():
     d = config.schema_defaults()["speed"]
     cpu = S.resolve_speed(d, CPU)
-    assert (cpu.resident_data, cpu.predraw, cpu.fast_loss, cpu.fast_eval, cpu.check_loss_every) == (True, True, True, True, 0)
     assert not (cpu.bf16 or cpu.channels_last or cpu.cudnn_benchmark or cpu.cuda_graph or cpu.compile)
     assert set(cpu.record()) == set(d)  # every schema key is recorded, resolved
     assert S.resolve_speed({**d, "bf16": True, "channels_last": True}, CPU).bf16
@@ -102,7 +98,7 @@ def test_device_augment_equals_two_view_augment_bit_for_bit(name, hue_on_subset)
     draws = S.draw_epoch(gen(7), 3, 12, cfg, 32, 32)
     dev = S.DeviceAugment(cfg, 32, MEAN, STD, CPU)
     dev.hue_on_subset = hue_on_subset
-    ref, g = A.TwoViewAugment(cfg, 32, MEAN, STD), gen(7)
+    ref, g = R.TwoViewAugment(cfg, 32, MEAN, STD), gen(7)
     for step in range(3):
         for got, want in zip(dev.both(x[step], draws.at(step)).chunk(2), ref(x[step], g)):
             assert torch.equal(got, want)
@@ -183,7 +179,7 @@ def _engine(cfg: dict, data, **opts) -> tuple:
 
 def _first_loss(t, ed, step: int = 0) -> torch.Tensor:
     idx = ed.order[step * t.batch : (step + 1) * t.batch]
-    return t.engine.loss(ed.images[idx], ed.labels[idx], ed.draws.at(step), None)
+    return t.engine.loss(ed.images[idx], ed.labels[idx], ed.draws.at(step))
 
 
 def test_bf16_and_fp32_losses_agree(smoke_data):
@@ -198,7 +194,7 @@ def test_bf16_and_fp32_losses_agree(smoke_data):
     assert abs(bf16.item() - fp32.item()) < 0.02 * abs(fp32.item())
 
 
-def test_channels_last_and_exact_options_give_the_same_loss(smoke_data):
+def test_channels_last_gives_the_same_loss(smoke_data):
     cfg = smoke("model.width=0.25", "model.head_hidden=64", "model.head_layers=3")
     base, ed = _engine(cfg, smoke_data)
     with torch.no_grad():
@@ -209,12 +205,6 @@ def test_channels_last_and_exact_options_give_the_same_loss(smoke_data):
         cl.model.eval()
         assert cl.model.encoder.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
         assert torch.allclose(_first_loss(cl, ed2), want, rtol=1e-5, atol=1e-6)
-        # per-step draws (predraw off) and the checking loss: the very same number
-        off, ed3 = _engine(cfg, smoke_data, predraw=False, fast_loss=False)
-        off.model.load_state_dict(base.model.state_dict())
-        off.model.eval()
-        idx = ed3.order[: off.batch]
-        assert torch.equal(off.engine.loss(ed3.images[idx], ed3.labels[idx], None, ed3.generator), want)
 
 
 def test_graph_body_equals_eager_steps(smoke_data):
@@ -294,9 +284,10 @@ def test_graph_body_reads_nothing_from_the_host(smoke_data):
     t.optimizer = torch.optim.SGD(t.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     t.scheduler = torch.optim.lr_scheduler.OneCycleLR(t.optimizer, max_lr=0.1, total_steps=1000)
     t.device = meta
+    t.engine.augment = S.DeviceAugment(t.engine.augment.cfg, t.data.image_size, t.data.mean, t.data.std, meta)
     engine = engine_of(t, t.steps_per_epoch, "body")
-    ed = S.EpochData(ed.images.to(meta), ed.labels.to(meta), ed.order.to(meta), ed.draws.to(meta), ed.generator)
-    assert t.steps_per_epoch > 1 and t.opts.check_loss_every == 0
+    ed = S.EpochData(ed.images.to(meta), ed.labels.to(meta), ed.order.to(meta), ed.draws.to(meta))
+    assert t.steps_per_epoch > 1
     with HostReads() as audit:
         for _ in range(2):
             engine.run_epoch(ed)
@@ -310,44 +301,26 @@ def test_graph_body_reads_nothing_from_the_host(smoke_data):
 # ---------------------------------------------------------------- the loop
 
 
-def test_exact_options_change_no_number(tmp_path, small_data):
-    """A run with the exact fast-path options on equals, bit for bit, the run with them off."""
+def test_the_fast_path_equals_the_loop_before_it(tmp_path, small_data):
+    """A run ``train`` trains equals, bit for bit, the loop before the fast path (``tests/helpers/engine``):
+    per-step augmentation from the epoch's generator, the checking loss, a host read per step, the
+    learning curve gathered and searched on the CPU."""
     assert 0 < int(small_data.test_targets.sum()) < len(small_data.test_targets)
-    curves, weights = [], []
-    for name, extra in (("off", OFF), ("on", [])):
-        cfg = smoke("optim.epochs=3", "checkpoint.every=3", "eval.every=2", *extra)
-        train(cfg, tmp_path / name, progress=False, data=small_data)
-        curves.append(read_curve(tmp_path / name))
-        weights.append(torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=False)["model"])
-        trained = runs.read_json(tmp_path / name / "trained.json")
-        assert trained["speed"]["predraw"] is (name == "on") and trained["speed"]["cuda_graph"] is False
-    def comparable(rows):  # the epoch-0 point (the untrained model) has no loss: NaN, which equals nothing
-        return [{k: ("nan" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k != "elapsed_s"}
-                for r in rows]
-
-    assert curves[0][0]["epoch"] == 0 and comparable(curves[0]) == comparable(curves[1])
-    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    cfg = smoke("optim.epochs=3", "checkpoint.every=3", "eval.every=3", "eval.at_start=false")
+    train(cfg, tmp_path, progress=False, data=small_data)
+    curve = read_curve(tmp_path)
+    weights = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["model"]
+    ref = build_training(cfg, small_data, CPU)
+    losses = [reference_epoch(ref, epoch) for epoch in (1, 2, 3)]
+    assert all(torch.equal(weights[k], v) for k, v in ref.model.state_dict().items())
+    assert [r["epoch"] for r in curve] == [3]
+    assert curve[0]["loss"] == float(torch.tensor(losses[-1]).double().mean())
+    assert curve[0]["auroc"] == reference_evaluate(ref.model, small_data, cfg["eval"]["k"], int(cfg["features"]["batch_size"]))
 
 
-def test_non_finite_loss_found_by_a_periodic_check(smoke_data):
-    cfg = smoke("optim.lr=1e30", "model.bn_momentum=1.0", "speed.check_loss_every=3")
-    t, ed = _engine(cfg, smoke_data)
-    losses = t.engine.run_epoch(ed)  # the epoch ends at the check that finds it, before that step's update
-    step, value = S.first_non_finite(losses)
-    assert step >= 1 and not np.isfinite(value) and torch.isnan(losses[-1])  # (0-based) steps after the check: NaN
-    assert t.scheduler.last_epoch < t.steps_per_epoch  # stopped early: not every step was taken
+def test_first_non_finite_names_the_first_bad_step():
     found = S.first_non_finite(torch.tensor([1.0, 2.0, float("nan"), float("inf")]))
     assert found[0] == 2 and np.isnan(found[1]) and S.first_non_finite(torch.ones(3)) is None
-
-
-def test_fast_evaluation_equals_the_cpu_evaluation(smoke_data):
-    from firm_bench.run.training import evaluate_knn
-
-    cfg = smoke()
-    t, _ = _engine(cfg, smoke_data)
-    small = copy.copy(smoke_data)
-    small.test_images, small.test_targets = smoke_data.test_images[::4], smoke_data.test_targets[::4]
-    assert t.evaluate(small) == evaluate_knn(t.model, small, cfg["eval"]["k"], 256, CPU)
 
 
 def test_fast_evaluation_of_a_channels_last_model_runs_as_the_feature_extraction(smoke_data):
@@ -396,7 +369,7 @@ def test_cuda_graph_captures_matches_eager_and_never_syncs(smoke_data):
     cuda = torch.device("cuda")
     cfg = config.resolve("smoke", overrides=["device=cuda", "optim.epochs=4"])
     graph = build_training(cfg, smoke_data, cuda)
-    assert graph.opts.cuda_graph and graph.opts.channels_last and graph.opts.resident_data
+    assert graph.opts.cuda_graph and graph.opts.channels_last
     eager = build_training(cfg, smoke_data, cuda, replace(graph.opts, cuda_graph=False))
     eager.model.load_state_dict(graph.model.state_dict())
     a = graph.engine.run_epoch(graph.prepare(1)).cpu()

@@ -233,7 +233,7 @@ def test_id_labels_run_trains(tmp_path, labelled_data):
 
 def _first_step_loss(t, ed):
     idx = ed.order[: t.batch]
-    return t.engine.loss(ed.images.index_select(0, idx), ed.labels.index_select(0, idx), ed.draws.at(0), None)
+    return t.engine.loss(ed.images.index_select(0, idx), ed.labels.index_select(0, idx), ed.draws.at(0))
 
 
 def test_id_labels_training_loss_uses_the_classes(labelled_data):

@@ -33,7 +33,7 @@ from firm_bench.paper.tables.compare import (
     compare,
 )
 from firm_bench.paper.tables.specs import TABLES, TableSpec
-from firm_bench.records.summary import LATER_LABELS, read_summaries, write_csv
+from firm_bench.records.summary import read_summaries, write_csv
 
 __all__ = ["Format", "caption", "notes", "read_cells", "render", "write_table"]
 
@@ -285,9 +285,6 @@ def read_cells(path: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"table cells {path} do not exist; build them with `snakemake {path}`")
     df = pd.read_csv(path, dtype={"cls": str, "ood": str, "row": str, "column": str, "n_classes": str, "mean_of": str,
                                   "paper_basis": str})
-    for col in LATER_LABELS:  # cells written before these labels existed: unknown
-        if col not in df.columns:
-            df[col] = None
     missing = [c for c in CELL_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}; rebuild it with `firm-bench paper-table`")

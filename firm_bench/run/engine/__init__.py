@@ -1,17 +1,9 @@
-"""The step engines: the training steps of an epoch at GPU speed (the paper's recipe, fast path).
+"""The step engines: an epoch's training steps at GPU speed (the ``speed`` options: ``schema/run.schema.yaml``).
 
-At the paper's batch of 32 images of 32 x 32 pixels a step is bound by the
-host (Python dispatch, kernel launches, host-device synchronisations); each
-``speed`` option removes one of those costs (what each does, and which
-change no number: ``firm_bench/schema/run.schema.yaml``). ``status.json`` and
-``trained.json`` record the values a run resolved, fallbacks included.
-
-Modules: ``options`` (the resolved options, device helpers), ``draws`` (an
-epoch's augmentation parameters drawn up front, ``DeviceAugment``),
-``steps`` (one run's steps, ``TrainEngine``; the epoch schedule; the CUDA
-graph and compile plumbing both engines share), ``fused`` (K runs of one
-shape as one horizontally fused model) and ``pack`` (the steps of such a
-pack, ``PackEngine``).
+``options`` (the resolved options, device helpers), ``draws`` (an epoch's
+augmentation drawn up front), ``steps`` (one run's ``TrainEngine``, the
+epoch schedule, the CUDA-graph and compile plumbing), ``fused`` and
+``pack`` (K runs of one shape as one fused model, its ``PackEngine``).
 """
 
 from firm_bench.run.engine.draws import N_TRIES, DeviceAugment, EpochDraws, draw_epoch

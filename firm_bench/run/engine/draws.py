@@ -1,10 +1,10 @@
 """An epoch's augmentation parameters drawn up front, and the augmentation that takes them.
 
 ``draw_epoch`` draws, on the CPU, every random number the two-view
-augmentation (``firm_bench.method.augment.TwoViewAugment``) would draw during an
+augmentation (``TwoViewAugment``, kept in ``tests/helpers/reference.py``) would draw during an
 epoch, in the same order; ``DeviceAugment`` then augments on the device
 with no host input. Together they equal ``TwoViewAugment`` driven by the
-same generator, bit for bit (tests/test_speed.py).
+same generator, bit for bit (tests/run/test_engine.py).
 """
 
 from __future__ import annotations

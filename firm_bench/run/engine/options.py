@@ -18,11 +18,6 @@ _COMPILE_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 class SpeedOptions:
     """The resolved ``speed`` section (every ``auto`` made concrete for one device)."""
 
-    resident_data: bool = False
-    predraw: bool = False
-    fast_loss: bool = False
-    check_loss_every: int = 1
-    fast_eval: bool = False
     eval_bf16: bool = False
     bf16: bool = False
     channels_last: bool = False
@@ -54,11 +49,6 @@ def resolve_speed(speed: Mapping[str, Any], device: torch.device) -> SpeedOption
     cuda = device.type == "cuda"
     bf16_ok = cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     opts = SpeedOptions(
-        resident_data=bool(speed["resident_data"]),
-        predraw=bool(speed["predraw"]),
-        fast_loss=bool(speed["fast_loss"]),
-        check_loss_every=int(speed["check_loss_every"]),
-        fast_eval=bool(speed["fast_eval"]),
         eval_bf16=bool(speed["eval_bf16"]),
         bf16=_auto(speed["bf16"], "bf16", bf16_ok),
         channels_last=_auto(speed["channels_last"], "channels_last", cuda),
@@ -75,8 +65,6 @@ def resolve_speed(speed: Mapping[str, Any], device: torch.device) -> SpeedOption
         why
         for why, bad in (
             ("a CUDA device", not cuda),
-            ("speed.predraw: true", not opts.predraw),
-            ("speed.fast_loss: true", not opts.fast_loss),
             ("no speed.compile with a CUDA-graph compile_mode", opts.compile and opts.compile_mode in _COMPILE_GRAPH_MODES),
         )
         if bad

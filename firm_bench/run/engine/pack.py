@@ -92,13 +92,13 @@ class PackEngine(GraphedSteps):
         self._plumb(want if kernels == "grouped" else "off", opts.compile and kernels == "grouped")
         self.status["pack_kernels"] = kernels
         self.augment: DeviceAugment | None = None
-        if kernels == "grouped" and opts.predraw:
-            first = self.members[0].device_augment
+        if kernels == "grouped":
+            first = self.members[0].augment
             self.augment = DeviceAugment(first.cfg, first.size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), device)
             # per sample: run k's 2B views take run k's own normalisation
             two_b = 2 * self.batch
-            self.augment.mean = torch.cat([m.device_augment.mean.expand(two_b, -1, -1, -1) for m in self.members])
-            self.augment.std = torch.cat([m.device_augment.std.expand(two_b, -1, -1, -1) for m in self.members])
+            self.augment.mean = torch.cat([m.augment.mean.expand(two_b, -1, -1, -1) for m in self.members])
+            self.augment.std = torch.cat([m.augment.std.expand(two_b, -1, -1, -1) for m in self.members])
         self.fwd: Callable[[Tensor], Any] = fused
         if self.status["compile"] == "pending":
             try:
@@ -134,8 +134,7 @@ class PackEngine(GraphedSteps):
                 losses=torch.zeros((S, K), dtype=torch.float32, device=self.device),
                 step=torch.zeros(1, dtype=torch.int64, device=self.device),
             )
-            if ref.draws is not None:
-                st["draws"] = EpochDraws.concat([ref.draws] * K).to(self.device)
+            st["draws"] = EpochDraws.concat([ref.draws] * K).to(self.device)
             self._fixed: list[Tensor | None] = [None] * K
         for k, ed in enumerate(epochs):
             if ed is None:
@@ -149,17 +148,15 @@ class PackEngine(GraphedSteps):
                 st["labels"][rows, : labels.shape[1]].copy_(labels, non_blocking=True)
                 self._fixed[k] = ed.images
             st["order"][:, k * B : (k + 1) * B].copy_(ed.order.view(S, B) + k * M, non_blocking=True)
-            if ed.draws is not None:
-                cols = slice(k * 2 * B, (k + 1) * 2 * B)
-                st["draws"].crop[..., cols].copy_(ed.draws.crop, non_blocking=True)
-                st["draws"].factors[:, cols].copy_(ed.draws.factors, non_blocking=True)
-                st["draws"].order[:, cols].copy_(ed.draws.order, non_blocking=True)
-                st["draws"].sigma[:, cols].copy_(ed.draws.sigma, non_blocking=True)
-                st["draws"].apply[..., cols].copy_(ed.draws.apply, non_blocking=True)
+            cols = slice(k * 2 * B, (k + 1) * 2 * B)
+            st["draws"].crop[..., cols].copy_(ed.draws.crop, non_blocking=True)
+            st["draws"].factors[:, cols].copy_(ed.draws.factors, non_blocking=True)
+            st["draws"].order[:, cols].copy_(ed.draws.order, non_blocking=True)
+            st["draws"].sigma[:, cols].copy_(ed.draws.sigma, non_blocking=True)
+            st["draws"].apply[..., cols].copy_(ed.draws.apply, non_blocking=True)
         # (2, steps, K) host values in one copy from a reused pinned buffer (no host sync per epoch)
         st["stage"].copy_to(st["schedule"], torch.stack([lr, momentum]).to(torch.float32))
         st["lr"], st["momentum"] = st["schedule"][0], st["schedule"][1]
-        st["generators"] = [e.generator if e is not None else None for e in epochs]
         return st
 
     # ------------------------------------------------------------------ one grouped step
@@ -168,16 +165,9 @@ class PackEngine(GraphedSteps):
         """The K runs' two augmented views, (K, 2B, 3, S, S): run k's [view 1; view 2] of its B images."""
         K, B = self.runs, self.batch
         x = st["images"].index_select(0, idx).view(K, B, *st["images"].shape[1:])
-        if self.augment is not None:
-            draws = st["draws"].select(step) if isinstance(step, Tensor) else st["draws"].at(step)
-            both = self.augment.views(torch.cat([x, x], dim=1).flatten(0, 1), draws)
-        else:  # per run, from its generator, in the order a run alone draws
-            both = torch.cat([
-                torch.cat(m.augment(x[k], g)) if g is not None else
-                torch.zeros((2 * B, 3, m.augment.size, m.augment.size), device=x.device)
-                for k, (m, g) in enumerate(zip(self.members, st["generators"]))])
-        both = both.view(K, 2 * B, *both.shape[1:])
-        return both
+        draws = st["draws"].select(step) if isinstance(step, Tensor) else st["draws"].at(step)
+        both = self.augment.views(torch.cat([x, x], dim=1).flatten(0, 1), draws)
+        return both.view(K, 2 * B, *both.shape[1:])
 
     def _labels(self, st: dict[str, Any], idx: Tensor) -> list[Tensor]:
         lab = st["labels"].index_select(0, idx).view(self.runs, self.batch, 2)
@@ -249,8 +239,7 @@ class PackEngine(GraphedSteps):
                 if not on[k]:
                     continue
                 idx = ed.order[step * B : (step + 1) * B]
-                draws = ed.draws.at(step) if ed.draws is not None else None
-                loss = self.members[k].loss(ed.images[idx], ed.labels[idx], draws, ed.generator)
+                loss = self.members[k].loss(ed.images[idx], ed.labels[idx], ed.draws.at(step))
                 losses[step, k] = loss.detach()
                 if not math.isfinite(float(loss.detach())):  # frozen before its update; the others go on
                     on[k] = False
@@ -278,8 +267,6 @@ class PackEngine(GraphedSteps):
 
     def _begin_graph(self) -> bool:
         """Capture at the first epoch (checked against eager steps); False: train this epoch eagerly."""
-        if self._buffers.get("draws") is None:
-            raise ValueError("a graphed pack step needs predrawn augmentation parameters (speed.predraw)")
         if self.graph_mode == "capture" and self._graph is None:
             try:
                 self._capture(self._buffers["losses"])

@@ -9,7 +9,6 @@ from typing import Any, Callable, Literal, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from firm_bench.method.augment import TwoViewAugment
 from firm_bench.run.engine.draws import DeviceAugment, EpochDraws
 from firm_bench.run.engine.options import PinnedStage, SpeedOptions, autocast_bf16, cudnn_benchmark
 
@@ -19,15 +18,13 @@ class EpochData(NamedTuple):
 
     images: uint8 (M, 3, S, S); labels: int64 (M,) or, with loss.id_labels,
     (M, 2) [kind, id_class] (rows gathered on dim 0); order: int64 (steps * B,)
-    the shuffled indices; draws: the epoch's augmentation parameters
-    (``predraw``) or None, and then ``generator`` is drawn from step by step.
+    the shuffled indices; draws: the epoch's augmentation parameters.
     """
 
     images: Tensor
     labels: Tensor
     order: Tensor
-    draws: EpochDraws | None
-    generator: torch.Generator
+    draws: EpochDraws
 
 
 def epoch_schedule(optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> tuple[list[float], list[float]]:
@@ -75,8 +72,6 @@ class GraphedSteps:
 
     def _plumb(self, graph_mode: GraphMode, compile_on: bool) -> None:
         self.graph_mode: GraphMode = graph_mode
-        if graph_mode != "off" and not (self.opts.predraw and self.opts.fast_loss):
-            raise ValueError(f"a graphed step{self.what} needs speed.predraw and speed.fast_loss")
         self.status: dict[str, str] = {"cuda_graph": "pending" if graph_mode == "capture" else graph_mode,
                                        "compile": "pending" if compile_on else "off"}
         self._graph: Any = None
@@ -135,10 +130,8 @@ class TrainEngine(GraphedSteps):
 
     Owns no state of its own worth saving: the model, optimizer and scheduler
     it steps are the caller's (checkpointed by ``train``). The losses come
-    back as a float32 device tensor (steps,), without a host read unless
-    ``check_loss_every`` asks for one; a check that finds a non-finite loss
-    ends the epoch before that step's update (the later steps' losses: NaN).
-    graph_mode: as :class:`GraphedSteps` (default from ``speed.cuda_graph``).
+    back as a float32 device tensor (steps,), without a host read (the
+    trainer checks them once per epoch). graph_mode: as :class:`GraphedSteps` (default from ``speed.cuda_graph``).
     """
 
     def __init__(
@@ -147,7 +140,7 @@ class TrainEngine(GraphedSteps):
         optimizer: torch.optim.Optimizer,
         scheduler: Any,
         loss_fn: Callable[[Tensor, Tensor, Tensor], Tensor],
-        augment: TwoViewAugment,
+        augment: DeviceAugment,
         opts: SpeedOptions,
         device: torch.device,
         batch: int,
@@ -157,18 +150,16 @@ class TrainEngine(GraphedSteps):
         self.model, self.optimizer, self.scheduler, self.loss_fn = model, optimizer, scheduler, loss_fn
         self.augment, self.opts, self.device, self.net = augment, opts, device, model
         self.batch, self.steps = int(batch), int(steps)
-        self.device_augment = DeviceAugment(augment.cfg, augment.size, augment.mean, augment.std, device) if opts.predraw else None
         self._plumb(graph_mode or ("capture" if opts.cuda_graph else "off"), opts.compile)
-        # torch.compile (speed.compile): the model and, predrawn, the augmentation (hundreds of small
+        # torch.compile (speed.compile): the model and the augmentation (hundreds of small
         # elementwise kernels fused into a few); each falls back to eager on its first failure
         self.fwd: Callable[[Tensor], Any] = model
-        self._augment_eager = self.device_augment.both if self.device_augment is not None else None
-        self.augment_fn: Callable[..., Any] | None = self._augment_eager
+        self._augment_eager = augment.both
+        self.augment_fn: Callable[..., Any] = self._augment_eager
         if opts.compile:
             try:
                 self.fwd = torch.compile(model, mode=opts.compile_mode)
-                if self._augment_eager is not None:
-                    self.augment_fn = torch.compile(self._augment_eager, mode=opts.compile_mode)
+                self.augment_fn = torch.compile(self._augment_eager, mode=opts.compile_mode)
             except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
                 self._compile_failed(exc)
         self._static: dict[str, Any] = {}
@@ -176,28 +167,15 @@ class TrainEngine(GraphedSteps):
     def _eager(self) -> None:
         self.fwd, self.augment_fn = self.model, self._augment_eager
 
-    def loss(self, x_uint8: Tensor, labels: Tensor, draws: EpochDraws | None, generator: torch.Generator | None) -> Tensor:
-        """The loss of one batch: two views, one forward pass of both, the configured loss."""
-        if draws is not None:  # both views as one batch: [view 1; view 2]
-            x = self._compiled(self.augment_fn, self._augment_eager, x_uint8, draws)
-        else:
-            x = torch.cat(self.augment(x_uint8, generator))
+    def loss(self, x_uint8: Tensor, labels: Tensor, draws: EpochDraws) -> Tensor:
+        """The loss of one batch: two views (one batch, [view 1; view 2]), one forward pass of both, the configured loss."""
+        x = self._compiled(self.augment_fn, self._augment_eager, x_uint8, draws)
         if self.opts.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_bf16(self.device, self.opts.bf16):
             z = self._compiled(self.fwd, self.model, x).z
         z1, z2 = z.float().chunk(2)
         return self.loss_fn(z1, z2, labels)
-
-    def _stop(self, losses: Tensor, step: int) -> bool:
-        """At a ``check_loss_every`` step: True when the steps since the last check hold a non-finite loss (the rest: NaN)."""
-        every = self.opts.check_loss_every
-        if not (every > 0 and (step + 1) % every == 0):
-            return False
-        if first_non_finite(losses[step + 1 - every : step + 1].cpu()) is None:
-            return False
-        losses[step + 1 :] = float("nan")
-        return True
 
     # -------------------------------------------------------------- epochs
 
@@ -214,11 +192,8 @@ class TrainEngine(GraphedSteps):
         B = self.batch
         for step in range(self.steps):
             idx = ed.order[step * B : (step + 1) * B]
-            draws = ed.draws.at(step) if ed.draws is not None else None
-            loss = self.loss(ed.images[idx], ed.labels[idx], draws, ed.generator)
+            loss = self.loss(ed.images[idx], ed.labels[idx], ed.draws.at(step))
             losses[step] = loss.detach()
-            if self._stop(losses, step):  # before this step's update: the run has failed
-                break
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -277,7 +252,7 @@ class TrainEngine(GraphedSteps):
         st, B = self._static, self.batch
         s = st["step"]
         idx = st["order"].view(self.steps, B).index_select(0, s)[0]
-        loss = self.loss(st["images"].index_select(0, idx), st["labels"].index_select(0, idx), st["draws"].select(s), None)
+        loss = self.loss(st["images"].index_select(0, idx), st["labels"].index_select(0, idx), st["draws"].select(s))
         st["losses"].index_copy_(0, s, loss.detach().view(1))
         loss.backward()
         params, bufs = st["params"], st["bufs"]
@@ -291,8 +266,6 @@ class TrainEngine(GraphedSteps):
 
     def _begin_graph_epoch(self, ed: EpochData) -> bool:
         """Load the epoch into the graph's buffers (capturing at the first epoch); False: train it eagerly."""
-        if ed.draws is None:
-            raise ValueError("a graphed step needs predrawn augmentation parameters (speed.predraw)")
         saved = self.scheduler.state_dict(), [dict(g) for g in self.optimizer.param_groups]
         lrs, moms = epoch_schedule(self.optimizer, self.scheduler, self.steps)
         try:
@@ -311,14 +284,9 @@ class TrainEngine(GraphedSteps):
     def _graph_epoch(self, ed: EpochData) -> Tensor:
         if not self._begin_graph_epoch(ed):
             return self._eager_epoch(ed)
-        # A graphed step cannot stop before its update, so a check finds a
-        # non-finite loss after it (the run fails either way, without a checkpoint).
-        losses = self._static["losses"]
         for step in range(self.steps):
             self._run_body(step)
-            if self._stop(losses, step):
-                break
-        return losses.clone()
+        return self._static["losses"].clone()
 
     @property
     def _step(self) -> Tensor:
