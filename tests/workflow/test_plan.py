@@ -1,5 +1,7 @@
 """The paper grid: dry-run job counts per rule and per target, computed independently from the config."""
 
+import re
+
 import pytest
 import yaml
 
@@ -210,3 +212,30 @@ def test_dry_run_of_packed_targets(paper, tmp_path):
     assert sum(len(p.runs) for p in packs) == len(wanted) == expected_jobs(paper, ["table1a"])["train"]
     assert stats["features"] == expected_jobs(paper, ["table1a"])["features"]
     assert fw.job_counts(plan, ["table1a"])["train_pack"] == len(packs)
+
+
+def _planned_outputs(out: str, folder: str, suffix: str) -> set[str]:
+    """The paper items whose ``folder/<item>.suffix`` a dry run plans (from its jobs' ``output:`` lines)."""
+    return set(re.findall(rf"^\s*output: .*?\b{re.escape(folder)}/(\w+)\.{suffix}\b", out, flags=re.M))
+
+
+@pytest.mark.slow
+def test_the_default_target_renders_only_the_paper_items_an_experiment_feeds(tmp_path):
+    """``all`` of the quickstart config renders the two items its experiment lists (Table 5, Figure 4), not the 25
+    others that would read 'not run' everywhere; one of those as an explicit target is still rendered (alone: it
+    trains nothing), and a fed table as a target trains only its own runs."""
+    config = CONFIGS / "quickstart.yaml"
+    items = yaml.safe_load(config.read_text())["experiments"]["quickstart"]["paper_items"]
+    assert sorted(items) == ["fig4", "table5"]
+    out = snakemake(tmp_path, "-n", "--configfile", config).stdout
+    assert _planned_outputs(out, "results/tables", "md") == {"table5"}
+    assert _planned_outputs(out, "figures", "png") == {"fig4"}
+    stats = job_stats(out)
+    assert (stats["paper_table"], stats["paper_figure"], stats["report"], stats["claims"]) == (1, 1, 1, 1)
+    assert stats["train"] == 6
+    alone = job_stats(snakemake(tmp_path, "results/tables/table1a.md", "-n", "--quiet", "rules",
+                                "--configfile", config).stdout)
+    assert alone == {"paper_table": 1, "total": 1}
+    fed = job_stats(snakemake(tmp_path, "results/tables/table5.md", "-n", "--quiet", "rules",
+                              "--configfile", config).stdout)
+    assert fed["train"] == 6 and fed["paper_table"] == 1 and "report" not in fed and "paper_figure" not in fed

@@ -149,23 +149,23 @@ def paper_item_curves(wildcards):
     return [summary_file(f"{e}_curves.csv") for e in PAPER_FEEDERS[wildcards.item]]
 
 
+def fed_items(names):
+    """Of these paper items, those some experiment of the config feeds: what the report waits for. The others
+    show no result of this config (the report lists them as such); `snakemake <their file>` still renders them."""
+    return [item for item in names if PAPER_FEEDERS[item]]
+
+
 def paper_tables():
-    return expand(os.path.join(TABLES_DIR, "{item}.csv"), item=catalog.names("tables"))
+    return expand(
+        os.path.join(TABLES_DIR, "{item}.csv"), item=fed_items(catalog.names("tables"))
+    )
 
 
 def paper_figures():
     return expand(
-        os.path.join(FIGURES_DIR, "{item}.png"), item=catalog.names("figures")
+        os.path.join(FIGURES_DIR, "{item}.png"),
+        item=fed_items(catalog.names("figures")),
     )
-
-
-def input_folder(name):
-    """A params function: the folder of a rule's named input files (all in one folder)."""
-
-    def folder(wildcards, input):
-        return os.path.dirname(input[name][0])
-
-    return folder
 
 
 def report_config_file(wildcards):
