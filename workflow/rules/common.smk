@@ -151,7 +151,8 @@ def paper_item_curves(wildcards):
 
 def fed_items(names):
     """Of these paper items, those some experiment of the config feeds: what the report waits for. The others
-    show no result of this config (the report lists them as such); `snakemake <their file>` still renders them."""
+    show no result of this config (the report lists them as such); `snakemake <their file>` still renders them.
+    """
     return [item for item in names if PAPER_FEEDERS[item]]
 
 
@@ -166,6 +167,15 @@ def paper_figures():
         os.path.join(FIGURES_DIR, "{item}.png"),
         item=fed_items(catalog.names("figures")),
     )
+
+
+def input_folder(name, default):
+    """A params function: the folder of a rule's named input files (all in one folder), ``default`` without any."""
+
+    def folder(wildcards, input):
+        return os.path.dirname(input[name][0]) if input[name] else default
+
+    return folder
 
 
 def report_config_file(wildcards):

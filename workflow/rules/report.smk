@@ -23,8 +23,8 @@ rule report:
         log_file("report.log"),
     params:
         config=report_config_file,
-        tables_dir=TABLES_DIR,
-        figures_dir=FIGURES_DIR,
+        tables_dir=input_folder("tables", TABLES_DIR),
+        figures_dir=input_folder("figures", FIGURES_DIR),
     shell:
         "firm-bench report --configfile {params.config} --out {output} --tables-dir {params.tables_dir}"
         " --figures-dir {params.figures_dir} --claims-csv {input.claims} --claims-forest {input.forest}"
