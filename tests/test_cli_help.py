@@ -275,15 +275,16 @@ def test_the_quickstart_config_is_three_losses_on_two_classes_feeding_table5_and
 def test_the_quickstart_workflow_ends_in_a_paper_table_a_figure_and_the_report(tmp_path):
     """README's first workflow, through Snakemake to its default target: Table 5 with our cells beside the paper's,
     Figure 4 from our learning curves, the claims and the report, which lists the paper items no experiment of the
-    config feeds without rendering them. Its runs are cut to 2 epochs here (the config's shape is the test above;
-    what the workflow makes of it does not depend on how long each run trains)."""
+    config feeds without rendering them. Its runs are cut to 2 epochs of the smoke preset's narrow network here
+    (the config's shape is the test above; what the workflow makes of it does not depend on the runs' size)."""
     import pandas as pd
     import yaml
 
     from tests.helpers.snakemake import snakemake
 
     cfg = yaml.safe_load((ROOT / "workflow" / "config" / "quickstart.yaml").read_text())
-    cfg["run_overrides"].update({"optim.epochs": 2, "eval.every": 1, "checkpoint.every": 2})
+    cfg["run_overrides"].update({"optim.epochs": 2, "eval.every": 1, "checkpoint.every": 2, "model.width": 0.0625,
+                                 "model.head_layers": 2, "model.head_hidden": 32, "model.proj_dim": 16})
     path = tmp_path / "quickstart.yaml"
     path.write_text(yaml.safe_dump(cfg))
     snakemake(tmp_path, "--cores", "2", "--configfile", path, timeout=1200)
