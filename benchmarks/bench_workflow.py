@@ -21,6 +21,7 @@ the JSON (``--out``) with its command.
 
     python benchmarks/bench_workflow.py --cores 2 --out bench_workflow.json   # mini, all: minutes
     python benchmarks/bench_workflow.py --dry                                 # the plan only: seconds
+    python benchmarks/bench_workflow.py --configfile workflow/config/quickstart.yaml   # README's first workflow
     python benchmarks/bench_workflow.py --configfile workflow/config/smoke.yaml --target results/summary.csv
 """
 

@@ -119,6 +119,17 @@ class _Item:
     agreement: tabs.Agreement | None = None
     state: str = "rendered"  # rendered | not rendered | NO_FEEDER
 
+    @property
+    def shows_results(self) -> bool:
+        """Whether the item shows something of this config: an experiment feeds it, or it needs no runs."""
+        return bool(self.feeders) or self.name in paper.RUNLESS
+
+    def fed_by(self, none: str) -> str:
+        """The experiments feeding the item, in words (``none`` when nothing does)."""
+        if self.name in paper.RUNLESS:
+            return f"no runs needed ({paper.RUNLESS[self.name]})"
+        return ", ".join(self.feeders) or none
+
     def not_rendered(self, target: Path) -> _Item:
         """Mark the item as not rendered yet, with the command that builds it."""
         self.state = "not rendered"
@@ -276,8 +287,8 @@ def _page(items: list[_Item], prov: dict, meta: dict, tolerance: float, claims: 
         cls = "" if not (i.agreement and i.agreement.compared) else (
             "agree" if i.agreement.within == i.agreement.compared else "disagree")
         rows.append(f"<tr><td><a href='#{i.name}'>{esc(i.name)}</a></td><td>{esc(i.title)}</td>"
-                    f"<td>{esc(', '.join(i.feeders) or 'none in this config')}</td>"
-                    f"<td class='num {cls}'>{agree}</td><td>{esc(i.state if i.feeders else NO_FEEDER)}</td></tr>")
+                    f"<td>{esc(i.fed_by('none in this config'))}</td>"
+                    f"<td class='num {cls}'>{agree}</td><td>{esc(i.state if i.shows_results else NO_FEEDER)}</td></tr>")
     claims_html, claims_state = claims
     if claims_html:
         rows.append("<tr><td><a href='#claims'>claims</a></td><td>The paper's claims, checked</td>"
@@ -285,11 +296,11 @@ def _page(items: list[_Item], prov: dict, meta: dict, tolerance: float, claims: 
     sections = []
     for i in items:
         links = " · ".join(f"<a href='{esc(href)}'>{esc(ext)}</a>" for ext, href in i.links)
-        if not i.feeders:
+        if not i.shows_results:
             links = f"{NO_FEEDER}: it shows no results of this config. {links}"
         body = esc(i.doc)
         sections.append(f"<section id='{i.name}'><h2>{esc(i.title)}</h2><p class='caption'>{body}</p>"
-                        f"<p class='caption'>Fed by: {esc(', '.join(i.feeders) or 'no experiment of this config')}. "
+                        f"<p class='caption'>Fed by: {esc(i.fed_by('no experiment of this config'))}. "
                         f"{links}</p>{i.html}</section>")
     runs = prov["runs"]
     seconds = pd.to_numeric(runs["train_seconds"], errors="coerce") if "train_seconds" in runs else pd.Series(dtype=float)

@@ -388,6 +388,14 @@ def paper_items() -> list[str]:
     return [*sorted(paper.TABLES, key=number), *sorted(paper.FIGURES, key=number)]
 
 
+def default_items(config: Mapping) -> list[str]:
+    """The paper items a workflow config renders by default (``snakemake`` alone, and what its report waits for):
+    those some experiment of it feeds, and those drawn without runs (``facts.paper.RUNLESS``). The others would
+    show no result of this config; each stays buildable as an explicit target."""
+    feeders = paper_item_feeders(config)
+    return [item for item in paper_items() if feeders[item] or item in paper.RUNLESS]
+
+
 def paper_item_feeders(config: Mapping) -> dict[str, list[str]]:
     """Paper item -> the experiments of a workflow config that feed it (every item, possibly none).
 

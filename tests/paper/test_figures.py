@@ -485,3 +485,11 @@ def test_curves_draw_a_band_only_over_two_seeds(fixture_data):
         fig = figs.draw("fig4", figs.FigureData(rows[rows["seed"].isin(seeds)], curve_rows[curve_rows["seed"].isin(seeds)]))
         has_band = any(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections)
         assert has_band == expect and ("no band" in fig._supxlabel.get_text()) != expect
+
+
+def test_the_figures_drawn_without_runs_are_the_landscapes():
+    """``facts.paper.RUNLESS`` (what every workflow renders by default) names exactly the figures built from no runs."""
+    from firm_bench.core.facts.paper import RUNLESS
+    from firm_bench.paper.figures.specs import FIGURE_SPECS
+
+    assert set(RUNLESS) == {s.name for s in FIGURE_SPECS if s.kind == "landscape"}

@@ -45,6 +45,7 @@ def data_root(tmp_path):
     return root
 
 
+@pytest.mark.slow  # a Snakemake process (the unit tier runs none)
 def test_dry_run_plans_tables_1d_2_4(tmp_path, data_root):
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(_config(data_root)))

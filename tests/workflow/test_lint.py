@@ -19,6 +19,7 @@ def test_snakefiles_are_snakefmt_formatted():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # a Snakemake process (the unit tier runs none)
 @pytest.mark.parametrize("pack_runs", [1, 4])  # 4: the training rules are one rule per pack
 def test_lint_reports_only_the_justified_warning(tmp_path, pack_runs):
     out = snakemake(tmp_path, "--lint", "--configfile", CONFIGS / "smoke.yaml", "--config", f"pack_runs={pack_runs}",
@@ -30,6 +31,7 @@ def test_lint_reports_only_the_justified_warning(tmp_path, pack_runs):
     assert "Lints for snakefile" not in text, text[-3000:]  # rule files hold rules only (helpers in common.smk)
 
 
+@pytest.mark.slow  # a Snakemake process
 def test_lint_would_catch_a_new_warning(tmp_path):
     """Control: a rule with a hard-coded shell path prefix makes the lint test fail."""
     snakefile = tmp_path / "Snakefile"

@@ -1,5 +1,7 @@
 """The paper grid: dry-run job counts per rule and per target, computed independently from the config."""
 
+import re
+
 import pytest
 import yaml
 
@@ -225,3 +227,42 @@ def test_dry_run_of_packed_targets(paper, tmp_path):
     assert sum(len(p.runs) for p in packs) == len(wanted) == expected_jobs(paper, ["table1a"])["train"]
     assert stats["features"] == expected_jobs(paper, ["table1a"])["features"]
     assert plan_job_counts(plan, ["table1a"])["train_pack"] == len(packs)
+
+
+def _planned_outputs(out: str, folder: str, suffix: str) -> set[str]:
+    """The paper items whose ``folder/<item>.suffix`` a dry run plans (from its jobs' ``output:`` lines)."""
+    return set(re.findall(rf"^\s*output: .*?\b{re.escape(folder)}/(\w+)\.{suffix}\b", out, flags=re.M))
+
+
+@pytest.mark.slow
+def test_the_default_target_renders_only_the_paper_items_an_experiment_feeds(tmp_path):
+    """``all`` of the quickstart config renders the two items its experiment lists (Table 5, Figure 4) and Figure 2
+    (drawn from the losses, no runs), not the 24 others that would read 'not run' everywhere; one of those as an explicit target is still rendered (alone: it
+    trains nothing), and a fed table as a target trains only its own runs."""
+    config = CONFIGS / "quickstart.yaml"
+    items = yaml.safe_load(config.read_text())["experiments"]["quickstart"]["paper_items"]
+    assert sorted(items) == ["fig4", "table5"]
+    out = snakemake(tmp_path, "-n", "--configfile", config).stdout
+    assert _planned_outputs(out, "results/tables", "md") == {"table5"}
+    assert _planned_outputs(out, "figures", "png") == {"fig2", "fig4"}
+    stats = job_stats(out)
+    assert (stats["paper_table"], stats["paper_figure"], stats["report"], stats["claims"]) == (1, 2, 1, 1)
+    assert stats["train"] == 6
+    alone = job_stats(snakemake(tmp_path, "results/tables/table1a.md", "-n", "--quiet", "rules",
+                                "--configfile", config).stdout)
+    assert alone == {"paper_table": 1, "total": 1}
+    fed = job_stats(snakemake(tmp_path, "results/tables/table5.md", "-n", "--quiet", "rules",
+                              "--configfile", config).stdout)
+    assert fed["train"] == 6 and fed["paper_table"] == 1 and "report" not in fed and "paper_figure" not in fed
+
+
+def test_default_items_are_the_fed_ones_and_those_drawn_without_runs():
+    """What ``snakemake`` alone renders: an item an experiment feeds, or one needing no runs; never an unfed one."""
+    from firm_bench.core.facts import paper as paper_facts
+
+    config = fw.validate_config(fw.load_workflow_config(CONFIGS / "quickstart.yaml"))
+    feeders = fw.paper_item_feeders(config)
+    default = fw.default_items(config)
+    assert set(default) == {i for i, f in feeders.items() if f} | set(paper_facts.RUNLESS)
+    assert "fig2" in default and "table1a" not in default and not feeders["fig2"]
+    assert set(fw.default_items({"experiments": {}})) == set(paper_facts.RUNLESS)

@@ -31,9 +31,9 @@ def _slurm_ready() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not _slurm_ready(), reason="no running SLURM (start one with: bash .ci/slurm/start.sh)")
 def test_the_smoke_workflow_through_the_slurm_profile_trains_its_pack_as_one_gpu_job(tmp_path):
-    """The smoke config with pack_runs: 2 through the SLURM profile, to its summary (the subject is SLURM, not the
-    paper outputs): its two runs train as one sbatch job with one GPU and SIGTERM before the time limit, the
-    features and score jobs ask for a GPU too, and every run is recorded and scored."""
+    """The smoke config with pack_runs: 2 through the SLURM profile, to its experiment's summary (the subject is
+    SLURM, not the paper outputs): its two runs train as one sbatch job with one GPU and SIGTERM before the time
+    limit, the features and score jobs ask for a GPU too, and every run is recorded and scored."""
     cfg = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
     plan = fw.plan({**cfg, "pack_runs": 2})
     (pack,) = fw.packs(plan)
@@ -41,7 +41,7 @@ def test_the_smoke_workflow_through_the_slurm_profile_trains_its_pack_as_one_gpu
         "timeout", "-k", "30", "420",  # -k: on SIGTERM Snakemake would wait for its jobs forever
         sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path),
         "--profile", str(ROOT / "workflow" / "profiles" / "slurm-ci"), "--configfile", str(CONFIGS / "smoke.yaml"),
-        "--config", "pack_runs=2", "--verbose", "results/summary.csv",
+        "--config", "pack_runs=2", "--verbose", "results/summary/smoke.csv",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
@@ -53,7 +53,7 @@ def test_the_smoke_workflow_through_the_slurm_profile_trains_its_pack_as_one_gpu
     features = [line for line in sbatch if "rule_features" in line]
     assert len(features) == 2 and all("--gpus=1" in line for line in features), features  # a GPU rule too
     assert [line for line in sbatch if "rule_score" in line]  # and the CPU jobs went through SLURM as well
-    summary = pd.read_csv(tmp_path / "results" / "summary.csv")
+    summary = pd.read_csv(tmp_path / "results" / "summary" / "smoke.csv")
     assert len(summary) == 4 and set(summary["status"]) == {"ok"}
     for run in pack.runs:
         record = json.loads((tmp_path / run.path(plan.config["runs_root"]) / "trained.json").read_text())

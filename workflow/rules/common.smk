@@ -147,19 +147,22 @@ def paper_item_curves(wildcards):
     return [summary_file(f"{e}_curves.csv") for e in PAPER_FEEDERS[wildcards.item]]
 
 
+DEFAULT_ITEMS = fw.default_items(CONFIG)
+
+
 def paper_tables():
-    return expand(os.path.join(TABLES_DIR, "{item}.csv"), item=list(paper.TABLES))
+    return expand(os.path.join(TABLES_DIR, "{item}.csv"), item=[i for i in DEFAULT_ITEMS if i in paper.TABLES])
 
 
 def paper_figures():
-    return expand(os.path.join(FIGURES_DIR, "{item}.png"), item=list(paper.FIGURES))
+    return expand(os.path.join(FIGURES_DIR, "{item}.png"), item=[i for i in DEFAULT_ITEMS if i in paper.FIGURES])
 
 
-def input_folder(name):
-    """A params function: the folder of a rule's named input files (all in one folder)."""
+def input_folder(name, default):
+    """A params function: the folder of a rule's named input files (all in one folder), ``default`` without any."""
 
     def folder(wildcards, input):
-        return os.path.dirname(input[name][0])
+        return os.path.dirname(input[name][0]) if input[name] else default
 
     return folder
 

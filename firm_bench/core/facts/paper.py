@@ -48,6 +48,9 @@ FIGURES: dict[str, str] = {
     "fig5": "Figure 5: AUROC vs temperature and vs batch size, without (cos) and with (cos_norm) the feature norm.",
 }
 
+#: paper items drawn without any run (why), so every workflow config renders them by default
+RUNLESS: dict[str, str] = {"fig2": "drawn from the losses themselves"}
+
 
 def title(item: str) -> str:
     """The title of paper item ``item`` (a table or a figure); UnknownNameError lists the valid names."""
