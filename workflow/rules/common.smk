@@ -151,11 +151,17 @@ DEFAULT_ITEMS = fw.default_items(CONFIG)
 
 
 def paper_tables():
-    return expand(os.path.join(TABLES_DIR, "{item}.csv"), item=[i for i in DEFAULT_ITEMS if i in paper.TABLES])
+    return expand(
+        os.path.join(TABLES_DIR, "{item}.csv"),
+        item=[i for i in DEFAULT_ITEMS if i in paper.TABLES],
+    )
 
 
 def paper_figures():
-    return expand(os.path.join(FIGURES_DIR, "{item}.png"), item=[i for i in DEFAULT_ITEMS if i in paper.FIGURES])
+    return expand(
+        os.path.join(FIGURES_DIR, "{item}.png"),
+        item=[i for i in DEFAULT_ITEMS if i in paper.FIGURES],
+    )
 
 
 def input_folder(name, default):
