@@ -164,11 +164,16 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, Path]:
     if args.recipe:
         cfg["recipe"] = args.recipe
     run_dir = Path(args.run_dir) if args.run_dir else runs.run_dir_for(cfg, args.runs_root)
+    _exit_with(args)
+    return cfg, run_dir
+
+
+def _exit_with(args: argparse.Namespace) -> None:
+    """``--exit-with PID``: stop (SIGTERM to ourselves) when process PID exits (``core.lock.exit_with``)."""
     if getattr(args, "exit_with", None) is not None:
         from firm_bench.core.lock import exit_with
 
         exit_with(args.exit_with)
-    return cfg, run_dir
 
 
 def _run_config(run_dir: Path) -> dict:
@@ -220,12 +225,13 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
     if not args.members:
         raise config_mod.ConfigError("train-pack needs at least one --member RUN_DIR [KEY=VALUE ...]")
     cfgs, run_dirs = [], []
-    for run_dir, *pairs in args.members:
-        cfg = config_mod.resolve(args.preset, args.config, [*args.overrides, *pairs])
+    for run_dir, *pairs in args.members:  # each member's recipe named as `train` names one (config.recipe_name)
+        cfg = config_mod.resolve(args.preset, args.config, [*args.overrides, *pairs], name_recipe=not args.recipe)
         if args.recipe:
             cfg["recipe"] = args.recipe
         cfgs.append(cfg)
         run_dirs.append(Path(run_dir))
+    _exit_with(args)
     _take_gpu_slot(args)
     with _workflow_errors(args):
         results = train_pack(cfgs, run_dirs, progress=_progress(args), progress_every=args.progress_every)
@@ -997,13 +1003,27 @@ def _quiet_on_broken_pipe(func, args: argparse.Namespace) -> int:
         return 141
 
 
+def _resumable(argv: Sequence[str]) -> list[str]:
+    """The arguments of a command to print for resuming it: without ``--exit-with PID`` (the workflow's
+    Snakemake, gone once its job was interrupted: a pasted command carrying it would stop at once)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--exit-with":
+            skip = True
+        elif not arg.startswith("--exit-with="):
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import shlex
 
     from firm_bench.core.errors import USER_ERRORS, TrainingFailed, TrainingInterrupted
 
     args = build_parser().parse_args(argv)
-    command = shlex.join(["firm-bench", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["firm-bench", *_resumable(sys.argv[1:] if argv is None else argv)])
     try:
         return _quiet_on_broken_pipe(args.func, args)
     except TrainingInterrupted as exc:

@@ -299,7 +299,7 @@ def protocol(cfg: Mapping) -> Protocol:
 #: keys that never name a recipe: bookkeeping, where a run runs, what is scored afterwards, and the run
 #: directory's other levels (dataset, class, loss, outliers, seed)
 NOT_RECIPE = ("preset", "recipe", "recipe_overrides", "device", "threads", "scores", "seed", "dataset.name",
-              "dataset.cls", "dataset.root", "loss.name", "outliers.name")
+              "dataset.cls", "dataset.root", "outliers.oe_path", "loss.name", "outliers.name")
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._-]+")
 _MAX_SUFFIX = 60
 
@@ -315,23 +315,30 @@ def leaves(cfg: Mapping, prefix: str = "") -> dict:
     return out
 
 
-#: run-local knobs: a checkpoint is resumed (and its features extracted) whatever their values
-RUN_LOCAL = ("device", "threads", "scores", "features", "speed")
+#: run-local knobs (sections and dotted keys): a checkpoint is resumed (and its features extracted) whatever
+#: their values; where the data lies (``dataset.root``, ``outliers.oe_path``) is one: a grid whose data moved is
+#: the same recipe
+RUN_LOCAL = ("device", "threads", "scores", "features", "speed", "dataset.root", "outliers.oe_path")
 
 
 #: names of a recipe, not its values: two configs that differ only in them train the same numbers
 RECIPE_NAMES = ("preset", "recipe", "recipe_overrides")
 
 
+def _under(key: str, names: Iterable[str]) -> bool:
+    """Whether dotted ``key`` is one of ``names`` or inside one of them."""
+    return any(key == n or key.startswith(n + ".") for n in names)
+
+
 def resume_view(cfg: Mapping) -> dict:
-    """The part of a config that must match to resume a checkpoint: everything but :data:`RUN_LOCAL` and
-    :data:`RECIPE_NAMES` (the differing values themselves are compared)."""
-    return {k: v for k, v in cfg.items() if k not in RUN_LOCAL + RECIPE_NAMES}
+    """The part of a config that must match to resume a checkpoint: every leaf (dotted key) but those under
+    :data:`RUN_LOCAL` and :data:`RECIPE_NAMES` (the differing values themselves are compared)."""
+    return {k: v for k, v in leaves(cfg).items() if not _under(k, RUN_LOCAL + RECIPE_NAMES)}
 
 
 def resume_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
     """``key: recorded -> now`` for every key of :func:`resume_view` where two validated configs differ."""
-    a, b = leaves(resume_view(recorded)), leaves(resume_view(cfg))
+    a, b = resume_view(recorded), resume_view(cfg)
     return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k)]
 
@@ -352,28 +359,49 @@ def recipe_differences(cfg: Mapping, base: Mapping) -> dict:
     name the dataset, class, loss, outliers and seed).
     """
     a, b = leaves(cfg), leaves(base)
-
-    def recipe_key(k: str) -> bool:
-        return not any(k == n or k.startswith(n + ".") for n in NOT_RECIPE)
-
-    return {k: a.get(k) for k in sorted(set(a) | set(b)) if recipe_key(k) and a.get(k) != b.get(k)}
+    return {k: a.get(k) for k in sorted(set(a) | set(b)) if not _under(k, NOT_RECIPE) and a.get(k) != b.get(k)}
 
 
-def override_recipe_name(preset: str, differences: Mapping) -> str:
-    """``<preset>`` plus what differs from it: ``smoke+optim.lr=0.2+loss.tau=0.5`` when short and path-safe,
-    else ``smoke+<sha256 of the differences, 10 hex digits>``."""
+#: a recipe name: ``<preset>[-<variant>][+<what the overrides change>]`` (:func:`recipe_name`)
+VARIANT_SEP, OVERRIDES_SEP = "-", "+"
+
+
+def recipe_name(preset: str, differences: Mapping, variant: str | None = None) -> str:
+    """The one rule naming a recipe (the command line, packs and the workflow): its preset, the workflow
+    variant's name if any, and every recipe key it changes from the preset.
+
+    ``<preset>`` (a variant: ``<preset>-<variant>``) when ``differences``
+    (:func:`recipe_differences`) is empty, else that plus ``+`` and the
+    differences, ``smoke+optim.lr=0.2+loss.tau=0.5`` when short and path-safe,
+    else ``smoke+<sha256 of the differences, 10 hex digits>``. So two configs
+    that train different numbers never share a run directory: the workflow's
+    ``run_overrides`` and variants are named as ``--set`` is. The name is
+    checked as a run directory level (``rundir.check_name``).
+    """
+    from firm_bench.core.rundir import check_name  # the run directory's naming rule, one place
+
+    if variant not in (None, "", "base"):
+        if OVERRIDES_SEP in str(variant):
+            raise ConfigError(f"variant {variant!r}: a variant name may not contain {OVERRIDES_SEP!r} (it separates "
+                              "the overrides in a recipe name); rename the variant")
+        preset = f"{preset}{VARIANT_SEP}{variant}"
     if not differences:
-        return preset
+        return check_name("recipe", preset)
 
     def text(v: Any) -> str:
         return json.dumps(v) if isinstance(v, (bool, type(None))) else str(v)
 
     pairs = [f"{k}={text(v)}" for k, v in differences.items()]
-    suffix = "+".join(pairs)
-    if len(suffix) <= _MAX_SUFFIX and all(_SAFE_VALUE.fullmatch(text(v)) for v in differences.values()):
-        return f"{preset}+{suffix}"
-    digest = hashlib.sha256(json.dumps(dict(differences), sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{preset}+{digest}"
+    suffix = OVERRIDES_SEP.join(pairs)
+    if not (len(suffix) <= _MAX_SUFFIX and all(_SAFE_VALUE.fullmatch(text(v)) for v in differences.values())):
+        suffix = hashlib.sha256(json.dumps(dict(differences), sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return check_name("recipe", f"{preset}{OVERRIDES_SEP}{suffix}")
+
+
+def recipe_variant(recipe: str) -> str:
+    """The workflow variant a :func:`recipe_name` carries: ``base`` for ``<preset>[+...]``, else its ``-<variant>``."""
+    head = str(recipe).split(OVERRIDES_SEP, 1)[0]
+    return head.split(VARIANT_SEP, 1)[1] if VARIANT_SEP in head else "base"
 
 
 def resolve(
@@ -387,7 +415,7 @@ def resolve(
 
     ``name_recipe`` (the command line without ``--recipe``): when no layer
     names the recipe, it is the preset's name plus what the other layers change
-    (:func:`override_recipe_name`), recorded as ``recipe_overrides``, so runs of
+    (:func:`recipe_name`), recorded as ``recipe_overrides``, so runs of
     one preset with different overrides get different run directories.
     """
     cfg: dict = {}
@@ -404,7 +432,7 @@ def resolve(
     if name_recipe and cfg.get("recipe") is None:
         full = validate(cfg)
         differences = recipe_differences(full, resolve(preset))
-        cfg = deep_merge(cfg, {"recipe": override_recipe_name(full["recipe"], differences),
+        cfg = deep_merge(cfg, {"recipe": recipe_name(full["recipe"], differences),
                                "recipe_overrides": differences})
     return validate(cfg)
 
