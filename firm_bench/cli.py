@@ -135,6 +135,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_workflow_job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--retrain", action="store_true",
+                   help="train from scratch even where the run directory holds a checkpoint or a finished run "
+                        "(whose checkpoints were deleted: kept without this flag); its results are replaced")
     p.add_argument("--record-failure", action="store_true",
                    help="exit 0 when training fails (NaN loss): the failure is recorded as a result (workflow)")
     p.add_argument("--in-workflow", action="store_true",
@@ -209,7 +212,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _take_gpu_slot(args)
     try:
         with _workflow_errors(args):
-            result = train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
+            result = train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every,
+                           retrain=args.retrain)
     except TrainingFailed as exc:
         if not args.record_failure:
             raise
@@ -234,7 +238,8 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
     _exit_with(args)
     _take_gpu_slot(args)
     with _workflow_errors(args):
-        results = train_pack(cfgs, run_dirs, progress=_progress(args), progress_every=args.progress_every)
+        results = train_pack(cfgs, run_dirs, progress=_progress(args), progress_every=args.progress_every,
+                             retrain=args.retrain)
     states = [runs.read_json(r.run_dir / runs.TRAINED_FILE).get("state") for r in results]
     print(json.dumps([{"run_dir": str(r.run_dir), "state": s, "final_auroc": r.final_auroc, "epochs": r.epochs}
                       for r, s in zip(results, states)]))

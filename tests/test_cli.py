@@ -50,7 +50,7 @@ def test_console_script_runs_the_whole_pipeline(tmp_path):
 
 
 def test_a_checkpoint_of_another_recipe_says_what_to_do_where(capsys, tmp_path):
-    """From the command line: another --run-dir or delete the checkpoints. In the workflow (whose run directories
+    """From the command line: another --run-dir or --retrain. In the workflow (whose run directories
     are named by the run): a new variant name, or delete the run directory; never "use another run directory"."""
     from firm_bench.core import config
     from firm_bench.core import rundir as runs
@@ -63,7 +63,8 @@ def test_a_checkpoint_of_another_recipe_says_what_to_do_where(capsys, tmp_path):
     args = ["train", "--preset", "smoke", "--set", "device=cpu", "--set", "loss.tau=0.5", "--run-dir", str(run)]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "holds a checkpoint of a different config (loss.tau: 0.2 -> 0.5)" in err and "another --run-dir" in err
+    assert "holds a checkpoint or finished run of a different config (loss.tau: 0.2 -> 0.5)" in err
+    assert "another --run-dir" in err and "--retrain" in err
     assert main([*args, "--in-workflow"]) == 2
     err = capsys.readouterr().err
     assert "trained under another recipe (loss.tau: 0.2 -> 0.5)" in err and "experiments.<name>.variants" in err

@@ -29,8 +29,9 @@ class RecipeMismatch(ConfigError):
 
     def __init__(self, run_dir: str, differences: list[str]) -> None:
         self.run_dir, self.differences = str(run_dir), list(differences)
-        super().__init__(f"{run_dir} holds a checkpoint of a different config ({self.what()}); use another "
-                         f"--run-dir, or delete {run_dir}/checkpoints to start over")
+        super().__init__(f"{run_dir} holds a checkpoint or finished run of a different config ({self.what()}); "
+                         f"use another --run-dir, or pass --retrain to train it from scratch there (replacing "
+                         f"{run_dir}/checkpoints and its results)")
 
     def what(self) -> str:
         shown = "; ".join(self.differences[:5]) or "the recipe differs"
