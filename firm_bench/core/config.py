@@ -321,6 +321,11 @@ def leaves(cfg: Mapping, prefix: str = "") -> dict:
 RUN_LOCAL = ("device", "threads", "scores", "features", "speed", "dataset.root", "outliers.oe_path")
 
 
+#: where a run runs and where its data lies: never a rerun trigger of the workflow (its jobs' params), never
+#: another recipe (:data:`NOT_RECIPE`, :data:`RUN_LOCAL`)
+WHERE_KEYS = ("device", "threads", "dataset.root", "outliers.oe_path")
+
+
 #: names of a recipe, not its values: two configs that differ only in them train the same numbers
 RECIPE_NAMES = ("preset", "recipe", "recipe_overrides")
 

@@ -305,21 +305,40 @@ def run_config(p: Plan, run: Run) -> dict:
     return cfg
 
 
+def _recipe_overrides(p: Plan, run: Run) -> list[str]:
+    """:func:`run_overrides` but where the run runs and its data lies (``config.WHERE_KEYS``: :func:`local_args`)."""
+    return [pair for pair in run_overrides(p, run) if pair.split("=", 1)[0] not in config_mod.WHERE_KEYS]
+
+
+def local_args(p: Plan) -> str:
+    """The ``--set`` arguments of where every run runs and its data lies (``data_root``, ``oe_path``, a
+    ``run_overrides`` device): in the training rules' shell commands, not their params, so setting
+    ``data_root`` on a finished grid (data moved, grid copied to a cluster) reruns no job."""
+    keys = {k: v for k, v in p.config["run_overrides"].items() if k in config_mod.WHERE_KEYS}
+    if p.config["data_root"] is not None:
+        keys["dataset.root"] = p.config["data_root"]
+    if p.config["oe_path"] is not None:
+        keys["outliers.oe_path"] = p.config["oe_path"]
+    return " ".join(f"--set {shlex.quote(pair)}" for pair in _pairs(keys))
+
+
 def cli_args(p: Plan, run: Run) -> str:
-    """Shell-quoted ``--preset ... --set ...`` arguments of ``firm-bench train`` for ``run``."""
+    """Shell-quoted ``--preset ... --set ...`` arguments of ``firm-bench train`` for ``run`` (its recipe, not
+    :func:`local_args`)."""
     cached = p.args_cache.get(run)
     if cached is not None:
         return cached
     args = ["--preset", p.config["preset"], "--recipe", run.recipe]
-    for pair in run_overrides(p, run):
+    for pair in _recipe_overrides(p, run):
         args += ["--set", pair]
     p.args_cache[run] = " ".join(shlex.quote(a) for a in args)
     return p.args_cache[run]
 
 
 # The rules' params (Snakemake reruns a job whose params changed): what
-# defines the result, never where it runs (GPU slots, threads are in the rules'
-# shell commands, so a grid moved to another machine is not retrained).
+# defines the result, never where it runs (GPU slots, threads, the device and
+# where the data lies are in the rules' shell commands: local_args, so a grid
+# moved to another machine or data directory is not retrained).
 def train_args(p: Plan, run: Run) -> str:
     """``firm-bench train`` arguments of the train rule: the run's recipe and directory."""
     return f"{cli_args(p, run)} --run-dir {shlex.quote(run.path(p.config['runs_root']))}"
@@ -386,7 +405,7 @@ def pack_args(p: Plan, pack: Pack) -> str:
     A run's overrides (:func:`run_overrides`) name each key once, so splitting
     them into shared and per-member pairs gives every member its own config.
     """
-    per_run = [dict(pair.split("=", 1) for pair in run_overrides(p, run)) for run in pack.runs]
+    per_run = [dict(pair.split("=", 1) for pair in _recipe_overrides(p, run)) for run in pack.runs]
     shared = {k: v for k, v in per_run[0].items() if all(r.get(k) == v for r in per_run[1:])}
     args = ["--preset", p.config["preset"], "--recipe", pack.runs[0].recipe]
     for key, value in shared.items():

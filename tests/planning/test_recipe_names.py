@@ -99,3 +99,20 @@ def test_plan_runs_carry_recipe_names_firm_bench_train_accepts(tmp_path):
     path = tmp_path / "wf.yaml"
     path.write_text(yaml.safe_dump(grid.load_workflow_config("mini")))
     assert grid.plan(grid.load_workflow_config(path)).runs.keys() == p.runs.keys()
+
+
+def test_where_the_data_lies_is_no_training_param_so_moving_it_reruns_nothing():
+    """Snakemake reruns a job whose params changed: data_root, oe_path and a device are in the training
+    commands (grid.local_args), not their params; run_config still has them."""
+    wf = grid.load_workflow_config("mini")
+    moved = {**wf, "data_root": "/elsewhere/data", "oe_path": "/elsewhere/oe.npy",
+             "run_overrides": {**wf["run_overrides"], "device": "cpu"}}
+    for size in (1, 4):
+        p, q = grid.plan({**wf, "pack_runs": size}), grid.plan({**moved, "pack_runs": size})
+        assert [grid.train_args(p, r) for r in sorted(p.runs)] == [grid.train_args(q, r) for r in sorted(q.runs)]
+        assert [grid.pack_args(p, k) for k in grid.packs(p)] == [grid.pack_args(q, k) for k in grid.packs(q)]
+        assert grid.local_args(p) == "" and "dataset.root" not in grid.train_args(q, next(iter(q.runs)))
+    assert grid.local_args(q).split() == ["--set", "device=cpu", "--set", "dataset.root=/elsewhere/data",
+                                          "--set", "outliers.oe_path=/elsewhere/oe.npy"]
+    cfg = grid.run_config(q, next(iter(q.runs)))
+    assert cfg["dataset"]["root"] == "/elsewhere/data" and cfg["device"] == "cpu"
