@@ -767,14 +767,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         states = grid_status(find_run_dirs(Path(args.runs_dir)))
         title = f"runs under {args.runs_dir}"
     else:
-        from firm_bench.planning.grid import load_workflow_config, plan
+        from firm_bench.planning.grid import load_workflow_config, plan, run_config
 
         p = plan(load_workflow_config(args.configfile), only=args.experiment or None)
         if args.runs_root:
             p.config["runs_root"] = args.runs_root
         root = p.config["runs_root"]
         experiments = {e: p.run_dirs(e) for e in p.experiments}
-        states = grid_status([d for dirs in experiments.values() for d in dirs], experiments)
+        by_dir = {run.path(root): run for run in p.runs}
+        states = grid_status([d for dirs in experiments.values() for d in dirs], experiments,
+                             planned=lambda d: run_config(p, by_dir[d]))  # a run of another recipe: refused
         title = f"grid of {args.configfile} (runs under {root})"
     if args.json:
         print(json.dumps([st.row() for st in states], indent=1))

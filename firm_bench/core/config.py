@@ -357,6 +357,16 @@ def recorded_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
     return resume_differences(validate(with_added_keys(recorded)), cfg)
 
 
+def plan_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
+    """``key: recorded -> planned`` for every key where a run's recorded config is another recipe than validated
+    ``cfg`` (the workflow plan's): :func:`recorded_differences` and the ``features`` section too (the run's
+    results are extracted with it), but where it runs and its data lies (:data:`WHERE_KEYS`) and ``scores``."""
+    a, b = leaves(validate(with_added_keys(recorded))), leaves(cfg)
+    skip = WHERE_KEYS + RECIPE_NAMES + ("scores", "speed")
+    return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
+            if not _under(k, skip) and a.get(k) != b.get(k)]
+
+
 def recipe_differences(cfg: Mapping, base: Mapping) -> dict:
     """The recipe keys (dotted) whose value in validated ``cfg`` differs from validated ``base``, sorted.
 
