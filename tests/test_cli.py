@@ -51,7 +51,7 @@ def test_console_script_runs_the_whole_pipeline(tmp_path):
 
 def test_a_checkpoint_of_another_recipe_says_what_to_do_where(capsys, tmp_path):
     """From the command line: another --run-dir or --retrain. In the workflow (whose run directories
-    are named by the run): a new variant name, or delete the run directory; never "use another run directory"."""
+    are named by the run): delete the run directory and force its training job; never "use another run directory"."""
     from firm_bench.core import config
     from firm_bench.core import rundir as runs
 
@@ -67,8 +67,8 @@ def test_a_checkpoint_of_another_recipe_says_what_to_do_where(capsys, tmp_path):
     assert "another --run-dir" in err and "--retrain" in err
     assert main([*args, "--in-workflow"]) == 2
     err = capsys.readouterr().err
-    assert "trained under another recipe (loss.tau: 0.2 -> 0.5)" in err and "experiments.<name>.variants" in err
-    assert f"delete {run} " in err and "rerun snakemake" in err and "another --run-dir" not in err
+    assert "trained under another recipe (loss.tau: 0.2 -> 0.5)" in err and "config.recipe_name" in err
+    assert f"delete {run} " in err and f"--forcerun {run}/trained.json" in err and "another --run-dir" not in err
 
 
 @pytest.mark.parametrize("command", ["train", "train-pack"])

@@ -103,15 +103,15 @@ class RunLedger:
     def kept(self) -> TrainResult | None:
         """A finished run whose checkpoints were deleted (to save disk): its results, kept, else None.
 
-        Finished: ``status.json`` says ok at the recipe's last epoch and the
-        recorded ``config.yaml`` is this recipe (:class:`RecipeMismatch` naming
-        the keys otherwise; run-local keys may differ). Nothing is trained or
+        Finished: ``status.json`` says ok. Its recorded ``config.yaml`` must be
+        this recipe (:class:`RecipeMismatch` naming the keys otherwise, ``optim.epochs``
+        too: ``retrain`` replaces it; run-local keys may differ). Nothing is trained or
         removed; ``trained.json``, when gone (Snakemake removes a job's outputs
         before rerunning it), is written back from ``status.json`` and the curve,
         dated when the training finished (so no later step reruns).
         """
         status = runs.read_status(self.run_dir)
-        if not status or status.get("state") != "ok" or status.get("epoch") != self.epochs:
+        if not status or status.get("state") != "ok":
             return None
         if not (self.run_dir / runs.CONFIG_FILE).exists():
             return None
