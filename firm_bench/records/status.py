@@ -83,10 +83,11 @@ class _Damaged(Exception):
         self.name = name
 
 
-def _read(path: Path) -> dict | None:
-    """A JSON record (``rundir.read_record``), or None when absent; raises :class:`_Damaged` for a damaged one."""
+def _read(path: Path, read: Callable[[Path], dict] = runs.read_record) -> dict | None:
+    """A run file as ``read`` gives it (a JSON record: ``rundir.read_record``), or None when absent; raises
+    :class:`_Damaged` for a damaged or unreadable one."""
     try:
-        return runs.read_record(path)
+        return read(path)
     except FileNotFoundError:
         return None
     except DamagedFile as exc:
@@ -180,14 +181,9 @@ def run_state(run_dir: str | Path, now: float | None = None, host: str | None = 
 
 def _other_recipe(run_dir: Path, planned: Callable[[], Mapping]) -> str | None:
     """Why the run's recorded config is not the plan's recipe (``config.plan_differences``), else None."""
-    try:
-        recorded = runs.read_run_config(run_dir)
-    except FileNotFoundError:
+    recorded = _read(run_dir / runs.CONFIG_FILE, lambda path: runs.read_run_config(path.parent))
+    if recorded is None:
         return None
-    except DamagedFile as exc:
-        raise _Damaged(runs.CONFIG_FILE, exc.problem) from None
-    except OSError as exc:
-        raise _Damaged(runs.CONFIG_FILE, f"cannot be read ({exc.strerror})") from None
     try:
         diff = config_mod.plan_differences(recorded, planned())
     except ConfigError as exc:
