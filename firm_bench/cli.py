@@ -134,6 +134,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_workflow_job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--retrain", action="store_true",
+                   help="train from scratch even where the run directory holds a checkpoint or a finished run "
+                        "(whose checkpoints were deleted: kept without this flag); its results are replaced")
     p.add_argument("--record-failure", action="store_true",
                    help="exit 0 when training fails (NaN loss): the failure is recorded as a result (workflow)")
     p.add_argument("--in-workflow", action="store_true",
@@ -163,11 +166,16 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, Path]:
     if args.recipe:
         cfg["recipe"] = args.recipe
     run_dir = Path(args.run_dir) if args.run_dir else runs.run_dir_for(cfg, args.runs_root)
+    _exit_with(args)
+    return cfg, run_dir
+
+
+def _exit_with(args: argparse.Namespace) -> None:
+    """``--exit-with PID``: stop (SIGTERM to ourselves) when process PID exits (``core.lock.exit_with``)."""
     if getattr(args, "exit_with", None) is not None:
         from firm_bench.core.lock import exit_with
 
         exit_with(args.exit_with)
-    return cfg, run_dir
 
 
 def _run_config(run_dir: Path) -> dict:
@@ -205,7 +213,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _take_gpu_slot(args)
     try:
         with _workflow_errors(args):
-            result = train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every)
+            result = train(cfg, run_dir, progress=_progress(args), progress_every=args.progress_every,
+                           retrain=args.retrain)
     except TrainingFailed as exc:
         if not args.record_failure:
             raise
@@ -221,15 +230,17 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
     if not args.members:
         raise config_mod.ConfigError("train-pack needs at least one --member RUN_DIR [KEY=VALUE ...]")
     cfgs, run_dirs = [], []
-    for run_dir, *pairs in args.members:
-        cfg = config_mod.resolve(args.preset, args.config, [*args.overrides, *pairs])
+    for run_dir, *pairs in args.members:  # each member's recipe named as `train` names one (config.recipe_name)
+        cfg = config_mod.resolve(args.preset, args.config, [*args.overrides, *pairs], name_recipe=not args.recipe)
         if args.recipe:
             cfg["recipe"] = args.recipe
         cfgs.append(cfg)
         run_dirs.append(Path(run_dir))
+    _exit_with(args)
     _take_gpu_slot(args)
     with _workflow_errors(args):
-        results = train_pack(cfgs, run_dirs, progress=_progress(args), progress_every=args.progress_every)
+        results = train_pack(cfgs, run_dirs, progress=_progress(args), progress_every=args.progress_every,
+                             retrain=args.retrain)
     states = [runs.read_json(r.run_dir / runs.TRAINED_FILE).get("state") for r in results]
     print(json.dumps([{"run_dir": str(r.run_dir), "state": s, "final_auroc": r.final_auroc, "epochs": r.epochs}
                       for r, s in zip(results, states)]))
@@ -799,14 +810,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         states = grid_status(find_run_dirs(Path(args.runs_dir)))
         title = f"runs under {args.runs_dir}"
     else:
-        from firm_bench.planning.grid import load_workflow_config, plan
+        from firm_bench.planning.grid import load_workflow_config, plan, run_config
 
         p = plan(load_workflow_config(args.configfile), only=args.experiment or None)
         if args.runs_root:
             p.config["runs_root"] = args.runs_root
         root = p.config["runs_root"]
         experiments = {e: p.run_dirs(e) for e in p.experiments}
-        states = grid_status([d for dirs in experiments.values() for d in dirs], experiments)
+        by_dir = {run.path(root): run for run in p.runs}
+        states = grid_status([d for dirs in experiments.values() for d in dirs], experiments,
+                             planned=lambda d: run_config(p, by_dir[d]))  # a run of another recipe: refused
         title = f"grid of {args.configfile} (runs under {root})"
     if args.json:
         print(json.dumps([st.row() for st in states], indent=1))
@@ -1021,13 +1034,27 @@ def _quiet_on_broken_pipe(func, args: argparse.Namespace) -> int:
         return 141
 
 
+def _resumable(argv: Sequence[str]) -> list[str]:
+    """The arguments of a command to print for resuming it: without ``--exit-with PID`` (the workflow's
+    Snakemake, gone once its job was interrupted: a pasted command carrying it would stop at once)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--exit-with":
+            skip = True
+        elif not arg.startswith("--exit-with="):
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import shlex
 
     from firm_bench.core.errors import USER_ERRORS, TrainingFailed, TrainingInterrupted
 
     args = build_parser().parse_args(argv)
-    command = shlex.join(["firm-bench", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["firm-bench", *_resumable(sys.argv[1:] if argv is None else argv)])
     try:
         return _quiet_on_broken_pipe(args.func, args)
     except TrainingInterrupted as exc:

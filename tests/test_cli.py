@@ -50,8 +50,8 @@ def test_console_script_runs_the_whole_pipeline(tmp_path):
 
 
 def test_a_checkpoint_of_another_recipe_says_what_to_do_where(capsys, tmp_path):
-    """From the command line: another --run-dir or delete the checkpoints. In the workflow (whose run directories
-    are named by the run): a new variant name, or delete the run directory; never "use another run directory"."""
+    """From the command line: another --run-dir or --retrain. In the workflow (whose run directories
+    are named by the run): delete the run directory and force its training job; never "use another run directory"."""
     from firm_bench.core import config
     from firm_bench.core import rundir as runs
 
@@ -63,8 +63,39 @@ def test_a_checkpoint_of_another_recipe_says_what_to_do_where(capsys, tmp_path):
     args = ["train", "--preset", "smoke", "--set", "device=cpu", "--set", "loss.tau=0.5", "--run-dir", str(run)]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "holds a checkpoint of a different config (loss.tau: 0.2 -> 0.5)" in err and "another --run-dir" in err
+    assert "holds a checkpoint or finished run of a different config (loss.tau: 0.2 -> 0.5)" in err
+    assert "another --run-dir" in err and "--retrain" in err
     assert main([*args, "--in-workflow"]) == 2
     err = capsys.readouterr().err
-    assert "trained under another recipe (loss.tau: 0.2 -> 0.5)" in err and "experiments.<name>.variants" in err
-    assert f"delete {run} " in err and "rerun snakemake" in err and "another --run-dir" not in err
+    assert "trained under another recipe (loss.tau: 0.2 -> 0.5)" in err and "config.recipe_name" in err
+    assert f"delete {run} " in err and f"--forcerun {run}/trained.json" in err and "another --run-dir" not in err
+
+
+@pytest.mark.parametrize("command", ["train", "train-pack"])
+def test_a_workflow_job_watches_snakemake_and_prints_a_resume_command_that_resumes(command, monkeypatch, capsys,
+                                                                                    tmp_path):
+    """``--exit-with PID`` is honoured by ``train`` and ``train-pack`` alike; the resume command printed when
+    the job is interrupted leaves it out (that Snakemake is gone: pasted, the command would stop at once)."""
+    from firm_bench.core import lock
+    from firm_bench.core.errors import TrainingInterrupted
+    from firm_bench.run import train as train_mod
+
+    watched = []
+    monkeypatch.setattr(lock, "exit_with", lambda pid: watched.append(pid))
+
+    def interrupted(cfgs, run_dirs, **kwargs):
+        run_dir = run_dirs[0] if isinstance(run_dirs, list) else run_dirs
+        raise TrainingInterrupted(15, "SIGTERM", 1, 2, str(run_dir))
+
+    monkeypatch.setattr(train_mod, "train", interrupted)
+    monkeypatch.setattr(train_mod, "train_pack", interrupted)
+    where = (["--run-dir", str(tmp_path / "a")] if command == "train"
+             else ["--member", str(tmp_path / "a"), "seed=0", "--member", str(tmp_path / "b"), "seed=1"])
+    args = [command, "--preset", "smoke", *where, "--no-progress", "--exit-with", "4242", "--in-workflow"]
+    assert main(args) == 143
+    assert watched == [4242]
+    err = capsys.readouterr().err
+    shown = err.split("Resume with the same command: ", 1)[1]
+    assert shown.startswith(f"firm-bench {command} --preset smoke ") and "--exit-with" not in shown and "4242" not in shown
+    assert main([*args[:-3], "--no-progress", "--exit-with=4243"]) == 143 and watched == [4242, 4243]
+    assert "4243" not in capsys.readouterr().err.split("Resume with the same command: ", 1)[1]

@@ -47,7 +47,7 @@ def _schema() -> dict:
 
 
 #: what a key's ``x-roles`` in the schema may say (run.schema.yaml's header: what each means)
-ROLES = ("not-recipe", "local", "pack-varying")
+ROLES = ("not-recipe", "local", "pack-varying", "where")
 
 
 @functools.lru_cache(maxsize=None)
@@ -428,9 +428,14 @@ def resume_view(cfg: Mapping) -> dict:
     return without(cfg, keys_with("local"))
 
 
+def _under(key: str, names: Iterable[str]) -> bool:
+    """Whether dotted ``key`` is one of ``names`` or inside one of them."""
+    return any(key == n or key.startswith(n + ".") for n in names)
+
+
 def resume_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
     """``key: recorded -> now`` for every key of :func:`resume_view` where two validated configs differ."""
-    a, b = leaves(resume_view(recorded)), leaves(resume_view(cfg))
+    a, b = resume_view(recorded), resume_view(cfg)
     return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k)]
 
@@ -442,6 +447,17 @@ def recorded_differences(recorded: Mapping, cfg: Mapping, path: str | Path) -> l
     return resume_differences(validate(recorded), cfg)
 
 
+def plan_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
+    """``key: recorded -> planned`` for every key where a run's recorded config is another recipe than validated
+    ``cfg`` (the workflow plan's): :func:`recorded_differences` and the ``features`` section too (the run's
+    results are extracted with it), but the other ``local`` keys of the schema (where it runs and its data lies,
+    the recipe's names, ``scores``, ``speed``)."""
+    a, b = leaves(validate(recorded)), leaves(cfg)
+    skip = tuple(k for k in keys_with("local") if k != "features")
+    return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
+            if not _under(k, skip) and a.get(k) != b.get(k)]
+
+
 def recipe_differences(cfg: Mapping, base: Mapping) -> dict:
     """The recipe keys (dotted) whose value in validated ``cfg`` differs from validated ``base``, sorted.
 
@@ -450,28 +466,50 @@ def recipe_differences(cfg: Mapping, base: Mapping) -> dict:
     outliers, seed).
     """
     a, b = leaves(settings(cfg)), leaves(settings(base))
-
-    def recipe_key(k: str) -> bool:
-        return not any(k == n or k.startswith(n + ".") for n in keys_with("not-recipe"))
-
-    return {k: a.get(k) for k in sorted(set(a) | set(b)) if recipe_key(k) and a.get(k) != b.get(k)}
+    not_recipe = keys_with("not-recipe")
+    return {k: a.get(k) for k in sorted(set(a) | set(b)) if not _under(k, not_recipe) and a.get(k) != b.get(k)}
 
 
-def override_recipe_name(preset: str, differences: Mapping) -> str:
-    """``<preset>`` plus what differs from it: ``smoke+optim.lr=0.2+loss.tau=0.5`` when short and path-safe,
-    else ``smoke+<sha256 of the differences, 10 hex digits>``."""
+#: a recipe name: ``<preset>[-<variant>][+<what the overrides change>]`` (:func:`recipe_name`)
+VARIANT_SEP, OVERRIDES_SEP = "-", "+"
+
+
+def recipe_name(preset: str, differences: Mapping, variant: str | None = None) -> str:
+    """The one rule naming a recipe (the command line, packs and the workflow): its preset, the workflow
+    variant's name if any, and every recipe key it changes from the preset.
+
+    ``<preset>`` (a variant: ``<preset>-<variant>``) when ``differences``
+    (:func:`recipe_differences`) is empty, else that plus ``+`` and the
+    differences, ``smoke+optim.lr=0.2+loss.tau=0.5`` when short and path-safe,
+    else ``smoke+<sha256 of the differences, 10 hex digits>``. So two configs
+    that train different numbers never share a run directory: the workflow's
+    ``run_overrides`` and variants are named as ``--set`` is. The name is
+    checked as a run directory level (``rundir.check_name``).
+    """
+    from firm_bench.core.rundir import check_name  # the run directory's naming rule, one place
+
+    if variant not in (None, "", "base"):
+        if OVERRIDES_SEP in str(variant):
+            raise ConfigError(f"variant {variant!r}: a variant name may not contain {OVERRIDES_SEP!r} (it separates "
+                              "the overrides in a recipe name); rename the variant")
+        preset = f"{preset}{VARIANT_SEP}{variant}"
     if not differences:
-        return preset
+        return check_name("recipe", preset)
 
     def text(v: Any) -> str:
         return json.dumps(v) if isinstance(v, (bool, type(None))) else str(v)
 
     pairs = [f"{k}={text(v)}" for k, v in differences.items()]
-    suffix = "+".join(pairs)
-    if len(suffix) <= _MAX_SUFFIX and all(_SAFE_VALUE.fullmatch(text(v)) for v in differences.values()):
-        return f"{preset}+{suffix}"
-    digest = hashlib.sha256(json.dumps(dict(differences), sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{preset}+{digest}"
+    suffix = OVERRIDES_SEP.join(pairs)
+    if not (len(suffix) <= _MAX_SUFFIX and all(_SAFE_VALUE.fullmatch(text(v)) for v in differences.values())):
+        suffix = hashlib.sha256(json.dumps(dict(differences), sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return check_name("recipe", f"{preset}{OVERRIDES_SEP}{suffix}")
+
+
+def recipe_variant(recipe: str) -> str:
+    """The workflow variant a :func:`recipe_name` carries: ``base`` for ``<preset>[+...]``, else its ``-<variant>``."""
+    head = str(recipe).split(OVERRIDES_SEP, 1)[0]
+    return head.split(VARIANT_SEP, 1)[1] if VARIANT_SEP in head else "base"
 
 
 def resolve(
@@ -485,7 +523,7 @@ def resolve(
 
     ``name_recipe`` (the command line without ``--recipe``): when no layer
     names the recipe, it is the preset's name plus what the other layers change
-    (:func:`override_recipe_name`), recorded as ``recipe_overrides``, so runs of
+    (:func:`recipe_name`), recorded as ``recipe_overrides``, so runs of
     one preset with different overrides get different run directories.
     """
     cfg: dict = {}
@@ -502,7 +540,7 @@ def resolve(
     if name_recipe and cfg.get("recipe") is None:
         full = validate(cfg)
         differences = recipe_differences(full, resolve(preset))
-        cfg = deep_merge(cfg, {"recipe": override_recipe_name(full["recipe"], differences),
+        cfg = deep_merge(cfg, {"recipe": recipe_name(full["recipe"], differences),
                                "recipe_overrides": differences})
     return validate(cfg)
 

@@ -29,20 +29,20 @@ class RecipeMismatch(ConfigError):
 
     def __init__(self, run_dir: str, differences: list[str]) -> None:
         self.run_dir, self.differences = str(run_dir), list(differences)
-        super().__init__(f"{run_dir} holds a checkpoint of a different config ({self.what()}); use another "
-                         f"--run-dir, or delete {run_dir}/checkpoints to start over")
+        super().__init__(f"{run_dir} holds a checkpoint or finished run of a different config ({self.what()}); "
+                         f"use another --run-dir, or pass --retrain to train it from scratch there (replacing "
+                         f"{run_dir}/checkpoints and its results)")
 
     def what(self) -> str:
         shown = "; ".join(self.differences[:5]) or "the recipe differs"
         return shown + (f"; and {len(self.differences) - 5} more" if len(self.differences) > 5 else "")
 
     def in_workflow(self) -> str:
-        return (f"{self.run_dir} holds a checkpoint trained under another recipe ({self.what()}). A workflow names "
-                "each run directory by dataset/cls/loss/outliers/recipe/seed, so changed overrides of a recipe "
-                "(the workflow config's run_overrides or an experiment's variants) land in the old runs' directories. "
-                "Either give the changed overrides a new variant name (experiments.<name>.variants: a new recipe, "
-                f"trained into its own directories), or retrain this run under the new recipe: delete {self.run_dir} "
-                "(its checkpoints, features and scores are the old recipe's), then rerun snakemake")
+        return (f"{self.run_dir} holds a checkpoint or finished run trained under another recipe ({self.what()}) "
+                "than the workflow plans for it. The workflow names each recipe by its preset and every override "
+                "(config.recipe_name), so this run was trained there by hand (firm-bench train --recipe) or under a "
+                f"preset changed since. Move or delete {self.run_dir} (its checkpoints, features and scores are the "
+                f"other recipe's), then rerun snakemake with --forcerun {self.run_dir}/trained.json")
 
 
 class DatasetError(RuntimeError):

@@ -41,8 +41,9 @@ from firm_bench.core.facts import CONFIG_NAMES, datasets, method, paper
 from firm_bench.core.packs import pack_key
 from firm_bench.core.rundir import Run, evalset_of
 
-#: wildcard patterns shared by the Snakefile's ``wildcard_constraints``
-RECIPE_PATTERN = r"[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)?"
+#: wildcard patterns shared by the Snakefile's ``wildcard_constraints`` (a recipe: any run directory level name,
+#: ``config.recipe_name``: ``mini-tau0.5+3f9a0c1b2d``)
+RECIPE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+=-]*"
 CLS_PATTERN = r"[A-Za-z0-9_]+"
 
 
@@ -157,8 +158,24 @@ def train_slurm_extra(cfg: Mapping) -> str:
     return f"--signal=TERM@{int(cfg['resources']['train_signal_s'])}"
 
 
-def recipe_name(preset: str, variant: str) -> str:
-    return preset if variant in ("", "base") else f"{preset}-{variant}"
+def recipe_name(cfg: Mapping, variant: str, overrides: Mapping, levels: Mapping) -> str:
+    """The recipe of a validated workflow config's ``variant``: ``config.recipe_name`` (the command line's rule)
+    of what the workflow's ``run_overrides`` and the variant's ``overrides`` change from the preset.
+
+    ``levels``: the dataset, class, loss, outliers and seed of one of its runs
+    (they name the run directory's other levels, not the recipe, but the
+    config is validated with them).
+    """
+    preset = cfg["preset"]
+    base = config_mod.resolve(preset, overrides=_pairs(levels))
+    full = config_mod.resolve(preset, overrides=_pairs({**levels, **cfg["run_overrides"], **overrides}))
+    return config_mod.recipe_name(preset, config_mod.recipe_differences(full, base), variant)
+
+
+def _levels(run: Run) -> dict:
+    """The config keys of a run's directory levels (dataset, class, loss, outliers, seed)."""
+    return {"dataset.name": run.dataset, "dataset.cls": int(run.cls) if run.cls.isdigit() else run.cls,
+            "loss.name": run.loss, "outliers.name": run.outliers, "seed": run.seed}
 
 
 def _classes(dataset: str, classes: Any) -> list[str]:
@@ -192,7 +209,8 @@ def plan(cfg: Mapping, only: Iterable[str] | None = None) -> Plan:
     config_mod.load_preset(preset)  # unknown preset fails here
     runs: dict[Run, RunNeeds] = {}
     experiments: dict[str, list[Run]] = {}
-    variants: dict[str, dict] = {preset: {}}
+    variants: dict[str, dict] = {}
+    names: dict[str, tuple[dict, str]] = {}  # variant -> (its overrides, its recipe name)
     selected = set(only) if only is not None else None
     for exp_name, exp in cfg["experiments"].items():
         if selected is not None and exp_name not in selected:
@@ -205,27 +223,39 @@ def plan(cfg: Mapping, only: Iterable[str] | None = None) -> Plan:
         if exp["ood"]:
             _check("dataset", exp["ood"], "dataset.name", where + ".ood")
         exp_variants = exp["variants"] or {"": {}}
-        for vname, overrides in exp_variants.items():
-            recipe = recipe_name(preset, vname)
-            if recipe in variants and variants[recipe] != overrides:
-                raise ConfigError(f"{where}.variants.{vname}: recipe {recipe!r} is defined twice with different overrides")
-            variants[recipe] = dict(overrides)
         seeds = exp["seeds"] if exp["seeds"] is not None else cfg["seeds"]
-        members: list[Run] = []
         evalsets = [evalset_of(name) for name in exp["ood"]] if exp["ood"] else [evalset_of(None)]
-        for dataset in exp["datasets"]:
-            for cls in ["all"] if exp["ood"] else _classes(dataset, exp["classes"]):
-                for loss in exp["losses"]:
-                    for outliers in exp["outliers"]:
-                        for vname in exp_variants:
-                            for seed in seeds:
-                                run = Run(dataset, cls, loss, outliers, recipe_name(preset, vname), int(seed))
-                                needs = runs.setdefault(run, RunNeeds())
-                                needs.scores.update(exp["scores"])
-                                needs.ks.update(exp["k"])
-                                needs.experiments.add(exp_name)
-                                needs.evalsets.update(evalsets)
-                                members.append(run)
+        levels = [(dataset, cls) for dataset in exp["datasets"]
+                  for cls in (["all"] if exp["ood"] else _classes(dataset, exp["classes"]))]
+        recipes = {}
+        for vname, overrides in exp_variants.items():
+            key = "base" if vname in ("", "base") else vname
+            if key in names and names[key][0] != overrides:
+                raise ConfigError(f"{where}.variants.{vname}: variant {vname!r} is defined twice with different "
+                                  "overrides; give one of them another name")
+            if key not in names:
+                example = (Run(*levels[0], exp["losses"][0], exp["outliers"][0], preset, int(seeds[0]) if seeds else 0)
+                           if levels and exp["losses"] and exp["outliers"] else None)
+                try:
+                    name = recipe_name(cfg, vname, overrides, _levels(example)) if example else preset
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}.variants.{vname}: {exc}") from None
+                names[key] = (dict(overrides), name)
+            recipes[vname] = names[key][1]
+            variants[recipes[vname]] = dict(overrides)
+        members: list[Run] = []
+        for dataset, cls in levels:
+            for loss in exp["losses"]:
+                for outliers in exp["outliers"]:
+                    for vname in exp_variants:
+                        for seed in seeds:
+                            run = Run(dataset, cls, loss, outliers, recipes[vname], int(seed))
+                            needs = runs.setdefault(run, RunNeeds())
+                            needs.scores.update(exp["scores"])
+                            needs.ks.update(exp["k"])
+                            needs.experiments.add(exp_name)
+                            needs.evalsets.update(evalsets)
+                            members.append(run)
         experiments[exp_name] = members
     result = Plan(cfg, runs, experiments, variants)
     for recipe in {r.recipe for r in runs}:  # every variant's overrides resolve to a valid run config
@@ -241,20 +271,19 @@ def run_overrides(p: Plan, run: Run) -> list[str]:
     score to an experiment never retrains a run.
     """
     cfg = p.config
-    pairs: dict[str, Any] = {
-        "dataset.name": run.dataset,
-        "dataset.cls": int(run.cls) if run.cls.isdigit() else run.cls,  # "all": unlabeled multiclass
-        "loss.name": run.loss,
-        "outliers.name": run.outliers,
-        "seed": run.seed,
-    }
+    pairs: dict[str, Any] = _levels(run)  # dataset.cls "all": unlabeled multiclass
     if cfg["data_root"] is not None:
         pairs["dataset.root"] = cfg["data_root"]
     if cfg["oe_path"] is not None:
         pairs["outliers.oe_path"] = cfg["oe_path"]
     pairs.update(cfg["run_overrides"])
     pairs.update(p.variants[run.recipe])
-    return [f"{k}={_yaml_value(v)}" for k, v in pairs.items()]
+    return _pairs(pairs)
+
+
+def _pairs(keys: Mapping[str, Any]) -> list[str]:
+    """``{dotted key: value}`` as ``--set`` pairs."""
+    return [f"{k}={_yaml_value(v)}" for k, v in keys.items()]
 
 
 _BARE = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*")
@@ -275,21 +304,40 @@ def run_config(p: Plan, run: Run) -> dict:
     return cfg
 
 
+def _recipe_overrides(p: Plan, run: Run) -> list[str]:
+    """:func:`run_overrides` but where the run runs and its data lies (the schema's ``where`` keys: :func:`local_args`)."""
+    return [pair for pair in run_overrides(p, run) if pair.split("=", 1)[0] not in config_mod.keys_with("where")]
+
+
+def local_args(p: Plan) -> str:
+    """The ``--set`` arguments of where every run runs and its data lies (``data_root``, ``oe_path``, a
+    ``run_overrides`` device): in the training rules' shell commands, not their params, so setting
+    ``data_root`` on a finished grid (data moved, grid copied to a cluster) reruns no job."""
+    keys = {k: v for k, v in p.config["run_overrides"].items() if k in config_mod.keys_with("where")}
+    if p.config["data_root"] is not None:
+        keys["dataset.root"] = p.config["data_root"]
+    if p.config["oe_path"] is not None:
+        keys["outliers.oe_path"] = p.config["oe_path"]
+    return " ".join(f"--set {shlex.quote(pair)}" for pair in _pairs(keys))
+
+
 def cli_args(p: Plan, run: Run) -> str:
-    """Shell-quoted ``--preset ... --set ...`` arguments of ``firm-bench train`` for ``run``."""
+    """Shell-quoted ``--preset ... --set ...`` arguments of ``firm-bench train`` for ``run`` (its recipe, not
+    :func:`local_args`)."""
     cached = p.args_cache.get(run)
     if cached is not None:
         return cached
     args = ["--preset", p.config["preset"], "--recipe", run.recipe]
-    for pair in run_overrides(p, run):
+    for pair in _recipe_overrides(p, run):
         args += ["--set", pair]
     p.args_cache[run] = " ".join(shlex.quote(a) for a in args)
     return p.args_cache[run]
 
 
 # The rules' params (Snakemake reruns a job whose params changed): what
-# defines the result, never where it runs (GPU slots, threads are in the rules'
-# shell commands, so a grid moved to another machine is not retrained).
+# defines the result, never where it runs (GPU slots, threads, the device and
+# where the data lies are in the rules' shell commands: local_args, so a grid
+# moved to another machine or data directory is not retrained).
 def train_args(p: Plan, run: Run) -> str:
     """``firm-bench train`` arguments of the train rule: the run's recipe and directory."""
     return f"{cli_args(p, run)} --run-dir {shlex.quote(run.path(p.config['runs_root']))}"
@@ -356,7 +404,7 @@ def pack_args(p: Plan, pack: Pack) -> str:
     A run's overrides (:func:`run_overrides`) name each key once, so splitting
     them into shared and per-member pairs gives every member its own config.
     """
-    per_run = [dict(pair.split("=", 1) for pair in run_overrides(p, run)) for run in pack.runs]
+    per_run = [dict(pair.split("=", 1) for pair in _recipe_overrides(p, run)) for run in pack.runs]
     shared = {k: v for k, v in per_run[0].items() if all(r.get(k) == v for r in per_run[1:])}
     args = ["--preset", p.config["preset"], "--recipe", pack.runs[0].recipe]
     for key, value in shared.items():

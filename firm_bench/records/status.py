@@ -21,7 +21,10 @@ One run's state (:func:`run_state`), from its files:
 - ``damaged``: ``status.json`` or ``trained.json`` unreadable, or a field of it
   not what firm-bench writes (a non-numeric epoch, a ``running`` one without
   heartbeat, as earlier formats wrote it, ...): the detail names the
-  file and the reason; the other runs are listed as usual.
+  file and the reason; the other runs are listed as usual;
+- ``refused``: (a workflow's grid) the run's recorded ``config.yaml`` is
+  another recipe than the plan's (``config.plan_differences``, named in the
+  detail): whatever its training did, its results are not the plan's.
 
 A run directory (:func:`find_run_dirs`) holds a run's ``status.json``,
 ``trained.json``, or a ``config.yaml`` written by firm-bench (its checksum
@@ -37,16 +40,17 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
+from firm_bench.core import config as config_mod
 from firm_bench.core import lock as locks
 from firm_bench.core import rundir as runs
-from firm_bench.core.errors import DamagedFile
+from firm_bench.core.errors import ConfigError, DamagedFile
 from firm_bench.records import chain
 
-STATES = ("done", "running", "stopped", "failed", "pending", "damaged")
+STATES = ("done", "running", "stopped", "failed", "pending", "damaged", "refused")
 #: states shown in the counts only when some run is in them
-RARE_STATES = ("damaged",)
+RARE_STATES = ("damaged", "refused")
 #: the shortest silence after which a run is taken for dead
 MIN_STALE_S = 600.0
 #: how much earlier than a status's ``started`` (whole seconds, written after the process began) the
@@ -80,10 +84,11 @@ class _Damaged(Exception):
         self.name = name
 
 
-def _read(path: Path) -> dict | None:
-    """A JSON record (``rundir.read_record``), or None when absent; raises :class:`_Damaged` for a damaged one."""
+def _read(path: Path, read: Callable[[Path], dict] = runs.read_record) -> dict | None:
+    """A run file as ``read`` gives it (a JSON record: ``rundir.read_record``), or None when absent; raises
+    :class:`_Damaged` for a damaged or unreadable one."""
     try:
-        return runs.read_record(path)
+        return read(path)
     except FileNotFoundError:
         return None
     except DamagedFile as exc:
@@ -157,9 +162,14 @@ def _not_the_trainer(status: Mapping, pid: int, holding: list[int] | None) -> st
     return None
 
 
-def run_state(run_dir: str | Path, now: float | None = None, host: str | None = None) -> RunState:
+def run_state(run_dir: str | Path, now: float | None = None, host: str | None = None,
+              planned: Callable[[], Mapping] | None = None) -> RunState:
     """The state of one run directory (see the module docstring); reads only; a damaged file gives ``damaged``,
-    and so does a run whose trained.json or metrics.json names another run than its path (moved or copied)."""
+    and so does a run whose trained.json or metrics.json names another run than its path (moved or copied).
+
+    ``planned``: the plan's validated run config of this directory (a workflow's grid), called only when the
+    run has started; a run of another recipe is ``refused``.
+    """
     run_dir = Path(run_dir)
     try:
         for name in (runs.TRAINED_FILE, runs.METRICS_FILE):
@@ -167,7 +177,11 @@ def run_state(run_dir: str | Path, now: float | None = None, host: str | None = 
             if record is not None:
                 chain.check_identity(run_dir, run_dir / name, record.get("run") if name == runs.TRAINED_FILE
                                      else chain.metrics_identity(record))
-        return _run_state(run_dir, time.time() if now is None else now, socket.gethostname() if host is None else host)
+        st = _run_state(run_dir, time.time() if now is None else now, socket.gethostname() if host is None else host)
+        other = _other_recipe(run_dir, planned) if planned is not None and st.state != "pending" else None
+        if other:
+            return RunState(str(run_dir), "refused", st.epoch, st.epochs, detail=other, scored=st.scored)
+        return st
     except _Damaged as exc:
         return RunState(str(run_dir), "damaged", detail=f"{exc}; {runs.describe(run_dir / exc.name)[1]}")
     except DamagedFile as exc:  # records.chain: another run's records
@@ -181,6 +195,22 @@ def _stale_scores(run_dir: Path) -> str:
     except DamagedFile as exc:
         return str(exc)
     return ""
+
+
+def _other_recipe(run_dir: Path, planned: Callable[[], Mapping]) -> str | None:
+    """Why the run's recorded config is not the plan's recipe (``config.plan_differences``), else None."""
+    recorded = _read(run_dir / runs.CONFIG_FILE, lambda path: runs.read_run_config(path.parent))
+    if recorded is None:
+        return None
+    try:
+        diff = config_mod.plan_differences(recorded, planned())
+    except ConfigError as exc:
+        diff = [f"its config is not valid today: {' '.join(str(exc).split())}"]
+    if not diff:
+        return None
+    shown = "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else "")
+    return (f"another recipe than the plan's ({shown}): its results are not the plan's and the workflow refuses "
+            "to resume it; move or delete this run directory, then rerun snakemake to train the plan's")
 
 
 def _run_state(run_dir: Path, now: float, host: str) -> RunState:
@@ -241,15 +271,17 @@ def _run_state(run_dir: Path, now: float, host: str) -> RunState:
 
 
 def grid_status(run_dirs: Iterable[str | Path], experiments: Mapping[str, Sequence[str]] | None = None,
-                now: float | None = None) -> list[RunState]:
-    """The state of every run directory (each once, in order); ``experiments``: experiment -> its run dirs."""
+                now: float | None = None,
+                planned: Callable[[str], Mapping] | None = None) -> list[RunState]:
+    """The state of every run directory (each once, in order); ``experiments``: experiment -> its run dirs;
+    ``planned``: run directory -> the plan's run config (a run of another recipe is ``refused``)."""
     member: dict[str, list[str]] = {}
     for exp, dirs in (experiments or {}).items():
         for d in dirs:
             member.setdefault(str(d), []).append(exp)
     out = []
     for d in dict.fromkeys(str(d) for d in run_dirs):
-        st = run_state(d, now=now)
+        st = run_state(d, now=now, planned=(lambda d=d: planned(d)) if planned is not None else None)
         st.experiments = member.get(d, [])
         out.append(st)
     return out
@@ -313,7 +345,7 @@ def format_status(states: Sequence[RunState], title: str = "", root: str | None 
             lines.append(f"  {exp:<{width}}  " + "  ".join(f"{s} {sum(st.state == s for st in mine):>3}" for s in shown))
     sections = [("running", lambda st: f"epoch {st.epoch}/{st.epochs}, eta {_clock(st.eta_s)} ({st.detail})"),
                 ("stopped", lambda st: st.detail), ("failed", lambda st: st.detail or "no reason recorded"),
-                ("damaged", lambda st: st.detail)]
+                ("damaged", lambda st: st.detail), ("refused", lambda st: st.detail)]
     if show_pending:
         sections.append(("pending", lambda st: "not started"))
     for state, text in sections:

@@ -9,11 +9,20 @@ curve (``curve.csv``) and the test-set selection (``best_test.pt``), the
 checkpoint with its checksum record, and the outcome in ``status.json`` and
 ``trained.json``: ``ok``, ``failed`` with its reason, or ``interrupted`` by a
 signal. ``firm_bench.run.train`` drives the models (a run alone or a pack).
+
+Nothing finished is thrown away unasked: a finished run whose checkpoints
+were deleted keeps its results (:meth:`RunLedger.kept`; ``retrain`` trains it
+again), and re-finishing a run from its final checkpoint (no training) keeps
+the provenance of the training that made the model (``versions.json``,
+``train_seconds``, the pack label), recording what the re-finish changed
+beside it (``refinished``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +72,7 @@ class RunLedger:
     best: dict = field(default_factory=lambda: {"auroc": None, "epoch": None})
     elapsed_before: float = 0.0
     resumes: list[dict] = field(default_factory=list)
+    refinish: dict | None = None  # re-finishing from the final checkpoint: the training's outcome, what changed
 
     @property
     def epochs(self) -> int:
@@ -91,15 +101,84 @@ class RunLedger:
         check_resumable(self.cfg, state, path)
         return state
 
+    def kept(self) -> TrainResult | None:
+        """A finished run whose checkpoints were deleted (to save disk): its results, kept, else None.
+
+        Finished: ``status.json`` says ok. Its recorded ``config.yaml`` must be
+        this recipe (:class:`RecipeMismatch` naming the keys otherwise, ``optim.epochs``
+        too: ``retrain`` replaces it; run-local keys may differ). Nothing is trained or
+        removed; ``trained.json``, when gone (Snakemake removes a job's outputs
+        before rerunning it), is written back from ``status.json`` and the curve,
+        dated when the training finished (so no later step reruns).
+        """
+        status = runs.read_status(self.run_dir)
+        if not status or status.get("state") != "ok":
+            return None
+        if not (self.run_dir / runs.CONFIG_FILE).exists():
+            return None
+        diff = config_mod.recorded_differences(runs.read_run_config(self.run_dir), self.cfg)
+        if diff:
+            raise RecipeMismatch(str(self.run_dir), diff)
+        trained = self.run_dir / runs.TRAINED_FILE
+        if not trained.exists():
+            keep = ("final_auroc", "best_test_auroc", "best_test_epoch", "train_seconds", "speed",
+                    "resumed_under_other_settings", "checkpoint_sha256")
+            runs.atomic_write_json(trained, {"state": "ok", "epochs": self.epochs, "run": chain.run_identity(self.cfg),
+                                             **{k: status[k] for k in keep if k in status},
+                                             **runs.curve_record(runs.read_curve(self.run_dir)),
+                                             "checkpoints": "deleted after training; results kept"})
+            _dated(trained, status)
+        print(f"firm-bench: {self.run_dir} is finished and its checkpoints were deleted: its results are kept, "
+              "nothing trained (to train it again from scratch: firm-bench train ... --retrain)", file=sys.stderr)
+        return TrainResult(self.run_dir, self.epochs, status.get("final_auroc"), status.get("best_test_auroc"),
+                           status.get("best_test_epoch"), float(status.get("train_seconds") or 0.0))
+
     def open(self, state: dict | None, device: torch.device) -> None:
-        """Start the run's records: a fresh start removes a previous model's outputs; config and versions written."""
+        """Start the run's records: a fresh start removes a previous model's outputs; config and versions written.
+
+        Re-finishing from the final checkpoint keeps ``versions.json`` (the
+        training's) and notes what differs now (:meth:`finish` records it).
+        """
         if state is None:
             removed = runs.remove_previous_outputs(self.run_dir)
+            for name in ("checkpoints/last.pt", "checkpoints/last.pt" + runs.CHECKSUM_SUFFIX):  # --retrain
+                if (self.run_dir / name).exists():
+                    (self.run_dir / name).unlink()
+                    removed.append(name)
             if removed:
-                print(f"firm-bench: {self.run_dir} has no checkpoint: training from scratch; removed the previous "
+                print(f"firm-bench: {self.run_dir}: training from scratch; removed the previous "
                       f"training's {', '.join(removed)}", file=sys.stderr)
+        elif int(state["epoch"]) >= self.epochs:
+            self.refinish = self._refinish(device)
+        if self.refinish is None or not self.refinish["versions_kept"]:
+            runs.atomic_write_json(self.run_dir / "versions.json", runs.versions(device))
         runs.write_run_config(self.run_dir, self.cfg)
-        runs.atomic_write_json(self.run_dir / "versions.json", runs.versions(device))
+
+    def _refinish(self, device: torch.device) -> dict:
+        """What re-finishing keeps (the training's outcome in ``trained.json`` / ``status.json``, its
+        ``versions.json``) and what it changes (versions, run-local config keys)."""
+        previous = None
+        for name in (runs.TRAINED_FILE, runs.STATUS_FILE):
+            try:
+                record = runs.read_json(self.run_dir / name)
+            except (FileNotFoundError, DamagedFile):
+                continue
+            if isinstance(record, dict) and record.get("state") == "ok":
+                previous = {"record": record, "mtime": (self.run_dir / name).stat().st_mtime}
+                break
+        try:
+            kept = runs.read_json(self.run_dir / "versions.json")
+        except (FileNotFoundError, DamagedFile):
+            kept = None
+        now = runs.versions(device)
+        changed = {k: [kept.get(k), v] for k, v in now.items() if kept.get(k) != v} if isinstance(kept, dict) else {}
+        try:
+            config_changes = config_mod.differences(runs.read_run_config(self.run_dir), self.cfg)
+        except (FileNotFoundError, DamagedFile):
+            config_changes = ["config.yaml: (absent or damaged) -> written again"]
+        return {"previous": previous, "versions_kept": isinstance(kept, dict),
+                "entry": {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": changed,
+                          "config": config_changes}}
 
     def resume(self, state: dict) -> None:
         """Take the checkpoint's epoch, curve, selection and resumes (the model state is the trainer's to load).
@@ -173,16 +252,39 @@ class RunLedger:
         return TrainingInterrupted(int(signum or 0), name, epoch, self.epochs, str(self.run_dir))
 
     def finish(self, elapsed: float) -> TrainResult:
-        """Record the run trained (``status.json``, then ``trained.json``, written last)."""
+        """Record the run trained (``status.json``, then ``trained.json``, written last).
+
+        A re-finish (no training) keeps the training's ``train_seconds`` and
+        speed / pack label (else the checkpoint's time) and appends what it
+        changed to ``refinished``; ``trained.json`` keeps its date.
+        """
         final = self.curve[-1]["auroc"] if self.curve else None
         seconds = round(elapsed, 3)
+        fields = self.fields()
+        previous = (self.refinish or {}).get("previous")
+        if self.refinish is not None:
+            before = previous["record"] if previous else {}
+            seconds = before.get("train_seconds", round(self.elapsed_before, 3))
+            fields = {**fields, **{k: before[k] for k in ("speed", "resumed_under_other_settings") if k in before},
+                      "refinished": [*before.get("refinished", []), {**self.refinish["entry"], "speed": self.speed()}]}
         outcome = {"final_auroc": final, "best_test_auroc": self.best["auroc"], "best_test_epoch": self.best["epoch"],
                    "train_seconds": seconds}
-        runs.write_status(self.run_dir, "ok", stage="trained", epoch=self.epochs, **outcome, **self.fields())
-        runs.atomic_write_json(self.run_dir / runs.TRAINED_FILE,
-                               {"state": "ok", "epochs": self.epochs, **outcome, **self.fields(),
-                                **runs.curve_record(self.curve), **chain.trained_links(self.run_dir, self.cfg)})
+        links = chain.trained_links(self.run_dir, self.cfg)  # in status.json too: trained.json is rebuilt from it
+        runs.write_status(self.run_dir, "ok", stage="trained", epoch=self.epochs, **outcome, **fields, **links)
+        trained = runs.atomic_write_json(self.run_dir / runs.TRAINED_FILE,
+                                         {"state": "ok", "epochs": self.epochs, **outcome, **fields,
+                                          **runs.curve_record(self.curve), **links})
+        if previous:
+            _dated(trained, {"time_unix": previous["mtime"]})
         return TrainResult(self.run_dir, self.epochs, final, self.best["auroc"], self.best["epoch"], elapsed)
+
+
+def _dated(path: Path, status: dict) -> None:
+    """Give ``path`` the time of the training that made the model (``time_unix``), so a workflow's steps after it
+    (their inputs no newer than their outputs) are not rerun for records rewritten without training."""
+    when = status.get("time_unix")
+    if isinstance(when, (int, float)):
+        os.utime(path, (when, when))
 
 
 def check_resumable(cfg: dict, state: dict, path: Path) -> None:

@@ -120,6 +120,7 @@ def train(
     progress: bool | str | None = None,
     data: RunData | None = None,
     progress_every: int | None = None,
+    retrain: bool = False,
 ) -> TrainResult:
     """Train one run from a resolved config into ``run_dir``, resuming if it holds a checkpoint.
 
@@ -132,9 +133,11 @@ def train(
     on it fails at once, naming this one. A checkpoint is resumed only when its
     recorded config has this recipe (``config.resume_view``; the differing keys are
     named otherwise, :class:`RecipeMismatch`); a training that starts from scratch
-    first removes what a previous model left (``rundir.remove_previous_outputs``).
+    first removes what a previous model left (``rundir.remove_previous_outputs``). A finished run whose
+    checkpoints were deleted keeps its results (``RunLedger.kept``): ``retrain`` trains it again from scratch
+    (as it does any run: its checkpoint and results are replaced).
     """
-    outcome = _train_held([cfg], [run_dir], progress, [data], progress_every)[0]
+    outcome = _train_held([cfg], [run_dir], progress, [data], progress_every, retrain)[0]
     if isinstance(outcome, TrainingFailed):
         raise outcome
     return outcome
@@ -146,6 +149,7 @@ def train_pack(
     progress: bool | str | None = None,
     datas: Sequence[RunData | None] | None = None,
     progress_every: int | None = None,
+    retrain: bool = False,
 ) -> list[TrainResult]:
     """Train the K runs ``cfgs`` into ``run_dirs`` together (K > 1: one fused model); each as ``train`` would.
 
@@ -155,7 +159,7 @@ def train_pack(
     otherwise as ``train`` (``progress``: ``lines`` prefixes each run's lines
     with its directory's name, ``bar`` shows one bar for the pack).
     """
-    outcomes = _train_held(cfgs, run_dirs, progress, datas, progress_every)
+    outcomes = _train_held(cfgs, run_dirs, progress, datas, progress_every, retrain)
     return [TrainResult(o.run_dir, o.epoch, None, None, None, 0.0) if isinstance(o, _Failed) else o for o in outcomes]
 
 
@@ -169,7 +173,7 @@ class _Failed(TrainingFailed):
 
 def _train_held(cfgs: Sequence[dict], run_dirs: Sequence[str | Path], progress: bool | str | None,
                 datas: Sequence[RunData | None] | None,
-                progress_every: int | None) -> list[TrainResult | TrainingFailed]:
+                progress_every: int | None, retrain: bool = False) -> list[TrainResult | TrainingFailed]:
     cfgs = [config_mod.validate(c) for c in cfgs]
     run_dirs = [Path(d) for d in run_dirs]
     if len(cfgs) != len(run_dirs):
@@ -181,7 +185,7 @@ def _train_held(cfgs: Sequence[dict], run_dirs: Sequence[str | Path], progress: 
         for run_dir in run_dirs:
             held.enter_context(runs.writing(run_dir, "train"))
         stop = held.enter_context(stop_requests("the pack's training" if len(cfgs) > 1 else "training"))
-        return _train(cfgs, run_dirs, progress, datas, progress_every, stop)
+        return _train(cfgs, run_dirs, progress, datas, progress_every, stop, retrain)
 
 
 def _data_for(cfgs: Sequence[dict], datas: Sequence[RunData | None] | None) -> list[RunData]:
@@ -202,7 +206,7 @@ def _data_for(cfgs: Sequence[dict], datas: Sequence[RunData | None] | None) -> l
 
 def _train(cfgs: list[dict], run_dirs: list[Path], progress: bool | str | None,
            datas: Sequence[RunData | None] | None, progress_every: int | None,
-           stop: StopRequest) -> list[TrainResult | TrainingFailed]:
+           stop: StopRequest, retrain: bool = False) -> list[TrainResult | TrainingFailed]:
     device = runs.pick_device(cfgs[0]["device"])
     if cfgs[0]["threads"]:
         torch.set_num_threads(cfgs[0]["threads"])
@@ -212,7 +216,14 @@ def _train(cfgs: list[dict], run_dirs: list[Path], progress: bool | str | None,
         raise config_mod.ConfigError(str(exc)) from None
     settings = numerics(device, opts)
     ledgers = [RunLedger(cfg, run_dir, settings) for cfg, run_dir in zip(cfgs, run_dirs)]
-    states = [ledger.checkpoint_state(device) for ledger in ledgers]  # every check before anything is written
+    states = [None if retrain else ledger.checkpoint_state(device) for ledger in ledgers]  # every check first
+    kept = [ledger.kept() if state is None and not retrain else None for ledger, state in zip(ledgers, states)]
+    if any(kept):  # finished runs without checkpoints keep their results; the others train
+        rest = [i for i, k in enumerate(kept) if k is None]
+        trained = iter(_train([cfgs[i] for i in rest], [run_dirs[i] for i in rest], progress,
+                              [datas[i] for i in rest] if datas is not None else None, progress_every, stop)
+                       if rest else [])
+        return [k if k is not None else next(trained) for k in kept]
     for ledger, state in zip(ledgers, states):
         ledger.open(state, device)
 

@@ -238,3 +238,30 @@ def test_status_needs_no_torch(grid):
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert "1 running" in out.stdout
+
+
+def test_a_run_of_another_recipe_than_the_plans_is_refused_not_done(grid, capsys):
+    """A directory of the plan trained under another recipe (the Quick start's 30 epochs where the mini workflow
+    plans 6, a preset changed since) is not "done, scored": status names what differs."""
+    from firm_bench.core import config
+    from firm_bench.planning.grid import run_config
+
+    root, dirs = grid
+    p = plan(load_workflow_config("mini"))
+    by_dir = {r.path(str(root)): r for r in p.runs}
+    for d in dirs:
+        _finished(Path(d))
+        runs.write_run_config(d, run_config(p, by_dir[d]))  # the plan's own recipe: done
+    other, moved = Path(dirs[0]), Path(dirs[1])
+    runs.write_run_config(other, config.resolve("mini", overrides=[f"dataset.cls={by_dir[str(other)].cls}"]))
+    planned = run_config(p, by_dir[str(moved)])  # where it ran and its data lies are not the recipe
+    runs.write_run_config(moved, {**planned, "threads": 7, "dataset": {**planned["dataset"], "root": "/old/data"}})
+    out = _status(capsys, root)
+    n = len(dirs)
+    assert f"{n} runs: {n - 1} done, 0 running, 0 stopped, 0 failed, 0 pending, 1 refused" in out, out
+    refused = out.split("refused:\n", 1)[1]
+    assert str(other.relative_to(root)) in refused and "optim.epochs: 30 -> 6" in refused
+    assert "features.crops: 4 -> 2" in refused and "move or delete this run directory" in refused
+    runs.atomic_write_text(moved / runs.CONFIG_FILE, "# firm-bench run config; sha256 of the text below: 0\nx: 1\n")
+    out = _status(capsys, root)  # a damaged config.yaml marks its run, the listing goes on
+    assert "1 damaged, 1 refused" in out and f"{moved.relative_to(root)}  config.yaml: does not match" in out

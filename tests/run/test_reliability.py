@@ -174,12 +174,75 @@ def test_features_refuse_a_config_that_is_not_the_checkpoints(finished, tmp_path
 # ------------------------------------------------------------------ a fresh training invalidates the old results
 
 
-def test_a_training_from_scratch_removes_the_previous_models_results(finished, tmp_path, capfd, monkeypatch):
+def _files(run):
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+def test_a_finished_run_whose_checkpoints_were_deleted_keeps_its_results(finished, tmp_path, capfd, monkeypatch):
+    """Checkpoints deleted to save disk: a rerun of its training (the same recipe, the data moved, Snakemake's
+    trained.json removed before the job) trains nothing and loses nothing; another recipe is refused by name."""
     import shutil
+
+    from firm_bench.run import train as train_mod
 
     cfg, run = finished
     run = _copy(run, tmp_path)
-    shutil.rmtree(run / "checkpoints")  # "delete it to start over"
+    shutil.rmtree(run / "checkpoints")
+    before = _files(run)
+    trained_before = runs.read_json(run / runs.TRAINED_FILE)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(train_mod, "build_training", no_training)
+    result = train(cfg, run, progress=False)
+    assert result.final_auroc == trained_before["final_auroc"] and _files(run) == before
+    assert "is finished and its checkpoints were deleted: its results are kept" in capfd.readouterr().err
+    (run / runs.TRAINED_FILE).unlink()  # Snakemake removes a job's output before rerunning it
+    moved = {**cfg, "dataset": {**cfg["dataset"], "root": str(tmp_path / "moved")}}  # data_root set: run-local
+    train(moved, run, progress=False)
+    trained = runs.read_json(run / runs.TRAINED_FILE)
+    assert {k: trained[k] for k in trained_before if k != "checkpoints"} == trained_before  # the training's outcome
+    assert "results kept" in trained["checkpoints"]
+    assert (run / runs.TRAINED_FILE).stat().st_mtime <= (run / "metrics.json").stat().st_mtime  # no step reruns
+    assert {k: v for k, v in _files(run).items() if k != runs.TRAINED_FILE} == \
+        {k: v for k, v in before.items() if k != runs.TRAINED_FILE}
+    with pytest.raises(config.ConfigError, match=r"finished run of a different config \(loss.tau: 0.2 -> 0.5\)"):
+        train({**cfg, "loss": {**cfg["loss"], "tau": 0.5}}, run, progress=False)
+    assert {k: v for k, v in _files(run).items() if k != runs.TRAINED_FILE} == \
+        {k: v for k, v in before.items() if k != runs.TRAINED_FILE}
+
+
+def test_refinishing_keeps_the_provenance_of_the_training_that_made_the_model(finished, tmp_path, monkeypatch):
+    """A rerun of a finished run's training job (pack_runs or data_root changed, --forcerun, an upgrade) finds the
+    final checkpoint and trains nothing: versions.json, train_seconds and the speed / pack label stay the
+    training's; what the re-finish changed is recorded beside them (``refinished``)."""
+    cfg, run = finished
+    run = _copy(run, tmp_path)
+    versions = runs.read_json(run / "versions.json")
+    trained_before = runs.read_json(run / runs.TRAINED_FILE)
+    real = runs.versions
+    monkeypatch.setattr(runs, "versions", lambda device=None: {**real(device), "git_commit": "upgraded"})
+    (run / runs.TRAINED_FILE).unlink()  # Snakemake removes a job's output before rerunning it
+    moved = {**cfg, "dataset": {**cfg["dataset"], "root": str(tmp_path / "moved")}}
+    train(moved, run, progress=False)
+    assert runs.read_json(run / "versions.json") == versions
+    trained = runs.read_json(run / runs.TRAINED_FILE)
+    for key in ("train_seconds", "speed", "final_auroc", "curve_sha256"):
+        assert trained[key] == trained_before[key], key
+    (change,) = trained["refinished"]
+    assert change["versions"]["git_commit"] == [versions["git_commit"], "upgraded"]
+    assert any(line.startswith("dataset.root: ") for line in change["config"]), change
+    assert runs.read_status(run)["train_seconds"] == trained_before["train_seconds"]
+    assert (run / runs.TRAINED_FILE).stat().st_mtime <= (run / "metrics.json").stat().st_mtime
+    train(moved, run, progress=False)  # again: the record grows, the training's provenance stays
+    again = runs.read_json(run / runs.TRAINED_FILE)
+    assert len(again["refinished"]) == 2 and again["train_seconds"] == trained_before["train_seconds"]
+
+
+def test_a_training_from_scratch_removes_the_previous_models_results(finished, tmp_path, capfd, monkeypatch):
+    cfg, run = finished
+    run = _copy(run, tmp_path)
     seen = {}
     real = runs.write_status
 
@@ -190,7 +253,7 @@ def test_a_training_from_scratch_removes_the_previous_models_results(finished, t
         return real(run_dir, state, **fields)
 
     monkeypatch.setattr(runs, "write_status", spy)
-    train(cfg, run, progress=False)
+    train(cfg, run, progress=False, retrain=True)  # asked for: the finished run and its checkpoint are replaced
     assert seen == {"trained.json": False, "features": False, "scores": False, "metrics.json": False,
                     "curve.csv": False}, seen
     assert "training from scratch; removed the previous training's trained.json" in capfd.readouterr().err

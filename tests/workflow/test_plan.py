@@ -154,12 +154,12 @@ def test_every_shipped_config_plans():
 def test_run_config_round_trip(paper):
     """The CLI arguments a train job gets resolve to the plan's run config."""
     plan = fw.plan(paper)
-    run = next(r for r in plan.runs if r.recipe == "paper-tau0.5" and r.cls != "all")
+    run = next(r for r in plan.runs if r.recipe == "paper-tau0.5+loss.tau=0.5" and r.cls != "all")
     cfg = fw.run_config(plan, run)
     assert cfg["loss"]["tau"] == 0.5 and cfg["dataset"]["cls"] == int(run.cls) and cfg["seed"] == run.seed
-    assert cfg["model"]["bn_momentum"] == 0.9 and cfg["recipe"] == "paper-tau0.5" and cfg["preset"] == "paper"
+    assert cfg["model"]["bn_momentum"] == 0.9 and cfg["recipe"] == "paper-tau0.5+loss.tau=0.5" and cfg["preset"] == "paper"
     args = fw.cli_args(plan, run)
-    assert "--recipe paper-tau0.5" in args and "loss.tau=0.5" in args
+    assert "--recipe paper-tau0.5+loss.tau=0.5" in args and "loss.tau=0.5" in args
 
 
 # ---------------------------------------------------------------- packs (pack_runs)

@@ -23,7 +23,9 @@ from firm_bench.planning import grid as fw
 from tests.helpers.snakemake import CONFIGS, SNAKEFILE, snakemake
 
 SMOKE_SUMMARY = "results/summary/smoke.csv"  # the experiment's scores: the target of tests about running, not the paper
-SMOKE_RUN = "results/runs/fmnist_mini/0/firm/rot/smoke/seed0"  # one of the smoke config's two runs
+#: the smoke config's recipe: the smoke preset and what its run_overrides change (config.recipe_name)
+SMOKE_RECIPE = next(iter(fw.plan(fw.load_workflow_config("smoke")).runs)).recipe
+SMOKE_RUN = f"results/runs/fmnist_mini/0/firm/rot/{SMOKE_RECIPE}/seed0"  # one of the smoke config's two runs
 
 
 @pytest.mark.slow
@@ -36,7 +38,7 @@ def test_smoke_workflow_end_to_end(smoke_run):
     claims = (smoke_run / "results" / "claims.md").read_text()  # the all target checks the paper's claims
     assert "Stand-in data only" in claims and "| not run: " in claims
     table = (smoke_run / "results" / "summary" / "smoke.md").read_text()
-    assert "fmnist_mini firm rot smoke cos k=5" in table and "checkpoint: last" in table
+    assert f"fmnist_mini firm rot {SMOKE_RECIPE} cos k=5" in table and "checkpoint: last" in table
     curves = pd.read_csv(smoke_run / "results" / "summary" / "smoke_curves.csv")
     assert len(curves) == 4 and set(curves["epoch"]) == {0, 1}  # 0: the untrained model (eval.at_start)
     run = smoke_run / SMOKE_RUN
@@ -92,7 +94,7 @@ def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), SMOKE_SUMMARY, "--cores", "1",
            "--configfile", str(path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    ckpt = workdir / "results/runs/fmnist_mini/0/firm/rot/smoke/seed0/checkpoints/last.pt"
+    ckpt = workdir / SMOKE_RUN / "checkpoints/last.pt"
     deadline = time.time() + 240
     epoch = 0
     while time.time() < deadline and proc.poll() is None:

@@ -23,6 +23,9 @@ RUN = os.path.join(RUNS, "{run}")
 GPU_SLOTS = CONFIG["gpu_slots"] if CONFIG["gpu_slots"] is not None else count_gpus()
 PACKED = CONFIG["pack_runs"] > 1  # train runs in packs (train.smk: one rule per pack)
 PACKS = fw.packs(PLAN) if PACKED else []
+# Where the runs run and their data lies (data_root, oe_path, a device): in the
+# training commands, not their params (a rerun trigger): fw.local_args.
+LOCAL_ARGS = fw.local_args(PLAN).replace("{", "{{").replace("}", "}}")
 TRAIN_SLURM_EXTRA = fw.train_slurm_extra(
     CONFIG
 )  # SIGTERM before a training job's time limit

@@ -3,7 +3,8 @@
 # them as incomplete and a killed job resumes from checkpoints/last.pt when it
 # is rerun. GPU slots are resources, not params: params are a rerun trigger,
 # and moving a finished grid to a machine with another GPU count must not
-# retrain it. `exec`: the shell becomes firm-bench, so SIGTERM (SLURM's
+# retrain it; the same for LOCAL_ARGS (data_root, oe_path, device). `exec`:
+# the shell becomes firm-bench, so SIGTERM (SLURM's
 # --signal before the time limit: slurm_extra, resources.train_signal_s of the
 # workflow config; a pre-emption) and SIGINT reach the trainer
 # itself, which checkpoints at the epoch's end and exits 143 / 130; its log
@@ -32,7 +33,9 @@ if not PACKED:
         params:
             args=train_args,
         shell:
-            "exec firm-bench train {params.args} --set threads={threads}"
+            "exec firm-bench train {params.args} "
+            + LOCAL_ARGS
+            + " --set threads={threads}"
             " --gpu-slots {resources.gpu_slots}"
             " --progress lines --record-failure --in-workflow --exit-with $PPID > {log} 2>&1"
 
@@ -56,6 +59,8 @@ for pack in PACKS if PACKED else []:
         params:
             args=fw.pack_args(PLAN, pack),
         shell:
-            "exec firm-bench train-pack {params.args} --set threads={threads}"
+            "exec firm-bench train-pack {params.args} "
+            + LOCAL_ARGS
+            + " --set threads={threads}"
             " --gpu-slots {resources.gpu_slots}"
             " --progress lines --record-failure --in-workflow --exit-with $PPID > {log} 2>&1"

@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from firm_bench.core.config import recipe_variant
 from firm_bench.core.facts.datasets import dataset as dataset_facts
 from firm_bench.paper import reported as rep
 from firm_bench.paper.claims.spec import (CLAIMS_PATH, STATISTICS, UNTRAINED, Claim, Side, _matched, _thaw, load_claims,
@@ -41,11 +42,9 @@ class _SideData:
 
 
 def _recipes(variant: str, recipes: Iterable[str]) -> set[str]:
-    """The recipes of a workflow variant: base = the preset's own (no '-'); else '<preset>-<variant>'."""
-    recipes = {str(r) for r in recipes}
-    if variant == "base":
-        return {r for r in recipes if "-" not in r}
-    return {r for r in recipes if r.split("-", 1)[1:] == [variant]}
+    """The recipes of a workflow variant: base = the preset's own; else '<preset>-<variant>[+...]'
+    (``config.recipe_variant``)."""
+    return {r for r in map(str, recipes) if recipe_variant(r) == variant}
 
 
 def _resolve_dataset(name: str, available: Iterable[str]) -> tuple[str, bool]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from firm_bench.core.config import recipe_variant
 from firm_bench.paper import reported as rep
 from firm_bench.paper.labels import class_name
 
@@ -136,9 +137,9 @@ def loss_label(loss: str) -> str:
 
 
 def base_recipe(rows: pd.DataFrame) -> str | None:
-    """The preset's own recipe (no ``-variant`` suffix; workflow.recipe_name), else the first."""
+    """The preset's own recipe (no ``-variant``: ``config.recipe_variant``), else the first."""
     recipes = sorted(rows["recipe"].dropna().unique())
-    base = [r for r in recipes if "-" not in r]
+    base = [r for r in recipes if recipe_variant(r) == "base"]
     return (base or recipes or [None])[0]
 
 
