@@ -435,7 +435,7 @@ def _under(key: str, names: Iterable[str]) -> bool:
 
 def resume_differences(recorded: Mapping, cfg: Mapping) -> list[str]:
     """``key: recorded -> now`` for every key of :func:`resume_view` where two validated configs differ."""
-    a, b = resume_view(recorded), resume_view(cfg)
+    a, b = leaves(resume_view(recorded)), leaves(resume_view(cfg))
     return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k)]
 

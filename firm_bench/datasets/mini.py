@@ -17,7 +17,6 @@ from importlib import resources
 import numpy as np
 
 from firm_bench.core.errors import DataProblem
-from firm_bench.core.facts.datasets import MINI_PER_CLASS as PER_CLASS
 from firm_bench.datasets.base import ImageSet, check_labels, image_set, register
 
 FILE = "fmnist_mini.npz"

@@ -116,7 +116,8 @@ class RunLedger:
             return None
         if not (self.run_dir / runs.CONFIG_FILE).exists():
             return None
-        diff = config_mod.recorded_differences(runs.read_run_config(self.run_dir), self.cfg)
+        diff = config_mod.recorded_differences(runs.read_run_config(self.run_dir), self.cfg,
+                                                  self.run_dir / runs.CONFIG_FILE)
         if diff:
             raise RecipeMismatch(str(self.run_dir), diff)
         trained = self.run_dir / runs.TRAINED_FILE

@@ -12,7 +12,7 @@ import torch
 
 from firm_bench.datasets import get_dataset, load_split
 from firm_bench.datasets.fashion_mnist import read_arrays
-from firm_bench.datasets.mini import PER_CLASS
+from firm_bench.core.facts.datasets import MINI_PER_CLASS as PER_CLASS
 from tests.helpers import ROOT
 
 DATA = ROOT / "firm_bench" / "datasets" / "data"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
 import warnings
 
 import numpy as np
@@ -15,7 +13,6 @@ from torch.overrides import TorchFunctionMode
 from torchvision.transforms import v2
 
 from firm_bench.core import config
-from firm_bench.core import rundir as runs
 from firm_bench.core.rundir import read_curve
 from firm_bench.datasets import load_run_data
 from firm_bench.method import augment as A

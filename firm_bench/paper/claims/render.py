@@ -26,7 +26,7 @@ from firm_bench.paper.claims.evaluate import (MIN_PAIRS, PAPER_SEEDS, VERDICTS, 
                                               read_claims)
 from firm_bench.paper.claims.inputs import read_curve_files, read_summary_files
 from firm_bench.paper.claims.spec import UNITS, Claim
-from firm_bench.paper.claims.stats import ALPHA, BOOTSTRAP_SEED, EXACT_FLIPS, N_RESAMPLES
+from firm_bench.paper.claims.stats import ALPHA, EXACT_FLIPS
 from firm_bench.records.summary import CURVE_COLUMNS
 
 STAND_IN_LABEL = "stand-in, not evidence about the paper"
