@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from firm_bench.core.errors import DataProblem  # noqa: E402
 from firm_bench.datasets.fashion_mnist import CLASSES, RAW, read_arrays  # noqa: E402
-from firm_bench.datasets.mini import PER_CLASS  # noqa: E402
+from firm_bench.core.facts.datasets import MINI_PER_CLASS as PER_CLASS  # noqa: E402
 
 MAX_BYTES = 2 * 1024 * 1024
 
