@@ -295,10 +295,11 @@ def test_the_quickstart_workflow_ends_in_a_paper_table_a_figure_and_the_report(t
     page = (tmp_path / "results" / "report" / "index.html").read_text()
     assert "table5" in page and "fig4" in page
     assert (tmp_path / "results" / "claims.md").is_file()
-    # only the items the experiment feeds are rendered; the report still lists the others, as fed by none
+    # only the items the experiment feeds (and Figure 2, drawn from the losses) are rendered; the report still
+    # lists the others, as fed by none
     assert sorted(p.name for p in (tmp_path / "results" / "tables").iterdir()) == [
         "table5.csv", "table5.md", "table5.tex"]
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["fig4.pdf", "fig4.png"]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["fig2.pdf", "fig2.png", "fig4.pdf", "fig4.png"]
     assert "<a href='#table1a'>table1a</a>" in page and "no experiment feeds it" in page
 
 

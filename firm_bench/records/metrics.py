@@ -138,7 +138,9 @@ def collect_metrics(cfg: dict, run_dir: str | Path, stale: str = "refuse") -> di
             "seed": cfg["seed"],
         },
         "checkpoint_sha256": chain.model_sha256(run_dir, cfg)[0],
-        "curve_sha256": hashlib.sha256(curve_file.read_bytes()).hexdigest() if curve_file.is_file() else None,
+        # as checked_curve reads it: no curve.csv (no curve evaluated, e.g. an OOD run) is the empty curve's text
+        "curve_sha256": hashlib.sha256(curve_file.read_bytes() if curve_file.is_file()
+                                       else runs.curve_text([]).encode("utf-8")).hexdigest(),
         "scores_sha256": scores_sha,
         "recipe": recipe_labels(cfg, status),
         "train_status": status.get("state"),

@@ -302,7 +302,8 @@ def test_report_moved_to_an_empty_folder_shows_every_figure_in_a_headless_browse
 @pytest.mark.slow
 def test_the_mini_workflow_report_waits_for_every_table_and_figure_its_experiments_feed(tmp_path):
     """The report target plans the paper tables and figures some experiment of the config feeds (the mini config:
-    all but six), the claims and the page; it waits for no item that would show only 'not run' cells."""
+    all but six) and those drawn without runs (Figure 2), the claims and the page; it waits for no item that would
+    show only 'not run' cells."""
     from tests.helpers.snakemake import CONFIGS, job_stats, snakemake
 
     out = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", CONFIGS / "mini.yaml", "--",
@@ -312,7 +313,8 @@ def test_the_mini_workflow_report_waits_for_every_table_and_figure_its_experimen
     fed = {name for name, exps in feeders.items() if exps}
     assert len(fed) == len(feeders) - 6 and "table2" not in fed and "table5" in fed  # mini: no MVTec, no OOD, ...
     assert stats["paper_table"] == len(fed & set(tabs.TABLES.names()))
-    assert stats["paper_figure"] == len(fed & set(figs.FIGURES.names()))
+    assert stats["paper_figure"] == len((fed | {"fig2"}) & set(figs.FIGURES.names()))
+    assert "fig2" not in fed and stats["paper_figure"] == len(fed & set(figs.FIGURES.names())) + 1
     assert (stats["report"], stats["claims"]) == (1, 1)
 
 

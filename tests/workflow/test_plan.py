@@ -51,9 +51,10 @@ def expected_jobs(cfg: dict, experiments: list[str]) -> dict[str, int]:
             "summarize_experiment": len(experiments), "table": len(experiments)}
 
 
-def plan_job_counts(p: fw.Plan) -> dict[str, int]:
-    """Jobs per rule the plan ``p`` holds for all its experiments (pack_runs > 1: the packs as ``train_pack``)."""
-    exps = list(p.experiments)
+def plan_job_counts(p: fw.Plan, experiments: list[str] | None = None) -> dict[str, int]:
+    """Jobs per rule the plan ``p`` holds for ``experiments`` (default: all; pack_runs > 1: the packs as
+    ``train_pack``)."""
+    exps = list(p.experiments) if experiments is None else experiments
     runs = {r for e in exps for r in p.experiments[e]}
     evalsets = {(r, ev) for e in exps for r in p.experiments[e] for ev in p.experiment_evalsets(e)}
     scores = {(r, ev, f) for e in exps for r in p.experiments[e] for ev in p.experiment_evalsets(e)

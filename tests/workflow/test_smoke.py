@@ -24,8 +24,14 @@ from tests.helpers.snakemake import CONFIGS, SNAKEFILE, snakemake
 
 SMOKE_SUMMARY = "results/summary/smoke.csv"  # the experiment's scores: the target of tests about running, not the paper
 #: the smoke config's recipe: the smoke preset and what its run_overrides change (config.recipe_name)
-SMOKE_RECIPE = next(iter(fw.plan(fw.load_workflow_config("smoke")).runs)).recipe
-SMOKE_RUN = f"results/runs/fmnist_mini/0/firm/rot/{SMOKE_RECIPE}/seed0"  # one of the smoke config's two runs
+def smoke_run_of(config) -> tuple[str, str]:
+    """The recipe of a smoke workflow config and the run directory of its FIRM run (config.recipe_name: a config
+    whose run_overrides differ trains into another directory)."""
+    recipe = next(iter(fw.plan(config).runs)).recipe
+    return recipe, f"results/runs/fmnist_mini/0/firm/rot/{recipe}/seed0"
+
+
+SMOKE_RECIPE, SMOKE_RUN = smoke_run_of(fw.load_workflow_config("smoke"))  # one of the smoke config's two runs
 
 
 @pytest.mark.slow
@@ -94,7 +100,7 @@ def test_killed_workflow_resumes_training_from_its_checkpoint(workdir):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), SMOKE_SUMMARY, "--cores", "1",
            "--configfile", str(path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    ckpt = workdir / SMOKE_RUN / "checkpoints/last.pt"
+    ckpt = workdir / smoke_run_of(cfg)[1] / "checkpoints/last.pt"
     deadline = time.time() + 240
     epoch = 0
     while time.time() < deadline and proc.poll() is None:
