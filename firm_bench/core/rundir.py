@@ -499,6 +499,13 @@ def curve_record(rows: list[dict]) -> dict:
             "curve_sha256": hashlib.sha256(curve_text(rows).encode("utf-8")).hexdigest()}
 
 
+def curve_sha256(run_dir: str | Path) -> str:
+    """The sha256 of a run's curve.csv as written (none written: the empty curve's text, as :func:`curve_record`
+    hashes a run that evaluated no curve, e.g. an OOD run)."""
+    path = Path(run_dir) / CURVE_FILE
+    return file_sha256(path) if path.exists() else hashlib.sha256(curve_text([]).encode("utf-8")).hexdigest()
+
+
 def write_curve(run_dir: str | Path, rows: list[dict]) -> Path:
     """curve.csv of the learning curve rows (:func:`curve_text`)."""
     return atomic_write_text(Path(run_dir) / CURVE_FILE, curve_text(rows))
@@ -570,8 +577,7 @@ def checked_curve(run_dir: str | Path, cfg: Mapping) -> list[dict]:
                                 f"{cfg['optim']['epochs']}, eval.every={e['every']}, eval.at_start="
                                 f"{str(e['at_start']).lower()}) evaluates {len(want)} (epochs {_epochs(want)})",
                           what, fix)
-    text = path.read_bytes().decode("utf-8") if path.exists() else curve_text([])
-    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    sha = curve_sha256(run_dir)
     for record in (run_dir / TRAINED_FILE, checksum_path(run_dir / "checkpoints" / "last.pt")):
         rec = read_json(record) if record.is_file() else {}
         if "curve_sha256" in rec and rec["curve_sha256"] != sha:

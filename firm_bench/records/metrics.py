@@ -11,7 +11,6 @@ choice, BatchNorm momentum, loss form, precision, evaluation size and zoom,
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -111,7 +110,7 @@ def collect_metrics(cfg: dict, run_dir: str | Path, stale: str = "refuse") -> di
                 raise
             print(f"firm-bench: left out of {run_dir / runs.METRICS_FILE}: {exc}", file=sys.stderr)
             continue
-        scores_sha[f"{path.parent.name}/{path.stem}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        scores_sha[f"{path.parent.name}/{path.stem}"] = runs.file_sha256(path)
         entry = {k: rec.get(k) for k in ("score", "k", "status", "auroc", "reason")}
         base = rec.get("untrained") or {}
         entry["untrained_auroc"] = base.get("auroc") if base.get("status") == "ok" else None
@@ -127,7 +126,6 @@ def collect_metrics(cfg: dict, run_dir: str | Path, stale: str = "refuse") -> di
     aurocs = [row["auroc"] for row in curve if row["epoch"] > 0] if finished else []
     start = [row["auroc"] for row in curve if row["epoch"] == 0]
     status = runs.read_status(run_dir) or {}
-    curve_file = run_dir / runs.CURVE_FILE
     metrics = {
         "run": {
             "dataset": cfg["dataset"]["name"],
@@ -138,9 +136,7 @@ def collect_metrics(cfg: dict, run_dir: str | Path, stale: str = "refuse") -> di
             "seed": cfg["seed"],
         },
         "checkpoint_sha256": chain.model_sha256(run_dir, cfg)[0],
-        # as checked_curve reads it: no curve.csv (no curve evaluated, e.g. an OOD run) is the empty curve's text
-        "curve_sha256": hashlib.sha256(curve_file.read_bytes() if curve_file.is_file()
-                                       else runs.curve_text([]).encode("utf-8")).hexdigest(),
+        "curve_sha256": runs.curve_sha256(run_dir),
         "scores_sha256": scores_sha,
         "recipe": recipe_labels(cfg, status),
         "train_status": status.get("state"),
